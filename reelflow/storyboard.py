@@ -1,0 +1,319 @@
+"""The storyboard: the contract between the director and the pipeline.
+
+Everything downstream is a pure function of (storyboard, approvals, model configs, seeds), so the
+models here are strict: unknown keys are errors, ids are slugs, and cross-references (characters,
+frame references) are checked before anything expensive runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+HexColor = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+
+ShotSize = Literal[
+    "extreme-wide", "wide", "full", "medium", "medium-close-up", "close-up", "extreme-close-up"
+]
+Angle = Literal["eye-level", "low", "high", "overhead", "aerial", "dutch"]
+Movement = Literal[
+    "static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-up", "tilt-down", "orbit",
+    "tracking",
+]
+Transition = Literal[
+    "cut", "crossfade", "dip-to-black", "wipe-left", "wipe-right", "slide-left", "slide-right"
+]
+Sampler = Literal["euler", "euler-a", "dpm++", "ddim"]
+
+
+class Strict(BaseModel):
+    """Base for every storyboard model: a typo in a key is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class LoraRef(Strict):
+    """A LoRA applied with a weight; `path` is a local file, relative to the storyboard's folder."""
+
+    name: Slug
+    path: str
+    weight: float = Field(1.0, ge=-4.0, le=4.0)
+    trigger_words: list[str] = []
+    role: Literal["subject", "scene", "detail", "style"] = "detail"
+
+
+class Camera(Strict):
+    """Camera language from fixed vocabularies, so rules and models can reason about it."""
+
+    size: ShotSize = "wide"
+    angle: Angle = "eye-level"
+    movement: Movement = "static"
+
+
+class StyleLock(Strict):
+    """The look every shot shares; changing it changes every image's spec hash."""
+
+    palette: list[HexColor] = []
+    visual_style: str = ""
+    lighting: str = ""
+    quality_tags: list[str] = []
+    negative_prompt: str = ""
+    model: str = "tiny-sd"
+    loras: list[LoraRef] = []
+    sampler: Sampler = "euler"
+    steps: int = Field(30, gt=0, le=200)
+    guidance: float = Field(7.0, ge=0.0, le=30.0)
+    width: int = Field(1536, ge=64, le=4096)
+    height: int = Field(864, ge=64, le=4096)
+    base_seed: int = Field(0, ge=0, lt=2**32)
+    variants: int = Field(3, ge=1, le=16)
+
+
+class Character(Strict):
+    """A recurring subject; its trigger words and LoRA keep it consistent across shots."""
+
+    name: Slug
+    description: str
+    trigger_words: list[str] = []
+    lora: LoraRef | None = None
+    reference_images: list[str] = []
+
+
+class FrameRef(Strict):
+    """A frame taken from another shot, e.g. the last frame of the winter shot restyled to spring."""
+
+    shot: Slug
+    frame: Literal["first", "last"] = "last"
+    restyle: str | None = Field(None, description="prompt for a ControlNet restyle of that frame")
+    loras: list[LoraRef] = []
+
+
+class Caption(Strict):
+    zh: str = ""
+    en: str = ""
+
+
+class Shot(Strict):
+    id: Slug
+    description: str = Field(min_length=1)
+    duration: float = Field(gt=0, le=600)
+    camera: Camera = Camera()
+    characters: list[Slug] = []
+    scene: str = ""
+    prompt: str | None = Field(None, description="replaces the composed subject/scene part")
+    motion_prompt: str | None = None
+    loras: list[LoraRef] = []
+    seed: int | None = Field(None, ge=0, lt=2**32)
+    transition_in: Transition = "cut"
+    transition_duration: float = Field(0.5, ge=0, le=5)
+    first_frame: FrameRef | None = None
+    last_frame: FrameRef | None = None
+    caption: Caption | None = None
+    dialogue: str | None = None
+
+
+class Music(Strict):
+    path: str
+    bpm: float | None = Field(None, gt=0)
+    snap_cuts: bool = True
+
+
+class Storyboard(Strict):
+    title: str = Field(min_length=1)
+    project: Slug
+    logline: str = ""
+    aspect: Literal["16:9", "9:16", "1:1", "4:3", "21:9"] = "16:9"
+    width: int = Field(1280, ge=64, le=7680)
+    height: int = Field(720, ge=64, le=4320)
+    fps: int = Field(24, ge=1, le=120)
+    style: StyleLock = StyleLock()
+    characters: list[Character] = []
+    shots: list[Shot] = Field(min_length=1)
+    music: Music | None = None
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (H.264 needs even sizes)")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Storyboard:
+        ids = [shot.id for shot in self.shots]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate shot ids: {', '.join(duplicates)}")
+        names = {c.name for c in self.characters}
+        seen: set[str] = set()
+        for index, shot in enumerate(self.shots):
+            for name in shot.characters:
+                if name not in names:
+                    raise ValueError(f"shots[{index}] ({shot.id}): unknown character '{name}'")
+            for field in ("first_frame", "last_frame"):
+                ref: FrameRef | None = getattr(shot, field)
+                if ref is not None and ref.shot not in seen:
+                    raise ValueError(
+                        f"shots[{index}] ({shot.id}).{field}: shot '{ref.shot}' must come earlier"
+                    )
+            if index > 0 and shot.transition_in != "cut":
+                previous = self.shots[index - 1]
+                limit = min(shot.duration, previous.duration)
+                if shot.transition_duration >= limit:
+                    raise ValueError(
+                        f"shots[{index}] ({shot.id}).transition_duration: must be shorter than "
+                        f"both neighbouring shots ({limit:g} s)"
+                    )
+            seen.add(shot.id)
+        return self
+
+    # -- convenience -------------------------------------------------------------------------
+    @property
+    def duration(self) -> float:
+        return sum(shot.duration for shot in self.shots)
+
+    def shot(self, shot_id: str) -> Shot:
+        for shot in self.shots:
+            if shot.id == shot_id:
+                return shot
+        raise KeyError(f"no shot '{shot_id}' in storyboard '{self.project}'")
+
+    def character(self, name: str) -> Character:
+        for character in self.characters:
+            if character.name == name:
+                return character
+        raise KeyError(f"no character '{name}' in storyboard '{self.project}'")
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(
+            self.model_dump(mode="json", exclude_defaults=True), allow_unicode=True, sort_keys=False
+        )
+
+
+# -- loading with line numbers ---------------------------------------------------------------
+
+
+class StoryboardError(ValueError):
+    """Every problem in a storyboard file, one line each: `file:line field.path: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _line_index(text: str) -> dict[tuple[Any, ...], int]:
+    """Map every field path in a YAML/JSON document to its 1-based line number."""
+    index: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        index[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value
+                index[(*path, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*path, key))
+                index[(*path, key)] = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind, ctx, msg = error["type"], error.get("ctx") or {}, error["msg"]
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']:g}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']:g}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']:g}"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind == "string_pattern_mismatch" and "a-z0-9" in str(ctx.get("pattern", "")):
+        return "must be a slug: lowercase letters, digits and dashes"
+    return msg.removeprefix("Value error, ")
+
+
+def parse_storyboard(text: str, source: str = "<storyboard>") -> Storyboard:
+    """Parse YAML or JSON text; raise StoryboardError with `source:line path: message` lines."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StoryboardError([f"{source}{line} (syntax): {problem}"]) from None
+    if not isinstance(data, dict):
+        raise StoryboardError([f"{source}:1 (root): must be a mapping of storyboard fields"])
+    try:
+        return Storyboard.model_validate(data)
+    except ValidationError as exc:
+        lines = _line_index(text)
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            # walk up until a path with a known line (missing keys have none of their own)
+            probe = loc
+            while probe and probe not in lines:
+                probe = probe[:-1]
+            line = lines.get(probe, 1)
+            problems.append(f"{source}:{line} {_format_path(loc)}: {_message(error)}")
+        raise StoryboardError(problems) from None
+
+
+def load_storyboard(path: str | Path) -> Storyboard:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoryboardError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse_storyboard(text, source=path.name)
+
+
+def save_storyboard(storyboard: Storyboard, path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix == ".json":
+        path.write_text(storyboard.model_dump_json(indent=2), encoding="utf-8")
+    else:
+        path.write_text(storyboard.to_yaml(), encoding="utf-8")
+    return path
+
+
+def json_schema() -> dict[str, Any]:
+    return Storyboard.model_json_schema()
