@@ -31,7 +31,14 @@ ShotSize = Literal[
 ]
 Angle = Literal["eye-level", "low", "high", "overhead", "aerial", "dutch"]
 Movement = Literal[
-    "static", "push-in", "pull-out", "pan-left", "pan-right", "tilt-up", "tilt-down", "orbit",
+    "static",
+    "push-in",
+    "pull-out",
+    "pan-left",
+    "pan-right",
+    "tilt-up",
+    "tilt-down",
+    "orbit",
     "tracking",
 ]
 Transition = Literal[
@@ -94,7 +101,7 @@ class Character(Strict):
 
 
 class FrameRef(Strict):
-    """A frame taken from another shot, e.g. the last frame of the winter shot restyled to spring."""
+    """A frame of another shot, e.g. the last frame of the winter shot restyled to spring."""
 
     shot: Slug
     frame: Literal["first", "last"] = "last"

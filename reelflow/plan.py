@@ -1,0 +1,327 @@
+"""Planning: turn (storyboard, profile, reviewer notes) into small, hashable jobs.
+
+A job holds everything that decides its output and nothing else, so its hash is the object key of
+what it makes and the cache key of the task that makes it. Changing one shot's prompt changes that
+shot's jobs only; every other shot's jobs, and so their keys and cache entries, stay the same.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from reelflow.keys import spec_hash
+from reelflow.profiles import RenderProfile
+from reelflow.prompts import compose_prompt, motion_phrase
+from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
+
+MODELS_PREFIX = "@models/"
+
+
+def models_dir() -> Path:
+    """Where built and downloaded-by-hand models live (tiny demo models are built here)."""
+    home = Path(os.environ.get("REELFLOW_HOME", ".reelflow"))
+    return Path(os.environ.get("REELFLOW_MODELS", home / "models")).resolve()
+
+
+def resolve_model_path(source: str) -> str:
+    """`@models/x` names a file in this machine's models folder; jobs keep the short form so
+    that their hashes (and object keys) are the same on every machine."""
+    if source.startswith(MODELS_PREFIX):
+        return str(models_dir() / source.removeprefix(MODELS_PREFIX))
+    return source
+
+
+class Job(BaseModel):
+    """A unit of work whose hash names its output."""
+
+    def spec_hash(self) -> str:
+        return spec_hash(self)
+
+
+class ModelChoice(BaseModel):
+    family: Literal["sd15", "sdxl", "flux"] = "sd15"
+    source: str  # a local directory, a single .safetensors file, a cached hub id, or "tiny"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "auto"
+
+
+class LoraChoice(BaseModel):
+    name: str
+    path: str
+    weight: float
+
+
+class ImageJob(Job):
+    """K variants of one shot's still."""
+
+    project: str
+    shot: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    sampler: str
+    model: ModelChoice
+    loras: list[LoraChoice]
+    variants: int
+    reference: str | None = None  # object key of a reference image ("keep this composition")
+
+
+class HiresJob(Job):
+    """The chosen variant, upscaled and refined with the same seed."""
+
+    image: ImageJob
+    variant_key: str
+    seed: int
+    scale: float
+    strength: float
+
+
+class FrameJob(Job):
+    """A frame taken from another shot's clip, optionally restyled through ControlNet Canny."""
+
+    project: str
+    shot: str  # the shot that needs the frame
+    source_shot: str
+    frame: Literal["first", "last"]
+    restyle_prompt: str | None
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    model: ModelChoice
+    controlnet: str | None
+    loras: list[LoraChoice]
+
+
+class ClipJob(Job):
+    project: str
+    shot: str
+    duration: float
+    fps: int
+    width: int
+    height: int
+    movement: str
+    motion_prompt: str
+    backend: str
+    seed: int
+    image_key: str | None = None  # the approved still
+    first_frame_key: str | None = None  # for first+last-frame transitions
+    last_frame_key: str | None = None
+
+
+class EditClip(BaseModel):
+    shot: str
+    key: str
+    duration: float
+    transition: Transition
+    transition_duration: float
+
+
+class EditJob(Job):
+    project: str
+    clips: list[EditClip]
+    width: int
+    height: int
+    fps: int
+    crf: int
+
+
+class CoverJob(Job):
+    project: str
+    film_key: str
+    title: str
+    width: int
+    height: int
+
+
+# -- building jobs ---------------------------------------------------------------------------
+
+
+def shot_seed(storyboard: Storyboard, shot: Shot) -> int:
+    """Stable per shot: reordering or adding shots does not change another shot's seed."""
+    if shot.seed is not None:
+        return shot.seed
+    return (storyboard.style.base_seed + zlib.crc32(shot.id.encode()) % 1_000_000) % 2**32
+
+
+def model_choice(storyboard: Storyboard, profile: RenderProfile) -> ModelChoice:
+    source = profile.image_model or storyboard.style.model
+    if source == "tiny":
+        source = f"{MODELS_PREFIX}tiny-sd"
+    return ModelChoice(
+        family=profile.image_family or _guess_family(storyboard.style.model),
+        source=source,
+        dtype=profile.dtype,
+        device=profile.device,
+    )
+
+
+def _guess_family(model: str) -> Literal["sd15", "sdxl", "flux"]:
+    lowered = model.lower()
+    if "flux" in lowered:
+        return "flux"
+    if "xl" in lowered:
+        return "sdxl"
+    return "sd15"
+
+
+def lora_choices(
+    refs: list[LoraRef], profile: RenderProfile, base_dir: Path
+) -> list[LoraChoice]:
+    out: list[LoraChoice] = []
+    for ref in refs:
+        if profile.tiny_loras:
+            path = f"{MODELS_PREFIX}loras/{ref.name}.safetensors"
+        else:
+            path = str(Path(ref.path) if Path(ref.path).is_absolute() else base_dir / ref.path)
+        out.append(LoraChoice(name=ref.name, path=path, weight=ref.weight))
+    return out
+
+
+def shot_loras(storyboard: Storyboard, shot: Shot) -> list[LoraRef]:
+    """Style LoRAs, then the characters', then the shot's own (scene/detail), without repeats."""
+    refs: dict[str, LoraRef] = {}
+    for ref in storyboard.style.loras:
+        refs[ref.name] = ref
+    for name in shot.characters:
+        character = storyboard.character(name)
+        if character.lora is not None:
+            refs[character.lora.name] = character.lora
+    for ref in shot.loras:
+        refs[ref.name] = ref
+    return list(refs.values())
+
+
+def image_job(
+    storyboard: Storyboard,
+    shot: Shot,
+    profile: RenderProfile,
+    *,
+    base_dir: Path = Path("."),
+    notes: list[str] | None = None,
+    round_: int = 0,
+) -> ImageJob:
+    style = storyboard.style
+    model = model_choice(storyboard, profile)
+    composed = compose_prompt(storyboard, shot, family=model.family, notes=notes)
+    return ImageJob(
+        project=storyboard.project,
+        shot=shot.id,
+        prompt=composed.prompt,
+        negative_prompt=composed.negative_prompt,
+        seed=shot_seed(storyboard, shot) + 1000 * round_,
+        width=profile.image_width or style.width,
+        height=profile.image_height or style.height,
+        steps=profile.steps or style.steps,
+        guidance=style.guidance,
+        sampler=style.sampler,
+        model=model,
+        loras=lora_choices(shot_loras(storyboard, shot), profile, base_dir),
+        variants=profile.variants or style.variants,
+    )
+
+
+def hires_job(job: ImageJob, variant_key: str, variant: int, profile: RenderProfile) -> HiresJob:
+    return HiresJob(
+        image=job,
+        variant_key=variant_key,
+        seed=job.seed + variant,
+        scale=profile.hires_scale,
+        strength=profile.hires_strength,
+    )
+
+
+def frame_job(
+    storyboard: Storyboard,
+    shot: Shot,
+    ref: FrameRef,
+    profile: RenderProfile,
+    *,
+    base_dir: Path = Path("."),
+) -> FrameJob:
+    style = storyboard.style
+    controlnet = profile.controlnet
+    if controlnet == "tiny":
+        controlnet = f"{MODELS_PREFIX}tiny-controlnet"
+    model = model_choice(storyboard, profile)
+    prompt = None
+    if ref.restyle:
+        composed = compose_prompt(storyboard, shot, family=model.family)
+        prompt = f"{ref.restyle}, {composed.prompt}"
+    return FrameJob(
+        project=storyboard.project,
+        shot=shot.id,
+        source_shot=ref.shot,
+        frame=ref.frame,
+        restyle_prompt=prompt,
+        negative_prompt=style.negative_prompt,
+        seed=shot_seed(storyboard, shot),
+        steps=profile.steps or style.steps,
+        guidance=style.guidance,
+        model=model,
+        controlnet=controlnet,
+        loras=lora_choices([*style.loras, *ref.loras], profile, base_dir),
+    )
+
+
+def clip_job(storyboard: Storyboard, shot: Shot, profile: RenderProfile) -> ClipJob:
+    return ClipJob(
+        project=storyboard.project,
+        shot=shot.id,
+        duration=shot.duration,
+        fps=storyboard.fps,
+        width=storyboard.width,
+        height=storyboard.height,
+        movement=shot.camera.movement,
+        motion_prompt=motion_phrase(shot),
+        backend=profile.video_backend,
+        seed=shot_seed(storyboard, shot),
+    )
+
+
+def needs_image(shot: Shot) -> bool:
+    """A transition built from two referenced frames has no still of its own to generate."""
+    return not (shot.first_frame and shot.last_frame)
+
+
+class RenderPlan(BaseModel):
+    """Everything known before the first image exists: used by `reelflow plan` and benchmarks."""
+
+    project: str
+    images: list[ImageJob]
+    frames: list[FrameJob]
+    clips: list[ClipJob]
+    truncated_prompts: dict[str, list[str]]
+
+
+def plan_render(
+    storyboard: Storyboard, profile: RenderProfile, *, base_dir: Path = Path(".")
+) -> RenderPlan:
+    images, frames, truncated = [], [], {}
+    family = model_choice(storyboard, profile).family
+    for shot in storyboard.shots:
+        composed = compose_prompt(storyboard, shot, family=family)
+        if composed.truncated:
+            truncated[shot.id] = composed.truncated
+        if needs_image(shot):
+            images.append(image_job(storyboard, shot, profile, base_dir=base_dir))
+        for ref in (shot.first_frame, shot.last_frame):
+            if ref is not None:
+                frames.append(frame_job(storyboard, shot, ref, profile, base_dir=base_dir))
+    clips = [clip_job(storyboard, shot, profile) for shot in storyboard.shots]
+    return RenderPlan(
+        project=storyboard.project,
+        images=images,
+        frames=frames,
+        clips=clips,
+        truncated_prompts=truncated,
+    )

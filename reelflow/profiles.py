@@ -1,0 +1,81 @@
+"""Render profiles: how a storyboard is rendered on a given machine, without editing it.
+
+A storyboard keeps the film's real settings (the seed: Flux, 1536x864, 30 steps). A profile says
+what this run may change to fit the hardware: the `demo` profile swaps in a tiny model built from
+configs, a small generation size and few steps, and the film is still delivered at the
+storyboard's resolution. The profile is part of every spec hash, so demo and full renders never
+share cache entries.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class RenderProfile(BaseModel):
+    name: str
+    description: str
+    image_model: str | None = Field(
+        None, description="override of style.model; 'tiny' builds a tiny SD model from configs"
+    )
+    image_family: Literal["sd15", "sdxl", "flux"] | None = None
+    image_width: int | None = Field(None, description="generation width (film size is unchanged)")
+    image_height: int | None = None
+    steps: int | None = None
+    variants: int | None = None
+    hires_fix: bool = True
+    hires_scale: float = 2.0
+    hires_strength: float = 0.35
+    tiny_loras: bool = Field(
+        False,
+        description="replace the storyboard's LoRA files by tiny ones that fit the tiny model",
+    )
+    controlnet: str | None = Field(None, description="ControlNet Canny model; 'tiny' for demo")
+    video_backend: str = "animatic"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "auto"
+    crf: int = 18
+
+
+PROFILES: dict[str, RenderProfile] = {
+    "full": RenderProfile(
+        name="full",
+        description="the storyboard's own settings: its model, size, steps and variants",
+        dtype="bfloat16",
+    ),
+    "demo": RenderProfile(
+        name="demo",
+        description=(
+            "2-core CPU demo: tiny SD model and LoRAs built from configs, 128x72 generation, "
+            "4 steps, hi-res fix to 256x144; the film is still the storyboard's resolution"
+        ),
+        image_model="tiny",
+        image_family="sd15",
+        image_width=128,
+        image_height=72,
+        steps=4,
+        tiny_loras=True,
+        controlnet="tiny",
+    ),
+    "test": RenderProfile(
+        name="test",
+        description="unit tests: like demo, smaller and fewer",
+        image_model="tiny",
+        image_family="sd15",
+        image_width=64,
+        image_height=40,
+        steps=2,
+        variants=2,
+        tiny_loras=True,
+        controlnet="tiny",
+    ),
+}
+
+
+def get_profile(name: str) -> RenderProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile '{name}' (choose from {', '.join(PROFILES)})") from None

@@ -1,0 +1,151 @@
+"""Deterministic prompt composition: characters + shot + camera + scene + style.
+
+The same storyboard always yields the same prompt, so a prompt is part of an image's spec hash and
+a cached image is found again. Parts are ordered by importance: when the text encoder's token budget
+(CLIP: 77 tokens, 75 usable) is exceeded, the least important parts are the ones cut, and what is
+cut is reported word for word instead of being silently truncated by the tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+from reelflow.storyboard import Camera, Shot, Storyboard
+
+# Usable tokens per family (CLIP's 77 minus start and end tokens; T5 for Flux is far larger).
+TOKEN_BUDGETS: dict[str, int] = {"sd15": 75, "sdxl": 75, "flux": 512}
+
+SIZE_WORDS = {
+    "extreme-wide": "extreme wide shot",
+    "wide": "wide shot",
+    "full": "full shot",
+    "medium": "medium shot",
+    "medium-close-up": "medium close-up",
+    "close-up": "close-up shot",
+    "extreme-close-up": "extreme close-up",
+}
+ANGLE_WORDS = {
+    "eye-level": "eye-level view",
+    "low": "low-angle view",
+    "high": "high-angle view",
+    "overhead": "overhead view",
+    "aerial": "aerial view",
+    "dutch": "dutch angle",
+}
+MOVEMENT_WORDS = {
+    "static": "fixed camera, subtle drift",
+    "push-in": "camera slowly pushes in",
+    "pull-out": "camera slowly pulls out",
+    "pan-left": "camera pans left",
+    "pan-right": "camera pans right",
+    "tilt-up": "camera tilts up",
+    "tilt-down": "camera tilts down",
+    "orbit": "camera orbits around the subject",
+    "tracking": "tracking shot following the subject",
+}
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+class PromptPart(BaseModel):
+    role: str
+    text: str
+    priority: int  # lower is more important
+
+
+class ComposedPrompt(BaseModel):
+    """What the image model receives for one shot, and what was left out of it."""
+
+    shot: str
+    prompt: str
+    negative_prompt: str
+    parts: list[PromptPart]
+    token_count: int
+    token_budget: int
+    truncated: list[str] = []  # parts dropped to fit the budget, word for word
+
+    @property
+    def fits(self) -> bool:
+        return not self.truncated
+
+
+def count_tokens(text: str) -> int:
+    """Approximate CLIP token count: one per word or punctuation mark (BPE is never fewer)."""
+    return len(_TOKEN.findall(text))
+
+
+def camera_phrase(camera: Camera) -> str:
+    return f"{SIZE_WORDS[camera.size]}, {ANGLE_WORDS[camera.angle]}"
+
+
+def motion_phrase(shot: Shot) -> str:
+    """Camera movement in words an image-to-video model understands."""
+    movement = MOVEMENT_WORDS[shot.camera.movement]
+    return f"{shot.motion_prompt}, {movement}" if shot.motion_prompt else movement
+
+
+def prompt_parts(
+    storyboard: Storyboard, shot: Shot, notes: list[str] | None = None
+) -> list[PromptPart]:
+    """Every part of a shot's prompt with its importance; the reviewer's notes rank highest."""
+    style = storyboard.style
+    characters = [storyboard.character(name) for name in shot.characters]
+    triggers = [w for c in characters for w in c.trigger_words]
+    triggers += [w for lora in [*style.loras, *shot.loras] for w in lora.trigger_words]
+    parts = [
+        PromptPart(role="triggers", text=", ".join(dict.fromkeys(triggers)), priority=0),
+        PromptPart(role="notes", text=", ".join(notes or []), priority=1),
+        PromptPart(role="subject", text=shot.prompt or shot.description, priority=2),
+        PromptPart(role="camera", text=camera_phrase(shot.camera), priority=3),
+        PromptPart(
+            role="characters", text=", ".join(c.description for c in characters), priority=4
+        ),
+        PromptPart(role="scene", text=shot.scene, priority=5),
+        PromptPart(role="style", text=style.visual_style, priority=6),
+        PromptPart(role="lighting", text=style.lighting, priority=7),
+        PromptPart(role="quality", text=", ".join(style.quality_tags), priority=8),
+    ]
+    return [part for part in parts if part.text.strip()]
+
+
+def compose_prompt(
+    storyboard: Storyboard,
+    shot: Shot,
+    *,
+    family: str = "sd15",
+    notes: list[str] | None = None,
+) -> ComposedPrompt:
+    """Compose one shot's prompt within the family's token budget, most important parts first."""
+    budget = TOKEN_BUDGETS.get(family, 75)
+    kept: list[PromptPart] = []
+    truncated: list[str] = []
+    used = 0
+    for part in sorted(prompt_parts(storyboard, shot, notes), key=lambda p: p.priority):
+        cost = count_tokens(part.text) + (1 if kept else 0)  # the joining comma
+        if used + cost <= budget:
+            kept.append(part)
+            used += cost
+        else:
+            truncated.append(part.text)
+    text = ", ".join(part.text for part in kept)
+    return ComposedPrompt(
+        shot=shot.id,
+        prompt=text,
+        negative_prompt=storyboard.style.negative_prompt,
+        parts=kept,
+        token_count=used,
+        token_budget=budget,
+        truncated=truncated,
+    )
+
+
+def compose_all(
+    storyboard: Storyboard, *, family: str = "sd15", notes: dict[str, list[str]] | None = None
+) -> dict[str, ComposedPrompt]:
+    notes = notes or {}
+    return {
+        shot.id: compose_prompt(storyboard, shot, family=family, notes=notes.get(shot.id))
+        for shot in storyboard.shots
+    }

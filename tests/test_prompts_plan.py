@@ -1,0 +1,73 @@
+"""Prompt composition and planning: deterministic, budgeted, and local to the shot that changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reelflow.plan import plan_render, shot_seed
+from reelflow.profiles import get_profile
+from reelflow.prompts import compose_prompt, count_tokens
+from reelflow.storyboard import load_storyboard
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "su7-winter-spring.yaml"
+
+
+def test_composition_is_deterministic_and_ordered() -> None:
+    board = load_storyboard(EXAMPLE)
+    shot = board.shots[0]
+    first = compose_prompt(board, shot, family="flux")
+    assert first == compose_prompt(board, shot, family="flux")
+    assert first.prompt.startswith("su7ultra, ")  # character trigger first
+    assert "aerial view" in first.prompt and "highly detailed" in first.prompt
+    assert first.negative_prompt == board.style.negative_prompt
+    assert first.fits
+
+
+def test_clip_budget_reports_what_is_cut_word_for_word() -> None:
+    board = load_storyboard(EXAMPLE)
+    composed = compose_prompt(board, board.shots[0], family="sd15")
+    assert composed.token_count <= 75
+    assert composed.truncated, "the seed's long prompts cannot fit CLIP's 77 tokens"
+    assert "highly detailed, realistic, 8k resolution, sharp focus" in composed.truncated
+    assert "su7ultra" in composed.prompt  # the most important part survives
+    for dropped in composed.truncated:
+        assert dropped not in composed.prompt
+    assert count_tokens(composed.prompt) <= composed.token_budget
+
+
+def test_reviewer_notes_rank_above_the_scene() -> None:
+    board = load_storyboard(EXAMPLE)
+    note = "front view showing the headlights and grille of the car"
+    composed = compose_prompt(board, board.shots[1], notes=[note])
+    assert note in composed.prompt
+    assert composed.prompt.index(note) < composed.prompt.index("low-angle")
+
+
+def test_changing_one_shot_changes_only_its_jobs() -> None:
+    board = load_storyboard(EXAMPLE)
+    profile = get_profile("demo")
+    before = plan_render(board, profile)
+    edited = board.model_copy(deep=True)
+    edited.shots[2].description = "the car seen from the front, headlights on"
+    after = plan_render(edited, profile)
+    changed = [a.shot for a, b in zip(before.images, after.images, strict=True)
+               if a.spec_hash() != b.spec_hash()]
+    assert changed == ["s03-winter-highway"]
+
+
+def test_seeds_are_stable_per_shot_and_profile_is_visible() -> None:
+    board = load_storyboard(EXAMPLE)
+    reordered = board.model_copy(deep=True)
+    reordered.shots = list(reversed(reordered.shots[:4])) + reordered.shots[4:]
+    assert shot_seed(board, board.shots[0]) == shot_seed(reordered, reordered.shots[3])
+    demo = plan_render(board, get_profile("demo"))
+    full = plan_render(board, get_profile("full"))
+    assert (demo.images[0].width, demo.images[0].steps) == (128, 4)
+    assert (full.images[0].width, full.images[0].height, full.images[0].steps) == (1536, 864, 30)
+    assert full.images[0].variants == 3
+    assert demo.images[0].model.source == "@models/tiny-sd"
+    assert demo.images[0].spec_hash() != full.images[0].spec_hash()
+    # the transition shot has two referenced frames and no still of its own
+    assert "s05-winter-to-spring" not in {job.shot for job in demo.images}
+    assert [f.source_shot for f in demo.frames] == ["s04-summit", "s04-summit"]
+    assert demo.frames[1].restyle_prompt and demo.frames[1].restyle_prompt.startswith("spring")
