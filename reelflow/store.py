@@ -1,0 +1,434 @@
+"""ArtifactStore: every artifact of a film in one S3 bucket, each with a lineage sidecar.
+
+Objects are written under deterministic keys (see `reelflow.keys`); next to each object a JSON
+sidecar records what made it (spec, spec hash, parent keys, code version) and the sha256 of the
+bytes written, which every read verifies. Tasks pass keys around, never bytes.
+
+Errors never carry credentials: minio errors are re-raised as `StoreError`s naming the operation,
+the key and the S3 error code only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import CopySource
+from minio.error import MinioException, S3Error
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
+
+from reelflow.keys import CODE_VERSION, SIDECAR_SUFFIX, is_sidecar_name, sidecar_key, validate_key
+from reelflow.settings import S3Settings
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
+"""Multipart part size: files above it upload in parts; at most ~3 parts are held in memory."""
+
+_CHUNK = 1024 * 1024
+_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
+
+
+class StoreError(RuntimeError):
+    """An S3 operation failed; the message names the key and the S3 error code, never secrets."""
+
+    def __init__(self, message: str, *, key: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.key = key
+        self.code = code
+
+
+class ObjectNotFound(StoreError, KeyError):
+    """The object (or its sidecar) does not exist."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class IntegrityError(StoreError):
+    """The bytes read do not match the sha256 recorded in the lineage sidecar at write time."""
+
+
+class Lineage(BaseModel):
+    """What made an object: stored as its JSON sidecar."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "blob"
+    spec: dict[str, Any] = Field(default_factory=dict)
+    spec_hash: str | None = None
+    parents: list[str] = Field(default_factory=list)
+    sha256: str = ""
+    size: int = 0
+    content_type: str = "application/octet-stream"
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    code_version: str = CODE_VERSION
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+_KIND_BY_SEGMENT = {
+    "images": "image",
+    "clips": "clip",
+    "edits": "edit",
+    "covers": "cover",
+    "storyboards": "storyboard",
+    "runs": "manifest",
+    "characters": "character",
+}
+
+
+def guess_kind(key: str) -> str:
+    """Kind from the key layout (`.../images/x.png` -> image); `blob` when nothing matches."""
+    for part in reversed(key.split("/")[:-1]):
+        if part in _KIND_BY_SEGMENT:
+            return _KIND_BY_SEGMENT[part]
+    return "blob"
+
+
+class _HashingReader(io.RawIOBase):
+    """Wraps a file: hashes and counts bytes as minio reads them, so nothing is read twice."""
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._raw.read(-1 if size is None else size)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+
+def _safe_code(err: BaseException) -> str:
+    if isinstance(err, S3Error):
+        return err.code or "S3Error"
+    return type(err).__name__
+
+
+class ArtifactStore:
+    """Typed, verified access to the artifact bucket. One minio client per instance."""
+
+    def __init__(self, settings: S3Settings, *, part_size: int = DEFAULT_PART_SIZE,
+                 connect_timeout: float = 5.0, read_timeout: float = 300.0, retries: int = 3):
+        self.settings = settings
+        self.part_size = part_size
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            maxsize=10,
+            retries=urllib3.Retry(
+                total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
+        self.client = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key.get_secret_value(),
+            secure=settings.secure,
+            region=settings.region,
+            http_client=http,
+        )
+        self._bucket_ready = False
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore(endpoint={self.settings.endpoint!r}, bucket={self.bucket!r})"
+
+    @property
+    def bucket(self) -> str:
+        return self.settings.bucket
+
+    # -- error handling -----------------------------------------------------------------------
+
+    @contextmanager
+    def _s3(self, op: str, key: str | None = None) -> Iterator[None]:
+        """Re-raise minio / transport errors without their (possibly sensitive) details."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except S3Error as err:
+            code = _safe_code(err)
+            where = f"{self.bucket}/{key}" if key else self.bucket
+            cls = ObjectNotFound if code in _NOT_FOUND_CODES else StoreError
+            raise cls(f"S3 {op} {where!r} failed: {code}", key=key, code=code) from None
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as err:
+            code = _safe_code(err)
+            where = f"{self.bucket}/{key}" if key else self.bucket
+            raise StoreError(
+                f"S3 {op} {where!r} failed: {code} (endpoint {self.settings.endpoint})",
+                key=key, code=code,
+            ) from None
+
+    # -- bucket -------------------------------------------------------------------------------
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (idempotent)."""
+        if self._bucket_ready:
+            return
+        with self._s3("make_bucket"):
+            if not self.client.bucket_exists(self.bucket):
+                try:
+                    self.client.make_bucket(self.bucket)
+                except S3Error as err:
+                    if err.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+        self._bucket_ready = True
+
+    def ping(self) -> None:
+        """Authenticated round trip (list buckets): raises StoreError when unreachable or denied."""
+        with self._s3("list_buckets"):
+            self.client.list_buckets()
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{validate_key(key)}"
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _make_lineage(self, key: str, lineage: Lineage | dict[str, Any] | None, *, sha256: str,
+                      size: int, content_type: str) -> Lineage:
+        if lineage is None:
+            base = Lineage(kind=guess_kind(key))
+        elif isinstance(lineage, Lineage):
+            base = lineage
+        else:
+            data = dict(lineage)
+            data.setdefault("kind", guess_kind(key))
+            base = Lineage.model_validate(data)
+        return base.model_copy(
+            update={"sha256": sha256, "size": size, "content_type": content_type}
+        )
+
+    def _write_sidecar(self, key: str, lin: Lineage) -> None:
+        data = lin.model_dump_json(indent=2).encode()
+        skey = sidecar_key(key)
+        with self._s3("put sidecar", skey):
+            self.client.put_object(self.bucket, skey, io.BytesIO(data), len(data),
+                                   content_type="application/json")
+
+    def _complete(self, key: str) -> bool:
+        """True when both the object and its sidecar exist (an idempotent write can skip)."""
+        return self.exists(key) and self.exists(sidecar_key(key))
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream",
+                  lineage: Lineage | dict[str, Any] | None = None, *,
+                  if_absent: bool = False, sidecar: bool = True) -> str:
+        """Write `data` then its sidecar; returns the key. `if_absent` skips an existing object.
+
+        `sidecar=False` writes a bare object (Prefect result records; read with `verify=False`).
+        """
+        validate_key(key)
+        self.ensure_bucket()
+        if if_absent and (self._complete(key) if sidecar else self.exists(key)):
+            return key
+        data = bytes(data)
+        if not sidecar:
+            with self._s3("put", key):
+                self.client.put_object(self.bucket, key, io.BytesIO(data), len(data),
+                                       content_type=content_type)
+            return key
+        lin = self._make_lineage(key, lineage, sha256=hashlib.sha256(data).hexdigest(),
+                                 size=len(data), content_type=content_type)
+        with self._s3("put", key):
+            self.client.put_object(self.bucket, key, io.BytesIO(data), len(data),
+                                   content_type=content_type)
+        self._write_sidecar(key, lin)
+        return key
+
+    def put_file(self, key: str, path: Path | str,
+                 content_type: str = "application/octet-stream",
+                 lineage: Lineage | dict[str, Any] | None = None, *,
+                 if_absent: bool = False) -> str:
+        """Stream a file up (multipart above `part_size`), hashing as it goes; returns the key."""
+        validate_key(key)
+        self.ensure_bucket()
+        if if_absent and self._complete(key):
+            return key
+        path = Path(path)
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            reader = _HashingReader(fh)
+            with self._s3("put", key):
+                self.client.put_object(self.bucket, key, reader, size, content_type=content_type,
+                                       part_size=self.part_size, num_parallel_uploads=2)
+        if reader.size != size:
+            raise StoreError(f"file {path} changed size while uploading to {key!r}", key=key)
+        lin = self._make_lineage(key, lineage, sha256=reader.sha.hexdigest(), size=size,
+                                 content_type=content_type)
+        self._write_sidecar(key, lin)
+        return key
+
+    def put_json(self, key: str, model_or_dict: BaseModel | dict[str, Any] | list[Any],
+                 lineage: Lineage | dict[str, Any] | None = None, *,
+                 if_absent: bool = False) -> str:
+        """Write a pydantic model or a JSON-able value as indented UTF-8 JSON."""
+        if isinstance(model_or_dict, BaseModel):
+            obj: Any = model_or_dict.model_dump(mode="json")
+        else:
+            obj = to_jsonable_python(model_or_dict)
+        data = json.dumps(obj, indent=2, ensure_ascii=False).encode("utf-8")
+        return self.put_bytes(key, data, "application/json", lineage, if_absent=if_absent)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def lineage(self, key: str) -> Lineage:
+        """The sidecar of `key`; ObjectNotFound when there is none."""
+        skey = sidecar_key(key)
+        with self._s3("get sidecar", skey):
+            resp = self.client.get_object(self.bucket, skey)
+            try:
+                raw = resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        try:
+            return Lineage.model_validate_json(raw)
+        except ValueError:
+            raise IntegrityError(f"sidecar {skey!r} is not a valid lineage record",
+                                 key=key) from None
+
+    def _expected_sha(self, key: str) -> str:
+        try:
+            lin = self.lineage(key)
+        except ObjectNotFound:
+            if not self.exists(key):
+                raise ObjectNotFound(f"object {self.bucket}/{key!r} not found", key=key,
+                                     code="NoSuchKey") from None
+            raise IntegrityError(f"object {key!r} has no lineage sidecar to verify against",
+                                 key=key) from None
+        return lin.sha256
+
+    def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
+        """Read an object whole (for small artifacts) and check its sha256 against the sidecar."""
+        validate_key(key)
+        expected = self._expected_sha(key) if verify else None
+        with self._s3("get", key):
+            resp = self.client.get_object(self.bucket, key)
+            try:
+                data = resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        if expected is not None:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected:
+                raise IntegrityError(
+                    f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, read {actual[:12]}",
+                    key=key,
+                )
+        return data
+
+    def get_file(self, key: str, dest: Path | str, *, verify: bool = True) -> Path:
+        """Stream an object to `dest` (atomically replaced), verifying sha256 on the way."""
+        validate_key(key)
+        dest = Path(dest)
+        expected = self._expected_sha(key) if verify else None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        tmp = Path(tmp_name)
+        sha = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, self._s3("get", key):
+                resp = self.client.get_object(self.bucket, key)
+                try:
+                    for chunk in resp.stream(_CHUNK):
+                        sha.update(chunk)
+                        out.write(chunk)
+                finally:
+                    resp.close()
+                    resp.release_conn()
+            if expected is not None and sha.hexdigest() != expected:
+                raise IntegrityError(
+                    f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, "
+                    f"read {sha.hexdigest()[:12]}",
+                    key=key,
+                )
+            tmp.replace(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return dest
+
+    def get_json(self, key: str, model: type[M] | None = None, *, verify: bool = True) -> Any:
+        """Parsed JSON, or an instance of `model` when given."""
+        data = self.get_bytes(key, verify=verify)
+        if model is not None:
+            return model.model_validate_json(data)
+        return json.loads(data)
+
+    def exists(self, key: str) -> bool:
+        validate_key(key)
+        try:
+            with self._s3("stat", key):
+                self.client.stat_object(self.bucket, key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def presigned_url(self, key: str, expires: timedelta = timedelta(hours=12)) -> str:
+        """A GET URL anyone can use until it expires (for review pages and artifacts)."""
+        validate_key(key)
+        with self._s3("presign", key):
+            return self.client.presigned_get_object(self.bucket, key, expires=expires)
+
+    def list(self, prefix: str = "", recursive: bool = True) -> list[str]:
+        """Object keys under `prefix`, sorted, without lineage sidecars.
+
+        A `x.json` counts as a sidecar when a sibling `x.<ext>` is listed too; `*.lineage.json`
+        always does. With `recursive=False` sub-folders are returned with a trailing `/`.
+        """
+        if prefix:
+            validate_key(prefix.rstrip("/") or "x")
+        with self._s3("list", prefix or None):
+            names = [o.object_name for o in self.client.list_objects(
+                self.bucket, prefix=prefix or None, recursive=recursive) if o.object_name]
+        stems = {n.rsplit(".", 1)[0] for n in names
+                 if "." in n.rsplit("/", 1)[-1] and not n.endswith(".json")}
+        out = [
+            n for n in names
+            if not is_sidecar_name(n)
+            and not (n.endswith(SIDECAR_SUFFIX) and n[: -len(SIDECAR_SUFFIX)] in stems)
+        ]
+        return sorted(out)
+
+    # -- moves --------------------------------------------------------------------------------
+
+    def copy(self, src: str, dst: str) -> str:
+        """Server-side copy of an object and its sidecar (if any); returns `dst`."""
+        validate_key(src)
+        validate_key(dst)
+        self.ensure_bucket()
+        with self._s3("copy", src):
+            self.client.copy_object(self.bucket, dst, CopySource(self.bucket, src))
+        ssrc, sdst = sidecar_key(src), sidecar_key(dst)
+        if self.exists(ssrc):
+            with self._s3("copy sidecar", ssrc):
+                self.client.copy_object(self.bucket, sdst, CopySource(self.bucket, ssrc))
+        return dst
+
+    def move(self, src: str, dst: str) -> str:
+        """Copy then delete the source (S3 has no rename); returns `dst`."""
+        self.copy(src, dst)
+        self.delete(src)
+        return dst
+
+    def delete(self, key: str) -> None:
+        """Remove an object and its sidecar; missing ones are ignored (S3 semantics)."""
+        validate_key(key)
+        for k in (key, sidecar_key(key)):
+            with self._s3("delete", k):
+                self.client.remove_object(self.bucket, k)

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real S3 server (`weed mini`) and one Prefect test server per session.
+
+Fixtures (use by naming them in a test's arguments):
+
+- `s3_stack`     session: StackConfig of a private `weed mini` on free ports in a tmp home
+- `s3_settings`  session: S3Settings for it (random credentials, default bucket "reelflow")
+- `store`        function: ArtifactStore on a fresh, empty bucket of its own
+- `prefect_server` session: `prefect_test_harness()` (temp SQLite server); yields the API URL
+- `minio_block`  session: a saved `MinIOStorage` block (bucket "prefect-results") for
+                 `result_storage=`; needs `prefect_server`
+
+All ports are picked free (with their +10000 gRPC twins), so tests run beside a live `reelflow up`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Before anything imports prefect: no telemetry from test servers.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+from reelflow import devstack  # noqa: E402
+from reelflow.settings import S3Settings  # noqa: E402
+from reelflow.store import ArtifactStore  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.StackConfig]:
+    """A private `weed mini` for the whole session; stopped (process group) at the end."""
+    last: Exception | None = None
+    for attempt in range(3):  # a chosen port can be grabbed by a neighbour before weed binds it
+        home = tmp_path_factory.mktemp(f"s3stack{attempt}")
+        config = devstack.StackConfig.with_free_ports(
+            home, start_s3=True, start_prefect=False, timeout=60
+        )
+        atexit.register(devstack.down, config)  # safety net if teardown never runs
+        try:
+            devstack.up(config)
+        except devstack.StackError as err:
+            devstack.down(config)
+            last = err
+            continue
+        try:
+            yield config
+        finally:
+            devstack.down(config)
+        return
+    raise RuntimeError(f"could not start weed mini for tests: {last}")
+
+
+@pytest.fixture(scope="session")
+def s3_settings(s3_stack: devstack.StackConfig) -> S3Settings:
+    return S3Settings.from_stack_file(s3_stack.stack_file)
+
+
+@pytest.fixture
+def store(s3_settings: S3Settings) -> ArtifactStore:
+    """An ArtifactStore on a new bucket, so tests never see each other's objects."""
+    st = ArtifactStore(s3_settings.with_bucket(f"t-{uuid.uuid4().hex[:16]}"))
+    st.ensure_bucket()
+    return st
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """One temporary Prefect server for the session (startup costs ~10 s); yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="session")
+def minio_block(prefect_server: str, s3_settings: S3Settings) -> Any:
+    """A saved MinIOStorage block, ready for `@task(result_storage=minio_block)`."""
+    from blocks.minio_storage import MinIOStorage
+
+    block = MinIOStorage.from_settings(s3_settings.with_bucket("prefect-results"))
+    block.to_store().ensure_bucket()
+    block.save("test-results", overwrite=True)
+    return block
