@@ -1,0 +1,234 @@
+"""Assembly: approved clips in storyboard order, cut to their shots' lengths, joined by transitions.
+
+Timing model (why the film's length is exactly the sum of its shots)
+--------------------------------------------------------------------
+Everything is counted in frames of the film's rate: shot ``i`` starts at frame
+``S_i = round((d_0 + ... + d_{i-1}) * fps)`` and lasts ``n_i = S_{i+1} - S_i`` frames (cut
+points are rounded on the cumulative timeline, so rounding errors never add up). A transition
+of ``m`` frames *into* shot ``i`` starts exactly at ``S_i`` (the cut point stays where the
+storyboard put it) and blends the first ``m`` frames of shot ``i`` with the ``m`` frames of
+shot ``i-1`` that come *after* its out-point. Those are real frames when the source clip is
+longer than the shot (generators usually overshoot), and clones of its last frame (``tpad``)
+when it is not. So each transition borrows its overlap from the outgoing clip's tail instead
+of shortening the film, and::
+
+    total frames = sum(n_i) = round(sum(d_i) * fps)      (whatever the transitions)
+
+A transition can be at most as long as the shot it enters.
+
+Streaming and memory
+--------------------
+A single filter graph over every clip would open one decoder per shot at once, so memory would
+grow with the film. Instead each shot is rendered by its own ffmpeg process as one *segment*:
+its body plus the transition out of it (at most two inputs open), encoded with identical
+libx264 settings into MPEG-TS, and the segments are joined by the concat demuxer with stream
+copy (no second encode, every frame is encoded exactly once). Peak memory is that of one
+two-input ffmpeg, whatever the number of shots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reelflow.editing.ffmpeg import PathLike, fps_arg, run
+
+__all__ = ["XFADE", "AssemblyClip", "Transition", "assemble", "plan_segments"]
+
+Transition = Literal[
+    "cut", "crossfade", "dip-to-black", "wipe-left", "wipe-right", "slide-left", "slide-right"
+]
+
+#: Storyboard transition names -> ffmpeg ``xfade`` transition names.
+XFADE: dict[str, str] = {
+    "crossfade": "fade",
+    "dip-to-black": "fadeblack",
+    "wipe-left": "wipeleft",
+    "wipe-right": "wiperight",
+    "slide-left": "slideleft",
+    "slide-right": "slideright",
+}
+
+
+class AssemblyClip(BaseModel):
+    """One shot on the timeline.
+
+    ``transition`` is how this shot *enters* from the previous one (ignored on the first shot);
+    ``in_point`` skips that many seconds of the source (waste removal trims heads with it).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path
+    duration: float = Field(gt=0, description="seconds this shot lasts in the film")
+    transition: Transition = "cut"
+    transition_duration: float = Field(default=0.5, ge=0)
+    in_point: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _transition_fits(self) -> AssemblyClip:
+        if self.transition != "cut" and self.transition_duration > self.duration:
+            raise ValueError(
+                f"transition_duration {self.transition_duration}s is longer than the shot "
+                f"({self.duration}s) it enters"
+            )
+        return self
+
+
+class Segment(BaseModel):
+    """One ffmpeg run: body frames of ``clip`` and, if any, the transition into ``next_clip``."""
+
+    index: int
+    clip: AssemblyClip
+    start_frame: int  # first frame of the (normalised) clip to show: after the incoming overlap
+    end_frame: int  # frames of the clip used in total, including the outgoing tail
+    body_frames: int  # frames shown before the outgoing transition starts
+    next_clip: AssemblyClip | None = None
+    overlap_frames: int = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames this segment contributes to the film."""
+        return self.end_frame - self.start_frame
+
+
+def plan_segments(clips: Sequence[AssemblyClip], fps: float) -> list[Segment]:
+    """Turn the timeline into per-shot segments (pure arithmetic; see the module docstring)."""
+    if not clips:
+        raise ValueError("nothing to assemble: no clips")
+    # Cut points are rounded on the cumulative timeline, so rounding never accumulates:
+    # the film has round(sum(d) * fps) frames however many shots it has.
+    bounds = [0]
+    total = 0.0
+    for c in clips:
+        total += c.duration
+        bounds.append(max(bounds[-1] + 1, round(total * fps)))
+    frames = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    overlaps = [0] * len(clips)  # overlaps[i]: frames of the transition into clip i
+    for i, clip in enumerate(clips[1:], start=1):
+        if clip.transition != "cut":
+            overlaps[i] = min(frames[i], round(clip.transition_duration * fps))
+    segments = []
+    for i, clip in enumerate(clips):
+        out = overlaps[i + 1] if i + 1 < len(clips) else 0
+        segments.append(
+            Segment(
+                index=i,
+                clip=clip,
+                start_frame=overlaps[i],
+                end_frame=frames[i] + out,
+                body_frames=frames[i] - overlaps[i],
+                next_clip=clips[i + 1] if out else None,
+                overlap_frames=out,
+            )
+        )
+    return segments
+
+
+def _normalise(
+    label: str, *, width: int, height: int, fps: float, start: int, end: int, pad_s: float
+) -> str:
+    """Filter chain: fill-crop to the film's size, film rate, yuv420p, frames [start, end).
+
+    ``tpad`` clones the last frame so a clip shorter than its shot still fills it; ``setpts``
+    renumbers frames so both xfade inputs share a clean time base starting at zero.
+    """
+    return (
+        f"[{label}]scale={width}:{height}:force_original_aspect_ratio=increase:flags=lanczos,"
+        f"crop={width}:{height},setsar=1,fps={fps_arg(fps)},format=yuv420p,setpts=PTS-STARTPTS,"
+        f"tpad=stop_mode=clone:stop_duration={pad_s:.4f},"
+        f"trim=start_frame={start}:end_frame={end},setpts=N/FRAME_RATE/TB"
+    )
+
+
+def _render_segment(
+    seg: Segment, out: Path, *, width: int, height: int, fps: float, crf: int, preset: str
+) -> None:
+    pad_s = (seg.end_frame + 2) / fps
+    size = {"width": width, "height": height, "fps": fps}
+    args: list[str] = ["-ss", f"{seg.clip.in_point:.6f}", "-i", str(seg.clip.path)]
+    chains = [_normalise("0:v", start=seg.start_frame, end=seg.end_frame, pad_s=pad_s, **size)]
+    if seg.next_clip is not None:
+        nxt = seg.next_clip
+        args += ["-ss", f"{nxt.in_point:.6f}", "-i", str(nxt.path)]
+        m = seg.overlap_frames
+        chains[0] += "[a]"
+        chains.append(_normalise("1:v", start=0, end=m, pad_s=(m + 2) / fps, **size) + "[b]")
+        chains.append(
+            f"[a][b]xfade=transition={XFADE[nxt.transition]}:"
+            f"duration={m / fps:.6f}:offset={seg.body_frames / fps:.6f}"
+        )
+    chains[-1] += "[v]"
+    args += [
+        "-filter_complex", ";".join(chains), "-map", "[v]", "-an",
+        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+        "-r", fps_arg(fps), "-frames:v", str(seg.frames), "-f", "mpegts", str(out),
+    ]  # fmt: skip
+    run(args, what=f"assemble segment {seg.index} ({seg.clip.path.name})")
+
+
+def assemble(
+    clips: Sequence[AssemblyClip],
+    out: PathLike,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    crf: int = 18,
+    preset: str = "medium",
+) -> Path:
+    """Render ``clips`` into one H.264/yuv420p MP4 (faststart) at ``out``; return its path.
+
+    The film lasts ``round(sum(durations) * fps)`` frames (see the module docstring for why
+    transitions do not shorten it). The file appears at ``out`` only when complete.
+    """
+    if width % 2 or height % 2:
+        raise ValueError(f"yuv420p needs even dimensions, got {width}x{height}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    segments = plan_segments(clips, fps)
+    for seg in segments:
+        if not seg.clip.path.is_file():
+            raise FileNotFoundError(seg.clip.path)
+    work = Path(tempfile.mkdtemp(prefix="reelflow-assemble-", dir=out.parent))
+    try:
+        listing = []
+        for seg in segments:
+            seg_path = work / f"seg{seg.index:05d}.ts"
+            _render_segment(
+                seg, seg_path, width=width, height=height, fps=fps, crf=crf, preset=preset
+            )
+            listing.append(f"file '{seg_path.name}'")
+        concat_list = work / "segments.txt"
+        concat_list.write_text("\n".join(listing) + "\n")
+        tmp_out = work / f"joined{out.suffix or '.mp4'}"
+        run(
+            [
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(concat_list),
+                "-map",
+                "0:v",
+                "-c",
+                "copy",
+                "-r",
+                fps_arg(fps),
+                "-movflags",
+                "+faststart",
+                str(tmp_out),
+            ],  # fmt: skip
+            what=f"join {len(segments)} segments into {out.name}",
+        )
+        os.replace(tmp_out, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
