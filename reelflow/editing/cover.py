@@ -1,0 +1,290 @@
+"""Cover: the film's best frame with its title set in a CJK-capable font.
+
+Frame score (each term in [0, 1], higher is better)
+---------------------------------------------------
+- **sharpness** (weight 0.5): variance of the Laplacian of the grey image at a fixed analysis
+  width, mapped by ``v / (v + 100)``. Motion blur, defocus and the soft frames around
+  transitions score low; this is the term that matters most for a still.
+- **exposure** (weight 0.3): fraction of pixels in the mid-tones (luma 0.1 to 0.9) minus twice the
+  fraction clipped to black or white (below 0.02, above 0.98). Fades, dips to black and
+  blown-out skies score low.
+- **composition** (weight 0.2): how much of the image's edge energy (Sobel magnitude, a cheap
+  saliency proxy) lies near the four rule-of-thirds intersections: the energy-weighted mean
+  of a map of four Gaussians centred on those points, divided by the map's maximum. A subject
+  on a third scores higher than a centred or empty frame.
+
+The frames are sampled evenly (``samples`` of them, skipping the very first and last frame,
+which are the likeliest to be black or mid-transition) in one streaming ffmpeg pass; only the
+current and the best frame are held in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from reelflow.editing.ffmpeg import PathLike, iter_frames, probe
+from reelflow.editing.fonts import cjk_font_path
+
+__all__ = [
+    "FrameScore",
+    "best_frame",
+    "crop_to_aspect",
+    "make_cover",
+    "render_title",
+    "score_frame",
+]
+
+_ANALYSIS_WIDTH = 480
+WEIGHTS = {"sharpness": 0.5, "exposure": 0.3, "composition": 0.2}
+
+
+@dataclass(frozen=True)
+class FrameScore:
+    """The three documented terms and their weighted sum."""
+
+    sharpness: float
+    exposure: float
+    composition: float
+
+    @property
+    def total(self) -> float:
+        return (
+            WEIGHTS["sharpness"] * self.sharpness
+            + WEIGHTS["exposure"] * self.exposure
+            + WEIGHTS["composition"] * self.composition
+        )
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if w != _ANALYSIS_WIDTH:
+        nh = max(2, round(h * _ANALYSIS_WIDTH / w))
+        frame = cv2.resize(frame, (_ANALYSIS_WIDTH, nh), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _thirds_map(h: int, w: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    sigma = 0.12 * min(h, w)
+    out = np.zeros((h, w), np.float32)
+    for fy in (1 / 3, 2 / 3):
+        for fx in (1 / 3, 2 / 3):
+            out += np.exp(-(((xs - fx * w) ** 2 + (ys - fy * h) ** 2) / (2 * sigma**2)))
+    return out / out.max()
+
+
+def edge_energy(frame: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of the grey image: where the detail (and usually the subject) is."""
+    grey = _grey(frame).astype(np.float32)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
+
+
+def score_frame(frame: np.ndarray) -> FrameScore:
+    """Score an RGB uint8 frame (see the module docstring for the terms and why)."""
+    grey = _grey(frame)
+    lap_var = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    sharpness = lap_var / (lap_var + 100.0)
+    luma = grey.astype(np.float32) / 255.0
+    mid = float(np.mean((luma >= 0.1) & (luma <= 0.9)))
+    clipped = float(np.mean((luma < 0.02) | (luma > 0.98)))
+    exposure = float(np.clip(mid - 2.0 * clipped, 0.0, 1.0))
+    energy = edge_energy(frame)
+    total = float(energy.sum())
+    if total <= 1e-6:
+        composition = 0.0
+    else:
+        composition = float((energy * _thirds_map(*energy.shape)).sum() / total)
+    return FrameScore(sharpness, exposure, composition)
+
+
+def best_frame(video: PathLike, samples: int = 12) -> np.ndarray:
+    """Return the highest-scoring of ``samples`` evenly spaced frames (RGB uint8, full size)."""
+    if samples < 1:
+        raise ValueError("samples must be >= 1")
+    info = probe(video)
+    n = max(1, info.frame_count)
+    # Evenly spaced indices strictly inside the clip (first and last frames skipped when
+    # there are enough frames to do so).
+    picks = {int(round(n * (k + 1) / (samples + 1))) for k in range(samples)}
+    picks = {min(max(p, 0), n - 1) for p in picks}
+    select = "select='" + "+".join(f"eq(n\\,{p})" for p in sorted(picks)) + "'"
+    best: np.ndarray | None = None
+    best_score = -1.0
+    for frame in iter_frames(video, size=(info.width, info.height), vf=select):
+        score = score_frame(frame).total
+        if score > best_score:
+            best, best_score = frame.copy(), score
+    if best is None:
+        raise ValueError(f"no frames decoded from {video}")
+    return best
+
+
+def crop_to_aspect(frame: np.ndarray, aspect: tuple[int, int]) -> np.ndarray:
+    """Crop ``frame`` to ``aspect`` (w, h), the window centred on its edge-energy centroid.
+
+    Keeps the detailed part of the image (the subject, usually) when a 16:9 frame becomes a
+    9:16 or 1:1 cover.
+    """
+    h, w = frame.shape[:2]
+    target = aspect[0] / aspect[1]
+    if abs(w / h - target) < 1e-3:
+        return frame
+    energy = edge_energy(frame)
+    eh, ew = energy.shape
+    total = float(energy.sum()) or 1.0
+    cx, cy = w / 2, h / 2
+    if energy.any():
+        cx = float((energy.sum(axis=0) * np.arange(ew)).sum() / total) * w / ew
+        cy = float((energy.sum(axis=1) * np.arange(eh)).sum() / total) * h / eh
+    if w / h > target:  # too wide: choose a column window
+        cw = max(1, round(h * target))
+        x0 = int(np.clip(round(cx - cw / 2), 0, w - cw))
+        return frame[:, x0 : x0 + cw]
+    ch = max(1, round(w / target))
+    y0 = int(np.clip(round(cy - ch / 2), 0, h - ch))
+    return frame[y0 : y0 + ch, :]
+
+
+def _text_width(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, stroke: int
+) -> int:
+    left, _, right, _ = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+    return right - left
+
+
+def _layout(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    font_file: Path,
+    size: int,
+    max_width: int,
+    stroke_ratio: float,
+) -> list[tuple[str, ImageFont.FreeTypeFont, int]]:
+    """Lines of ``text`` that fit ``max_width``: shrink the font down to 60%, then wrap.
+
+    Wrapping breaks at spaces, or between characters for text without spaces (Chinese), so a
+    long English subtitle on a 9:16 cover wraps instead of becoming unreadably small.
+    """
+    min_size = max(8, round(size * 0.6))
+    while True:
+        stroke = round(size * stroke_ratio)
+        font = ImageFont.truetype(str(font_file), size)
+        width = _text_width(draw, text, font, stroke)
+        if width <= max_width or size <= min_size:
+            break
+        size = max(min_size, int(size * max_width / width))
+    if width <= max_width:
+        return [(text, font, stroke)]
+    words = text.split(" ") if " " in text.strip() else list(text)
+    sep = " " if " " in text.strip() else ""
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        candidate = f"{current}{sep}{word}" if current else word
+        if current and _text_width(draw, candidate, font, stroke) > max_width:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    lines.append(current)
+    return [(line, font, stroke) for line in lines]
+
+
+def render_title(
+    image: np.ndarray | Image.Image,
+    title: str,
+    subtitle: str | None = None,
+    *,
+    font_path: str | os.PathLike[str] | None = None,
+    position: Literal["top", "center", "bottom"] = "bottom",
+    size_ratio: float = 0.08,
+    color: tuple[int, int, int] = (255, 255, 255),
+    stroke: float = 0.06,
+    stroke_color: tuple[int, int, int] = (0, 0, 0),
+    shadow: float = 0.05,
+    margin_ratio: float = 0.06,
+) -> Image.Image:
+    """Set ``title`` (and an optional smaller ``subtitle``) on ``image``; return a new RGB image.
+
+    Sizes are relative so one call suits every aspect ratio: the title's font size is
+    ``size_ratio`` x the image height (shrunk to fit 90% of the width), the subtitle's 55% of it;
+    ``stroke`` and ``shadow`` (offset, also the blur radius) are fractions of the font size, 0 to
+    disable. The outline and soft shadow keep white text readable on snow as on night.
+    """
+    base = (Image.fromarray(image) if isinstance(image, np.ndarray) else image).convert("RGBA")
+    w, h = base.size
+    font_file = cjk_font_path(font_path)
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    max_w = int(w * 0.9)
+    t_size = max(8, round(h * size_ratio))
+    lines = _layout(draw, title, font_file, t_size, max_w, stroke)
+    t_font = lines[0][1]
+    if subtitle:
+        s_size = max(8, round(t_font.size * 0.55))
+        lines += _layout(draw, subtitle, font_file, s_size, max_w, stroke)
+    gap = round(t_font.size * 0.25)
+    boxes = [draw.textbbox((0, 0), t, font=f, stroke_width=s) for t, f, s in lines]
+    block_h = sum(b[3] - b[1] for b in boxes) + gap * (len(lines) - 1)
+    margin = round(h * margin_ratio)
+    if position == "top":
+        y = margin
+    elif position == "center":
+        y = (h - block_h) // 2
+    elif position == "bottom":
+        y = h - margin - block_h
+    else:
+        raise ValueError(f"position must be top, center or bottom, got {position!r}")
+    placed = []
+    for (text, font, s), box in zip(lines, boxes, strict=True):
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        placed.append((text, font, s, ((w - bw) // 2 - box[0], y - box[1])))
+        y += bh + gap
+    if shadow > 0:
+        shadow_layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+        sdraw = ImageDraw.Draw(shadow_layer)
+        off = max(1, round(t_font.size * shadow))
+        for text, font, s, (x, ty) in placed:
+            sdraw.text((x + off, ty + off), text, font=font, fill=(0, 0, 0, 170), stroke_width=s)
+        base = Image.alpha_composite(base, shadow_layer.filter(ImageFilter.GaussianBlur(off)))
+    for text, font, s, xy in placed:
+        fill = (*color, 255)
+        draw.text(xy, text, font=font, fill=fill, stroke_width=s, stroke_fill=(*stroke_color, 255))
+    return Image.alpha_composite(base, layer).convert("RGB")
+
+
+def make_cover(
+    video: PathLike,
+    out_png: PathLike,
+    title: str,
+    subtitle: str | None = None,
+    *,
+    samples: int = 12,
+    aspect: tuple[int, int] | None = None,
+    size: tuple[int, int] | None = None,
+    **title_options: object,
+) -> Path:
+    """Write a PNG cover for ``video``: best frame, optionally cropped to ``aspect`` (w, h) around
+    its subject and resized to ``size`` (w, h), with the title from :func:`render_title`."""
+    frame = best_frame(video, samples=samples)
+    if aspect is not None:
+        frame = crop_to_aspect(frame, aspect)
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    if size is not None:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    cover = render_title(image, title, subtitle, **title_options)  # type: ignore[arg-type]
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.png")
+    cover.save(tmp, format="PNG")
+    os.replace(tmp, out)
+    return out

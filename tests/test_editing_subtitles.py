@@ -1,0 +1,114 @@
+"""Subtitles: SRT/ASS from per-shot captions, burned in (libass and Pillow overlay), soft tracks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pysubs2
+import pytest
+
+from reelflow.editing.ffmpeg import ffmpeg_exe, has_filter, iter_frames, probe, run
+from reelflow.editing.fonts import DEFAULT_FONT_FAMILY
+from reelflow.editing.subtitles import (
+    Caption,
+    burn_subtitles,
+    caption_times,
+    mux_soft_subtitles,
+    write_ass,
+    write_srt,
+)
+
+W, H, FPS = 320, 180, 24
+CAPTIONS = [
+    Caption(duration=1.0, zh="冬天的山", en="Winter mountains"),
+    Caption(duration=0.5),  # no caption on this shot
+    Caption(duration=1.5, zh="春天的城市", en="A city in spring"),
+]
+
+
+@pytest.fixture(scope="module")
+def grey_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("subs") / "grey.mp4"
+    run(
+        ["-f", "lavfi", "-i", f"color=c=gray:size={W}x{H}:rate={FPS}:duration=3",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
+        what="make subtitle test clip",
+    )  # fmt: skip
+    return out
+
+
+def test_caption_times_follow_shot_durations() -> None:
+    assert caption_times(CAPTIONS) == [(0, 1000), (1000, 1500), (1500, 3000)]
+
+
+def test_srt_has_both_languages_and_shot_timings(tmp_path: Path) -> None:
+    text = write_srt(CAPTIONS, tmp_path / "a.srt").read_text(encoding="utf-8")
+    assert "00:00:00,000 --> 00:00:01,000\n冬天的山\nWinter mountains" in text
+    assert "00:00:01,500 --> 00:00:03,000\n春天的城市\nA city in spring" in text
+    assert len(re.findall(r"-->", text)) == 2  # the uncaptioned shot has no block
+    only_en = write_srt(CAPTIONS, tmp_path / "en.srt", languages=["en"]).read_text()
+    assert "Winter mountains" in only_en and "冬天" not in only_en
+
+
+def test_ass_is_styled_with_the_cjk_font(tmp_path: Path) -> None:
+    path = write_ass(CAPTIONS, tmp_path / "a.ass", width=W, height=H)
+    subs = pysubs2.load(str(path))
+    assert subs.info["PlayResX"] == str(W) and subs.info["PlayResY"] == str(H)
+    assert subs.styles["Default"].fontname == DEFAULT_FONT_FAMILY
+    assert [(e.start, e.end) for e in subs] == [(0, 1000), (1500, 3000)]
+    assert "冬天的山" in subs[0].text and "Winter mountains" in subs[0].text
+    assert subs[0].plaintext == "冬天的山\nWinter mountains"
+
+
+def _caption_ink(video: Path) -> list[float]:
+    """Per frame: mean deviation from grey in the bottom third (where captions sit)."""
+    return [float(np.abs(f[H * 2 // 3 :].astype(int) - 128).mean()) for f in iter_frames(video)]
+
+
+@pytest.mark.parametrize("method", ["libass", "overlay"])
+def test_burned_subtitles_change_caption_area_only_when_shown(
+    grey_clip: Path, tmp_path: Path, method: str
+) -> None:
+    if method == "libass" and not has_filter("subtitles"):
+        pytest.skip("this ffmpeg build has no libass")
+    out = burn_subtitles(grey_clip, CAPTIONS, tmp_path / f"{method}.mp4", method=method)
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count, info.codec) == (W, H, 72, "h264")
+    ink = _caption_ink(out)
+    assert ink[12] > 1.0 and ink[60] > 1.0  # captioned shots
+    assert ink[30] < 0.3  # shot 2 has no caption (frames 24..35)
+    top = [float(np.abs(f[: H // 2].astype(int) - 128).mean()) for f in iter_frames(out)]
+    assert max(top) < 0.3  # nothing drawn above the caption area
+
+
+def test_burn_libass_renders_cjk_with_the_pip_font(grey_clip: Path, tmp_path: Path) -> None:
+    """The Chinese line must be drawn (no system CJK font exists to fall back to)."""
+    if not has_filter("subtitles"):
+        pytest.skip("this ffmpeg build has no libass")
+    zh_only = [Caption(duration=3.0, zh="冬天的山")]
+    out = burn_subtitles(grey_clip, zh_only, tmp_path / "zh.mp4", languages=["zh"])
+    frame = next(iter(iter_frames(out))).astype(int)
+    glyphs = np.abs(frame - 128).sum(axis=2) > 100
+    cols = np.flatnonzero(glyphs.any(axis=0))
+    assert glyphs.sum() > 40 and cols.size > 0
+    # four separate ideographs across a reasonable width, not an empty or one-box render
+    assert cols[-1] - cols[0] > 25
+
+
+def test_soft_subtitles_are_language_tagged_mov_text(grey_clip: Path, tmp_path: Path) -> None:
+    zh = write_srt(CAPTIONS, tmp_path / "zh.srt", languages=["zh"])
+    en = write_srt(CAPTIONS, tmp_path / "en.srt", languages=["en"])
+    out = mux_soft_subtitles(grey_clip, {"zh": zh, "en": en}, tmp_path / "soft.mp4")
+    header = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True
+    ).stderr
+    assert re.search(r"\(chi\): Subtitle: mov_text", header)
+    assert re.search(r"\(eng\): Subtitle: mov_text", header)
+    assert probe(out).frame_count == 72  # video copied untouched
+    # extract the Chinese track back to SRT: the text survives the round trip
+    back = tmp_path / "back.srt"
+    run(["-i", str(out), "-map", "0:s:0", str(back)], what="extract subtitles")
+    assert "春天的城市" in back.read_text(encoding="utf-8")
