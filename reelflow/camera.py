@@ -95,13 +95,13 @@ _KEYWORDS: list[tuple[str, str, str]] = [
     (r"\b(wide|street|road|avenue|field|crowd|city)\b", "size", "wide"),
     (r"\b(full[- ]body|standing|whole (car|figure|body))\b", "size", "full"),
     (r"\b(talks?|conversation|sits?|waist)\b", "size", "medium"),
-    (r"\b(drives?|driving|speeding|runs?|running|walks?|walking|chase\w*|follows?)\b",
-     "movement", "tracking"),
     (r"\b(towering|tower|skyline rises|rises?|climbs?)\b", "movement", "tilt-up"),
     (r"\b(reveals?|fading into the distance|drives? away|walks? away|leaves?)\b",
      "movement", "pull-out"),
     (r"\b(approach\w*|realis\w*|realiz\w*|notices?|focus\w*)\b", "movement", "push-in"),
     (r"\b(around|circles?|orbit\w*|360)\b", "movement", "orbit"),
+    (r"\b(drives?|driving|speeding|runs?|running|walks?|walking|chase\w*|follows?)\b",
+     "movement", "tracking"),
     (r"\b(still|quiet|waits?|parked|calm)\b", "movement", "static"),
 ]
 
