@@ -414,10 +414,14 @@ def _start_prefect(config: StackConfig) -> int:
     return _spawn(config, PREFECT, cmd, env, cwd=config.home)
 
 
+def _resolved(config: StackConfig | None) -> StackConfig:
+    config = config or StackConfig()
+    return config.model_copy(update={"home": config.home.expanduser().resolve()})
+
+
 def up(config: StackConfig | None = None) -> StackState:
     """Start what is not running, wait until healthy, record it in stack.json. Idempotent."""
-    config = config or StackConfig()
-    config = config.model_copy(update={"home": config.home.resolve()})
+    config = _resolved(config)
     config.home.mkdir(parents=True, exist_ok=True)
     state = _load_state(config)
     started: list[str] = []
@@ -442,7 +446,10 @@ def up(config: StackConfig | None = None) -> StackState:
             endpoint = S3Settings.from_env(config.home).endpoint
         except SettingsError:
             endpoint = os.environ.get(ENV_ENDPOINT, "")
-        state["s3"] = None
+        if state.get("s3"):  # keep earlier keys for when the embedded S3 is used again
+            state["s3"]["managed"] = False
+        else:
+            state["s3"] = None
 
     api_url: str | None = None
     prefect_pid: int | None = None
@@ -468,7 +475,7 @@ def down(config: StackConfig | None = None) -> list[int]:
 
     stack.json (and its credentials) is kept so the next `up` reuses the same keys and data.
     """
-    config = config or StackConfig()
+    config = _resolved(config)
     stopped: list[int] = []
     for name in (PREFECT, S3):
         pid = _running_pid(config, name)
@@ -481,12 +488,12 @@ def down(config: StackConfig | None = None) -> list[int]:
 
 def status(config: StackConfig | None = None) -> dict[str, Any]:
     """Per service: managed, pid, running, healthy, endpoint, log path."""
-    config = config or StackConfig()
+    config = _resolved(config)
     state = _load_state(config)
     out: dict[str, Any] = {"home": str(config.home), "stack_file": str(config.stack_file)}
 
     s3_state = state.get("s3")
-    if s3_state:
+    if s3_state and s3_state.get("managed", True) and config.wants_s3():
         pid = _running_pid(config, S3)
         try:
             settings = S3Settings.from_stack_file(config.stack_file)
