@@ -27,8 +27,8 @@ from reelflow.store import ArtifactStore, ObjectNotFound
 class MinIOStorage(WritableFileSystem):
     """S3 / MinIO / SeaweedFS bucket for Prefect results and reelflow artifacts."""
 
-    _block_type_name: ClassVar[str] = "reelflow MinIO Storage"
-    _block_type_slug: ClassVar[str] = "reelflow-minio-storage"
+    _block_type_name: ClassVar[str] = "MinIO Storage"
+    _block_type_slug: ClassVar[str] = "minio-storage"  # saved blocks: "minio-storage/<name>"
     _description: ClassVar[str] = (
         "An S3-compatible bucket (MinIO, SeaweedFS) used by reelflow for artifacts and as "
         "Prefect result storage."

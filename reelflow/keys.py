@@ -19,7 +19,8 @@ CODE_VERSION = "reelflow-0.1"
 """Mixed into every spec hash: bump it when generation code changes what a spec produces."""
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-HASH_RE = re.compile(r"^[0-9a-f]{8,64}$")
+HASH_RE = re.compile(r"^[0-9a-f]{8,64}(-[a-z0-9]+)*$")
+"""A hex spec hash, optionally with dash suffixes for variants (`<hash>-v0`, `<hash>-sheet`)."""
 EXT_RE = re.compile(r"^[a-z0-9]{1,8}$")
 FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -57,7 +58,8 @@ def slug(value: str, what: str = "slug") -> str:
 
 
 def _hash(value: str, what: str = "hash") -> str:
-    return _check(what, value, HASH_RE, "expected 8-64 lowercase hex characters")
+    return _check(what, value, HASH_RE,
+                  "expected 8-64 lowercase hex characters, optionally -suffixes")
 
 
 def _ext(value: str) -> str:

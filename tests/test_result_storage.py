@@ -107,7 +107,10 @@ def test_block_round_trip_sync_and_async(minio_block: MinIOStorage) -> None:
 
 
 def test_saved_block_loads_without_leaking_secret(minio_block: MinIOStorage) -> None:
+    from prefect.blocks.core import Block
+
     loaded = MinIOStorage.load("test-results")
+    assert isinstance(Block.load("minio-storage/test-results"), MinIOStorage)
     assert loaded.endpoint == minio_block.endpoint and loaded.bucket == minio_block.bucket
     secret = minio_block.secret_key.get_secret_value()
     assert loaded.secret_key.get_secret_value() == secret

@@ -48,6 +48,7 @@ def test_key_layout_matches_design() -> None:
     assert clip_key("winter", "s01", H) == f"projects/winter/shots/s01/clips/{H}.mp4"
     assert edit_key("winter", H, ext="mov") == f"projects/winter/edits/{H}.mov"
     assert cover_key("winter", H) == f"projects/winter/covers/{H}.png"
+    assert image_key("winter", "s01", f"{H}-v2") == f"projects/winter/shots/s01/images/{H}-v2.png"
     rid = "0b9f4c3e-6d2a-4d8f-9a51-2f3c4d5e6f70"
     assert manifest_key("winter", rid) == f"projects/winter/runs/{rid}/manifest.json"
     assert character_key("mei", "ref_01.png") == "characters/mei/ref_01.png"
@@ -61,6 +62,8 @@ def test_key_layout_matches_design() -> None:
         (lambda: image_key("winter", "s01/..", H), "shot"),
         (lambda: clip_key("winter", "s\x0001", H), "shot"),
         (lambda: image_key("winter", "s01", "not-a-hash"), "spec hash"),
+        (lambda: image_key("winter", "s01", f"{H}-../x"), "spec hash"),
+        (lambda: image_key("winter", "s01", f"{H}-"), "spec hash"),
         (lambda: edit_key("/abs", H), "project"),
         (lambda: character_key("mei", "../secret"), "filename"),
         (lambda: manifest_key("winter", "run/../x"), "run id"),
