@@ -77,16 +77,16 @@ def add_character(
     Images already in the character's folder stay referenced, so adding images later
     accumulates; re-adding the same files is idempotent (same keys, same bytes).
     """
-    uploads = _files(files)
-    for filename, data in uploads:
+    planned = []
+    for filename, data in _files(files):  # validate everything before writing anything
         if Path(filename).stem == Path(RECORD).stem:
             # the sidecar of `character.png` would be `character.json`: the record itself
             raise ValueError(f"reference image name {filename!r} is reserved; rename it")
-        _image_type(filename, data)  # validate all before writing any
+        planned.append((character_key(character.name, filename), data,
+                        _image_type(filename, data)))
     keys = []
-    for filename, data in uploads:
-        key = character_key(character.name, filename)
-        store.put_bytes(key, data, _image_type(filename, data),
+    for key, data, content_type in planned:
+        store.put_bytes(key, data, content_type,
                         lineage={"kind": "character", "extra": {"character": character.name}})
         keys.append(key)
     prefix = _prefix(character.name)
