@@ -52,8 +52,7 @@ def test_fit_size_snaps_to_the_multiple() -> None:
 
 def _req(tmp_path: Path, **kw: object) -> ClipRequest:
     base: dict[str, object] = {
-        "image": tmp_path / "a.png",
-        "out": tmp_path / "out.mp4",
+        "images": [tmp_path / "a.png"],
         "duration": 1.0,
         "fps": 24,
         "width": 160,
@@ -75,6 +74,8 @@ def test_clip_request_validation(tmp_path: Path) -> None:
         _req(tmp_path, motion="slow")
     with pytest.raises(ValidationError):
         _req(tmp_path, duration=0)
+    with pytest.raises(ValidationError, match="at least 1"):
+        _req(tmp_path, images=[])
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> Path:
@@ -92,11 +93,12 @@ def test_animatic_backend_renders_shots_and_transitions(tmp_path: Path) -> None:
     b = np.ascontiguousarray(a[::-1])
     pa, pb = _write_png(tmp_path / "a.png", a), _write_png(tmp_path / "b.png", b)
 
-    shot = backend.render_shot(_req(tmp_path, movement="push-in", duration=0.5, image=pa))
+    request = _req(tmp_path, movement="push-in", duration=0.5, images=[pa])
+    shot = backend.render_shot(request, tmp_path / "shot.mp4")
     assert (shot.frame_count, shot.width, shot.height) == (12, 160, 90)
+    assert shot.path == tmp_path / "shot.mp4"
 
-    both = _req(tmp_path, image=pa, last_image=pb, out=tmp_path / "t.mp4", duration=0.5)
-    info = backend.render_shot(both)  # a first+last shot becomes a transition
+    info = backend.render_transition(pa, pb, request, tmp_path / "t.mp4")
     assert info.frame_count == 12
     small = (160, 90)
     want_a = cv2.resize(a, small, interpolation=cv2.INTER_AREA).astype(np.int16)

@@ -109,14 +109,18 @@ class BackendConstraints:
 
 
 class ClipRequest(BaseModel):
-    """Everything a backend needs to render one clip; the spec a clip's hash is made from."""
+    """What to render: the spec a clip's hash is made from. Where it goes (``out``) is passed
+    separately, so the same request always describes the same clip wherever it is written.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image: Path = Field(description="first frame / the still to animate")
-    last_image: Path | None = Field(None, description="last frame, for first+last-frame shots")
-    out: Path = Field(description="where the MP4 is written")
-    prompt: str = Field("", description="motion prompt for generative backends")
+    images: list[Path] = Field(
+        min_length=1,
+        description="source stills; images[0] is the still a shot animates (transitions take "
+        "their first and last frames as explicit arguments)",
+    )
+    motion_prompt: str = Field("", description="what moves, for generative backends")
     negative_prompt: str = ""
     movement: str = "static"
     easing: str = "ease-in-out"
@@ -150,6 +154,11 @@ class ClipRequest(BaseModel):
         return self
 
     @property
+    def image(self) -> Path:
+        """The still a shot animates (``images[0]``)."""
+        return self.images[0]
+
+    @property
     def n_frames(self) -> int:
         """Exact output frame count, ``round(duration * fps)``."""
         return frame_count(self.duration, self.fps)
@@ -170,12 +179,14 @@ class VideoBackend(Protocol):
         """What goes into a clip's spec-hash: backend, model and code version."""
         ...
 
-    def render_shot(self, request: ClipRequest) -> VideoInfo:
-        """Animate ``request.image`` (to ``request.last_image`` if set) into ``request.out``."""
+    def render_shot(self, request: ClipRequest, out: Path) -> VideoInfo:
+        """Animate ``request.image`` into an MP4 at ``out``."""
         ...
 
-    def render_transition(self, first: Path, last: Path, request: ClipRequest) -> VideoInfo:
-        """A clip that starts on ``first`` and ends on ``last``."""
+    def render_transition(
+        self, first: Path, last: Path, request: ClipRequest, out: Path
+    ) -> VideoInfo:
+        """A clip at ``out`` that starts on ``first`` and ends on ``last``."""
         ...
 
 
@@ -198,12 +209,10 @@ class AnimaticBackend:
     def identity(self) -> dict[str, str]:
         return {"backend": self.name, "version": self.version}
 
-    def render_shot(self, request: ClipRequest) -> VideoInfo:
-        if request.last_image is not None:
-            return self.render_transition(request.image, request.last_image, request)
+    def render_shot(self, request: ClipRequest, out: Path) -> VideoInfo:
         return render_camera_move(
             request.image,
-            request.out,
+            out,
             duration=request.duration,
             fps=request.fps,
             width=request.width,
@@ -215,11 +224,13 @@ class AnimaticBackend:
             preset=self.preset,
         )
 
-    def render_transition(self, first: Path, last: Path, request: ClipRequest) -> VideoInfo:
+    def render_transition(
+        self, first: Path, last: Path, request: ClipRequest, out: Path
+    ) -> VideoInfo:
         return render_morph(
             first,
             last,
-            request.out,
+            out,
             duration=request.duration,
             fps=request.fps,
             width=request.width,
