@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from chat_server import ChatServer, Reply, Request
+from PIL import Image
 from pydantic import SecretStr, ValidationError
 
 from reelflow.calibration import ACTS, calibrate, plot_emotion_curve
@@ -316,3 +317,80 @@ def test_zh_rendering_failure_is_missing_not_fatal(server: ChatServer) -> None:
     with ChatClient(config) as flaky:
         assert zh_rendering("a prompt", flaky, cache) is None
     assert cache == {}
+
+
+# -- calibration rules ------------------------------------------------------------------------
+
+
+def board(shots: list[dict[str, Any]], characters: list[dict[str, Any]] | None = None,
+          ) -> Storyboard:
+    return Storyboard.model_validate({"title": "t", "project": "cal-test", "shots": shots,
+                                      "characters": characters or []})
+
+
+def test_seed_film_calibrates_by_rules(tmp_path: Path) -> None:
+    report = calibrate(load_storyboard(SEED))
+    assert report.source == "rules" and report.structure_complete
+    assert report.acts.turn == ["s05-winter-to-spring"]  # the season change is the peak
+    assert max(report.intensities) == report.intensities[4]
+    assert [p.category for p in report.problems if p.severity != "info"] == ["camera"]
+    assert "| turn | s05-winter-to-spring |" in report.to_markdown()
+    png = plot_emotion_curve(report, tmp_path / "seed.png")
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size == (800, 320)
+
+
+def test_equal_lengths_and_flat_curve_are_flagged() -> None:
+    shots = [{"id": f"s{i}", "description": "a person stands in a room", "duration": 2.0,
+              "camera": {"size": "medium", "angle": ["eye-level", "high"][i % 2]}}
+             for i in range(6)]
+    report = calibrate(board(shots))
+    rhythm = [p for p in report.problems if p.category == "rhythm"]
+    assert len(rhythm) == 1 and "6 of 6 shots last 2 s" in rhythm[0].message
+    emotion = [p for p in report.problems if p.category == "emotion"]
+    assert len(emotion) == 1 and emotion[0].message.startswith("flat emotion curve")
+
+
+def test_three_equal_shots_in_a_row_are_flagged() -> None:
+    durations = [3.0, 2.0, 2.0, 2.0, 4.0, 1.5]
+    shots = [{"id": f"s{i}", "description": "x", "duration": d} for i, d in enumerate(durations)]
+    rhythm = [p for p in calibrate(board(shots)).problems if p.category == "rhythm"]
+    assert len(rhythm) == 1 and rhythm[0].shots == ["s1", "s2", "s3"]
+
+
+def test_character_problems_name_the_shots() -> None:
+    characters = [{"name": "su7", "description": "bright yellow sports car with black stripes",
+                   "trigger_words": ["su7ultra"]},
+                  {"name": "mei", "description": "a girl"}]
+    shots = [
+        {"id": "a", "description": "su7 on a mountain road", "duration": 2, "characters": ["su7"]},
+        {"id": "b", "description": "the red car parks, mei waves", "duration": 3,
+         "characters": ["su7"]},
+    ]
+    report = calibrate(board(shots, characters))
+    messages = [p.message for p in report.problems if p.category == "character"]
+    assert "character su7: b calls it 'red car' but the character is black/yellow" in messages
+    assert any(m.startswith("b: mentions 'mei' but does not list") for m in messages)
+    assert any("character mei: description 'a girl' is too vague" in m for m in messages)
+    su7 = next(c for c in report.characters if c.name == "su7")
+    assert su7.shots == ["a", "b"] and not su7.consistent
+
+
+def test_durations_out_of_range() -> None:
+    shots = [{"id": "blink", "description": "x", "duration": 0.6},
+             {"id": "epic", "description": "y", "duration": 14}]
+    problems = [p for p in calibrate(board(shots)).problems if p.category == "duration"]
+    assert [p.shots for p in problems] == [["blink"], ["epic"]]
+
+
+def test_llm_calibration_missing_a_shot_is_repaired(server: ChatServer,
+                                                    client: ChatClient) -> None:
+    draft = write_drafts(BRIEF, client)[0]
+    full = llm_calibration(Request("", {}, {"messages": [
+        {"role": "user", "content": json.dumps({"title": "x", "shots": [
+            {"id": s.id} for s in draft.shots]})}]}, 0.0))
+    short = {**full, "emotion_curve": full["emotion_curve"][:-1]}
+    server.queue(Reply(short), Reply(full))
+    report = calibrate(draft, client)
+    assert len(report.emotion_curve) == len(draft.shots)
+    assert "one entry per shot in order" in server.requests[-1].last_user
