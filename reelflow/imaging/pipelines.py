@@ -97,8 +97,14 @@ class _LazyCheckpoint(Mapping[str, torch.Tensor]):
 
         self._file = safe_open(path, framework="pt")
         self._keys = list(self._file.keys())
+        self._key_set = set(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._key_set
 
     def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._key_set:
+            raise KeyError(key)
         return self._file.get_tensor(key)
 
     def __iter__(self) -> Iterator[str]:
