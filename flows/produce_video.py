@@ -1,0 +1,313 @@
+"""produce-video: storyboard -> images -> clips -> film + cover, with three approval gates.
+
+The flow reads like the director's procedure. Every expensive step is a cached task that takes a
+small job and returns object keys, so a resumed or repeated run only recomputes what changed:
+rejecting one shot's images regenerates that shot, and every other task comes back Cached.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from flows.gates import (
+    Approval,
+    ApprovalRecord,
+    ClipsReview,
+    ImagesReview,
+    StoryboardReview,
+    wait_for_review,
+)
+from reelflow import keys
+from reelflow.manifest import RunManifest
+from reelflow.plan import (
+    CoverJob,
+    EditClip,
+    EditJob,
+    clip_job,
+    frame_job,
+    hires_job,
+    image_job,
+    needs_image,
+    plan_render,
+    shot_loras,
+)
+from reelflow.profiles import get_profile
+from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from tasks.clips import render_clip
+from tasks.common import RESULTS_BLOCK, get_store
+from tasks.edit import assemble_film, make_cover
+from tasks.images import hires_fix, prepare_models, render_variants, take_frame
+from tasks.review import (
+    clips_review,
+    final_review,
+    images_review,
+    publish_storyboard,
+    storyboard_review,
+)
+
+
+class FilmResult(BaseModel):
+    project: str
+    film_key: str
+    cover_key: str
+    manifest_key: str
+    film_uri: str
+    cover_uri: str
+    manifest_uri: str
+
+
+def read_storyboard(source: str) -> tuple[Storyboard, Path]:
+    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself."""
+    if source.startswith("s3://"):
+        key = source.split("/", 3)[3]
+        return parse_storyboard(get_store().get_bytes(key).decode(), source=source), Path.cwd()
+    if "\n" in source or source.lstrip().startswith("{"):
+        return parse_storyboard(source, source="<inline>"), Path.cwd()
+    path = Path(source)
+    return load_storyboard(path), path.resolve().parent
+
+
+@task(name="score-variants")
+def score_variants(variants: dict[str, list[str]], palette: list[str]) -> dict[str, list[float]]:
+    """Sharpness and palette fit per variant, 0..1, for the contact sheet and quality-gate."""
+    import io
+
+    from PIL import Image
+
+    from reelflow.imaging.checks import is_blank, palette_score, sharpness
+
+    store = get_store()
+    scores: dict[str, list[float]] = {}
+    for shot, shot_keys in variants.items():
+        scores[shot] = []
+        for key in shot_keys:
+            image = Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB")
+            if is_blank(image):
+                scores[shot].append(0.0)
+                continue
+            sharp = min(1.0, sharpness(image) / 500.0)
+            fit = palette_score(image, palette) if palette else 1.0
+            scores[shot].append(round(0.5 * sharp + 0.5 * fit, 3))
+    return scores
+
+
+@flow(name="produce-video", result_storage=RESULTS_BLOCK, persist_result=True, log_prints=True)
+def produce_video(
+    storyboard: str,
+    approval: Approval = "manual",
+    profile: str = "full",
+    quality_threshold: float = 0.3,
+) -> FilmResult:
+    """Render a storyboard (path, s3:// URI or inline YAML/JSON) into a film and its cover."""
+    logger = get_run_logger()
+    started = datetime.now(UTC)
+    render_profile = get_profile(profile)
+    board, base_dir = read_storyboard(storyboard)
+    approvals: list[ApprovalRecord] = []
+
+    # 1. The storyboard is the contract: stored by hash, reviewed before anything is rendered.
+    storyboard_key = publish_storyboard(board)
+    description = storyboard_review(board, storyboard_key)
+    answer, record = wait_for_review(
+        "storyboard",
+        1,
+        StoryboardReview,
+        description=description,
+        policy=approval,
+        checks_passed=True,
+    )
+    approvals.append(record)
+    if not answer.approve:
+        raise ValueError(
+            f"storyboard {board.project} sent back for revision: {answer.notes!r} "
+            "(edit the storyboard, or configure an LLM endpoint to revise it, and run again)"
+        )
+
+    # 2. Models: the demo/test profiles build tiny ones from configs, once per machine.
+    if render_profile.image_model == "tiny":
+        names = {lora.name for shot in board.shots for lora in shot_loras(board, shot)}
+        names |= {
+            lora.name
+            for shot in board.shots
+            for ref in (shot.first_frame, shot.last_frame)
+            if ref
+            for lora in ref.loras
+        }
+        prepare_models(sorted(names), render_profile.image_family or "sd15")
+
+    # 3. Images: K variants per shot, a person picks one or rejects with notes.
+    plan = plan_render(board, render_profile, base_dir=base_dir)
+    for shot, parts in plan.truncated_prompts.items():
+        logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
+    jobs = {job.shot: job for job in plan.images}
+    variants = {shot: render_variants(job) for shot, job in jobs.items()}
+    notes: dict[str, list[str]] = {}
+    round_ = 1
+    while True:
+        scores = score_variants(variants, board.style.palette)
+        best = {shot: max(range(len(s)), key=s.__getitem__) for shot, s in scores.items()}
+        passed = all(max(s) >= quality_threshold for s in scores.values())
+        description = images_review(
+            board.project, variants, {s: j.prompt for s, j in jobs.items()}, scores
+        )
+        picks_default = best if approval == "quality-gate" else {shot: 0 for shot in jobs}
+        answer, record = wait_for_review(
+            "images",
+            round_,
+            ImagesReview,
+            description=description,
+            policy=approval,
+            checks_passed=passed,
+            picks=picks_default,
+        )
+        approvals.append(record)
+        unknown = sorted((set(answer.reject) | set(answer.picks)) - set(jobs))
+        if unknown:
+            logger.warning("images gate: ignoring unknown shots %s", ", ".join(unknown))
+        rejected = {shot: text for shot, text in answer.reject.items() if shot in jobs}
+        if not rejected:
+            break
+        for shot_id, text in rejected.items():
+            notes.setdefault(shot_id, []).append(text)
+            jobs[shot_id] = image_job(
+                board,
+                board.shot(shot_id),
+                render_profile,
+                base_dir=base_dir,
+                notes=notes[shot_id],
+                round_=len(notes[shot_id]),
+            )
+            variants[shot_id] = render_variants(jobs[shot_id])
+        round_ += 1
+
+    chosen: dict[str, str] = {}
+    for shot_id, job in jobs.items():
+        index = answer.picks.get(shot_id, picks_default.get(shot_id, 0))
+        index = min(max(index, 0), len(variants[shot_id]) - 1)
+        key = variants[shot_id][index]
+        chosen[shot_id] = (
+            hires_fix(hires_job(job, key, index, render_profile))
+            if render_profile.hires_fix
+            else key
+        )
+
+    # 4. Clips, in storyboard order: a transition can take a frame of an earlier shot's clip.
+    clip_notes: dict[str, list[str]] = {}
+    clip_seeds: dict[str, int] = {}
+    round_ = 1
+    while True:
+        clips: dict[str, str] = {}
+        frames: dict[str, list[str]] = {}
+        motion: dict[str, str] = {}
+        for shot in board.shots:
+            job = clip_job(board, shot, render_profile)
+            updates: dict[str, object] = {}
+            if needs_image(shot):
+                updates["image_key"] = chosen[shot.id]
+            for field, ref in (
+                ("first_frame_key", shot.first_frame),
+                ("last_frame_key", shot.last_frame),
+            ):
+                if ref is not None:
+                    fjob = frame_job(board, shot, ref, render_profile, base_dir=base_dir)
+                    updates[field] = take_frame(fjob, clips[ref.shot])
+                    frames.setdefault(shot.id, []).append(updates[field])
+            if shot.id in clip_notes:
+                updates["motion_prompt"] = ", ".join([job.motion_prompt, *clip_notes[shot.id]])
+            if shot.id in clip_seeds:
+                updates["seed"] = clip_seeds[shot.id]
+            job = job.model_copy(update=updates)
+            motion[shot.id] = job.motion_prompt
+            clips[shot.id] = render_clip(job)
+        description = clips_review(clips, motion)
+        answer, record = wait_for_review(
+            "clips",
+            round_,
+            ClipsReview,
+            description=description,
+            policy=approval,
+            checks_passed=True,
+        )
+        approvals.append(record)
+        redo = (set(answer.regenerate) | set(answer.new_seeds)) & set(clips)
+        if not redo:
+            break
+        for shot_id in redo:
+            if answer.regenerate.get(shot_id):
+                clip_notes.setdefault(shot_id, []).append(answer.regenerate[shot_id])
+            clip_seeds[shot_id] = answer.new_seeds.get(
+                shot_id, clip_seeds.get(shot_id, 0) + round_ * 7919
+            )
+        round_ += 1
+
+    # 5. Edit: the storyboard's durations and transitions, then the cover.
+    edit = EditJob(
+        project=board.project,
+        clips=[
+            EditClip(
+                shot=s.id,
+                key=clips[s.id],
+                duration=s.duration,
+                transition=s.transition_in,
+                transition_duration=s.transition_duration,
+            )
+            for s in board.shots
+        ],
+        width=board.width,
+        height=board.height,
+        fps=board.fps,
+        crf=render_profile.crf,
+    )
+    film_key = assemble_film(edit)
+    cover_key = make_cover(
+        CoverJob(
+            project=board.project,
+            film_key=film_key,
+            title=board.title,
+            width=board.width,
+            height=board.height,
+        )
+    )
+
+    # 6. The manifest: inputs, decisions, outputs.
+    run_id = str(flow_run.get_id() or "local")
+    manifest = RunManifest(
+        run_id=run_id,
+        project=board.project,
+        title=board.title,
+        storyboard_key=storyboard_key,
+        storyboard_hash=board.content_hash(),
+        profile=profile,
+        approval_policy=approval,
+        started_at=started,
+        approvals=[a.model_dump(mode="json") for a in approvals],
+        prompt_notes=notes,
+        variants=variants,
+        chosen_images=chosen,
+        frames=frames,
+        clips=clips,
+        film_key=film_key,
+        cover_key=cover_key,
+        duration=board.duration,
+    )
+    store = get_store()
+    manifest_key = store.put_json(
+        keys.manifest_key(board.project, run_id),
+        manifest,
+        {"kind": "manifest", "parents": [storyboard_key, film_key, cover_key]},
+    )
+    final_review(film_key, cover_key, manifest_key)
+    return FilmResult(
+        project=board.project,
+        film_key=film_key,
+        cover_key=cover_key,
+        manifest_key=manifest_key,
+        film_uri=store.uri(film_key),
+        cover_uri=store.uri(cover_key),
+        manifest_uri=store.uri(manifest_key),
+    )

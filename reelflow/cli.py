@@ -1,0 +1,286 @@
+"""The `reelflow` command.
+
+Heavy imports (Prefect, torch, diffusers) happen inside the commands that need them, so that
+`reelflow validate` answers instantly and never touches a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_INVALID = 2
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"reelflow: {message}", file=sys.stderr)
+    return code
+
+
+# -- storyboard commands ---------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from reelflow.storyboard import StoryboardError, load_storyboard
+
+    status = 0
+    for file in args.files:
+        try:
+            storyboard = load_storyboard(file)
+        except StoryboardError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        print(
+            f"{file}: ok ({len(storyboard.shots)} shots, {storyboard.duration:g} s, "
+            f"{storyboard.width}x{storyboard.height}@{storyboard.fps})"
+        )
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from reelflow.storyboard import json_schema
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from reelflow.plan import plan_render
+    from reelflow.profiles import get_profile
+    from reelflow.storyboard import StoryboardError, load_storyboard
+
+    try:
+        storyboard = load_storyboard(args.file)
+        profile = get_profile(args.profile)
+    except (StoryboardError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    plan = plan_render(storyboard, profile, base_dir=Path(args.file).resolve().parent)
+    for job in plan.images:
+        print(
+            f"{job.shot}: seed {job.seed}, {job.width}x{job.height}, {job.steps} steps, "
+            f"{job.variants} variants, loras {[lora.name for lora in job.loras]}"
+        )
+        print(f"    {job.prompt}")
+    for shot, parts in plan.truncated_prompts.items():
+        print(f"{shot}: over the token budget, left out: {' | '.join(parts)}")
+    return 0
+
+
+# -- local stack -----------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from reelflow import devstack
+
+    try:
+        state = devstack.up(devstack.StackConfig())
+    except devstack.StackError as exc:
+        return _fail(str(exc))
+    started = ", ".join(state.started) or "nothing (already running)"
+    print(f"started: {started}")
+    print(f"s3:      {state.s3_endpoint} ({'embedded' if state.s3_managed else 'external'})")
+    if state.prefect_api_url:
+        print(f"prefect: {state.prefect_api_url.removesuffix('/api')} (UI and API)")
+    print(f"state:   {state.home}/stack.json")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from reelflow import devstack
+
+    stopped = devstack.down(devstack.StackConfig())
+    print(f"stopped: {', '.join(map(str, stopped)) or 'nothing was running'}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from reelflow import devstack
+
+    report = devstack.status(devstack.StackConfig())
+    for name in ("s3", "prefect"):
+        service = report[name]
+        health = "healthy" if service["healthy"] else "down"
+        owner = "managed" if service["managed"] else "external"
+        pid = f" pid {service['pid']}" if service.get("pid") else ""
+        print(f"{name:8} {health:8} {service.get('endpoint') or '-'} ({owner}{pid})")
+    return 0 if report["healthy"] else 1
+
+
+def use_local_stack() -> None:
+    """Point Prefect at the local stack's server unless the user configured one."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from reelflow import devstack
+
+    config = devstack.StackConfig()
+    if config.stack_file.exists():
+        os.environ["PREFECT_API_URL"] = devstack.prefect_api_url(config)
+
+
+# -- rendering and approving -----------------------------------------------------------------
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from reelflow.profiles import get_profile
+    from reelflow.storyboard import StoryboardError, load_storyboard
+
+    try:
+        load_storyboard(args.file)
+        get_profile(args.profile)
+    except (StoryboardError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    use_local_stack()
+    from flows.produce_video import produce_video
+    from tasks.common import ensure_results_block
+
+    ensure_results_block()
+
+    approval = "auto" if args.auto_approve else args.approval
+    result = produce_video(
+        storyboard=str(Path(args.file).resolve()),
+        approval=approval,
+        profile=args.profile,
+    )
+    print(f"film:     {result.film_uri}")
+    print(f"cover:    {result.cover_uri}")
+    print(f"manifest: {result.manifest_uri}")
+    if args.out:
+        from reelflow.settings import S3Settings
+        from reelflow.store import ArtifactStore
+
+        store = ArtifactStore(S3Settings.from_env())
+        out = Path(args.out) / result.project
+        out.mkdir(parents=True, exist_ok=True)
+        store.get_file(result.film_key, out / "final.mp4")
+        store.get_file(result.cover_key, out / "cover.png")
+        store.get_file(result.manifest_key, out / "manifest.json")
+        print(f"downloaded to {out}/final.mp4, cover.png, manifest.json")
+    return 0
+
+
+def _parse_pairs(values: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        shot, sep, rest = value.partition("=")
+        if not sep or not shot:
+            raise ValueError(f"{what} '{value}': expected SHOT=VALUE")
+        pairs[shot] = rest
+    return pairs
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    use_local_stack()
+    from flows.gates import approve_run
+
+    try:
+        picks = {k: int(v) for k, v in _parse_pairs(args.pick, "--pick").items()}
+        rejects = _parse_pairs(args.reject, "--reject")
+        seeds = {k: int(v) for k, v in _parse_pairs(args.new_seed, "--new-seed").items()}
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    try:
+        gate = approve_run(
+            args.run_id,
+            picks=picks,
+            rejects=rejects,
+            new_seeds=seeds,
+            notes=args.notes,
+            version=args.version,
+            reviewer=args.reviewer,
+        )
+    except (LookupError, ValueError) as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    print(f"resumed run {args.run_id} at the {gate} gate")
+    return 0
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    use_local_stack()
+    from flows.gates import pending_runs
+
+    for run in pending_runs():
+        print(f"{run['id']}  {run['name']}  waiting at {run['gate']}")
+    return 0
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check storyboard files; exit 2 when one is invalid")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the storyboard JSON Schema")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("plan", help="show composed prompts, seeds and sizes without rendering")
+    p.add_argument("file")
+    p.add_argument("--profile", default="full")
+    p.set_defaults(func=cmd_plan)
+
+    for name, func, text in (
+        ("up", cmd_up, "start the local S3 and Prefect servers"),
+        ("down", cmd_down, "stop the local stack"),
+        ("status", cmd_status, "say what runs where"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(func=func)
+
+    p = sub.add_parser("render", help="render a storyboard to a film")
+    p.add_argument("file")
+    p.add_argument("--approval", choices=["manual", "auto", "quality-gate"], default="manual")
+    p.add_argument("--auto-approve", action="store_true", help="same as --approval auto")
+    p.add_argument("--profile", default="full", help="full | demo | test")
+    p.add_argument("--out", help="download the film, cover and manifest into OUT/PROJECT/")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("approve", help="resume a paused run with the reviewer's decision")
+    p.add_argument("run_id")
+    p.add_argument(
+        "--pick",
+        action="append",
+        default=[],
+        metavar="SHOT=N",
+        help="images gate: the variant chosen for a shot (default: 0)",
+    )
+    p.add_argument(
+        "--reject",
+        action="append",
+        default=[],
+        metavar="SHOT=NOTES",
+        help="images/clips gate: regenerate this shot with these notes",
+    )
+    p.add_argument(
+        "--new-seed",
+        action="append",
+        default=[],
+        metavar="SHOT=SEED",
+        help="clips gate: regenerate this shot with another seed",
+    )
+    p.add_argument("--notes", default="", help="storyboard gate: notes for a revision")
+    p.add_argument("--version", type=int, default=None, help="storyboard gate: version chosen")
+    p.add_argument("--reviewer", default=os.environ.get("USER", "reviewer"))
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("pending", help="list runs waiting for approval")
+    p.set_defaults(func=cmd_pending)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The run manifest: what a run was given, what people decided, and what it produced."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from reelflow.keys import CODE_VERSION
+
+
+class RunManifest(BaseModel):
+    run_id: str
+    flow: str = "produce-video"
+    project: str
+    title: str
+    storyboard_key: str
+    storyboard_hash: str
+    profile: str
+    approval_policy: str
+    started_at: datetime
+    finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    approvals: list[dict[str, Any]] = []
+    prompt_notes: dict[str, list[str]] = {}
+    variants: dict[str, list[str]] = {}
+    chosen_images: dict[str, str] = {}
+    frames: dict[str, list[str]] = {}
+    clips: dict[str, str] = {}
+    film_key: str
+    cover_key: str
+    duration: float
+    code_version: str = CODE_VERSION
+    llm_usage: dict[str, int] = {}

@@ -1,0 +1,336 @@
+"""One function per production step: a job in, objects with lineage in the bucket, keys out.
+
+These are the core of every Prefect task (tasks/ only wraps them) and of the benchmarks' plain
+loops. Each step is idempotent: the job's spec hash names its output, so when the object is
+already in the bucket the step returns its key without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from PIL import Image
+
+from reelflow import keys
+from reelflow.plan import (
+    ClipJob,
+    CoverJob,
+    EditJob,
+    FrameJob,
+    HiresJob,
+    ImageJob,
+    LoraChoice,
+    ModelChoice,
+    models_dir,
+    resolve_model_path,
+)
+from reelflow.store import ArtifactStore, Lineage
+
+log = logging.getLogger("reelflow.produce")
+
+
+@contextmanager
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="reelflow-") as tmp:
+        yield Path(tmp)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _load_image(store: ArtifactStore, key: str) -> Image.Image:
+    return Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB")
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def prepare_demo_models(lora_names: list[str], family: str = "sd15") -> dict[str, str]:
+    """Build the tiny models a `demo`/`test` profile asks for (once; later calls find them)."""
+    from reelflow.imaging.tiny import build_tiny_controlnet, build_tiny_lora, build_tiny_sd
+
+    root = models_dir()
+    sd = build_tiny_sd(root / "tiny-sd", family=family)
+    controlnet = build_tiny_controlnet(sd, root / "tiny-controlnet")
+    built = {"tiny-sd": str(sd), "tiny-controlnet": str(controlnet)}
+    for index, name in enumerate(sorted(set(lora_names))):
+        path = build_tiny_lora(sd, root / "loras" / f"{name}.safetensors", seed=1000 + index)
+        built[name] = str(path)
+    return built
+
+
+def _image_spec(job: ImageJob | FrameJob, *, prompt: str, width: int, height: int, seed: int):
+    from reelflow.imaging.generate import ImageSpec
+
+    return ImageSpec(
+        prompt=prompt,
+        negative_prompt=job.negative_prompt,
+        seed=seed,
+        width=width,
+        height=height,
+        steps=job.steps,
+        guidance=job.guidance,
+        model=_model_source(job.model),
+        loras=[_lora_spec(lora) for lora in job.loras],
+        shot=job.shot,
+    )
+
+
+def _model_source(model: ModelChoice):
+    from reelflow.imaging.models import ModelSource
+
+    return ModelSource(
+        family=model.family,
+        source=resolve_model_path(model.source),
+        dtype=model.dtype,
+        device=model.device,
+    )
+
+
+def _lora_spec(lora: LoraChoice):
+    from reelflow.imaging.models import LoraSpec
+
+    return LoraSpec(path=resolve_model_path(lora.path), name=lora.name, weight=lora.weight)
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
+    """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
+    from reelflow.imaging.generate import generate_variants
+
+    base = job.spec_hash()
+    wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
+    if all(store.exists(key) for key in wanted):
+        return wanted
+    spec = _image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
+    for index, (seed, image) in enumerate(generate_variants(spec, job.variants)):
+        store.put_bytes(
+            wanted[index],
+            _png_bytes(image),
+            "image/png",
+            Lineage(
+                kind="image",
+                spec=job.model_dump(mode="json"),
+                spec_hash=base,
+                extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
+            ),
+        )
+    return wanted
+
+
+def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
+    """Upscale the chosen variant and refine it with img2img at the same seed."""
+    from reelflow.imaging.generate import hires_fix as refine
+
+    key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
+    if store.exists(key):
+        return key
+    image = _load_image(store, job.variant_key)
+    base = job.image
+    spec = _image_spec(
+        base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
+    )
+    refined = refine(image, spec, scale=job.scale, strength=job.strength)
+    store.put_bytes(
+        key,
+        _png_bytes(refined),
+        "image/png",
+        Lineage(
+            kind="image",
+            spec=job.model_dump(mode="json"),
+            spec_hash=job.spec_hash(),
+            parents=[job.variant_key],
+            extra={"step": "hires-fix", "shot": base.shot, "seed": job.seed},
+        ),
+    )
+    return key
+
+
+def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
+    """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
+    from reelflow.videoio import extract_frame
+
+    key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
+    if store.exists(key):
+        return key
+    with scratch() as tmp:
+        clip = store.get_file(clip_key, tmp / "clip.mp4")
+        frame = Image.fromarray(extract_frame(clip, job.frame))
+    parents = [clip_key]
+    if job.restyle_prompt:
+        from reelflow.imaging.generate import restyle_canny
+
+        width, height = _generation_size(frame.size, job)
+        spec = _image_spec(
+            job, prompt=job.restyle_prompt, width=width, height=height, seed=job.seed
+        )
+        frame = restyle_canny(
+            frame.resize((width, height), Image.LANCZOS), spec, resolve_model_path(job.controlnet)
+        )
+    store.put_bytes(
+        key,
+        _png_bytes(frame),
+        "image/png",
+        Lineage(
+            kind="image",
+            spec=job.model_dump(mode="json"),
+            spec_hash=job.spec_hash(),
+            parents=parents,
+            extra={"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
+        ),
+    )
+    return key
+
+
+def clip_key_hash(key: str) -> str:
+    return key.rsplit("/", 1)[-1].split(".", 1)[0][:8]
+
+
+def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:
+    """Restyle at a size the model handles: the frame's aspect, at most 512 px wide, /8."""
+    width, height = size
+    scale = min(1.0, 512 / width)
+    return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
+
+
+# -- clips -----------------------------------------------------------------------------------
+
+
+def render_clip(store: ArtifactStore, job: ClipJob) -> str:
+    """A shot's clip: a camera move over its still, or a transition between two frames."""
+    from reelflow.motion.backends import ClipRequest, get_backend
+
+    key = keys.clip_key(job.project, job.shot, job.spec_hash())
+    if store.exists(key):
+        return key
+    backend = get_backend(job.backend)
+    with scratch() as tmp:
+        out = tmp / "clip.mp4"
+        request_images: list[Path] = []
+        parents: list[str] = []
+        for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
+            if source:
+                path = store.get_file(source, tmp / f"in{index}.png")
+                request_images.append(path)
+                parents.append(source)
+        request = ClipRequest(
+            images=request_images,
+            motion_prompt=job.motion_prompt,
+            movement=job.movement,
+            duration=job.duration,
+            fps=job.fps,
+            width=job.width,
+            height=job.height,
+            seed=job.seed,
+        )
+        if job.first_frame_key or job.last_frame_key:
+            first, last = _transition_ends(job, request_images)
+            info = backend.render_transition(first, last, request, out)
+        else:
+            info = backend.render_shot(request, out)
+        store.put_file(
+            key,
+            out,
+            "video/mp4",
+            Lineage(
+                kind="clip",
+                spec=job.model_dump(mode="json"),
+                spec_hash=job.spec_hash(),
+                parents=parents,
+                extra={"backend": backend.name, "frames": info.frame_count, "shot": job.shot},
+            ),
+        )
+    return key
+
+
+def _transition_ends(job: ClipJob, images: list[Path]) -> tuple[Path, Path]:
+    """First and last frame of a transition: referenced frames, else the shot's own still."""
+    by_role = dict(
+        zip(
+            [
+                r
+                for r, k in (
+                    ("image", job.image_key),
+                    ("first", job.first_frame_key),
+                    ("last", job.last_frame_key),
+                )
+                if k
+            ],
+            images,
+            strict=True,
+        )
+    )
+    first = by_role.get("first") or by_role["image"]
+    last = by_role.get("last") or by_role["image"]
+    return first, last
+
+
+# -- edit ------------------------------------------------------------------------------------
+
+
+def assemble_film(store: ArtifactStore, job: EditJob) -> str:
+    from reelflow.editing.assemble import AssemblyClip, assemble
+
+    key = keys.edit_key(job.project, job.spec_hash())
+    if store.exists(key):
+        return key
+    with scratch() as tmp:
+        clips = []
+        for index, clip in enumerate(job.clips):
+            path = store.get_file(clip.key, tmp / f"{index:03d}-{clip.shot}.mp4")
+            clips.append(
+                AssemblyClip(
+                    path=path,
+                    duration=clip.duration,
+                    transition=clip.transition if index else "cut",
+                    transition_duration=clip.transition_duration if index else 0.0,
+                )
+            )
+        out = assemble(
+            clips, tmp / "film.mp4", width=job.width, height=job.height, fps=job.fps, crf=job.crf
+        )
+        store.put_file(
+            key,
+            out,
+            "video/mp4",
+            Lineage(
+                kind="edit",
+                spec=job.model_dump(mode="json"),
+                spec_hash=job.spec_hash(),
+                parents=[clip.key for clip in job.clips],
+            ),
+        )
+    return key
+
+
+def make_cover(store: ArtifactStore, job: CoverJob) -> str:
+    from reelflow.editing.cover import make_cover as render_cover
+
+    key = keys.cover_key(job.project, job.spec_hash())
+    if store.exists(key):
+        return key
+    with scratch() as tmp:
+        film = store.get_file(job.film_key, tmp / "film.mp4")
+        out = render_cover(film, tmp / "cover.png", job.title)
+        store.put_file(
+            key,
+            out,
+            "image/png",
+            Lineage(
+                kind="cover",
+                spec=job.model_dump(mode="json"),
+                spec_hash=job.spec_hash(),
+                parents=[job.film_key],
+            ),
+        )
+    return key

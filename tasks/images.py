@@ -1,0 +1,48 @@
+"""Image tasks: variants per shot, hi-res fix of the chosen one, frames taken from clips."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from reelflow import produce
+from reelflow.plan import FrameJob, HiresJob, ImageJob
+from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
+
+
+@task(name="prepare-models", cache_policy=NO_CACHE, retries=RETRIES)
+def prepare_models(lora_names: list[str], family: str = "sd15") -> dict[str, str]:
+    return produce.prepare_demo_models(lora_names, family)
+
+
+@task(
+    name="render-variants",
+    task_run_name="variants-{job.shot}",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
+def render_variants(job: ImageJob) -> list[str]:
+    return produce.render_variants(get_store(), job)
+
+
+@task(
+    name="hires-fix",
+    task_run_name="hires-{job.image.shot}",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
+def hires_fix(job: HiresJob) -> str:
+    return produce.hires_fix(get_store(), job)
+
+
+@task(
+    name="take-frame",
+    task_run_name="frame-{job.shot}-from-{job.source_shot}",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
+def take_frame(job: FrameJob, clip_key: str) -> str:
+    return produce.take_frame(get_store(), job, clip_key)

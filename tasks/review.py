@@ -1,0 +1,118 @@
+"""Review material for the gates: what a person looks at before saying yes.
+
+Artifacts show in the Prefect UI on the run. Images are presigned URLs into the bucket, which a
+browser on the stack's network can open; the same markdown is the form's description.
+"""
+
+from __future__ import annotations
+
+import io
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from reelflow import keys
+from reelflow.storyboard import Storyboard
+from tasks.common import get_store
+
+
+def _link(key: str, label: str) -> str:
+    return f"[{label}]({get_store().presigned_url(key)})"
+
+
+def _thumb(key: str, label: str) -> str:
+    return f"![{label}]({get_store().presigned_url(key)})"
+
+
+@task(name="publish-storyboard")
+def publish_storyboard(storyboard: Storyboard) -> str:
+    """Store the storyboard under its content hash (the same storyboard is stored once)."""
+    key = keys.storyboard_key(storyboard.project, storyboard.content_hash())
+    return get_store().put_json(key, storyboard, {"kind": "storyboard"}, if_absent=True)
+
+
+@task(name="storyboard-review")
+def storyboard_review(storyboard: Storyboard, storyboard_key: str) -> str:
+    rows = [
+        "| # | shot | sec | camera | transition | caption |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, shot in enumerate(storyboard.shots, 1):
+        camera = f"{shot.camera.size}, {shot.camera.angle}, {shot.camera.movement}"
+        caption = f"{shot.caption.zh} / {shot.caption.en}" if shot.caption else ""
+        rows.append(
+            f"| {index} | **{shot.id}**: {shot.description} | {shot.duration:g} | {camera} | "
+            f"{shot.transition_in} | {caption} |"
+        )
+    markdown = (
+        f"# {storyboard.title}\n\n{storyboard.logline}\n\n"
+        f"{len(storyboard.shots)} shots, {storyboard.duration:g} s, "
+        f"{storyboard.width}x{storyboard.height} @ {storyboard.fps} fps, "
+        f"model `{storyboard.style.model}`. Stored as `{storyboard_key}`.\n\n" + "\n".join(rows)
+    )
+    create_markdown_artifact(markdown, key="storyboard-review", description="storyboard gate")
+    return markdown
+
+
+@task(name="images-review")
+def images_review(
+    project: str,
+    variants: dict[str, list[str]],
+    prompts: dict[str, str],
+    scores: dict[str, list[float]],
+) -> str:
+    """A contact sheet per shot (variants numbered, scores under them) and the prompt used."""
+    from PIL import Image
+
+    from reelflow.imaging.checks import contact_sheet
+
+    store = get_store()
+    rows = ["| shot | variants (0, 1, ...) | prompt |", "|---|---|---|"]
+    for shot, shot_keys in variants.items():
+        images = [Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB") for key in shot_keys]
+        labels = [f"#{i}  {s:.2f}" for i, s in enumerate(scores.get(shot, [0.0] * len(images)))]
+        sheet = contact_sheet(images, labels)
+        buffer = io.BytesIO()
+        sheet.save(buffer, format="PNG")
+        sheet_key = keys.image_key(project, shot, keys.spec_hash({"sheet": shot_keys}) + "-sheet")
+        store.put_bytes(
+            sheet_key,
+            buffer.getvalue(),
+            "image/png",
+            {"kind": "contact-sheet", "parents": shot_keys},
+            if_absent=True,
+        )
+        links = " ".join(_link(key, f"#{i}") for i, key in enumerate(shot_keys))
+        rows.append(f"| **{shot}** {links} | {_thumb(sheet_key, shot)} | {prompts.get(shot, '')} |")
+    markdown = (
+        "# Images\n\nPick a variant per shot (`picks`), or reject a shot with notes (`reject`): "
+        "only rejected shots are regenerated.\n\n" + "\n".join(rows)
+    )
+    create_markdown_artifact(markdown, key="images-review", description="images gate")
+    return markdown
+
+
+@task(name="clips-review")
+def clips_review(clips: dict[str, str], prompts: dict[str, str]) -> str:
+    rows = ["| shot | clip | motion prompt |", "|---|---|---|"]
+    for shot, key in clips.items():
+        rows.append(f"| **{shot}** | {_link(key, 'play')} | {prompts.get(shot, '')} |")
+    markdown = (
+        "# Clips\n\nApprove all, or ask for a regeneration per shot with notes (`regenerate`) "
+        "and/or a new seed (`new_seeds`).\n\n" + "\n".join(rows)
+    )
+    create_markdown_artifact(markdown, key="clips-review", description="clips gate")
+    return markdown
+
+
+@task(name="final-review")
+def final_review(film_key: str, cover_key: str, manifest_key: str) -> None:
+    store = get_store()
+    markdown = (
+        "# Final\n\n"
+        f"- film: {_link(film_key, store.uri(film_key))}\n"
+        f"- cover: {_link(cover_key, store.uri(cover_key))}\n"
+        f"- manifest: {_link(manifest_key, store.uri(manifest_key))}\n\n"
+        f"{_thumb(cover_key, 'cover')}\n"
+    )
+    create_markdown_artifact(markdown, key="final", description="the finished film")

@@ -1,0 +1,218 @@
+"""The film end to end, on a real Prefect server, a real S3 server, diffusers and ffmpeg.
+
+A four-shot storyboard (with a winter -> spring first/last-frame transition built from the
+previous clip's last frame, restyled through ControlNet) renders with the `test` profile. The
+second run finds everything Cached; a paused run is approved from the CLI's code path, and
+rejecting one shot's images regenerates that shot only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from reelflow.settings import S3Settings
+from reelflow.store import ArtifactStore
+from reelflow.videoio import probe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+STORYBOARD = """
+title: "测试 · Test film"
+project: tiny-film
+width: 320
+height: 180
+fps: 12
+style:
+  palette: ["#f5c518", "#e8f1f8"]
+  visual_style: cinematic
+  quality_tags: [detailed]
+  negative_prompt: blurry
+  model: some-real-model
+  loras: [{name: detail, path: loras/detail.safetensors, weight: 0.5}]
+  base_seed: 7
+characters:
+  - name: car
+    description: a yellow sports car
+    trigger_words: [yellowcar]
+    lora: {name: car-body, path: loras/car.safetensors, weight: 0.8, role: subject}
+shots:
+  - {id: a, description: car on a snowy road, duration: 1.0, characters: [car],
+     camera: {size: wide, angle: aerial, movement: push-in}}
+  - {id: b, description: rear of the car, duration: 1.0, characters: [car],
+     camera: {size: close-up, angle: low, movement: pan-right},
+     transition_in: crossfade, transition_duration: 0.25}
+  - {id: c, description: the car at the summit, duration: 1.0,
+     camera: {size: full, angle: high, movement: static}}
+  - id: d
+    description: winter turns to spring
+    duration: 1.0
+    transition_in: crossfade
+    transition_duration: 0.25
+    first_frame: {shot: c, frame: last}
+    last_frame:
+      shot: c
+      frame: last
+      restyle: spring, green grass, blossoms
+      loras: [{name: spring, path: loras/spring.safetensors, weight: 0.8, role: scene}]
+    caption: {zh: 冬去春来, en: Winter to spring}
+"""
+
+
+@pytest.fixture(scope="module")
+def film_env(
+    prefect_server: str, s3_settings: S3Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """Environment for the flow: where S3 is, where tiny models go, the results block."""
+    from blocks.minio_storage import MinIOStorage
+    from tasks.common import RESULTS_BLOCK, get_store
+
+    settings = s3_settings.with_bucket("film")
+    env = {
+        "REELFLOW_S3_ENDPOINT": settings.endpoint,
+        "REELFLOW_S3_ACCESS_KEY": settings.access_key,
+        "REELFLOW_S3_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "REELFLOW_S3_BUCKET": settings.bucket,
+        "REELFLOW_MODELS": str(tmp_path_factory.mktemp("models")),
+        "REELFLOW_POLL_INTERVAL": "1",
+        "PREFECT_API_URL": prefect_server,
+    }
+    os.environ.update({k: v for k, v in env.items() if k != "PREFECT_API_URL"})
+    get_store.cache_clear()
+    block = MinIOStorage.from_settings(settings.with_bucket("film-results"))
+    block.to_store().ensure_bucket()
+    block.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
+    return env
+
+
+def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    states: dict[str, list[str]] = {}
+    for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+        states.setdefault(run.name, []).append(run.state.name if run.state else "?")
+    return states
+
+
+@pytest.fixture(scope="module")
+def first_run(film_env: dict[str, str]) -> tuple[Any, Any]:
+    from flows.produce_video import produce_video
+
+    state = produce_video(
+        storyboard=STORYBOARD, approval="auto", profile="test", return_state=True
+    )
+    assert state.is_completed(), state.message
+    return state, state.result()
+
+
+def test_auto_run_delivers_film_cover_and_manifest(
+    first_run: tuple[Any, Any], s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    _, result = first_run
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    film = store.get_file(result.film_key, tmp_path / "film.mp4")
+    info = probe(film)
+    assert (info.width, info.height) == (320, 180)
+    assert info.codec == "h264"
+    assert abs(info.fps - 12) < 0.01
+    assert abs(info.duration - 4.0) <= 0.2
+    assert store.get_bytes(result.cover_key)[:8] == b"\x89PNG\r\n\x1a\n"
+
+    manifest = json.loads(store.get_bytes(result.manifest_key))
+    assert [a["gate"] for a in manifest["approvals"]] == ["storyboard", "images", "clips"]
+    assert {a["reviewer"] for a in manifest["approvals"]} == {"auto"}
+    assert set(manifest["clips"]) == {"a", "b", "c", "d"}
+    assert set(manifest["variants"]) == {"a", "b", "c"}  # d is built from c's frames
+    assert all(len(v) == 2 for v in manifest["variants"].values())
+
+    # lineage: the film's parents are the clips; the restyled frame's parent is c's clip
+    assert store.lineage(result.film_key).parents == [manifest["clips"][s] for s in "abcd"]
+    first, last = manifest["frames"]["d"]
+    assert store.lineage(last).parents == [manifest["clips"]["c"]]
+    assert store.lineage(last).extra["step"] == "restyle"
+    assert store.lineage(first).extra["step"] == "frame"
+    variant = store.lineage(manifest["variants"]["a"][1])
+    assert variant.extra["seed"] == variant.spec["seed"] + 1
+    assert [lora["name"] for lora in variant.spec["loras"]] == ["detail", "car-body"]
+
+
+def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:
+    from flows.produce_video import produce_video
+
+    state = produce_video(
+        storyboard=STORYBOARD, approval="auto", profile="test", return_state=True
+    )
+    assert state.result().film_key == first_run[1].film_key
+    states = _task_states(state.state_details.flow_run_id)
+    expensive = {
+        name: s for name, s in states.items()
+        if name.split("-")[0] in {"variants", "hires", "clip", "frame", "assemble", "make"}
+    }
+    assert len(expensive) >= 12, states
+    not_cached = {name: s for name, s in expensive.items() if s != ["Cached"]}
+    assert not not_cached, not_cached
+
+
+def _wait_for_gate(run_id_holder: dict[str, str], gate: str, timeout: float = 240) -> str:
+    from flows.gates import pending_runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in pending_runs():
+            if run["gate"] == gate and run["id"] == run_id_holder.get("id", run["id"]):
+                run_id_holder["id"] = run["id"]
+                return run["id"]
+        time.sleep(1)
+    raise AssertionError(f"no run reached the {gate} gate")
+
+
+def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
+    first_run: tuple[Any, Any], film_env: dict[str, str], tmp_path: Path
+) -> None:
+    from flows.gates import approve_run
+
+    board = tmp_path / "tiny.yaml"
+    board.write_text(STORYBOARD, encoding="utf-8")
+    env = {**os.environ, **film_env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reelflow.cli", "render", str(board), "--profile", "test"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    holder: dict[str, str] = {}
+    try:
+        run_id = _wait_for_gate(holder, "storyboard-1")
+        assert approve_run(run_id, reviewer="director") == "storyboard"
+        _wait_for_gate(holder, "images-1")
+        assert approve_run(run_id, rejects={"b": "show the front of the car"},
+                           reviewer="director") == "images"
+        _wait_for_gate(holder, "images-2")
+        assert approve_run(run_id, picks={"b": 1}, reviewer="director") == "images"
+        _wait_for_gate(holder, "clips-1")
+        assert approve_run(run_id, reviewer="director") == "clips"
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "film:     s3://film/projects/tiny-film/edits/" in output
+
+    states = _task_states(UUID(run_id))
+    assert states["variants-a"] == ["Cached"]
+    assert states["variants-c"] == ["Cached"]
+    assert states["variants-b"] == ["Cached", "Completed"]  # round 2 has the notes
+    assert states["clip-a"] == ["Cached"]
+    assert states["clip-b"] == ["Completed"]
+    assert states["assemble-film"] == ["Completed"]
