@@ -176,14 +176,21 @@ def test_cached_hub_id_loads_without_network(
     assert fresh.loads == 1
 
 
-def test_sdxl_shaped_tiny_pipeline_generates(tiny: dict[str, Path]) -> None:
-    sdxl = ModelSource(family="sdxl", source=str(build_tiny_sd(tiny["root"] / "sdxl", "sdxl")))
+def test_sdxl_shaped_tiny_pipeline_runs_loras_hires_and_controlnet(tiny: dict[str, Path]) -> None:
+    sd = build_tiny_sd(tiny["root"] / "sdxl", "sdxl")
+    sdxl = ModelSource(family="sdxl", source=str(sd), device="cpu")
+    lora = build_tiny_lora(sd, tiny["root"] / "loras" / "sdxl-style.safetensors", seed=3)
+    controlnet = build_tiny_controlnet(sd, tiny["root"] / "sdxl-controlnet")
     fresh = PipelineCache()
-    image = generate(spec_for(sdxl.model_copy(update={"device": "cpu"})), cache=fresh)
-    assert type(fresh.text2image(sdxl.model_copy(update={"device": "cpu"}))).__name__ == (
-        "StableDiffusionXLPipeline"
-    )
+    spec = spec_for(sdxl)
+    image = generate(spec, cache=fresh)
+    assert type(fresh.text2image(sdxl)).__name__ == "StableDiffusionXLPipeline"
     assert image.size == (SIZE, SIZE) and not checks.is_blank(image)
+    styled = generate(spec_for(sdxl, loras=[LoraSpec(path=str(lora))]), cache=fresh)
+    assert mean_diff(styled, image) > 2.0
+    assert hires_fix(image, spec, cache=fresh).size == (2 * SIZE, 2 * SIZE)
+    assert restyle_canny(image, spec, str(controlnet), cache=fresh).size == image.size
+    assert fresh.loads == 1
 
 
 # --- LoRA stacks -----------------------------------------------------------------------------
