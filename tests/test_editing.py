@@ -174,3 +174,14 @@ def test_missing_clip_fails_before_rendering(tmp_path: Path) -> None:
         assemble([AssemblyClip(path=tmp_path / "nope.mp4", duration=1)], tmp_path / "o.mp4",
                  width=W, height=H, fps=24)  # fmt: skip
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_out_point_ends_the_source_early(clips: dict[str, Path], tmp_path: Path) -> None:
+    # pattern.mp4 is 3 s; ending it at 1.0 s and asking for 2 s holds the frame at ~1 s
+    clip = AssemblyClip(path=clips["pattern"], duration=2.0, out_point=1.0)
+    out = assemble([clip], tmp_path / "out.mp4", width=W, height=H, fps=24)
+    assert probe(out).frame_count == 48
+    held = [frame_at(out, i) for i in (30, 47)]
+    assert np.abs(held[0] - held[1]).mean() < 1  # frozen after the out point
+    with pytest.raises(ValidationError, match="not after in_point"):
+        AssemblyClip(path=clips["pattern"], duration=1.0, in_point=2.0, out_point=1.0)

@@ -60,7 +60,9 @@ class AssemblyClip(BaseModel):
     """One shot on the timeline.
 
     ``transition`` is how this shot *enters* from the previous one (ignored on the first shot);
-    ``in_point`` skips that many seconds of the source (waste removal trims heads with it).
+    ``in_point`` skips that many seconds of the source and ``out_point`` (source time) ends it
+    early: waste removal trims black or frozen heads and tails with them. A source that runs out
+    before the shot (and its outgoing transition) ends holds its last frame.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,9 +72,12 @@ class AssemblyClip(BaseModel):
     transition: Transition = "cut"
     transition_duration: float = Field(default=0.5, ge=0)
     in_point: float = Field(default=0.0, ge=0)
+    out_point: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _transition_fits(self) -> AssemblyClip:
+        if self.out_point is not None and self.out_point <= self.in_point:
+            raise ValueError(f"out_point {self.out_point} is not after in_point {self.in_point}")
         if self.transition != "cut" and self.transition_duration > self.duration:
             raise ValueError(
                 f"transition_duration {self.transition_duration}s is longer than the shot "
@@ -147,16 +152,23 @@ def _normalise(
     )
 
 
+def _input_args(clip: AssemblyClip) -> list[str]:
+    args = ["-ss", f"{clip.in_point:.6f}"]
+    if clip.out_point is not None:
+        args += ["-t", f"{clip.out_point - clip.in_point:.6f}"]
+    return [*args, "-i", str(clip.path)]
+
+
 def _render_segment(
     seg: Segment, out: Path, *, width: int, height: int, fps: float, crf: int, preset: str
 ) -> None:
     pad_s = (seg.end_frame + 2) / fps
     size = {"width": width, "height": height, "fps": fps}
-    args: list[str] = ["-ss", f"{seg.clip.in_point:.6f}", "-i", str(seg.clip.path)]
+    args = _input_args(seg.clip)
     chains = [_normalise("0:v", start=seg.start_frame, end=seg.end_frame, pad_s=pad_s, **size)]
     if seg.next_clip is not None:
         nxt = seg.next_clip
-        args += ["-ss", f"{nxt.in_point:.6f}", "-i", str(nxt.path)]
+        args += _input_args(nxt)
         m = seg.overlap_frames
         chains[0] += "[a]"
         chains.append(_normalise("1:v", start=0, end=m, pad_s=(m + 2) / fps, **size) + "[b]")
