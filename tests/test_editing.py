@@ -185,3 +185,35 @@ def test_out_point_ends_the_source_early(clips: dict[str, Path], tmp_path: Path)
     assert np.abs(held[0] - held[1]).mean() < 1  # frozen after the out point
     with pytest.raises(ValidationError, match="not after in_point"):
         AssemblyClip(path=clips["pattern"], duration=1.0, in_point=2.0, out_point=1.0)
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from reelflow.editing.assemble import AssemblyClip, assemble
+clip, n, out = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+shots = [AssemblyClip(path=clip, duration=0.5, transition="crossfade", transition_duration=0.2)
+         for _ in range(n)]
+assemble(shots, out, width=320, height=180, fps=24, preset="ultrafast")
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_shot_count(clips: dict[str, Path], tmp_path: Path) -> None:
+    """The largest ffmpeg process is the same for a 2-shot and a 16-shot film."""
+    import subprocess
+    import sys
+
+    def peak_kib(n: int) -> int:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK_SCRIPT, str(clips["pattern"]), str(n),
+             str(tmp_path / f"film{n}.mp4")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return int(proc.stdout.strip().splitlines()[-1])
+
+    small, large = peak_kib(2), peak_kib(16)
+    print(f"peak ffmpeg RSS: 2 shots {small} KiB, 16 shots {large} KiB")
+    assert probe(tmp_path / "film16.mp4").frame_count == 16 * 12
+    assert large < 1.25 * small, (small, large)

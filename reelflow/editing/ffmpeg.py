@@ -11,8 +11,8 @@ ffmpeg-python graph), so that
 - there is no progress output to parse (``-nostats``): the edit runs inside Prefect tasks whose
   logs should carry results, not carriage-return progress bars.
 
-It also has the small probe and frame reader the edit needs (``ffmpeg -i`` parsing plus a
-packet count), so that this package works on the ffmpeg binary alone.
+Probing is :func:`reelflow.videoio.probe` (re-exported); :func:`iter_frames` is a frame reader
+that, unlike ``videoio.read_frames``, takes an arbitrary filter chain (``select`` for sampling).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reelflow import videoio
+
 __all__ = [
     "FFmpegError",
-    "MediaInfo",
     "ffmpeg_exe",
     "fps_arg",
     "has_encoder",
@@ -45,8 +45,11 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 
-class FFmpegError(RuntimeError):
-    """ffmpeg failed; ``what`` says which step, ``stderr_tail`` the lines that explain it."""
+class FFmpegError(videoio.FFmpegError):
+    """ffmpeg failed; ``what`` says which step, ``stderr_tail`` the lines that explain it.
+
+    A subclass of :class:`reelflow.videoio.FFmpegError`, so callers catch one type for both.
+    """
 
     def __init__(self, what: str, returncode: int | None, stderr_tail: str) -> None:
         self.what = what
@@ -56,15 +59,11 @@ class FFmpegError(RuntimeError):
         super().__init__(f"ffmpeg ({what}) {status}:\n{stderr_tail}")
 
 
-@functools.cache
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary: ``$REELFLOW_FFMPEG`` if set, else the one imageio-ffmpeg ships."""
-    override = os.environ.get("REELFLOW_FFMPEG")
-    if override:
-        return override
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
+#: The ffmpeg binary (``$REELFLOW_FFMPEG`` or imageio-ffmpeg's): one override for the project.
+ffmpeg_exe = videoio.ffmpeg_exe
+#: ``probe(path) -> VideoInfo`` (width, height, fps, exact frame_count, duration, codec,
+#: has_audio), from :mod:`reelflow.videoio`.
+probe = videoio.probe
 
 
 _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -142,86 +141,6 @@ def fps_arg(fps: float | Fraction) -> str:
     """A frame rate as an exact rational for ffmpeg: ``30000/1001``, not ``29.97``."""
     frac = Fraction(fps).limit_denominator(1001)
     return f"{frac.numerator}/{frac.denominator}"
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What the edit needs to know about a file: video geometry and timing, audio presence.
-
-    ``duration`` is ``frame_count / fps`` (what a timeline counts); ``container_duration`` is the
-    container's own figure, used for audio-only files.
-    """
-
-    width: int
-    height: int
-    fps: float
-    frame_count: int
-    duration: float
-    codec: str
-    has_audio: bool = False
-    audio_codec: str | None = None
-    container_duration: float | None = None
-
-
-_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-_VIDEO_RE = re.compile(r"Stream #\d+:\d+[^:]*:\s*Video:\s*(?P<codec>[\w-]+)(?P<rest>.*)")
-_AUDIO_RE = re.compile(r"Stream #\d+:\d+[^:]*:\s*Audio:\s*(?P<codec>[\w-]+)")
-_SIZE_RE = re.compile(r"(?<![\w/])(\d{2,5})x(\d{2,5})(?![\w])")
-_FPS_RE = re.compile(r"(\d+(?:\.\d+)?)(k?)\s+(?:fps|tbr)")
-_NTSC = {round(n * 1000 / 1001, 2): n * 1000 / 1001 for n in (24, 30, 48, 60, 120)}
-
-
-def probe(path: PathLike) -> MediaInfo:
-    """Describe ``path`` with the ffmpeg binary alone (there is no ffprobe in a pip install).
-
-    The header of ``ffmpeg -i`` gives codec, size and rate; the frame count comes from a stream
-    copy to the null muxer, which reads packets without decoding, so it is exact and cheap.
-    Files without video (music) report zero size and their container duration.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(p)
-    header = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)], capture_output=True, check=False
-    ).stderr.decode("utf-8", "replace")
-    dur = _DURATION_RE.search(header)
-    container = None
-    if dur:
-        container = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3))
-    audio = _AUDIO_RE.search(header)
-    video = _VIDEO_RE.search(header)
-    if video is None:
-        if audio is None:
-            raise FFmpegError(f"probe {p.name}", None, _tail(header))
-        return MediaInfo(0, 0, 0.0, 0, container or 0.0, "", True, audio.group("codec"), container)
-    rest = video.group("rest")
-    size = _SIZE_RE.search(rest)
-    if size is None:
-        raise FFmpegError(f"probe {p.name}", None, video.group(0))
-    rate = _FPS_RE.search(rest)
-    fps = float(rate.group(1)) * (1000 if rate and rate.group(2) else 1) if rate else 0.0
-    fps = _NTSC.get(round(fps, 2), fps)
-    counted = run(
-        ["-i", str(p), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
-        what=f"count frames of {p.name}",
-        loglevel="info",
-    )
-    # With -nostats the final "frame=" line is still printed once at the end at info level;
-    # fall back to the container duration when it is not.
-    frames = re.findall(r"frame=\s*(\d+)", counted)
-    frame_count = int(frames[-1]) if frames else round((container or 0.0) * fps)
-    duration = frame_count / fps if fps > 0 and frame_count else container or 0.0
-    return MediaInfo(
-        width=int(size.group(1)),
-        height=int(size.group(2)),
-        fps=fps,
-        frame_count=frame_count,
-        duration=duration,
-        codec=video.group("codec"),
-        has_audio=audio is not None,
-        audio_codec=audio.group("codec") if audio else None,
-        container_duration=container,
-    )
 
 
 def iter_frames(
