@@ -10,6 +10,7 @@ chunking logic can adapt a request instead of failing deep inside a pipeline.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -272,6 +273,22 @@ def get_backend(name: str, **options: Any) -> VideoBackend:
         factory = getattr(importlib.import_module(module), attr)
         _REGISTRY[name] = factory
     backend = factory(**options)
-    if not isinstance(backend, VideoBackend):
+    if not _implements(backend):
         raise TypeError(f"backend {name!r} does not implement VideoBackend")
     return backend
+
+
+def _implements(obj: object) -> bool:
+    """Structural check without touching attribute values.
+
+    ``isinstance(obj, VideoBackend)`` would evaluate properties, and a generative backend's
+    ``constraints`` loads its model; looking the names up statically keeps construction cheap.
+    """
+    for attr in ("name", "constraints", "identity", "render_shot", "render_transition"):
+        try:
+            inspect.getattr_static(obj, attr)
+        except AttributeError:
+            return False
+    return callable(getattr(obj, "render_shot", None)) and callable(
+        getattr(obj, "render_transition", None)
+    )

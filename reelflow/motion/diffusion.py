@@ -1,0 +1,488 @@
+"""Generative image-to-video backends over diffusers: LTX-Video and Wan 2.x.
+
+Both implement :class:`reelflow.motion.backends.VideoBackend`, so a task renders the same
+:class:`ClipRequest` with them as with the animatic. What this module adds on top of the
+pipelines is everything that makes a model's output fit the edit exactly:
+
+- **sizes**: a model wants H, W divisible by its VAE compression x patch size (LTX: 32,
+  Wan: 16). The request size is scaled to at most ``max_area`` pixels, snapped to that
+  multiple for generation, and every frame is resized back to the requested size.
+- **frame counts**: models make ``step*k + 1`` frames (LTX 8k+1, Wan 4k+1) up to a maximum per
+  call. Long shots are split into chunks; each chunk is conditioned on the previous chunk's
+  last frame, which is dropped once so the seam has no duplicate frame.
+- **timing**: the generated frames are retimed to exactly ``round(duration * fps)`` output
+  frames (first maps to first, last to last), which also converts the model's native frame
+  rate (Wan: 16 fps) to the requested one.
+- **streaming**: at most one chunk (what one pipeline call returns) is in memory; frames go to
+  the encoder as soon as they exist.
+
+Pipelines load once per worker process (keyed by class, model, dtype and device) with
+``local_files_only=True`` by default, since render machines do not reach a model hub.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from reelflow.motion.backends import BackendConstraints, ClipRequest
+from reelflow.motion.common import cover_fit, load_rgb
+from reelflow.videoio import VideoInfo, VideoWriter
+
+__all__ = [
+    "DiffusionVideoBackend",
+    "LTXBackend",
+    "WanBackend",
+    "clear_pipeline_cache",
+    "load_pipeline",
+    "retime",
+]
+
+_PIPES: dict[tuple[str, str, str, str], Any] = {}
+_PIPE_LOCKS: dict[tuple[str, str, str, str], threading.Lock] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_pipeline(
+    class_name: str,
+    model: str | Path,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    local_files_only: bool = True,
+) -> tuple[Any, threading.Lock]:
+    """Return the resident pipeline for ``(class_name, model, dtype, device)`` and its lock.
+
+    Loading a real video model takes a minute and tens of GB, so it happens once per process.
+    The lock serialises calls: Prefect runs tasks in threads, and a pipeline's scheduler keeps
+    per-call state.
+    """
+    key = (class_name, str(model), dtype, device)
+    with _CACHE_LOCK:
+        if key not in _PIPES:
+            import diffusers
+            import torch
+
+            cls = getattr(diffusers, class_name)
+            pipe = cls.from_pretrained(
+                str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
+            )
+            pipe.to(device)
+            pipe.set_progress_bar_config(disable=True)
+            _PIPES[key] = pipe
+            _PIPE_LOCKS[key] = threading.Lock()
+        return _PIPES[key], _PIPE_LOCKS[key]
+
+
+def clear_pipeline_cache() -> None:
+    """Drop every resident pipeline (tests; a worker switching models)."""
+    with _CACHE_LOCK:
+        _PIPES.clear()
+        _PIPE_LOCKS.clear()
+
+
+def retime(
+    frames: Iterable[np.ndarray], n_src: int, n_out: int, *, blend: bool = True
+) -> Iterator[np.ndarray]:
+    """Stream ``n_out`` frames spanning the same time as ``n_src`` source frames.
+
+    Output frame ``i`` sits at source position ``i * (n_src - 1) / (n_out - 1)``: the first and
+    last frames are kept exactly (a first+last-frame shot must end on its pinned frame), and
+    in between frames are linearly blended (``blend``) or the nearest is taken. Only two source
+    frames are held at a time.
+    """
+    if n_src < 1 or n_out < 1:
+        raise ValueError(f"frame counts must be >= 1: {n_src=} {n_out=}")
+    it = iter(frames)
+    ratio = (n_src - 1) / (n_out - 1) if n_out > 1 else 0.0
+    prev_idx, prev = 0, next(it)
+    nxt: np.ndarray | None = None
+    for i in range(n_out):
+        pos = min(i * ratio, n_src - 1)
+        lo = math.floor(pos + 1e-9)
+        frac = pos - lo
+        while prev_idx < lo:  # advance so that prev is source frame `lo`
+            prev = nxt if nxt is not None else next(it)
+            nxt = None
+            prev_idx += 1
+        if frac < 1e-6 or lo >= n_src - 1:
+            yield prev
+            continue
+        if nxt is None:
+            nxt = next(it)
+        if not blend:
+            yield nxt if frac >= 0.5 else prev
+            continue
+        mixed = prev.astype(np.float32) * (1 - frac) + nxt.astype(np.float32) * frac
+        yield np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_uint8(frames: Any) -> np.ndarray:
+    """Pipeline output (F,H,W,3 float in [0,1], possibly batched) -> uint8 frames."""
+    arr = np.asarray(frames)
+    if arr.ndim == 5:
+        arr = arr[0]
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return arr
+
+
+class DiffusionVideoBackend:
+    """Shared chunking, sizing and retiming for diffusers image-to-video pipelines.
+
+    Subclasses name the pipeline class and implement :meth:`_call`, one pipeline call.
+    ``model`` is a local directory (``save_pretrained`` layout) or a hub id already in the
+    local cache. ``max_frames`` caps frames per call (memory and the model's trained length);
+    ``native_fps`` is the rate the model generates motion at (None: the request's fps);
+    ``max_area`` caps the generation size in pixels, frames are scaled up to the request size.
+    """
+
+    name: ClassVar[str]
+    pipeline_class: ClassVar[str]
+    default_max_frames: ClassVar[int]
+    default_fps: ClassVar[float | None] = None
+    default_steps: ClassVar[int] = 30
+    default_guidance: ClassVar[float] = 3.0
+    default_negative: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        max_frames: int | None = None,
+        native_fps: float | None = None,
+        max_area: int | None = None,
+        local_files_only: bool = True,
+        vae_tiling: bool = False,
+        blend_retime: bool = True,
+        crf: int = 18,
+        preset: str = "medium",
+    ) -> None:
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = model
+        self.device = device
+        self.dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+        self.steps = steps or self.default_steps
+        self.guidance_scale = self.default_guidance if guidance_scale is None else guidance_scale
+        self.max_frames = max_frames or self.default_max_frames
+        self.native_fps = native_fps if native_fps is not None else self.default_fps
+        self.max_area = max_area
+        self.local_files_only = local_files_only
+        self.vae_tiling = vae_tiling
+        self.blend_retime = blend_retime
+        self.crf = crf
+        self.preset = preset
+        self._pipe: Any = None
+        self._lock: threading.Lock | None = None
+        #: chunk sizes of the most recent render, for logs and tests
+        self.last_chunks: list[int] = []
+        self.last_generation_size: tuple[int, int] | None = None
+
+    # -- model -----------------------------------------------------------------------------
+    @property
+    def pipe(self) -> Any:
+        """The resident pipeline, loaded on first use."""
+        if self._pipe is None:
+            self._pipe, self._lock = load_pipeline(
+                self.pipeline_class,
+                self.model,
+                dtype=self.dtype,
+                device=self.device,
+                local_files_only=self.local_files_only,
+            )
+            if self.vae_tiling and hasattr(self._pipe.vae, "enable_tiling"):
+                self._pipe.vae.enable_tiling()
+        return self._pipe
+
+    def _compression(self) -> tuple[int, int]:
+        """(spatial multiple, temporal step) the loaded pipeline requires."""
+        raise NotImplementedError
+
+    @property
+    def constraints(self) -> BackendConstraints:
+        spatial, temporal = self._compression()
+        return BackendConstraints(
+            size_multiple=spatial,
+            frame_step=temporal,
+            frame_offset=1,
+            max_frames=self.max_frames,
+            native_fps=self.native_fps,
+        )
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {
+            "backend": self.name,
+            "pipeline": self.pipeline_class,
+            "model": str(self.model),
+            "dtype": self.dtype,
+            "version": self.version,
+        }
+
+    # -- planning --------------------------------------------------------------------------
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """Size to generate at: the request's aspect, at most ``max_area``, snapped."""
+        c = self.constraints
+        if self.max_area and width * height > self.max_area:
+            scale = math.sqrt(self.max_area / (width * height))
+            width, height = width * scale, height * scale  # type: ignore[assignment]
+        m = c.size_multiple
+        return max(m, round(width / m) * m), max(m, round(height / m) * m)
+
+    def native_frames(self, request: ClipRequest) -> int:
+        """Frames to generate so the model moves at its native rate over the shot."""
+        fps = self.native_fps or request.fps
+        return max(2, round(request.duration * fps))
+
+    # -- rendering -------------------------------------------------------------------------
+    def _call(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> np.ndarray:
+        """One pipeline call: ``num_frames`` uint8 frames starting on ``first``."""
+        raise NotImplementedError
+
+    def _generated(
+        self,
+        first: np.ndarray,
+        last: np.ndarray | None,
+        request: ClipRequest,
+        size: tuple[int, int],
+    ) -> tuple[Iterator[np.ndarray], int]:
+        """Chunked generation: an iterator over the frames and how many it will yield."""
+        gw, gh = size
+        plan = self.constraints.chunks(self.native_frames(request))
+        self.last_chunks = list(plan)
+        self.last_generation_size = size
+        total = plan[0] + sum(c - 1 for c in plan[1:])
+
+        def frames() -> Iterator[np.ndarray]:
+            cond = Image.fromarray(cover_fit(first, gw, gh))
+            end = Image.fromarray(cover_fit(last, gw, gh)) if last is not None else None
+            for index, count in enumerate(plan):
+                is_last = index == len(plan) - 1
+                chunk = self._call(
+                    cond,
+                    end if is_last else None,
+                    num_frames=count,
+                    width=gw,
+                    height=gh,
+                    request=request,
+                    seed=(request.seed + index) % 2**32,
+                )
+                if chunk.shape[0] != count:
+                    raise RuntimeError(f"{self.name} returned {chunk.shape[0]} frames, not {count}")
+                # Later chunks start on the previous chunk's last frame: drop the duplicate.
+                yield from chunk[0 if index == 0 else 1 :]
+                cond = Image.fromarray(chunk[-1])
+                del chunk
+
+        return frames(), total
+
+    def _render(
+        self, first: np.ndarray, last: np.ndarray | None, request: ClipRequest, out: Path
+    ) -> VideoInfo:
+        size = self.generation_size(request.width, request.height)
+        generated, total = self._generated(first, last, request, size)
+        w, h = request.width, request.height
+        with VideoWriter(out, width=w, height=h, fps=request.fps, crf=self.crf,
+                         preset=self.preset) as writer:  # fmt: skip
+            for frame in retime(generated, total, request.n_frames, blend=self.blend_retime):
+                if frame.shape[:2] != (h, w):
+                    interp = cv2.INTER_AREA if frame.shape[1] > w else cv2.INTER_CUBIC
+                    frame = cv2.resize(frame, (w, h), interpolation=interp)
+                writer.write(frame)
+        assert writer.info is not None
+        return writer.info
+
+    def render_shot(self, request: ClipRequest, out: Path) -> VideoInfo:
+        """Animate ``request.image`` with the model, conditioned on the motion prompt."""
+        return self._render(load_rgb(request.image), None, request, out)
+
+    def render_transition(
+        self, first: Path, last: Path, request: ClipRequest, out: Path
+    ) -> VideoInfo:
+        """Generate from ``first`` to ``last``: the final chunk is pinned to ``last``."""
+        return self._render(load_rgb(first), load_rgb(last), request, out)
+
+    def _prompt(self, request: ClipRequest) -> str:
+        if request.motion_prompt:
+            return request.motion_prompt
+        return f"camera {request.movement.replace('-', ' ')}, smooth cinematic motion"
+
+    def _generator(self, seed: int) -> Any:
+        import torch
+
+        return torch.Generator(device="cpu").manual_seed(seed)
+
+
+class LTXBackend(DiffusionVideoBackend):
+    """LTX-Video through ``LTXConditionPipeline``: image conditions at frame 0 and, for
+    transitions, at the chunk's last frame (LTX conditions on any frame index)."""
+
+    name = "ltx"
+    pipeline_class = "LTXConditionPipeline"
+    default_max_frames = 121  # ~5 s at 24 fps, LTX's trained range
+    default_fps = 24.0
+    default_steps = 30
+    default_guidance = 3.0
+    default_negative = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+    def _compression(self) -> tuple[int, int]:
+        p = self.pipe
+        spatial = p.vae_spatial_compression_ratio * p.transformer_spatial_patch_size
+        # The pipeline itself insists on multiples of 32 whatever the VAE's compression.
+        return (
+            math.lcm(32, spatial),
+            p.vae_temporal_compression_ratio * p.transformer_temporal_patch_size,
+        )
+
+    def _call(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> np.ndarray:
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+        conditions = [LTXVideoCondition(image=first, frame_index=0)]
+        if last is not None:
+            conditions.append(LTXVideoCondition(image=last, frame_index=num_frames - 1))
+        pipe = self.pipe
+        assert self._lock is not None
+        with self._lock:
+            out = pipe(
+                conditions=conditions,
+                prompt=self._prompt(request),
+                negative_prompt=request.negative_prompt or self.default_negative,
+                width=width,
+                height=height,
+                num_frames=num_frames,
+                frame_rate=round(self.native_fps or request.fps),
+                num_inference_steps=request.steps or self.steps,
+                guidance_scale=(
+                    self.guidance_scale
+                    if request.guidance_scale is None
+                    else request.guidance_scale
+                ),
+                generator=self._generator(seed),
+                output_type="np",
+            )
+        return _to_uint8(out.frames)
+
+
+class WanBackend(DiffusionVideoBackend):
+    """Wan 2.x image-to-video through ``WanImageToVideoPipeline``; transitions use its
+    ``last_image`` conditioning. Wan generates at 16 fps; output is retimed to the request."""
+
+    name = "wan"
+    pipeline_class = "WanImageToVideoPipeline"
+    default_max_frames = 81  # ~5 s at 16 fps
+    default_fps = 16.0
+    default_steps = 30
+    default_guidance = 5.0
+    default_negative = "blurry, static, distorted, low quality, jittery"
+
+    def _compression(self) -> tuple[int, int]:
+        p = self.pipe
+        patch = p.transformer.config.patch_size
+        return p.vae_scale_factor_spatial * int(patch[1]), p.vae_scale_factor_temporal
+
+    def last_image_mode(self) -> str:
+        """How the loaded Wan checkpoint treats ``last_image``.
+
+        ``"optional"``: Wan 2.2-style (no CLIP image embedding) -- conditioned in latent space.
+        ``"required"``: Wan2.1-FLF2V -- its image embedder expects exactly two images.
+        ``"unsupported"``: Wan2.1-I2V -- one image embedding, no last frame.
+        """
+        cfg = self.pipe.transformer.config
+        if cfg.image_dim is None:
+            return "optional"
+        return "required" if cfg.pos_embed_seq_len else "unsupported"
+
+    def _generated(
+        self,
+        first: np.ndarray,
+        last: np.ndarray | None,
+        request: ClipRequest,
+        size: tuple[int, int],
+    ) -> tuple[Iterator[np.ndarray], int]:
+        # Fail before any GPU time is spent when the checkpoint cannot do what is asked.
+        mode = self.last_image_mode()
+        if last is not None and mode == "unsupported":
+            raise ValueError(
+                f"{self.model} is an image-to-video Wan checkpoint without last-frame support; "
+                "use a FLF2V or Wan 2.2 checkpoint (or the animatic) for transitions"
+            )
+        if mode == "required":
+            if last is None:
+                raise ValueError(f"{self.model} is a first-last-frame checkpoint: transitions only")
+            if len(self.constraints.chunks(self.native_frames(request))) > 1:
+                raise ValueError(
+                    f"{self.model} needs a last frame in every call, so it cannot chunk; "
+                    "raise max_frames or shorten the transition"
+                )
+        return super()._generated(first, last, request, size)
+
+    def _call(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> np.ndarray:
+        pipe = self.pipe
+        kwargs: dict[str, Any] = {}
+        if last is not None:
+            kwargs["last_image"] = last
+        assert self._lock is not None
+        with self._lock:
+            out = pipe(
+                image=first,
+                prompt=self._prompt(request),
+                negative_prompt=request.negative_prompt or self.default_negative,
+                width=width,
+                height=height,
+                num_frames=num_frames,
+                num_inference_steps=request.steps or self.steps,
+                guidance_scale=(
+                    self.guidance_scale
+                    if request.guidance_scale is None
+                    else request.guidance_scale
+                ),
+                generator=self._generator(seed),
+                output_type="np",
+                **kwargs,
+            )
+        return _to_uint8(out.frames)
