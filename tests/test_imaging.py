@@ -31,7 +31,13 @@ from reelflow.imaging.generate import (
     render_with_retries,
     restyle_canny,
 )
-from reelflow.imaging.models import LoraError, LoraSpec, ModelNotFoundError, ModelSource
+from reelflow.imaging.models import (
+    LoraError,
+    LoraSpec,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelSource,
+)
 from reelflow.imaging.pipelines import (
     PipelineCache,
     apply_loras,
@@ -157,6 +163,13 @@ def test_missing_model_is_a_one_line_error() -> None:
         ModelSource(source="/no/such/dir").locate()
 
 
+def test_model_of_another_family_is_a_one_line_error(tiny: dict[str, Path]) -> None:
+    as_sdxl = ModelSource(family="sdxl", source=str(tiny["sd"]), device="cpu")
+    with pytest.raises(ModelLoadError) as err:
+        PipelineCache().text2image(as_sdxl)
+    assert str(err.value) == f"model {tiny['sd']} is a StableDiffusionPipeline, not family sdxl"
+
+
 def test_cached_hub_id_loads_without_network(
     tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,6 +277,8 @@ def test_variants_record_seeds_and_match_single_renders(
     assert all(image.size == (SIZE, SIZE) for _, image in variants)
     # batched with per-image generators: variant 0 is the seed-7 image made alone
     assert mean_diff(variants[0][1], base_image) < 0.5
+    alone = generate(spec_for(source, seed=8), cache=cache)
+    assert mean_diff(variants[1][1], alone) < 0.5
     assert mean_diff(variants[1][1], variants[2][1]) > 2.0
 
 

@@ -31,6 +31,10 @@ class ModelNotFoundError(FileNotFoundError):
     """A model source that is neither a directory, a file, nor a cached hub id."""
 
 
+class ModelLoadError(ValueError):
+    """A model that exists but cannot be loaded as the family it was declared as."""
+
+
 class LoraError(ValueError):
     """A LoRA file that is missing or does not fit the model it is applied to."""
 

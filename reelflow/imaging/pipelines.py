@@ -22,7 +22,13 @@ from typing import Any, Literal
 
 import torch
 
-from reelflow.imaging.models import LoraError, LoraSpec, ModelNotFoundError, ModelSource
+from reelflow.imaging.models import (
+    LoraError,
+    LoraSpec,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelSource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +143,41 @@ def _single_file_config(source: ModelSource, path: str) -> str:
     return repo
 
 
+# A diffusers pipeline class name tells the family: checked before loading, because a mismatch
+# (an SDXL directory declared as sd15) otherwise loads with warnings and fails mid-generation.
+_FAMILY_PREFIXES = {"sdxl": ("StableDiffusionXL",), "flux": ("Flux",), "sd15": ("StableDiffusion",)}
+
+
+def _check_family(source: ModelSource, kind: str, where: str) -> None:
+    if kind == "directory":
+        index = Path(where) / "model_index.json"
+    elif kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(where, "model_index.json")
+        index = Path(found) if isinstance(found, str) else Path("/nonexistent")
+    else:
+        return
+    if not index.is_file():
+        raise ModelLoadError(f"model {source.source} has no model_index.json (not a pipeline)")
+    import json
+
+    class_name = str(json.loads(index.read_text()).get("_class_name", ""))
+    detected = next(
+        (
+            family
+            for family, prefixes in _FAMILY_PREFIXES.items()
+            if class_name.startswith(prefixes)
+        ),
+        None,
+    )
+    if detected != source.family:
+        raise ModelLoadError(
+            f"model {source.source} is a {class_name or 'unknown pipeline'}, "
+            f"not family {source.family}"
+        )
+
+
 class PipelineCache:
     """Base pipelines by (model, dtype, device) and the pipelines derived from them.
 
@@ -224,6 +265,7 @@ class PipelineCache:
 
     def _load(self, source: ModelSource) -> Any:
         kind, where = source.locate()
+        _check_family(source, kind, where)
         cls = _diffusers_class(PIPELINE_CLASSES[source.family]["text2image"])
         dtype = source.torch_dtype()
         try:
@@ -236,10 +278,10 @@ class PipelineCache:
                 )
             else:
                 pipe = cls.from_pretrained(where, dtype=dtype, local_files_only=True)
-        except ModelNotFoundError:
+        except (ModelNotFoundError, ModelLoadError):
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
-            raise ModelNotFoundError(
+            raise ModelLoadError(
                 f"model {source.source} could not be loaded as {source.family}: "
                 f"{_first_line(error)}"
             ) from error
