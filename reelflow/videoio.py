@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -231,7 +232,8 @@ class VideoWriter:
         if self._proc is not None:
             raise RuntimeError("VideoWriter is already open")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial.mp4")
+        tag = f"{os.getpid()}-{threading.get_ident()}"  # Prefect runs tasks in threads
+        self._tmp = self.path.with_name(f".{self.path.stem}.{tag}.partial.mp4")
         # stderr goes to a temp file, not a pipe: a pipe nobody drains can fill and deadlock.
         self._stderr = tempfile.TemporaryFile()
         cmd = [
