@@ -111,6 +111,11 @@ def cover_key(project: str, spec_hash: str, ext: str = "png") -> str:
     )
 
 
+def input_key(project: str, sha: str, ext: str) -> str:
+    """Files a storyboard brings in (music, reference images), stored once by content hash."""
+    return f"projects/{slug(project, 'project')}/inputs/{_hash(sha, 'sha')}.{_ext(ext)}"
+
+
 def manifest_key(project: str, run_id: str) -> str:
     """Run ids are Prefect flow-run UUIDs (or any dash-separated alphanumerics)."""
     run = _check("run id", str(run_id), RUN_ID_RE, "use letters, digits and dashes")

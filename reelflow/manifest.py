@@ -29,6 +29,10 @@ class RunManifest(BaseModel):
     clips: dict[str, str] = {}
     film_key: str
     cover_key: str
+    versions: dict[str, str] = {}
+    version_covers: dict[str, str] = {}
+    music_key: str | None = None
+    edit_durations: list[float] = []
     duration: float
     code_version: str = CODE_VERSION
     llm_usage: dict[str, int] = {}

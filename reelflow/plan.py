@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from reelflow.keys import spec_hash
 from reelflow.profiles import RenderProfile
@@ -141,6 +141,61 @@ class CoverJob(Job):
     title: str
     width: int
     height: int
+
+
+class ExportSpec(BaseModel):
+    """One delivered version of the film: framing, codec, frame rate, size, captions."""
+
+    aspect: Literal["16:9", "9:16", "1:1"] = "16:9"
+    codec: Literal["h264", "h265", "av1"] = "h264"
+    fps: int | None = Field(None, description="interpolate to this frame rate (e.g. 60)")
+    size: tuple[int, int] | None = Field(None, description="upscale to (width, height)")
+    denoise: Literal["hqdn3d", "nlmeans"] | None = None
+    captions: Literal["burn", "soft", "none"] = "burn"
+
+    @property
+    def name(self) -> str:
+        parts = [self.aspect.replace(":", "x"), self.codec]
+        if self.fps:
+            parts.append(f"{self.fps}fps")
+        if self.size:
+            parts.append(f"{self.size[0]}x{self.size[1]}")
+        return "-".join(parts)
+
+
+class CaptionCue(BaseModel):
+    duration: float
+    zh: str = ""
+    en: str = ""
+
+
+class MusicJob(Job):
+    """Beats of the storyboard's music and the shot durations snapped to them."""
+
+    project: str
+    music_key: str
+    durations: list[float]
+    min_shot: float
+    tolerance: float
+    fps: int
+
+
+class MasterJob(Job):
+    """The assembled film with its music bed: faded out and loudness-normalised."""
+
+    project: str
+    film_key: str
+    music_key: str
+    target_lufs: float = -14.0
+    fade_out: float = 2.0
+
+
+class VersionJob(Job):
+    project: str
+    master_key: str
+    export: ExportSpec
+    captions: list[CaptionCue]
+    title: str
 
 
 # -- building jobs ---------------------------------------------------------------------------

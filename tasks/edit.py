@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from reelflow import produce
-from reelflow.plan import CoverJob, EditJob
+from reelflow.plan import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
 
@@ -17,3 +17,34 @@ def assemble_film(job: EditJob) -> str:
 @task(name="make-cover", cache_policy=CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
 def make_cover(job: CoverJob) -> str:
     return produce.make_cover(get_store(), job)
+
+
+@task(name="upload-input", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+def upload_input(project: str, path: str) -> str:
+    """Store a file the storyboard names (music); the key is its content hash."""
+    from pathlib import Path
+
+    return produce.store_input(get_store(), project, Path(path))
+
+
+@task(name="snap-to-music", cache_policy=CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+def snap_to_music(job: MusicJob) -> list[float]:
+    return produce.snap_to_music(get_store(), job)
+
+
+@task(
+    name="master-with-music", cache_policy=CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY
+)
+def master_with_music(job: MasterJob) -> str:
+    return produce.master_with_music(get_store(), job)
+
+
+@task(
+    name="export-version",
+    task_run_name="version-{job.export.aspect}",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
+def export_version(job: VersionJob, source_aspect: str) -> str:
+    return produce.export_version(get_store(), job, source_aspect)
