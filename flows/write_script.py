@@ -1,0 +1,177 @@
+"""write-script: brief -> versions -> calibration -> the director's choice and notes -> approved.
+
+The SOP's first stage, with the LLM as a script editor: two or three versions in different
+directions, each calibrated (structure, logic, characters, emotion curve), shown side by side at
+the storyboard gate; the director picks one and either approves it or sends notes, and the notes
+come back as a revised, recalibrated version. Every round is kept in
+`projects/{project}/scripts/{run}/rounds.json`. The result is an `s3://` URI that
+`produce_video(storyboard=...)` takes as it is. Without an LLM endpoint the template planner
+writes the versions and the rules calibrate them, so the stage works offline.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import Field
+
+import blocks.minio_storage  # noqa: F401  (registers the results block type for Block.load)
+from flows.gates import Approval, wait_for_review
+from reelflow.calibration import CalibrationReport
+from reelflow.llm import Usage
+from reelflow.script import Brief, template_plan
+from reelflow.script_rounds import (
+    Calibrated,
+    Revised,
+    ScriptRound,
+    ScriptRounds,
+    VersionRecord,
+    rounds_key,
+)
+from reelflow.storyboard import Storyboard
+from tasks.common import RESULTS_BLOCK, get_store
+from tasks.script import (
+    calibrate_version,
+    draft_versions,
+    endpoint_info,
+    revise_version,
+    script_review,
+)
+
+
+class ScriptReview(RunInput):
+    """The storyboard gate of the script stage: choose a version; approve it or send notes.
+
+    Field names match `flows.gates.StoryboardReview`, so `reelflow approve RUN --version N
+    [--notes ...]` answers this form too. Notes always mean a revision.
+    """
+
+    version: int = Field(0, ge=0, description="which version to continue with (0, 1, ...)")
+    approve: bool = Field(True, description="approve the chosen version (ignored when notes)")
+    notes: str = Field("", description="what to change in the chosen version; empty approves")
+    reviewer: str = ""
+
+    @property
+    def wants_revision(self) -> bool:
+        return bool(self.notes.strip()) or not self.approve
+
+
+def _answer_problem(answer: ScriptReview, count: int) -> str:
+    """Why an answer cannot be acted on ('' when it can): the schema cannot know the count."""
+    if answer.version >= count:
+        return f"version {answer.version} does not exist: choose 0-{count - 1}"
+    if not answer.approve and not answer.notes.strip():
+        return "not approved but no notes: write what to change, or approve"
+    return ""
+
+
+def _version_record(version: Calibrated) -> VersionRecord:
+    store = get_store()
+    board = store.get_json(version.storyboard_key, Storyboard)
+    report = store.get_json(version.report_key, CalibrationReport)
+    return VersionRecord(
+        storyboard_key=version.storyboard_key, calibration_key=version.report_key,
+        curve_key=version.curve_key, title=board.title, logline=board.logline,
+        summary=report.summary, errors=report.count("error"), warnings=report.count("warning"),
+    )
+
+
+def _save(record: ScriptRounds) -> str:
+    record.updated_at = datetime.now(UTC)
+    key = rounds_key(record.project, record.run_id)
+    parents = [v.storyboard_key for r in record.rounds for v in r.versions]
+    return get_store().put_json(key, record, {"kind": "script-rounds", "parents": parents})
+
+
+def _total(*usages: Usage) -> Usage:
+    total = Usage()
+    for usage in usages:
+        total.add(usage)
+    return total
+
+
+@flow(name="write-script", result_storage=RESULTS_BLOCK, persist_result=True, log_prints=True)
+def write_script(
+    brief: Brief | dict[str, Any],
+    versions: int = 3,
+    approval: Approval = "manual",
+    llm_endpoint: str | None = None,
+) -> str:
+    """Write and calibrate `versions` storyboards from a brief; return the approved one's URI."""
+    logger = get_run_logger()
+    brief = Brief.model_validate(brief)
+    if brief.project is None:  # one project for every version, as the template planner names it
+        brief = brief.model_copy(update={"project": template_plan(brief).project})
+    project = str(brief.project)
+    endpoint = endpoint_info(llm_endpoint)  # fails early and clearly when the block is missing
+    logger.info("writing %d version(s) of %s with %s", versions, project,
+                f"{endpoint.model} at {endpoint.base_url}" if endpoint else "the template planner")
+    record = ScriptRounds(
+        run_id=str(flow_run.get_id() or "local"), project=project, brief=brief,
+        endpoint=endpoint, approval_policy=approval, started_at=datetime.now(UTC),
+    )
+
+    drafts = draft_versions(brief, llm_endpoint, versions)
+    futures = calibrate_version.map(drafts.storyboard_keys, endpoint_name=unmapped(llm_endpoint))
+    calibrated: list[Calibrated] = futures.result()
+    round_usage = _total(drafts.usage, *(c.usage for c in calibrated))
+    revision: Revised | None = None
+    notes = ""
+    ask = 1  # gate keys must be new for every question (a reused key returns the old answer)
+    round_ = 1
+    while True:
+        current = ScriptRound(
+            round=round_, kind="revision" if revision else "drafts",
+            versions=[_version_record(c) for c in calibrated],
+            revised_from=revision.parent_key if revision else None,
+            revision_summary=revision.summary if revision else "",
+            revision_warnings=revision.warnings if revision else [],
+            usage=round_usage,
+        )
+        record.rounds.append(current)
+        rounds_at = _save(record)
+        description = script_review(round_, calibrated, notes, revision)
+        best = min(range(len(calibrated)),
+                   key=lambda k: (current.versions[k].errors, current.versions[k].warnings, k))
+        prompt = description
+        while True:
+            answer, decision = wait_for_review(
+                "storyboard", ask, ScriptReview, description=prompt, policy=approval,
+                checks_passed=current.versions[best].errors == 0,
+                version=best if approval == "quality-gate" else 0,
+            )
+            ask += 1
+            problem = _answer_problem(answer, len(calibrated))
+            if not problem:
+                break
+            logger.warning("script round %d: %s; asking again", round_, problem)
+            prompt = f"**The last answer could not be used:** {problem}\n\n{description}"
+
+        chosen = calibrated[answer.version]
+        current.chosen, current.chosen_key = answer.version, chosen.storyboard_key
+        current.notes, current.reviewer = answer.notes, decision.reviewer
+        current.policy, current.decided_at = decision.policy, decision.decided_at
+        if not answer.wants_revision:
+            current.approved = True
+            record.approved_key = chosen.storyboard_key
+            rounds_at = _save(record)
+            uri = get_store().uri(chosen.storyboard_key)
+            logger.info("approved version %d of round %d by %s: %s (rounds: %s; %d tokens)",
+                        answer.version, round_, decision.reviewer, uri, rounds_at,
+                        record.usage.total_tokens)
+            return uri
+
+        _save(record)
+        notes = answer.notes.strip()
+        logger.info("round %d: %s sent notes on version %d; revising", round_,
+                    decision.reviewer, answer.version)
+        revision = revise_version(chosen.storyboard_key, notes, llm_endpoint)
+        for warning in revision.warnings:
+            logger.warning("revision: %s", warning)
+        calibrated = [calibrate_version(revision.storyboard_key, llm_endpoint)]
+        round_usage = _total(revision.usage, calibrated[0].usage)
+        round_ += 1

@@ -1,0 +1,441 @@
+"""The write-script flow on a real Prefect server, a real S3 server and a loopback chat endpoint.
+
+Brief -> three LLM versions with calibration reports and emotion curves in the bucket -> the
+director picks version 1 and sends notes (after one unusable answer) -> a revised, recalibrated
+version -> approval; every round is in rounds.json, and the API key is nowhere: not in the bucket,
+the artifacts, the logs or the run's parameters. Also: a malformed answer is repaired, a 429 waits
+for its Retry-After, an answer beyond repair fails the run with one clear line, and with no
+endpoint the template planner and auto-approval give a storyboard produce-video can read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from chat_server import ChatServer, Reply, Request
+from pydantic import SecretStr
+
+from reelflow.calibration import ACTS, CalibrationReport
+from reelflow.script import Brief, plan_acts, template_plan
+from reelflow.script_rounds import ScriptRounds, rounds_key
+from reelflow.settings import S3Settings
+from reelflow.storyboard import Storyboard
+from reelflow.store import ArtifactStore
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = f"sk-reelflow-secret-{uuid.uuid4().hex}"
+ENDPOINT = "script-doctor"
+BUCKET = "scripts"
+SHOTS = 5
+CURVE = [2, 3, 5, 8, 4]
+CAMERAS = [("extreme-wide", "high", "push-in"), ("wide", "eye-level", "static"),
+           ("medium", "low", "tracking"), ("close-up", "low", "push-in"),
+           ("wide", "high", "pull-out")]
+
+
+def make_brief(project: str) -> Brief:
+    return Brief(
+        title="Last Light", project=project,
+        subjects=["mei: young woman with short black hair in a long red wool coat"],
+        scenes=["a snowed-in railway station at night", "a spring market at dawn"],
+        mood="bittersweet", shots=SHOTS, total_seconds=15.0,
+    )
+
+
+# -- the loopback model ----------------------------------------------------------------------
+
+
+def _draft(k: int) -> dict[str, Any]:
+    acts = plan_acts(SHOTS)
+    return {
+        "direction": f"direction {k}",
+        "title": f"Last Light, version {k}",
+        "logline": f"Mei waits for a train that never comes (take {k}).",
+        "characters": [{"name": "mei", "description": "young woman, short black hair, red coat"}],
+        "shots": [
+            {"id": f"s{i + 1:02d}-v{k}", "act": acts[i],
+             "description": f"mei on the platform, beat {i + 1} of version {k}",
+             "scene": "station", "duration": 2.0 + i * 0.5,
+             "camera": dict(zip(("size", "angle", "movement"), CAMERAS[i], strict=True)),
+             "characters": ["mei"]}
+            for i in range(SHOTS)
+        ],
+    }
+
+
+def _calibration(request: Request) -> dict[str, Any]:
+    story = json.loads(request.last_user)
+    ids = [s["id"] for s in story["shots"]]
+    acts = plan_acts(len(ids))
+    return {
+        "acts": {act: [i for i, a in zip(ids, acts, strict=True) if a == act] for act in ACTS},
+        "logic_breaks": [],
+        "characters": [{"name": "mei", "consistent": True, "notes": ""}],
+        "emotion_curve": [{"shot": i, "intensity": v, "note": ""}
+                          for i, v in zip(ids, CURVE, strict=True)],
+        "problems": [],
+        "summary": f"{story['title']}: the turn lands.",
+    }
+
+
+def _revision(request: Request) -> dict[str, Any]:
+    text = request.last_user
+    story = json.loads(text.split("Storyboard:\n", 1)[1].split("\n\nDirector's notes:", 1)[0])
+    acts = plan_acts(len(story["shots"]))
+    for shot, act in zip(story["shots"], acts, strict=True):
+        shot["act"] = act
+        camera = shot.get("camera", {})
+        shot["camera"] = {"size": camera.get("size", "wide"),
+                          "angle": camera.get("angle", "eye-level"),
+                          "movement": camera.get("movement", "static")}
+    story["shots"][3]["description"] = "close on mei as the train doors close without her"
+    story["shots"][3]["duration"] = 4.0
+    return {"summary": "The turn is longer.", "title": story["title"],
+            "logline": story["logline"], "characters": story["characters"],
+            "shots": story["shots"]}
+
+
+def responder(request: Request) -> Reply:
+    name = request.schema_name
+    if name == "DraftSet":
+        return Reply({"versions": [_draft(k) for k in range(3)]},
+                     prompt_tokens=500, completion_tokens=1500)
+    if name == "LLMCalibration":
+        return Reply(_calibration(request), prompt_tokens=300, completion_tokens=200)
+    if name == "RevisedStory":
+        return Reply(_revision(request), prompt_tokens=400, completion_tokens=600)
+    return Reply(status=400, body={"error": {"message": f"unexpected schema {name}"}})
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chat() -> Iterator[ChatServer]:
+    with ChatServer(responder=responder) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def script_env(prefect_server: str, s3_settings: S3Settings,
+               chat: ChatServer) -> Iterator[dict[str, str]]:
+    """S3 and Prefect for the flow (in this process and in subprocesses), the results block, and
+    an LLMEndpoint block pointing at the loopback server with a recognisable key."""
+    from blocks.llm_endpoint import LLMEndpoint
+    from blocks.minio_storage import MinIOStorage
+    from tasks.common import RESULTS_BLOCK, get_store
+
+    settings = s3_settings.with_bucket(BUCKET)
+    env = {
+        "REELFLOW_S3_ENDPOINT": settings.endpoint,
+        "REELFLOW_S3_ACCESS_KEY": settings.access_key,
+        "REELFLOW_S3_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "REELFLOW_S3_BUCKET": settings.bucket,
+        "REELFLOW_POLL_INTERVAL": "1",
+        "PREFECT_API_URL": prefect_server,
+    }
+    saved = {k: os.environ.get(k) for k in env if k != "PREFECT_API_URL"}
+    os.environ.update({k: v for k, v in env.items() if k != "PREFECT_API_URL"})
+    get_store.cache_clear()
+    block = MinIOStorage.from_settings(settings.with_bucket("script-results"))
+    block.to_store().ensure_bucket()
+    block.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
+    LLMEndpoint(base_url=chat.url, model="script-editor", api_key=SecretStr(API_KEY),
+                timeout=30).save(ENDPOINT, overwrite=True)
+    yield env
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    get_store.cache_clear()
+
+
+@pytest.fixture
+def bucket(script_env: dict[str, str], s3_settings: S3Settings) -> ArtifactStore:
+    return ArtifactStore(s3_settings.with_bucket(BUCKET))
+
+
+def _rounds(store: ArtifactStore, project: str, run_id: str) -> ScriptRounds:
+    return store.get_json(rounds_key(project, run_id), ScriptRounds)
+
+
+def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    states: dict[str, list[str]] = {}
+    for run in runs:
+        states.setdefault(run.name.rsplit("-", 1)[0], []).append(
+            run.state.name if run.state else "?")
+    return states
+
+
+def _wait_for_gate(flow_run_id: UUID, key: str, process: subprocess.Popen[str],
+                   timeout: float = 120) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(flow_run_id).state
+            if state and state.is_paused() and state.state_details.pause_key == key:
+                return
+            if process.poll() is not None:
+                raise AssertionError(f"the flow exited before {key}: {process.stdout.read()}")
+            time.sleep(0.5)
+    raise AssertionError(f"run {flow_run_id} never reached {key}")
+
+
+def _find_run(name_prefix: str, process: subprocess.Popen[str], timeout: float = 120) -> UUID:
+    """The write-script run the subprocess started: the one paused at a storyboard gate."""
+    from flows.gates import pending_runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in pending_runs():
+            if run["name"] == name_prefix:
+                return UUID(run["id"])
+        if process.poll() is not None:
+            raise AssertionError(f"the flow exited early: {process.stdout.read()}")
+        time.sleep(0.5)
+    raise AssertionError("the write-script run never paused")
+
+
+# -- manual: two rounds through the loopback model --------------------------------------------
+
+
+def test_manual_rounds_with_notes_and_no_key_anywhere(
+    script_env: dict[str, str], chat: ChatServer, bucket: ArtifactStore, s3_settings: S3Settings
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    from flows.gates import approve_run
+
+    brief = make_brief("last-light-manual")
+    run_name = f"script-{uuid.uuid4().hex[:8]}"
+    code = (
+        "import json, os\n"
+        "from flows.write_script import write_script\n"
+        "uri = write_script.with_options(flow_run_name=os.environ['RUN_NAME'])(\n"
+        "    json.loads(os.environ['BRIEF']), versions=3, approval='manual',\n"
+        f"    llm_endpoint={ENDPOINT!r})\n"
+        "print('APPROVED', uri)\n"
+    )
+    env = {**os.environ, **script_env, "BRIEF": brief.model_dump_json(), "RUN_NAME": run_name}
+    first_request = len(chat.requests)
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run_id = _find_run(run_name, process)
+        _wait_for_gate(run_id, "storyboard-1", process)
+
+        # round 1 is in the bucket before anyone answers: three versions, reports and curves
+        record = _rounds(bucket, brief.project or "", str(run_id))
+        (draft_round,) = record.rounds
+        assert draft_round.kind == "drafts" and len(draft_round.versions) == 3
+        for k, version in enumerate(draft_round.versions):
+            assert version.storyboard_key.startswith("projects/last-light-manual/storyboards/")
+            board = bucket.get_json(version.storyboard_key, Storyboard)
+            assert board.title == f"Last Light, version {k}"
+            assert board.duration == pytest.approx(15.0)
+            report = bucket.get_json(version.calibration_key, CalibrationReport)
+            assert report.source == "llm+rules" and report.intensities == CURVE
+            assert report.storyboard_hash == board.content_hash()
+            assert version.calibration_key.startswith(version.storyboard_key[:-len(".json")])
+            png = bucket.get_bytes(version.curve_key)
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+        assert draft_round.usage.requests == 4
+        assert draft_round.usage.prompt_tokens == 500 + 3 * 300
+
+        # an answer the form accepts but the flow cannot use is asked again, not obeyed
+        assert approve_run(str(run_id), version=7, notes="x", reviewer="director") == "storyboard"
+        _wait_for_gate(run_id, "storyboard-2", process)
+        notes = "Make the turn longer: hold on mei as the doors close."
+        assert approve_run(str(run_id), version=1, notes=notes, reviewer="director") \
+            == "storyboard"
+        _wait_for_gate(run_id, "storyboard-3", process)
+        assert approve_run(str(run_id), reviewer="director") == "storyboard"
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    uri = output.split("APPROVED ", 1)[1].split()[0]
+
+    record = _rounds(bucket, brief.project or "", str(run_id))
+    first, second = record.rounds
+    assert (first.chosen, first.notes, first.reviewer, first.approved) == (1, notes, "director",
+                                                                            False)
+    assert first.chosen_key == first.versions[1].storyboard_key
+    assert first.decided_at is not None and first.policy == "manual"
+    assert second.kind == "revision" and second.revised_from == first.versions[1].storyboard_key
+    assert second.revision_summary == "The turn is longer."
+    assert (second.chosen, second.approved, second.reviewer) == (0, True, "director")
+    assert second.usage.requests == 2 and second.usage.completion_tokens == 600 + 200
+    assert record.approved_key == second.versions[0].storyboard_key
+    assert uri == f"s3://{BUCKET}/{record.approved_key}"
+    assert record.usage.requests == 6
+    assert record.endpoint is not None and record.endpoint.model == "script-editor"
+
+    revised = bucket.get_json(record.approved_key, Storyboard)
+    chosen = bucket.get_json(first.versions[1].storyboard_key, Storyboard)
+    assert revised.shots[3].description == "close on mei as the train doors close without her"
+    assert [s.id for s in revised.shots] == [s.id for s in chosen.shots]
+    assert bucket.lineage(record.approved_key).parents == [first.versions[1].storyboard_key]
+    assert bucket.get_json(second.versions[0].calibration_key, CalibrationReport) \
+        .storyboard_hash == revised.content_hash()
+
+    # produce-video reads the approved URI as it is
+    from flows.produce_video import read_storyboard
+
+    assert read_storyboard(uri)[0] == revised
+
+    # what the model was asked, and with which key: the key did travel, in the header only
+    requests = chat.requests[first_request:]
+    schemas = [r.schema_name for r in requests]
+    assert schemas == ["DraftSet", *["LLMCalibration"] * 3, "RevisedStory", "LLMCalibration"]
+    assert "version 1" in requests[4].last_user and "doors close" in requests[4].last_user
+    assert {r.headers.get("Authorization") for r in requests} == {f"Bearer {API_KEY}"}
+
+    # ...and nowhere else: bucket objects (sidecars and Prefect results too), artifacts, logs
+    secret = API_KEY.encode()
+    for name in (BUCKET, "script-results"):
+        raw = ArtifactStore(s3_settings.with_bucket(name))
+        objects = [o.object_name for o in raw.client.list_objects(name, recursive=True)]
+        assert len(objects) >= (14 if name == BUCKET else 5)
+        for key in objects:
+            data = raw.client.get_object(name, key).read()
+            assert secret not in data, f"API key in s3://{name}/{key}"
+    assert API_KEY not in output
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        assert len([a for a in artifacts if a.key == "script-review"]) == 2
+        for artifact in artifacts:
+            assert API_KEY not in json.dumps(artifact.data) + (artifact.description or "")
+        review = next(a for a in artifacts if "round 1" in str(a.data))
+        assert str(review.data).count("X-Amz-Signature") >= 6  # curves + storyboards presigned
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        assert any("approved version 0 of round 2 by director" in log.message for log in logs)
+        for log in logs:
+            assert API_KEY not in log.message
+        flow_run = client.read_flow_run(run_id)
+        assert API_KEY not in json.dumps(flow_run.parameters)
+        assert flow_run.parameters["llm_endpoint"] == ENDPOINT
+
+
+# -- the model misbehaves ----------------------------------------------------------------------
+
+
+def test_rate_limit_waits_for_retry_after_and_malformed_answer_is_repaired(
+    script_env: dict[str, str], chat: ChatServer, bucket: ArtifactStore
+) -> None:
+    from flows.write_script import write_script
+
+    brief = make_brief("last-light-flaky")
+    first_request = len(chat.requests)
+    chat.queue(Reply(status=429, headers={"Retry-After": "2"}),
+               Reply(content="Sure! Here are three versions: {\"versions\": [", prompt_tokens=50,
+                     completion_tokens=9))
+    state = write_script(brief, versions=3, approval="auto", llm_endpoint=ENDPOINT,
+                         return_state=True)
+    assert state.is_completed(), state.message
+    requests = chat.requests[first_request:]
+    limited, broken, repaired = requests[:3]
+    # the client's own first backoff is 1 s: a gap of 2 s is the server's Retry-After
+    assert repaired.schema_name == broken.schema_name == limited.schema_name == "DraftSet"
+    assert broken.at - limited.at >= 1.9
+    assert "Your answer not valid JSON" in repaired.last_user
+    assert [r.schema_name for r in requests[3:]] == ["LLMCalibration"] * 3
+
+    record = _rounds(bucket, "last-light-flaky", str(state.state_details.flow_run_id))
+    (only,) = record.rounds
+    assert (only.approved, only.chosen, only.reviewer, only.policy) == (True, 0, "auto", "auto")
+    assert only.usage.requests == 5  # the 429 is not an answer; the broken one is paid for
+    assert only.usage.prompt_tokens == 50 + 500 + 3 * 300
+    assert state.result() == f"s3://{BUCKET}/{only.versions[0].storyboard_key}"
+
+
+def test_answer_beyond_repair_fails_the_run_with_one_clear_line(
+    script_env: dict[str, str], chat: ChatServer, bucket: ArtifactStore
+) -> None:
+    from flows.write_script import write_script
+
+    chat.queue(*[Reply(content="I cannot write JSON today.") for _ in range(3)])
+    state = write_script(make_brief("last-light-broken"), approval="auto",
+                         llm_endpoint=ENDPOINT, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"LLM gave no valid DraftSet after 3 attempts; last "
+                                        r"answer not valid JSON") as failure:
+        state.result()
+    assert API_KEY not in str(failure.value)
+    assert bucket.list("projects/last-light-broken/") == []
+
+
+def test_missing_endpoint_block_is_named(script_env: dict[str, str]) -> None:
+    from flows.write_script import write_script
+
+    state = write_script(make_brief("last-light-nowhere"), approval="auto",
+                         llm_endpoint="no-such-endpoint", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="no LLM endpoint block named 'no-such-endpoint'"):
+        state.result()
+
+
+# -- offline ----------------------------------------------------------------------------------
+
+
+def test_offline_template_drafts_auto_approved_and_cached_on_rerun(
+    script_env: dict[str, str], chat: ChatServer, bucket: ArtifactStore
+) -> None:
+    from flows.produce_video import read_storyboard
+    from flows.write_script import write_script
+
+    brief = {**make_brief("last-light-offline").model_dump(), "title": "Offline"}
+    requests_before = len(chat.requests)
+    state = write_script(brief, versions=3, approval="auto", return_state=True)
+    assert state.is_completed(), state.message
+    uri = state.result()
+    expected = template_plan(Brief.model_validate(brief), "classic")
+    board, _ = read_storyboard(uri)
+    assert board == expected
+    assert len(chat.requests) == requests_before
+
+    run_id = state.state_details.flow_run_id
+    record = _rounds(bucket, "last-light-offline", str(run_id))
+    (only,) = record.rounds
+    assert record.endpoint is None and record.usage.requests == 0
+    assert len(only.versions) == 3 and only.approved and only.reviewer == "auto"
+    titles = [bucket.get_json(v.storyboard_key, Storyboard).logline for v in only.versions]
+    assert len(set(titles)) == 3  # three directions, not three copies
+    for version in only.versions:
+        assert bucket.get_json(version.calibration_key, CalibrationReport).source == "rules"
+        assert bucket.get_bytes(version.curve_key)[:4] == b"\x89PNG"
+
+    again = write_script(brief, versions=3, approval="auto", return_state=True)
+    assert again.result() == uri
+    states = _task_states(again.state_details.flow_run_id)
+    assert states["draft-versions"] == ["Cached"], states
+    assert states["calibrate-version"] == ["Cached"] * 3, states
