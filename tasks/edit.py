@@ -9,12 +9,24 @@ from reelflow.plan import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
 
-@task(name="assemble-film", cache_policy=CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+@task(
+    name="assemble-film",
+    task_run_name="assemble-film",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
 def assemble_film(job: EditJob) -> str:
     return produce.assemble_film(get_store(), job)
 
 
-@task(name="make-cover", cache_policy=CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+@task(
+    name="make-cover",
+    task_run_name="make-cover",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
 def make_cover(job: CoverJob) -> str:
     return produce.make_cover(get_store(), job)
 
@@ -27,13 +39,23 @@ def upload_input(project: str, path: str) -> str:
     return produce.store_input(get_store(), project, Path(path))
 
 
-@task(name="snap-to-music", cache_policy=CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+@task(
+    name="snap-to-music",
+    task_run_name="snap-to-music",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
 def snap_to_music(job: MusicJob) -> list[float]:
     return produce.snap_to_music(get_store(), job)
 
 
 @task(
-    name="master-with-music", cache_policy=CACHE, retries=RETRIES, retry_delay_seconds=RETRY_DELAY
+    name="master-with-music",
+    task_run_name="master-with-music",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
 )
 def master_with_music(job: MasterJob) -> str:
     return produce.master_with_music(get_store(), job)
@@ -41,7 +63,7 @@ def master_with_music(job: MasterJob) -> str:
 
 @task(
     name="export-version",
-    task_run_name="version-{job.export.aspect}",
+    task_run_name="version-{job.export.name}",
     cache_policy=CACHE,
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY,

@@ -72,8 +72,7 @@ def film_env(
     prefect_server: str, s3_settings: S3Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
     """Environment for the flow: where S3 is, where tiny models go, the results block."""
-    from blocks.minio_storage import MinIOStorage
-    from tasks.common import RESULTS_BLOCK, get_store
+    from tasks.common import ensure_results_block, get_store
 
     settings = s3_settings.with_bucket("film")
     env = {
@@ -87,9 +86,7 @@ def film_env(
     }
     os.environ.update({k: v for k, v in env.items() if k != "PREFECT_API_URL"})
     get_store.cache_clear()
-    block = MinIOStorage.from_settings(settings.with_bucket("film-results"))
-    block.to_store().ensure_bucket()
-    block.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
+    ensure_results_block(settings)  # what `reelflow render` does too
     return env
 
 
@@ -111,9 +108,7 @@ def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
 def first_run(film_env: dict[str, str]) -> tuple[Any, Any]:
     from flows.produce_video import produce_video
 
-    state = produce_video(
-        storyboard=STORYBOARD, approval="auto", profile="test", return_state=True
-    )
+    state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test", return_state=True)
     assert state.is_completed(), state.message
     return state, state.result()
 
@@ -152,17 +147,17 @@ def test_auto_run_delivers_film_cover_and_manifest(
 def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:
     from flows.produce_video import produce_video
 
-    state = produce_video(
-        storyboard=STORYBOARD, approval="auto", profile="test", return_state=True
-    )
+    state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test", return_state=True)
     assert state.result().film_key == first_run[1].film_key
     states = _task_states(state.state_details.flow_run_id)
     expensive = {
-        name: s for name, s in states.items()
-        if name.split("-")[0] in {"variants", "hires", "clip", "frame", "assemble", "make"}
+        name: s
+        for name, s in states.items()
+        if name.split("-")[0]
+        in {"variants", "hires", "clip", "frame", "assemble", "make", "version"}
     }
-    assert len(expensive) >= 12, states
-    not_cached = {name: s for name, s in expensive.items() if s != ["Cached"]}
+    assert len(expensive) >= 13, states
+    not_cached = {name: s for name, s in expensive.items() if set(s) != {"Cached"}}
     assert not not_cached, not_cached
 
 
@@ -189,15 +184,21 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     env = {**os.environ, **film_env}
     process = subprocess.Popen(
         [sys.executable, "-m", "reelflow.cli", "render", str(board), "--profile", "test"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     holder: dict[str, str] = {}
     try:
         run_id = _wait_for_gate(holder, "storyboard-1")
         assert approve_run(run_id, reviewer="director") == "storyboard"
         _wait_for_gate(holder, "images-1")
-        assert approve_run(run_id, rejects={"b": "show the front of the car"},
-                           reviewer="director") == "images"
+        assert (
+            approve_run(run_id, rejects={"b": "show the front of the car"}, reviewer="director")
+            == "images"
+        )
         _wait_for_gate(holder, "images-2")
         assert approve_run(run_id, picks={"b": 1}, reviewer="director") == "images"
         _wait_for_gate(holder, "clips-1")
@@ -216,3 +217,4 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert states["clip-a"] == ["Cached"]
     assert states["clip-b"] == ["Completed"]
     assert states["assemble-film"] == ["Completed"]
+    assert states["version-16x9-h264"] == ["Completed"]
