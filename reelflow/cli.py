@@ -123,6 +123,28 @@ def use_local_stack() -> None:
         os.environ["PREFECT_API_URL"] = devstack.prefect_api_url(config)
 
 
+# -- script: brief -> approved storyboard ---------------------------------------------------
+
+
+def cmd_script(args: argparse.Namespace) -> int:
+    """Brief -> calibrated versions -> the storyboard gate -> the approved storyboard's URI."""
+    from reelflow.script_rounds import load_brief
+
+    try:
+        brief = load_brief(args.file)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    use_local_stack()
+    from flows.write_script import write_script
+    from tasks.common import ensure_results_block
+
+    ensure_results_block()
+    approval = "auto" if args.auto_approve else args.approval
+    uri = write_script(brief, versions=args.versions, approval=approval, llm_endpoint=args.llm)
+    print(f"storyboard: {uri}")
+    return 0
+
+
 # -- rendering and approving -----------------------------------------------------------------
 
 
@@ -235,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", cmd_status, "say what runs where"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
+
+    p = sub.add_parser("script", help="write, calibrate and approve a storyboard from a brief")
+    p.add_argument("file", help="brief YAML/JSON: subjects, scenes, mood, shots, total_seconds")
+    p.add_argument("--llm", default=None, metavar="NAME",
+                   help="saved LLM endpoint block; default: the offline template planner")
+    p.add_argument("--versions", type=int, default=3, help="versions to choose from")
+    p.add_argument("--approval", choices=["manual", "auto", "quality-gate"], default="manual")
+    p.add_argument("--auto-approve", action="store_true", help="same as --approval auto")
+    p.set_defaults(func=cmd_script)
 
     p = sub.add_parser("render", help="render a storyboard to a film")
     p.add_argument("file")

@@ -10,10 +10,12 @@ cost in tokens. Plain pydantic, no Prefect: the flow writes it, anyone can read 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
+import yaml
+from pydantic import BaseModel, Field, ValidationError
 
 from reelflow import keys
 from reelflow.llm import Usage
@@ -168,3 +170,22 @@ def rounds_key(project: str, run_id: str) -> str:
     if not keys.RUN_ID_RE.match(run) or len(run) > 128:
         raise ValueError(f"invalid run id {run!r}: use letters, digits and dashes")
     return keys.validate_key(f"{keys.project_prefix(project)}scripts/{run}/rounds.json")
+
+
+def load_brief(path: str | Path) -> Brief:
+    """A brief from a YAML or JSON file; a ValueError names the file and each bad field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a brief is a mapping (subjects, scenes, mood, shots, ...)")
+    try:
+        return Brief.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(brief)'}: {e['msg']}"
+                    for e in exc.errors()]
+        raise ValueError(f"{path}: " + "; ".join(problems)) from None

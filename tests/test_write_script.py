@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import yaml
 from chat_server import ChatServer, Reply, Request
 from pydantic import SecretStr
 
@@ -29,8 +30,8 @@ from reelflow.calibration import ACTS, CalibrationReport
 from reelflow.script import Brief, plan_acts, template_plan
 from reelflow.script_rounds import ScriptRounds, rounds_key
 from reelflow.settings import S3Settings
-from reelflow.storyboard import Storyboard
 from reelflow.store import ArtifactStore
+from reelflow.storyboard import Storyboard
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = f"sk-reelflow-secret-{uuid.uuid4().hex}"
@@ -201,18 +202,23 @@ def _wait_for_gate(flow_run_id: UUID, key: str, process: subprocess.Popen[str],
     raise AssertionError(f"run {flow_run_id} never reached {key}")
 
 
-def _find_run(name_prefix: str, process: subprocess.Popen[str], timeout: float = 120) -> UUID:
-    """The write-script run the subprocess started: the one paused at a storyboard gate."""
-    from flows.gates import pending_runs
+def _find_run(project: str, process: subprocess.Popen[str], timeout: float = 120) -> UUID:
+    """The write-script run the subprocess started: paused, with our brief's project."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in pending_runs():
-            if run["name"] == name_prefix:
-                return UUID(run["id"])
-        if process.poll() is not None:
-            raise AssertionError(f"the flow exited early: {process.stdout.read()}")
-        time.sleep(0.5)
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=dict(name=FlowRunFilterStateName(any_=["Paused"]))))
+            for run in runs:
+                brief = run.parameters.get("brief") or {}
+                if isinstance(brief, dict) and brief.get("project") == project:
+                    return run.id
+            if process.poll() is not None:
+                raise AssertionError(f"the flow exited early: {process.stdout.read()}")
+            time.sleep(0.5)
     raise AssertionError("the write-script run never paused")
 
 
@@ -220,8 +226,10 @@ def _find_run(name_prefix: str, process: subprocess.Popen[str], timeout: float =
 
 
 def test_manual_rounds_with_notes_and_no_key_anywhere(
-    script_env: dict[str, str], chat: ChatServer, bucket: ArtifactStore, s3_settings: S3Settings
+    script_env: dict[str, str], chat: ChatServer, bucket: ArtifactStore,
+    s3_settings: S3Settings, tmp_path: Path,
 ) -> None:
+    """Through the CLI (`reelflow script`, then the gate answered as `reelflow approve` does)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -233,21 +241,16 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
     from flows.gates import approve_run
 
     brief = make_brief("last-light-manual")
-    run_name = f"script-{uuid.uuid4().hex[:8]}"
-    code = (
-        "import json, os\n"
-        "from flows.write_script import write_script\n"
-        "uri = write_script.with_options(flow_run_name=os.environ['RUN_NAME'])(\n"
-        "    json.loads(os.environ['BRIEF']), versions=3, approval='manual',\n"
-        f"    llm_endpoint={ENDPOINT!r})\n"
-        "print('APPROVED', uri)\n"
-    )
-    env = {**os.environ, **script_env, "BRIEF": brief.model_dump_json(), "RUN_NAME": run_name}
+    brief_file = tmp_path / "brief.yaml"
+    brief_file.write_text(yaml.safe_dump(brief.model_dump(mode="json")), encoding="utf-8")
+    env = {**os.environ, **script_env}
     first_request = len(chat.requests)
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reelflow.cli", "script", str(brief_file), "--llm", ENDPOINT],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
     try:
-        run_id = _find_run(run_name, process)
+        run_id = _find_run("last-light-manual", process)
         _wait_for_gate(run_id, "storyboard-1", process)
 
         # round 1 is in the bucket before anyone answers: three versions, reports and curves
@@ -281,7 +284,7 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output
-    uri = output.split("APPROVED ", 1)[1].split()[0]
+    uri = output.split("storyboard: ", 1)[1].split()[0]
 
     record = _rounds(bucket, brief.project or "", str(run_id))
     first, second = record.rounds
@@ -320,13 +323,14 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
 
     # ...and nowhere else: bucket objects (sidecars and Prefect results too), artifacts, logs
     secret = API_KEY.encode()
-    for name in (BUCKET, "script-results"):
-        raw = ArtifactStore(s3_settings.with_bucket(name))
-        objects = [o.object_name for o in raw.client.list_objects(name, recursive=True)]
-        assert len(objects) >= (14 if name == BUCKET else 5)
-        for key in objects:
-            data = raw.client.get_object(name, key).read()
-            assert secret not in data, f"API key in s3://{name}/{key}"
+    raw = ArtifactStore(s3_settings).client
+    scanned = 0
+    for name in (BUCKET, "script-results"):  # `reelflow script` keeps results in BUCKET
+        for obj in raw.list_objects(name, recursive=True):
+            data = raw.get_object(name, obj.object_name).read()
+            assert secret not in data, f"API key in s3://{name}/{obj.object_name}"
+            scanned += 1
+    assert scanned >= 14 + 5  # 4 storyboards, 4 reports, 4 curves, rounds, sidecars, results
     assert API_KEY not in output
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
@@ -439,3 +443,41 @@ def test_offline_template_drafts_auto_approved_and_cached_on_rerun(
     states = _task_states(again.state_details.flow_run_id)
     assert states["draft-versions"] == ["Cached"], states
     assert states["calibrate-version"] == ["Cached"] * 3, states
+
+
+def test_llm_answers_are_cached_on_url_and_model_not_on_name_or_key(
+    script_env: dict[str, str], chat: ChatServer
+) -> None:
+    """A rerun, a second block for the same model and a rotated key pay nothing; another model
+    pays again."""
+    from blocks.llm_endpoint import LLMEndpoint
+    from flows.write_script import write_script
+
+    brief = make_brief("last-light-cached")
+    first = write_script(brief, approval="auto", llm_endpoint=ENDPOINT, return_state=True)
+    paid = len(chat.requests)
+    LLMEndpoint(base_url=chat.url, model="script-editor",
+                api_key=SecretStr("sk-rotated")).save("same-model", overwrite=True)
+    for name in (ENDPOINT, "same-model"):
+        again = write_script(brief, approval="auto", llm_endpoint=name, return_state=True)
+        assert again.result() == first.result()
+        states = _task_states(again.state_details.flow_run_id)
+        assert states["draft-versions"] == ["Cached"], states
+        assert states["calibrate-version"] == ["Cached"] * 3, states
+    assert len(chat.requests) == paid
+
+    LLMEndpoint(base_url=chat.url, model="another-model",
+                api_key=SecretStr(API_KEY)).save("other-model", overwrite=True)
+    other = write_script(brief, approval="auto", llm_endpoint="other-model", return_state=True)
+    assert other.is_completed(), other.message
+    assert [r.schema_name for r in chat.requests[paid:]] == ["DraftSet", *["LLMCalibration"] * 3]
+    assert {r.json["model"] for r in chat.requests[paid:]} == {"another-model"}
+
+
+def test_cli_names_the_bad_field_of_a_brief(tmp_path: Path) -> None:
+    brief = tmp_path / "brief.yaml"
+    brief.write_text("subjects: [a red kite]\nscenes: []\nshots: 3\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "script", str(brief)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{brief}: scenes: List should have at least 1 item" in done.stderr
