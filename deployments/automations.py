@@ -1,0 +1,82 @@
+"""The "a run waits at a gate" notification: a Custom Webhook block plus an automation.
+
+Prefect has no on-paused hook; paused and suspended runs emit `prefect.flow-run.Paused` /
+`prefect.flow-run.Suspended` events, and the server's automation service reacts to them. The
+message names the run, its gate (the pause key: `storyboard-1`, `images-2`, ...) and its UI link.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from deployments.config import NotificationSpec
+
+SUBJECT = "reelflow: {{ flow_run.name }} waits for approval"
+BODY = (
+    "Run {{ flow_run.name }} of {{ flow.name }}"
+    "{% if deployment %} (deployment {{ deployment.name }}){% endif %} waits at gate "
+    "{{ flow_run.state.state_details.pause_key }} "
+    "({{ event.resource['prefect.state-name'] }}).\n"
+    "Open it: {ui}/runs/flow-run/{{ flow_run.id }}\n"
+    "Or approve from a shell: reelflow approve {{ flow_run.id }}"
+)
+
+
+def ensure_webhook_block(spec: NotificationSpec) -> UUID:
+    """Save the Custom Webhook block that posts `{"subject", "body"}` as JSON; returns its id."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    block = CustomWebhookNotificationBlock(
+        name=spec.block,
+        url=spec.webhook_url,
+        method="POST",
+        json_data={"subject": "{{subject}}", "body": "{{body}}", "source": "reelflow"},
+        timeout=10,
+    )
+    return block.save(spec.block, overwrite=True)
+
+
+def gate_automation(spec: NotificationSpec, block_id: UUID, ui_url: str) -> Any:
+    """The automation: any flow run entering Paused or Suspended sends one notification."""
+    from prefect.events.actions import SendNotification
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    return AutomationCore(
+        name=spec.automation,
+        description="Tell reviewers which run waits at which approval gate.",
+        enabled=True,
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            expect=set(spec.events),
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_id,
+                subject=SUBJECT,
+                body=BODY.replace("{ui}", ui_url.rstrip("/")),
+            )
+        ],
+    )
+
+
+def ensure_gate_notifications(client: Any, spec: NotificationSpec, ui_url: str) -> str:
+    """Create or update the automation (one per name); returns 'created', 'updated' or 'off'."""
+    if not spec.webhook_url:
+        removed = [a.id for a in client.read_automations_by_name(spec.automation)]
+        for automation_id in removed:
+            client.delete_automation(automation_id)
+        return "off"
+    block_id = ensure_webhook_block(spec)
+    wanted = gate_automation(spec, block_id, ui_url)
+    existing = client.read_automations_by_name(spec.automation)
+    if not existing:
+        client.create_automation(wanted)
+        return "created"
+    first, *extra = existing
+    for automation in extra:
+        client.delete_automation(automation.id)
+    client.update_automation(first.id, wanted)
+    return "updated"
