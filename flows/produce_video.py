@@ -22,6 +22,7 @@ from flows.gates import (
     StoryboardReview,
     wait_for_review,
 )
+from flows.render_shot import fan_out_shots, fan_out_variants
 from reelflow import keys
 from reelflow.manifest import RunManifest
 from reelflow.plan import (
@@ -102,8 +103,13 @@ def produce_video(
     approval: Approval = "manual",
     profile: str = "full",
     quality_threshold: float = 0.3,
+    fan_out: bool = False,
 ) -> FilmResult:
-    """Render a storyboard (path, s3:// URI or inline YAML/JSON) into a film and its cover."""
+    """Render a storyboard (path, s3:// URI or inline YAML/JSON) into a film and its cover.
+
+    `fan_out`: run each shot's GPU work as a `render-shot` deployment run on the `gpu` pool first
+    (see flows/render_shot.py); the steps below then find it all Cached.
+    """
     logger = get_run_logger()
     started = datetime.now(UTC)
     render_profile = get_profile(profile)
@@ -145,6 +151,8 @@ def produce_video(
     for shot, parts in plan.truncated_prompts.items():
         logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
     jobs = {job.shot: job for job in plan.images}
+    if fan_out:
+        fan_out_variants(jobs, board, render_profile)
     variants = {shot: render_variants(job) for shot, job in jobs.items()}
     notes: dict[str, list[str]] = {}
     round_ = 1
@@ -185,6 +193,9 @@ def produce_video(
             variants[shot_id] = render_variants(jobs[shot_id])
         round_ += 1
 
+    if fan_out:
+        picked = {s: answer.picks.get(s, picks_default.get(s, 0)) for s in jobs}
+        fan_out_shots(board, render_profile, jobs, variants, picked)
     chosen: dict[str, str] = {}
     for shot_id, job in jobs.items():
         index = answer.picks.get(shot_id, picks_default.get(shot_id, 0))

@@ -232,6 +232,39 @@ def cmd_pending(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- operations (deployments, workers) -------------------------------------------------------
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    use_local_stack()
+    from reelflow.deploy import DeployError, deploy
+
+    try:
+        report = deploy(args.prefect_file, notify_url=args.notify_url)
+    except (DeployError, RuntimeError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"server:        {report.api_url}")
+    for what, items in (("work pools", report.work_pools),
+                        ("limits", report.concurrency_limits)):
+        print(f"{what + ':':14} " + ", ".join(f"{k} ({v})" for k, v in items.items()))
+    print(f"results block: {report.results_block}")
+    print(f"notifications: {report.notifications}")
+    for name, deployment_id in report.deployments.items():
+        print(f"deployment:    {name} {deployment_id}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    use_local_stack()
+    from deployments.worker import worker_command, worker_env
+
+    env = worker_env(project_dir=args.project_dir, gpu=args.gpu)
+    name = args.name or (f"{args.pool}-{args.gpu}" if args.gpu is not None else None)
+    cmd = worker_command(args.pool, name=name, limit=args.limit)
+    os.execvpe(cmd[0], cmd, env)  # the worker replaces this process (signals reach it)
+    return 0
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
@@ -305,6 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pending", help="list runs waiting for approval")
     p.set_defaults(func=cmd_pending)
+
+    p = sub.add_parser("deploy", help="work pools, gpu limit, blocks, automations, deployments")
+    p.add_argument("--prefect-file", default=None, help="default: prefect.yaml of this checkout")
+    p.add_argument("--notify-url", default=None,
+                   help="webhook for 'run waits at a gate' (default: $REELFLOW_NOTIFY_URL)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("worker", help="start a process worker on this checkout")
+    p.add_argument("--pool", default="cpu", help="cpu | gpu")
+    p.add_argument("--gpu", default=None, help="CUDA_VISIBLE_DEVICES for this worker, e.g. 0")
+    p.add_argument("--name", default=None)
+    p.add_argument("--limit", type=int, default=None, help="max concurrent runs")
+    p.add_argument("--project-dir", default=None, help="checkout the runs execute in")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

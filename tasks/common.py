@@ -6,6 +6,9 @@ from functools import lru_cache
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+# Imported for its side effect: it registers the `minio-storage` block class, without which a
+# worker's flow-run process cannot load RESULTS_BLOCK ("No block class found for slug").
+import blocks.minio_storage  # noqa: F401
 from reelflow.settings import S3Settings
 from reelflow.store import ArtifactStore
 
