@@ -481,3 +481,46 @@ def test_cli_names_the_bad_field_of_a_brief(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{brief}: scenes: List should have at least 1 item" in done.stderr
+
+
+def test_offline_notes_are_recorded_and_the_reviewer_is_told(
+    script_env: dict[str, str], bucket: ArtifactStore, tmp_path: Path
+) -> None:
+    """Without an LLM, notes cannot rewrite anything: round 2 shows the same version, says so."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.gates import approve_run
+
+    brief_file = tmp_path / "brief.yaml"
+    brief_file.write_text(yaml.safe_dump(make_brief("last-light-notes").model_dump(mode="json")),
+                          encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reelflow.cli", "script", str(brief_file), "--versions", "2"],
+        cwd=ROOT, env={**os.environ, **script_env}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        run_id = _find_run("last-light-notes", process)
+        _wait_for_gate(run_id, "storyboard-1", process)
+        approve_run(str(run_id), version=1, notes="more snow", reviewer="director")
+        _wait_for_gate(run_id, "storyboard-2", process)
+        approve_run(str(run_id), reviewer="producer")
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+
+    first, second = _rounds(bucket, "last-light-notes", str(run_id)).rounds
+    assert len(first.versions) == 2 and first.notes == "more snow"
+    assert second.versions[0].storyboard_key == first.versions[1].storyboard_key
+    assert second.revision_warnings == [
+        "no LLM endpoint configured: notes recorded, storyboard unchanged"]
+    assert (second.approved, second.reviewer) == (True, "producer")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+    round_two = next(str(a.data) for a in artifacts if "round 2" in str(a.data))
+    assert "**warning:** no LLM endpoint configured" in round_two
+    assert "_more snow_" in round_two and "version 1" not in round_two.split("\n## ")[0]
