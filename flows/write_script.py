@@ -19,7 +19,6 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-import blocks.minio_storage  # noqa: F401  (registers the results block type for Block.load)
 from flows.gates import Approval, wait_for_review
 from reelflow.calibration import CalibrationReport
 from reelflow.llm import Usage
