@@ -1,0 +1,89 @@
+"""`python -m bench [--quick] [--only a,b] [--reps N] [--out DIR]`: run and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from bench.common import ROOT, Context, Section, machine_info, write_report  # noqa: E402
+
+BENCHMARKS: list[str] = [
+    "scale",
+    "storage",
+    "orchestration",
+    "incremental",
+    "residency",
+    "assembly",
+    "memory",
+    "gpu",
+]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke mode: tiny sizes, 1 repetition (CI)")
+    parser.add_argument("--only", default="",
+                        help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="repetitions per side (default 3, quick 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                        help="where the JSON and markdown reports go")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or BENCHMARKS
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}")
+    reps = args.reps or (1 if args.quick else 3)
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    report: dict = {
+        "mode": "quick" if args.quick else "full",
+        "started_at": started.isoformat(timespec="seconds"),
+        "reps": reps,
+        "machine": machine_info(),
+        "sections": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="reelflow-bench-") as tmp:
+        ctx = Context(quick=args.quick, reps=reps, work=Path(tmp))
+        try:
+            for name in names:
+                print(f"[bench] {name} ...", flush=True)
+                module = importlib.import_module(f"bench.{name}")
+                start = time.perf_counter()
+                try:
+                    section: Section = module.run(ctx)
+                except Exception as err:  # one broken benchmark must not hide the others
+                    section = Section(key=name, title=name, method="", status="error")
+                    section.notes.append(f"{type(err).__name__}: {err}")
+                    traceback.print_exc()
+                section.seconds = time.perf_counter() - start
+                report["sections"].append(section.to_dict())
+                for ratio in section.ratios:
+                    print(f"[bench]   {ratio.name}: {ratio.value:.3f} "
+                          f"(goal {ratio.goal}) {ratio.status}", flush=True)
+                print(f"[bench]   {section.status} in {section.seconds:.0f} s", flush=True)
+        finally:
+            if ctx.stack is not None:
+                ctx.stack.stop()
+    report["seconds"] = time.perf_counter() - t0
+    json_path, md_path = write_report(report, args.out)
+    print(f"[bench] report: {md_path}\n[bench] data:   {json_path}")
+    return 1 if any(s["status"] == "error" for s in report["sections"]) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

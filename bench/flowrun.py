@@ -1,0 +1,164 @@
+"""Worker functions that render a whole storyboard: through the flow, or as a plain loop.
+
+Both run in a fresh interpreter (see `bench.worker`); the timer starts after the imports and
+the set-up (results block saved, store configured) and stops when the film, cover and manifest
+are in the bucket. The plain loop calls the same `reelflow.produce` functions in the flow's
+order, with the same auto decisions (variant 0 of every shot), and stores the storyboard and a
+manifest like the flow does; it has no Prefect, no review artifacts and no variant scoring.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def run_flow(board_text: str, profile: str, results_bucket: str) -> dict[str, Any]:
+    """`produce_video(approval='auto')` once; seconds plus per-task states and run times."""
+    from blocks.minio_storage import MinIOStorage
+    from flows.produce_video import produce_video
+    from reelflow.settings import S3Settings
+    from tasks.common import RESULTS_BLOCK
+
+    block = MinIOStorage.from_settings(S3Settings.from_env().with_bucket(results_bucket))
+    block.to_store().ensure_bucket()
+    block.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
+
+    start = time.perf_counter()
+    state = produce_video(
+        storyboard=board_text, approval="auto", profile=profile, return_state=True
+    )
+    result = state.result()
+    seconds = time.perf_counter() - start
+    states, task_seconds = _task_runs(state.state_details.flow_run_id)
+    return {
+        "seconds": seconds,
+        "film_key": result.film_key,
+        "states": states,
+        "task_seconds": task_seconds,
+    }
+
+
+def _task_runs(flow_run_id: Any) -> tuple[dict[str, list[str]], dict[str, float]]:
+    """Task run name -> states, and task name -> summed run time, from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    states: dict[str, list[str]] = {}
+    seconds: dict[str, float] = {}
+    for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+        states.setdefault(run.name, []).append(run.state.name if run.state else "?")
+        base = run.task_key.rsplit("-", 1)[0] if run.task_key else run.name
+        seconds[base] = seconds.get(base, 0.0) + run.total_run_time.total_seconds()
+    return states, seconds
+
+
+def run_plain(board_text: str, profile: str) -> dict[str, Any]:
+    """The same film from `reelflow.produce.*` in a plain loop (no Prefect)."""
+    from reelflow import keys, produce
+    from reelflow.manifest import RunManifest
+    from reelflow.plan import (
+        CoverJob,
+        EditClip,
+        EditJob,
+        clip_job,
+        frame_job,
+        hires_job,
+        needs_image,
+        plan_render,
+        shot_loras,
+    )
+    from reelflow.profiles import get_profile
+    from reelflow.settings import S3Settings
+    from reelflow.store import ArtifactStore
+    from reelflow.storyboard import parse_storyboard
+
+    start = time.perf_counter()
+    steps: dict[str, float] = {}
+    started = datetime.now(UTC)
+    render_profile = get_profile(profile)
+    board = parse_storyboard(board_text, source="<inline>")
+    base_dir = Path.cwd()
+    store = ArtifactStore(S3Settings.from_env())
+    store.ensure_bucket()
+    storyboard_key = store.put_json(
+        keys.storyboard_key(board.project, board.content_hash()), board, {"kind": "storyboard"},
+        if_absent=True,
+    )
+    if render_profile.image_model == "tiny":
+        names = {lora.name for shot in board.shots for lora in shot_loras(board, shot)}
+        names |= {
+            lora.name
+            for shot in board.shots
+            for ref in (shot.first_frame, shot.last_frame)
+            if ref
+            for lora in ref.loras
+        }
+        produce.prepare_demo_models(sorted(names), render_profile.image_family or "sd15")
+    steps["prepare_models"] = time.perf_counter() - start
+    plan = plan_render(board, render_profile, base_dir=base_dir)
+    jobs = {job.shot: job for job in plan.images}
+    variants = {shot: produce.render_variants(store, job) for shot, job in jobs.items()}
+    steps["render_variants"] = time.perf_counter() - start - sum(steps.values())
+    chosen = {
+        shot: produce.hires_fix(store, hires_job(job, variants[shot][0], 0, render_profile))
+        if render_profile.hires_fix
+        else variants[shot][0]
+        for shot, job in jobs.items()
+    }
+    steps["hires_fix"] = time.perf_counter() - start - sum(steps.values())
+    clips: dict[str, str] = {}
+    frames: dict[str, list[str]] = {}
+    for shot in board.shots:
+        job = clip_job(board, shot, render_profile)
+        updates: dict[str, object] = {}
+        if needs_image(shot):
+            updates["image_key"] = chosen[shot.id]
+        refs = (("first_frame_key", shot.first_frame), ("last_frame_key", shot.last_frame))
+        for name, ref in refs:
+            if ref is not None:
+                fjob = frame_job(board, shot, ref, render_profile, base_dir=base_dir)
+                updates[name] = produce.take_frame(store, fjob, clips[ref.shot])
+                frames.setdefault(shot.id, []).append(updates[name])
+        clips[shot.id] = produce.render_clip(store, job.model_copy(update=updates))
+    steps["clips_and_frames"] = time.perf_counter() - start - sum(steps.values())
+    edit = EditJob(
+        project=board.project,
+        clips=[
+            EditClip(shot=s.id, key=clips[s.id], duration=s.duration, transition=s.transition_in,
+                     transition_duration=s.transition_duration)
+            for s in board.shots
+        ],
+        width=board.width, height=board.height, fps=board.fps, crf=render_profile.crf,
+    )
+    film_key = produce.assemble_film(store, edit)
+    cover_key = produce.make_cover(
+        store,
+        CoverJob(project=board.project, film_key=film_key, title=board.title,
+                 width=board.width, height=board.height),
+    )
+    steps["assemble_and_cover"] = time.perf_counter() - start - sum(steps.values())
+    manifest = RunManifest(
+        run_id="plain", project=board.project, title=board.title, storyboard_key=storyboard_key,
+        storyboard_hash=board.content_hash(), profile=profile, approval_policy="auto",
+        started_at=started, variants=variants, chosen_images=chosen, frames=frames, clips=clips,
+        film_key=film_key, cover_key=cover_key, duration=board.duration,
+    )
+    store.put_json(keys.manifest_key(board.project, "plain"), manifest,
+                   {"kind": "manifest", "parents": [storyboard_key, film_key, cover_key]})
+    return {"seconds": time.perf_counter() - start, "film_key": film_key, "steps": steps}
+
+
+def prepare_models(lora_names: list[str]) -> dict[str, Any]:
+    """Build the tiny models (and LoRAs) once, so every timed run finds them ready."""
+    from reelflow.produce import prepare_demo_models
+
+    start = time.perf_counter()
+    prepare_demo_models(lora_names)
+    return {"seconds": time.perf_counter() - start}
