@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
+from blocks.models import ImageModel, VideoModel
 from flows.gates import (
     Approval,
     ApprovalRecord,
@@ -26,9 +27,14 @@ from flows.render_shot import fan_out_shots, fan_out_variants
 from reelflow import keys
 from reelflow.manifest import RunManifest
 from reelflow.plan import (
+    CaptionCue,
     CoverJob,
     EditClip,
     EditJob,
+    ExportSpec,
+    MasterJob,
+    MusicJob,
+    VersionJob,
     clip_job,
     frame_job,
     hires_job,
@@ -36,12 +42,20 @@ from reelflow.plan import (
     needs_image,
     plan_render,
     shot_loras,
+    shot_seed,
 )
 from reelflow.profiles import get_profile
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
 from tasks.clips import render_clip
 from tasks.common import RESULTS_BLOCK, get_store
-from tasks.edit import assemble_film, make_cover
+from tasks.edit import (
+    assemble_film,
+    export_version,
+    make_cover,
+    master_with_music,
+    snap_to_music,
+    upload_input,
+)
 from tasks.images import hires_fix, prepare_models, render_variants, take_frame
 from tasks.review import (
     clips_review,
@@ -60,6 +74,8 @@ class FilmResult(BaseModel):
     film_uri: str
     cover_uri: str
     manifest_uri: str
+    versions: dict[str, str] = {}  # export name -> key
+    version_covers: dict[str, str] = {}
 
 
 def read_storyboard(source: str) -> tuple[Storyboard, Path]:
@@ -102,6 +118,9 @@ def produce_video(
     storyboard: str,
     approval: Approval = "manual",
     profile: str = "full",
+    exports: list[ExportSpec] | None = None,
+    image_model: str | None = None,
+    video_model: str | None = None,
     quality_threshold: float = 0.3,
     fan_out: bool = False,
 ) -> FilmResult:
@@ -113,6 +132,10 @@ def produce_video(
     logger = get_run_logger()
     started = datetime.now(UTC)
     render_profile = get_profile(profile)
+    if image_model:
+        render_profile = ImageModel.load(image_model).apply(render_profile)
+    if video_model:
+        render_profile = VideoModel.load(video_model).apply(render_profile)
     board, base_dir = read_storyboard(storyboard)
     approvals: list[ApprovalRecord] = []
 
@@ -144,7 +167,9 @@ def produce_video(
             if ref
             for lora in ref.loras
         }
-        prepare_models(sorted(names), render_profile.image_family or "sd15")
+        prepare_models(
+            sorted(names), render_profile.image_family or "sd15", render_profile.video_model
+        )
 
     # 3. Images: K variants per shot, a person picks one or rejects with notes.
     plan = plan_render(board, render_profile, base_dir=base_dir)
@@ -235,7 +260,10 @@ def produce_video(
             job = job.model_copy(update=updates)
             motion[shot.id] = job.motion_prompt
             clips[shot.id] = render_clip(job)
-        description = clips_review(clips, motion)
+        seeds = {shot.id: clip_seeds.get(shot.id, shot_seed(board, shot)) for shot in board.shots}
+        description = clips_review(
+            board.project, clips, motion, seeds, render_profile.video_backend
+        )
         answer, record = wait_for_review(
             "clips",
             round_,
@@ -256,18 +284,35 @@ def produce_video(
             )
         round_ += 1
 
-    # 5. Edit: the storyboard's durations and transitions, then the cover.
+    # 5. Edit: the storyboard's durations (snapped to the music's beats), its transitions, the
+    #    music bed, then every version asked for and a cover for each.
+    durations = [s.duration for s in board.shots]
+    music_key = None
+    if board.music is not None:
+        music_path = Path(board.music.path)
+        music_key = upload_input(board.project, str(base_dir / music_path))
+        if board.music.snap_cuts:
+            durations = snap_to_music(
+                MusicJob(
+                    project=board.project,
+                    music_key=music_key,
+                    durations=durations,
+                    min_shot=min(1.0, min(durations)),
+                    tolerance=0.25,
+                    fps=board.fps,
+                )
+            )
     edit = EditJob(
         project=board.project,
         clips=[
             EditClip(
                 shot=s.id,
                 key=clips[s.id],
-                duration=s.duration,
+                duration=d,
                 transition=s.transition_in,
                 transition_duration=s.transition_duration,
             )
-            for s in board.shots
+            for s, d in zip(board.shots, durations, strict=True)
         ],
         width=board.width,
         height=board.height,
@@ -275,6 +320,10 @@ def produce_video(
         crf=render_profile.crf,
     )
     film_key = assemble_film(edit)
+    if music_key:
+        film_key = master_with_music(
+            MasterJob(project=board.project, film_key=film_key, music_key=music_key)
+        )
     cover_key = make_cover(
         CoverJob(
             project=board.project,
@@ -284,6 +333,37 @@ def produce_video(
             height=board.height,
         )
     )
+    captions = [
+        CaptionCue(
+            duration=d, zh=s.caption.zh if s.caption else "", en=s.caption.en if s.caption else ""
+        )
+        for s, d in zip(board.shots, durations, strict=True)
+    ]
+    if exports is None:
+        exports = [ExportSpec(aspect=board.aspect if board.aspect in ("9:16", "1:1") else "16:9")]
+    versions: dict[str, str] = {}
+    version_covers: dict[str, str] = {}
+    for export in exports:
+        key = export_version(
+            VersionJob(
+                project=board.project,
+                master_key=film_key,
+                export=export,
+                captions=captions,
+                title=board.title,
+            ),
+            board.aspect,
+        )
+        versions[export.name] = key
+        version_covers[export.name] = make_cover(
+            CoverJob(
+                project=board.project,
+                film_key=key,
+                title=board.title,
+                width=board.width,
+                height=board.height,
+            )
+        )
 
     # 6. The manifest: inputs, decisions, outputs.
     run_id = str(flow_run.get_id() or "local")
@@ -304,13 +384,17 @@ def produce_video(
         clips=clips,
         film_key=film_key,
         cover_key=cover_key,
+        versions=versions,
+        version_covers=version_covers,
+        music_key=music_key,
+        edit_durations=durations,
         duration=board.duration,
     )
     store = get_store()
     manifest_key = store.put_json(
         keys.manifest_key(board.project, run_id),
         manifest,
-        {"kind": "manifest", "parents": [storyboard_key, film_key, cover_key]},
+        {"kind": "manifest", "parents": [storyboard_key, film_key, cover_key, *versions.values()]},
     )
     final_review(film_key, cover_key, manifest_key)
     return FilmResult(
@@ -321,4 +405,6 @@ def produce_video(
         film_uri=store.uri(film_key),
         cover_uri=store.uri(cover_key),
         manifest_uri=store.uri(manifest_key),
+        versions=versions,
+        version_covers=version_covers,
     )

@@ -152,27 +152,36 @@ def cmd_render(args: argparse.Namespace) -> int:
     from reelflow.profiles import get_profile
     from reelflow.storyboard import StoryboardError, load_storyboard
 
+    remote = args.file.startswith("s3://")  # validated by the flow, after it is fetched
     try:
-        load_storyboard(args.file)
+        if not remote:
+            load_storyboard(args.file)
         get_profile(args.profile)
     except (StoryboardError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
+    try:
+        exports = [parse_export(text) for text in args.export] or None
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_INVALID)
     use_local_stack()
     from flows.produce_video import produce_video
     from tasks.common import ensure_results_block
 
     ensure_results_block()
-
     approval = "auto" if args.auto_approve else args.approval
     result = produce_video(
-        storyboard=str(Path(args.file).resolve()),
+        storyboard=args.file if remote else str(Path(args.file).resolve()),
         approval=approval,
         profile=args.profile,
+        exports=exports,
     )
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
     print(f"manifest: {result.manifest_uri}")
+    bucket_uri = result.film_uri.removesuffix(result.film_key)
+    for name, key in result.versions.items():
+        print(f"version:  {name} {bucket_uri}{key}")
     if args.out:
         from reelflow.settings import S3Settings
         from reelflow.store import ArtifactStore
@@ -183,8 +192,36 @@ def cmd_render(args: argparse.Namespace) -> int:
         store.get_file(result.film_key, out / "final.mp4")
         store.get_file(result.cover_key, out / "cover.png")
         store.get_file(result.manifest_key, out / "manifest.json")
-        print(f"downloaded to {out}/final.mp4, cover.png, manifest.json")
+        for name, key in result.versions.items():
+            store.get_file(key, out / f"{name}.mp4")
+            store.get_file(result.version_covers[name], out / f"cover-{name}.png")
+        print(f"downloaded to {out}/: final.mp4, cover.png, manifest.json"
+              + "".join(f", {name}.mp4" for name in result.versions))
     return 0
+
+
+def parse_export(text: str):
+    """`9:16`, `16:9,codec=h265`, `16:9,fps=60`, `16:9,size=3840x2160,captions=soft`."""
+    from pydantic import ValidationError
+
+    from reelflow.plan import ExportSpec
+
+    aspect, *options = [part.strip() for part in text.split(",")]
+    fields: dict[str, object] = {"aspect": aspect}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep:
+            raise ValueError(f"--export '{text}': expected NAME=VALUE, got '{option}'")
+        if name == "size":
+            width, _, height = value.partition("x")
+            fields["size"] = (int(width), int(height))
+        else:
+            fields[name] = value
+    try:
+        return ExportSpec.model_validate(fields)
+    except (ValidationError, ValueError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"msg": str(exc)}
+        raise ValueError(f"--export '{text}': {first['msg']}") from None
 
 
 def _parse_pairs(values: list[str], what: str) -> dict[str, str]:
@@ -306,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-approve", action="store_true", help="same as --approval auto")
     p.add_argument("--profile", default="full", help="full | demo | test")
     p.add_argument("--out", help="download the film, cover and manifest into OUT/PROJECT/")
+    p.add_argument("--export", action="append", default=[], metavar="ASPECT[,k=v...]",
+                   help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
+                   "(codec=h264|h265|av1, captions=burn|soft|none); default: one at the "
+                   "storyboard's aspect with burned captions")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("approve", help="resume a paused run with the reviewer's decision")
@@ -355,9 +396,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix: shown as one line, not a traceback."""
+    from reelflow.settings import SettingsError
+    from reelflow.store import StoreError
+
+    errors: list[type[BaseException]] = [SettingsError, StoreError]
+    try:
+        from reelflow.imaging.models import LoraError, ModelLoadError, ModelNotFoundError
+
+        errors += [LoraError, ModelLoadError, ModelNotFoundError]
+    except ImportError:  # imaging is optional for validate/schema
+        pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _expected_errors() as exc:
+        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -112,6 +112,7 @@ class ClipJob(Job):
     movement: str
     motion_prompt: str
     backend: str
+    backend_options: dict[str, Any] = {}  # model (as @models/... or a path), steps, max_area
     seed: int
     image_key: str | None = None  # the approved still
     first_frame_key: str | None = None  # for first+last-frame transitions
@@ -328,8 +329,18 @@ def frame_job(
     )
 
 
+def video_options(profile: RenderProfile) -> dict[str, Any]:
+    """The generative backend's options, with its model named machine-independently."""
+    options = dict(profile.video_options)
+    if profile.video_model:
+        model = profile.video_model
+        options["model"] = f"{MODELS_PREFIX}{model}" if model.startswith("tiny-") else model
+    return options
+
+
 def clip_job(storyboard: Storyboard, shot: Shot, profile: RenderProfile) -> ClipJob:
     return ClipJob(
+        backend_options=video_options(profile),
         project=storyboard.project,
         shot=shot.id,
         duration=shot.duration,

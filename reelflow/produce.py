@@ -56,11 +56,18 @@ def _load_image(store: ArtifactStore, key: str) -> Image.Image:
 # -- models ----------------------------------------------------------------------------------
 
 
-def prepare_demo_models(lora_names: list[str], family: str = "sd15") -> dict[str, str]:
+def prepare_demo_models(
+    lora_names: list[str], family: str = "sd15", video_model: str | None = None
+) -> dict[str, str]:
     """Build the tiny models a `demo`/`test` profile asks for (once; later calls find them)."""
     from reelflow.imaging.tiny import build_tiny_controlnet, build_tiny_lora, build_tiny_sd
 
     root = models_dir()
+    if video_model in ("tiny-ltx", "tiny-wan"):
+        from reelflow.motion.tiny import build_tiny_ltx, build_tiny_wan
+
+        build = build_tiny_ltx if video_model == "tiny-ltx" else build_tiny_wan
+        build(root / video_model)
     sd = build_tiny_sd(root / "tiny-sd", family=family)
     controlnet = build_tiny_controlnet(sd, root / "tiny-controlnet")
     built = {"tiny-sd": str(sd), "tiny-controlnet": str(controlnet)}
@@ -211,12 +218,12 @@ def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:
 
 def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     """A shot's clip: a camera move over its still, or a transition between two frames."""
-    from reelflow.motion.backends import ClipRequest, get_backend
+    from reelflow.motion.backends import ClipRequest
 
     key = keys.clip_key(job.project, job.shot, job.spec_hash())
     if store.exists(key):
         return key
-    backend = get_backend(job.backend)
+    backend = _backend(job.backend, job.backend_options)
     with scratch() as tmp:
         out = tmp / "clip.mp4"
         request_images: list[Path] = []
@@ -254,6 +261,21 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
             ),
         )
     return key
+
+
+_BACKENDS: dict[str, object] = {}
+
+
+def _backend(name: str, options: dict):
+    """One backend instance per (name, options) per process: a generative one keeps its
+    pipeline resident across clips instead of reloading it for every shot."""
+    from reelflow.motion.backends import get_backend
+
+    resolved = {k: resolve_model_path(v) if k == "model" else v for k, v in options.items()}
+    cache_key = f"{name}:{sorted(resolved.items())}"
+    if cache_key not in _BACKENDS:
+        _BACKENDS[cache_key] = get_backend(name, **resolved)
+    return _BACKENDS[cache_key]
 
 
 def _transition_ends(job: ClipJob, images: list[Path]) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ share cache entries.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +34,12 @@ class RenderProfile(BaseModel):
     )
     controlnet: str | None = Field(None, description="ControlNet Canny model; 'tiny' for demo")
     video_backend: str = "animatic"
+    video_model: str | None = Field(
+        None, description="model of a generative video backend; 'tiny-ltx'/'tiny-wan' for tests"
+    )
+    video_options: dict[str, Any] = Field(
+        default_factory=dict, description="backend options, e.g. steps, max_area, max_frames"
+    )
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
     crf: int = 18

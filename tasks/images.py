@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from reelflow import produce
@@ -11,8 +11,10 @@ from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
 
 @task(name="prepare-models", cache_policy=NO_CACHE, retries=RETRIES)
-def prepare_models(lora_names: list[str], family: str = "sd15") -> dict[str, str]:
-    return produce.prepare_demo_models(lora_names, family)
+def prepare_models(
+    lora_names: list[str], family: str = "sd15", video_model: str | None = None
+) -> dict[str, str]:
+    return produce.prepare_demo_models(lora_names, family, video_model)
 
 
 @task(
@@ -23,7 +25,16 @@ def prepare_models(lora_names: list[str], family: str = "sd15") -> dict[str, str
     retry_delay_seconds=RETRY_DELAY,
 )
 def render_variants(job: ImageJob) -> list[str]:
-    return produce.render_variants(get_store(), job)
+    keys = produce.render_variants(get_store(), job)
+    _log_model_loads()
+    return keys
+
+
+def _log_model_loads() -> None:
+    """The proof that a storyboard loads its base model once per worker process."""
+    from reelflow.imaging.pipelines import get_pipeline_cache
+
+    get_run_logger().info("model loads in this worker process: %d", get_pipeline_cache().loads)
 
 
 @task(
@@ -34,7 +45,9 @@ def render_variants(job: ImageJob) -> list[str]:
     retry_delay_seconds=RETRY_DELAY,
 )
 def hires_fix(job: HiresJob) -> str:
-    return produce.hires_fix(get_store(), job)
+    key = produce.hires_fix(get_store(), job)
+    _log_model_loads()
+    return key
 
 
 @task(

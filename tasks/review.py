@@ -7,7 +7,10 @@ browser on the stack's network can open; the same markdown is the form's descrip
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
+from PIL import Image
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
@@ -62,8 +65,6 @@ def images_review(
     scores: dict[str, list[float]],
 ) -> str:
     """A contact sheet per shot (variants numbered, scores under them) and the prompt used."""
-    from PIL import Image
-
     from reelflow.imaging.checks import contact_sheet
 
     store = get_store()
@@ -92,11 +93,47 @@ def images_review(
     return markdown
 
 
+def frame_strip(video: Path, count: int = 5, height: int = 90) -> Image.Image:
+    """Evenly spaced frames side by side: a clip's motion at a glance, streamed, never whole."""
+    from reelflow.videoio import probe, read_frames
+
+    info = probe(video)
+    width = max(2, round(info.width * height / info.height / 2) * 2)
+    wanted = {round(i * (info.frame_count - 1) / max(1, count - 1)) for i in range(count)}
+    strip = Image.new("RGB", (width * len(wanted), height))
+    slot = 0
+    for index, frame in enumerate(read_frames(video, size=(width, height))):
+        if index in wanted:
+            strip.paste(Image.fromarray(frame), (slot * width, 0))
+            slot += 1
+    return strip
+
+
 @task(name="clips-review")
-def clips_review(clips: dict[str, str], prompts: dict[str, str]) -> str:
-    rows = ["| shot | clip | motion prompt |", "|---|---|---|"]
+def clips_review(
+    project: str,
+    clips: dict[str, str],
+    prompts: dict[str, str],
+    seeds: dict[str, int],
+    backend: str,
+) -> str:
+    """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend."""
+    store = get_store()
+    rows = ["| shot | frames | motion prompt | seed | backend |", "|---|---|---|---|---|"]
     for shot, key in clips.items():
-        rows.append(f"| **{shot}** | {_link(key, 'play')} | {prompts.get(shot, '')} |")
+        strip_key = keys.image_key(project, shot, keys.spec_hash({"strip": key}) + "-strip")
+        if not store.exists(strip_key):
+            with tempfile.TemporaryDirectory() as tmp:
+                clip = store.get_file(key, Path(tmp) / "clip.mp4")
+                buffer = io.BytesIO()
+                frame_strip(clip).save(buffer, format="PNG")
+            store.put_bytes(
+                strip_key, buffer.getvalue(), "image/png", {"kind": "frame-strip", "parents": [key]}
+            )
+        rows.append(
+            f"| **{shot}** {_link(key, 'play')} | {_thumb(strip_key, shot)} | "
+            f"{prompts.get(shot, '')} | {seeds.get(shot, '')} | {backend} |"
+        )
     markdown = (
         "# Clips\n\nApprove all, or ask for a regeneration per shot with notes (`regenerate`) "
         "and/or a new seed (`new_seeds`).\n\n" + "\n".join(rows)

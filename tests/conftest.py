@@ -6,6 +6,8 @@ Fixtures (use by naming them in a test's arguments):
 - `s3_settings`  session: S3Settings for it (random credentials, default bucket "reelflow")
 - `store`        function: ArtifactStore on a fresh, empty bucket of its own
 - `prefect_server` session: `prefect_test_harness()` (temp SQLite server); yields the API URL
+- `film_env`     session: environment for flow runs (REELFLOW_S3_* on bucket "film", a models
+                 folder, the results block saved, PREFECT_API_URL in the returned dict)
 - `minio_block`  session: a saved `MinIOStorage` block (bucket "prefect-results") for
                  `result_storage=`; needs `prefect_server`
 
@@ -92,3 +94,26 @@ def minio_block(prefect_server: str, s3_settings: S3Settings) -> Any:
     block.to_store().ensure_bucket()
     block.save("test-results", overwrite=True)
     return block
+
+
+@pytest.fixture(scope="session")
+def film_env(
+    prefect_server: str, s3_settings: S3Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """Environment for the flow: where S3 is, where tiny models go, the results block."""
+    from tasks.common import ensure_results_block, get_store
+
+    settings = s3_settings.with_bucket("film")
+    env = {
+        "REELFLOW_S3_ENDPOINT": settings.endpoint,
+        "REELFLOW_S3_ACCESS_KEY": settings.access_key,
+        "REELFLOW_S3_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "REELFLOW_S3_BUCKET": settings.bucket,
+        "REELFLOW_MODELS": str(tmp_path_factory.mktemp("models")),
+        "REELFLOW_POLL_INTERVAL": "1",
+        "PREFECT_API_URL": prefect_server,
+    }
+    os.environ.update({k: v for k, v in env.items() if k != "PREFECT_API_URL"})
+    get_store.cache_clear()
+    ensure_results_block(settings)  # what `reelflow render` does too
+    return env

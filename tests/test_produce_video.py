@@ -67,29 +67,6 @@ shots:
 """
 
 
-@pytest.fixture(scope="module")
-def film_env(
-    prefect_server: str, s3_settings: S3Settings, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
-    """Environment for the flow: where S3 is, where tiny models go, the results block."""
-    from tasks.common import ensure_results_block, get_store
-
-    settings = s3_settings.with_bucket("film")
-    env = {
-        "REELFLOW_S3_ENDPOINT": settings.endpoint,
-        "REELFLOW_S3_ACCESS_KEY": settings.access_key,
-        "REELFLOW_S3_SECRET_KEY": settings.secret_key.get_secret_value(),
-        "REELFLOW_S3_BUCKET": settings.bucket,
-        "REELFLOW_MODELS": str(tmp_path_factory.mktemp("models")),
-        "REELFLOW_POLL_INTERVAL": "1",
-        "PREFECT_API_URL": prefect_server,
-    }
-    os.environ.update({k: v for k, v in env.items() if k != "PREFECT_API_URL"})
-    get_store.cache_clear()
-    ensure_results_block(settings)  # what `reelflow render` does too
-    return env
-
-
 def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -218,3 +195,18 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert states["clip-b"] == ["Completed"]
     assert states["assemble-film"] == ["Completed"]
     assert states["version-16x9-h264"] == ["Completed"]
+
+    # the worker process loaded the base model once for every image it made
+    loads = [line for line in _run_logs(UUID(run_id)) if "model loads" in line]
+    assert loads and all(line.endswith(": 1") for line in loads), loads
+
+
+def _run_logs(flow_run_id: UUID) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return [log.message for log in logs]

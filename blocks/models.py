@@ -1,0 +1,73 @@
+"""Model blocks: which image and video models a deployment renders with.
+
+Configuration lives here, not in code: a storyboard names its look (`style.model`), and a block
+saved on the Prefect server says where that model is on the workers (a local diffusers folder, a
+single `.safetensors` file, or a hub id already in the local cache — never a download), its dtype
+and device. `produce-video` takes the block names as parameters and applies them to the run's
+profile, so the same storyboard renders on a laptop and on a GPU pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+from reelflow.profiles import RenderProfile
+
+
+class ImageModel(Block):
+    """A diffusers text-to-image model and its ControlNet for restyles."""
+
+    _block_type_name = "Image Model"
+    _block_type_slug = "image-model"
+
+    family: Literal["sd15", "sdxl", "flux"] = "sd15"
+    source: str = Field(description="local diffusers folder, single .safetensors, cached hub id")
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    device: str = "auto"
+    controlnet: str | None = Field(None, description="ControlNet Canny model for restyles")
+    width: int | None = Field(None, description="generation width override")
+    height: int | None = None
+    steps: int | None = None
+    variants: int | None = None
+
+    def apply(self, profile: RenderProfile) -> RenderProfile:
+        update: dict[str, Any] = {
+            "image_model": self.source,
+            "image_family": self.family,
+            "dtype": self.dtype,
+            "device": self.device,
+            "controlnet": self.controlnet,
+            "tiny_loras": self.source == "tiny",
+        }
+        for field in ("width", "height"):
+            if getattr(self, field):
+                update[f"image_{field}"] = getattr(self, field)
+        for field in ("steps", "variants"):
+            if getattr(self, field):
+                update[field] = getattr(self, field)
+        return profile.model_copy(update=update)
+
+
+class VideoModel(Block):
+    """The clip backend: `animatic` (no model) or a diffusers image-to-video model."""
+
+    _block_type_name = "Video Model"
+    _block_type_slug = "video-model"
+
+    backend: Literal["animatic", "ltx", "wan"] = "animatic"
+    model: str | None = Field(None, description="folder, single file or cached hub id")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype"
+    )
+
+    def apply(self, profile: RenderProfile) -> RenderProfile:
+        return profile.model_copy(
+            update={
+                "video_backend": self.backend,
+                "video_model": self.model,
+                "video_options": dict(self.options),
+            }
+        )
