@@ -45,6 +45,7 @@ from reelflow.plan import (
     shot_seed,
 )
 from reelflow.profiles import get_profile
+from reelflow.script import replace_shot
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
 from tasks.clips import render_clip
 from tasks.common import RESULTS_BLOCK, get_store
@@ -64,6 +65,7 @@ from tasks.review import (
     publish_storyboard,
     storyboard_review,
 )
+from tasks.script import refine_prompt
 
 
 class FilmResult(BaseModel):
@@ -121,6 +123,7 @@ def produce_video(
     exports: list[ExportSpec] | None = None,
     image_model: str | None = None,
     video_model: str | None = None,
+    llm_endpoint: str | None = None,
     quality_threshold: float = 0.3,
     fan_out: bool = False,
 ) -> FilmResult:
@@ -180,13 +183,19 @@ def produce_video(
         fan_out_variants(jobs, board, render_profile)
     variants = {shot: render_variants(job) for shot, job in jobs.items()}
     notes: dict[str, list[str]] = {}
+    prompt_diffs: dict[str, list[str]] = {}
+    llm_usage: list[dict[str, int]] = []
     round_ = 1
     while True:
         scores = score_variants(variants, board.style.palette)
         best = {shot: max(range(len(s)), key=s.__getitem__) for shot, s in scores.items()}
         passed = all(max(s) >= quality_threshold for s in scores.values())
         description = images_review(
-            board.project, variants, {s: j.prompt for s, j in jobs.items()}, scores
+            board.project,
+            variants,
+            {s: j.prompt for s, j in jobs.items()},
+            scores,
+            {shot: d[-1] for shot, d in prompt_diffs.items()},
         )
         picks_default = best if approval == "quality-gate" else {shot: 0 for shot in jobs}
         answer, record = wait_for_review(
@@ -207,12 +216,19 @@ def produce_video(
             break
         for shot_id, text in rejected.items():
             notes.setdefault(shot_id, []).append(text)
+            if llm_endpoint:  # the LLM rewrites this shot's prompt; the notes are then in it
+                refined = refine_prompt(board, shot_id, text, llm_endpoint)
+                board = replace_shot(
+                    board, board.shot(shot_id).model_copy(update={"prompt": refined.prompt})
+                )
+                prompt_diffs.setdefault(shot_id, []).append(refined.diff)
+                llm_usage.append(refined.usage)
             jobs[shot_id] = image_job(
                 board,
                 board.shot(shot_id),
                 render_profile,
                 base_dir=base_dir,
-                notes=notes[shot_id],
+                notes=None if llm_endpoint else notes[shot_id],
                 round_=len(notes[shot_id]),
             )
             variants[shot_id] = render_variants(jobs[shot_id])
@@ -378,6 +394,11 @@ def produce_video(
         started_at=started,
         approvals=[a.model_dump(mode="json") for a in approvals],
         prompt_notes=notes,
+        prompt_diffs=prompt_diffs,
+        llm_usage={
+            k: sum(u.get(k, 0) for u in llm_usage)
+            for k in ("prompt_tokens", "completion_tokens", "total_tokens", "requests")
+        },
         variants=variants,
         chosen_images=chosen,
         frames=frames,

@@ -175,6 +175,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         approval=approval,
         profile=args.profile,
         exports=exports,
+        llm_endpoint=args.llm,
     )
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
@@ -343,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-approve", action="store_true", help="same as --approval auto")
     p.add_argument("--profile", default="full", help="full | demo | test")
     p.add_argument("--out", help="download the film, cover and manifest into OUT/PROJECT/")
+    p.add_argument("--llm", default=None, metavar="BLOCK",
+                   help="LLMEndpoint block: rewrites a rejected shot's prompt from the notes")
     p.add_argument("--export", action="append", default=[], metavar="ASPECT[,k=v...]",
                    help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
                    "(codec=h264|h265|av1, captions=burn|soft|none); default: one at the "

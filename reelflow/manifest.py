@@ -23,6 +23,7 @@ class RunManifest(BaseModel):
     finished_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     approvals: list[dict[str, Any]] = []
     prompt_notes: dict[str, list[str]] = {}
+    prompt_diffs: dict[str, list[str]] = {}
     variants: dict[str, list[str]] = {}
     chosen_images: dict[str, str] = {}
     frames: dict[str, list[str]] = {}

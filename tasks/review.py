@@ -63,8 +63,10 @@ def images_review(
     variants: dict[str, list[str]],
     prompts: dict[str, str],
     scores: dict[str, list[float]],
+    diffs: dict[str, str] | None = None,
 ) -> str:
-    """A contact sheet per shot (variants numbered, scores under them) and the prompt used."""
+    """A contact sheet per shot (variants numbered, scores under them), the prompt used, and
+    for shots whose prompt an LLM revised from notes, the diff of that revision."""
     from reelflow.imaging.checks import contact_sheet
 
     store = get_store()
@@ -89,6 +91,8 @@ def images_review(
         "# Images\n\nPick a variant per shot (`picks`), or reject a shot with notes (`reject`): "
         "only rejected shots are regenerated.\n\n" + "\n".join(rows)
     )
+    for shot, diff in (diffs or {}).items():
+        markdown += f"\n\n**{shot}**: prompt revised from the notes\n\n```diff\n{diff}\n```"
     create_markdown_artifact(markdown, key="images-review", description="images gate")
     return markdown
 

@@ -25,7 +25,7 @@ from prefect.utilities.hashing import hash_objects
 from reelflow import keys
 from reelflow.calibration import CalibrationReport, calibrate, plot_emotion_curve
 from reelflow.llm import ChatClient, Usage
-from reelflow.script import Brief, revise, write_drafts
+from reelflow.script import Brief, refine_shot_prompt, revise, write_drafts
 from reelflow.script_rounds import (
     Calibrated,
     Drafts,
@@ -171,6 +171,28 @@ def revise_version(storyboard_key: str, notes: str, endpoint_name: str | None) -
         })
     return Revised(storyboard_key=key, parent_key=storyboard_key, applied=revision.applied,
                    summary=revision.summary, warnings=revision.warnings, usage=usage)
+
+
+@dataclass(frozen=True)
+class RefinedPrompt:
+    """A shot's prompt rewritten from a reviewer's notes, and the diff the next review shows."""
+
+    shot: str
+    prompt: str
+    diff: str
+    usage: dict[str, int]
+
+
+@task(name="refine-shot-prompt", task_run_name="refine-{shot_id}", cache_policy=LLM_CACHE)
+def refine_prompt(
+    storyboard: Storyboard, shot_id: str, notes: str, endpoint_name: str | None
+) -> RefinedPrompt:
+    """The LLM revises this shot's prompt only; every other shot keeps its prompt (and cache)."""
+    with chat_client(endpoint_name) as client:
+        shot, diff = refine_shot_prompt(storyboard, shot_id, notes, client)
+        usage = _usage(client)
+    return RefinedPrompt(shot=shot_id, prompt=shot.prompt or shot.description, diff=diff,
+                         usage=usage.model_dump())
 
 
 # -- the review page --------------------------------------------------------------------------

@@ -151,16 +151,41 @@ def _wait_for_gate(run_id_holder: dict[str, str], gate: str, timeout: float = 24
     raise AssertionError(f"no run reached the {gate} gate")
 
 
+LLM_PROMPT = "front view of the yellow car, headlights and grille facing the camera"
+API_KEY = "sk-test-secret-0123456789"
+
+
 def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     first_run: tuple[Any, Any], film_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """Approvals from the CLI's code path; the rejected shot's prompt is rewritten by an LLM
+    (a real OpenAI-compatible server on loopback) and only that shot is regenerated."""
+    from chat_server import ChatServer, Reply
+    from pydantic import SecretStr
+
+    from blocks.llm_endpoint import LLMEndpoint
     from flows.gates import approve_run
 
     board = tmp_path / "tiny.yaml"
     board.write_text(STORYBOARD, encoding="utf-8")
     env = {**os.environ, **film_env}
+    chat = ChatServer().__enter__()
+    chat.queue(Reply(content={"prompt": LLM_PROMPT}))
+    LLMEndpoint(
+        base_url=chat.url, model="prompt-editor", api_key=SecretStr(API_KEY), timeout=30
+    ).save("film-llm", overwrite=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "reelflow.cli", "render", str(board), "--profile", "test"],
+        [
+            sys.executable,
+            "-m",
+            "reelflow.cli",
+            "render",
+            str(board),
+            "--profile",
+            "test",
+            "--llm",
+            "film-llm",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -184,7 +209,9 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     finally:
         if process.poll() is None:
             process.kill()
+        chat.__exit__(None, None, None)
     assert process.returncode == 0, output
+    assert API_KEY not in output
     assert "film:     s3://film/projects/tiny-film/edits/" in output
 
     states = _task_states(UUID(run_id))
@@ -195,6 +222,22 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert states["clip-b"] == ["Completed"]
     assert states["assemble-film"] == ["Completed"]
     assert states["version-16x9-h264"] == ["Completed"]
+
+    # the LLM rewrote b's prompt only; the diff is in the manifest and the review
+    assert len(chat.requests) == 1 and "show the front of the car" in chat.requests[0].last_user
+    from reelflow.store import ArtifactStore
+
+    store = ArtifactStore(S3Settings.from_env())
+    manifest_key = next(k for k in store.list("projects/tiny-film/runs/") if run_id in k)
+    manifest = json.loads(store.get_bytes(manifest_key))
+    assert list(manifest["prompt_diffs"]) == ["b"]
+    assert (
+        "+" in manifest["prompt_diffs"]["b"][0] and "headlights" in manifest["prompt_diffs"]["b"][0]
+    )
+    regenerated = store.lineage(manifest["chosen_images"]["b"])
+    assert LLM_PROMPT in regenerated.spec["image"]["prompt"]
+    assert manifest["llm_usage"]["requests"] == 1
+    assert API_KEY not in json.dumps(manifest)
 
     # the worker process loaded the base model once for every image it made
     loads = [line for line in _run_logs(UUID(run_id)) if "model loads" in line]
