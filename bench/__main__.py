@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import tempfile
@@ -38,7 +39,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="repetitions per side (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                         help="where the JSON and markdown reports go")
+    parser.add_argument("--merge-into", type=Path, default=None, metavar="REPORT.json",
+                        help="re-run the --only sections and replace them in this report "
+                             "(marked as re-run, with this run's time and load)")
     return parser.parse_args(argv)
+
+
+def merge(base: dict, rerun: dict) -> dict:
+    """`base` with the sections of `rerun` replacing its own, each marked as re-run."""
+    load = ", ".join(f"{x:.2f}" for x in rerun["machine"]["load_average_at_start"])
+    fresh = {}
+    for section in rerun["sections"]:
+        section["notes"].insert(0, f"re-run at {rerun['started_at']} (load average {load}) "
+                                   "and merged into this report")
+        fresh[section["key"]] = section
+    base["sections"] = [fresh.pop(s["key"], s) for s in base["sections"]] + list(fresh.values())
+    base["seconds"] += rerun["seconds"]
+    base.setdefault("reruns", []).append(
+        {"started_at": rerun["started_at"], "sections": [s["key"] for s in rerun["sections"]]}
+    )
+    return base
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             if ctx.stack is not None:
                 ctx.stack.stop()
     report["seconds"] = time.perf_counter() - t0
+    if args.merge_into is not None:
+        report = merge(json.loads(args.merge_into.read_text()), report)
     json_path, md_path = write_report(report, args.out)
     print(f"[bench] report: {md_path}\n[bench] data:   {json_path}")
     return 1 if any(s["status"] == "error" for s in report["sections"]) else 0

@@ -398,6 +398,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "of the listed repetitions, measured side by side in this one run; ratios are medians "
         "divided, `PASS` when at or under the goal.",
         "",
+        *[f"Sections re-run later and merged in: {', '.join(r['sections'])} "
+          f"(at {r['started_at']})." for r in report.get("reruns", [])],
+        "",
         "## Machine",
         "",
         f"- CPU: {m['cpu_model']}, {m['logical_cores']} logical cores "

@@ -3,8 +3,9 @@
 Both run in a fresh interpreter (see `bench.worker`); the timer starts after the imports and
 the set-up (results block saved, store configured) and stops when the film, cover and manifest
 are in the bucket. The plain loop calls the same `reelflow.produce` functions in the flow's
-order, with the same auto decisions (variant 0 of every shot), and stores the storyboard and a
-manifest like the flow does; it has no Prefect, no review artifacts and no variant scoring.
+order, with the same auto decisions (variant 0 of every shot), delivers the flow's default
+version (captions burned in) with its cover, and stores the storyboard and a manifest like the
+flow does; it has no Prefect, no review artifacts and no variant scoring.
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
     from reelflow import keys, produce
     from reelflow.manifest import RunManifest
     from reelflow.plan import (
+        CaptionCue,
         CoverJob,
         EditClip,
         EditJob,
+        ExportSpec,
+        VersionJob,
         clip_job,
         frame_job,
         hires_job,
@@ -100,7 +104,9 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
             if ref
             for lora in ref.loras
         }
-        produce.prepare_demo_models(sorted(names), render_profile.image_family or "sd15")
+        produce.prepare_demo_models(
+            sorted(names), render_profile.image_family or "sd15", render_profile.video_model
+        )
     steps["prepare_models"] = time.perf_counter() - start
     plan = plan_render(board, render_profile, base_dir=base_dir)
     jobs = {job.shot: job for job in plan.images}
@@ -143,7 +149,25 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         CoverJob(project=board.project, film_key=film_key, title=board.title,
                  width=board.width, height=board.height),
     )
-    steps["assemble_and_cover"] = time.perf_counter() - start - sum(steps.values())
+    # the flow's default delivery: one version (captions burned in) and a cover for it
+    captions = [
+        CaptionCue(duration=s.duration, zh=s.caption.zh if s.caption else "",
+                   en=s.caption.en if s.caption else "")
+        for s in board.shots
+    ]
+    export = ExportSpec(aspect=board.aspect if board.aspect in ("9:16", "1:1") else "16:9")
+    version_key = produce.export_version(
+        store,
+        VersionJob(project=board.project, master_key=film_key, export=export, captions=captions,
+                   title=board.title),
+        board.aspect,
+    )
+    produce.make_cover(
+        store,
+        CoverJob(project=board.project, film_key=version_key, title=board.title,
+                 width=board.width, height=board.height),
+    )
+    steps["assemble_cover_version"] = time.perf_counter() - start - sum(steps.values())
     manifest = RunManifest(
         run_id="plain", project=board.project, title=board.title, storyboard_key=storyboard_key,
         storyboard_hash=board.content_hash(), profile=profile, approval_policy="auto",

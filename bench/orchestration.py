@@ -81,7 +81,7 @@ def run(ctx: Context) -> Section:
         "publish_storyboard"})
     core = sum(v for k, v in last.items() if k in {
         "render_variants", "hires_fix", "take_frame", "render_clip", "assemble_film",
-        "make_cover", "prepare_models"})
+        "make_cover", "prepare_models", "export_version"})
     gap = section.figure("flow").median - section.figure("plain").median
     section.notes.append(
         f"attribution (last flow run, task run times from the Prefect API): core tasks "
