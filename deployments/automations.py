@@ -3,6 +3,8 @@
 Prefect has no on-paused hook; paused and suspended runs emit `prefect.flow-run.Paused` /
 `prefect.flow-run.Suspended` events, and the server's automation service reacts to them. The
 message names the run, its gate (the pause key: `storyboard-1`, `images-2`, ...) and its UI link.
+The events carry no pause key, so the gate reads it from the run's `reelflow.gate` label, which
+`flows.gates.wait_for_review` sets just before it pauses or suspends.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ SUBJECT = "reelflow: {{ flow_run.name }} waits for approval"
 BODY = (
     "Run {{ flow_run.name }} of {{ flow.name }}"
     "{% if deployment %} (deployment {{ deployment.name }}){% endif %} waits at gate "
-    "{{ flow_run.state.state_details.pause_key }} "
+    "{{ flow_run.labels['reelflow.gate'] if flow_run.labels and 'reelflow.gate' in "
+    "flow_run.labels else '(unknown)' }} "
     "({{ event.resource['prefect.state-name'] }}).\n"
     "Open it: {ui}/runs/flow-run/{{ flow_run.id }}\n"
     "Or approve from a shell: reelflow approve {{ flow_run.id }}"

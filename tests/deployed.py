@@ -1,0 +1,221 @@
+"""Helpers for the operations tests: a deployed reelflow on a real Prefect server, real process
+workers and the session's real S3 server. Plain functions and context managers (the shared
+fixtures stay in conftest.py); each test module builds the stack it needs once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from reelflow import devstack
+from reelflow.settings import S3Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Two shots, the test profile: one still-based shot and a crossfade into the second.
+SMALL_BOARD = """
+title: "Ops test"
+project: ops-film
+width: 160
+height: 96
+fps: 8
+style:
+  palette: ["#f5c518", "#e8f1f8"]
+  visual_style: cinematic
+  negative_prompt: blurry
+  model: some-real-model
+  loras: [{name: detail, path: loras/detail.safetensors, weight: 0.5}]
+  base_seed: 11
+shots:
+  - {id: a, description: a yellow car on a snowy road, duration: 1.0,
+     camera: {size: wide, angle: aerial, movement: push-in}}
+  - {id: b, description: the car at the summit, duration: 1.0,
+     camera: {size: full, angle: high, movement: pan-right},
+     transition_in: crossfade, transition_duration: 0.25}
+"""
+
+
+def board(project: str) -> str:
+    """SMALL_BOARD under another project name (so nothing is cached from another test)."""
+    return SMALL_BOARD.replace("project: ops-film", f"project: {project}")
+
+
+@dataclass
+class Worker:
+    pool: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@dataclass
+class OpsStack:
+    api_url: str
+    env: dict[str, str]
+    home: Path
+    workers: list[Worker] = field(default_factory=list)
+    report: Any = None
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.removesuffix("/api")
+
+    def logs(self) -> str:
+        return "\n\n".join(f"--- worker {w.pool}\n{w.tail()}" for w in self.workers)
+
+
+def start_worker(pool: str, env: dict[str, str], home: Path) -> Worker:
+    """A real `prefect worker start --pool POOL` in its own process group, run from `home` (not
+    the checkout: the deployments' pull step must find the code through REELFLOW_PROJECT_DIR)."""
+    from deployments.worker import worker_command, worker_env
+
+    log = home / f"worker-{pool}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            worker_command(pool, name=f"test-{pool}"),
+            env=worker_env(project_dir=ROOT, base=env),
+            cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return Worker(pool=pool, process=process, log=log)
+
+
+@contextmanager
+def ops_stack(
+    home: Path,
+    s3: S3Settings,
+    *,
+    bucket: str,
+    pools: tuple[str, ...] = ("cpu",),
+    api_url: str | None = None,
+    notify_url: str = "",
+) -> Iterator[OpsStack]:
+    """Prefect server (a fresh `prefect server start` unless `api_url` is given), `reelflow
+    deploy`, and one worker per pool; the environment points this process at them too."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from reelflow.deploy import deploy
+    from tasks.common import get_store
+
+    with ExitStack() as stack:
+        if api_url is None:
+            config = devstack.StackConfig.with_free_ports(
+                home / "stack", start_s3=False, start_prefect=True, timeout=180
+            )
+            stack.callback(devstack.down, config)
+            state = devstack.up(config)
+            assert state.prefect_api_url
+            api_url = state.prefect_api_url
+        settings = s3.with_bucket(bucket)
+        env = {
+            "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "REELFLOW_S3_ENDPOINT": settings.endpoint,
+            "REELFLOW_S3_ACCESS_KEY": settings.access_key,
+            "REELFLOW_S3_SECRET_KEY": settings.secret_key.get_secret_value(),
+            "REELFLOW_S3_BUCKET": settings.bucket,
+            "REELFLOW_MODELS": str(home / "models"),
+            "REELFLOW_HOME": str(home / "reelflow"),
+            "REELFLOW_POLL_INTERVAL": "1",
+            "REELFLOW_NOTIFY_URL": notify_url,
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        stack.callback(_restore, saved)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
+        get_store.cache_clear()
+        stack.callback(get_store.cache_clear)
+        ops = OpsStack(api_url=api_url, env=dict(os.environ), home=home)
+        ops.report = deploy()
+        for pool in pools:
+            worker = start_worker(pool, ops.env, home)
+            stack.callback(worker.stop)
+            ops.workers.append(worker)
+        yield ops
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def read_run(run_id: UUID | str) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(str(run_id)))
+
+
+def wait_for_state(run_id: UUID | str, names: set[str], ops: OpsStack,
+                   timeout: float = 240) -> Any:
+    """The run once its state name is one of `names`; fails early on an unexpected final state."""
+    deadline = time.monotonic() + timeout
+    run = read_run(run_id)
+    while time.monotonic() < deadline:
+        run = read_run(run_id)
+        name = run.state.name if run.state else "?"
+        if name in names:
+            return run
+        if run.state and run.state.is_final():
+            raise AssertionError(f"run ended {name}: {run.state.message}\n{ops.logs()}")
+        time.sleep(1)
+    state = run.state.name if run.state else "?"
+    raise AssertionError(f"run still {state} after {timeout:.0f}s, wanted {names}\n{ops.logs()}")
+
+
+def wait_for_gate(run_id: UUID | str, gate: str, ops: OpsStack, timeout: float = 240) -> Any:
+    """The run once it is Suspended (or Paused) at `gate` (a pause key like `images-1`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = wait_for_state(run_id, {"Suspended", "Paused"}, ops,
+                             timeout=max(1.0, deadline - time.monotonic()))
+        if run.state.state_details.pause_key == gate:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run waits at {run.state.state_details.pause_key}, not {gate}")
+        time.sleep(1)
+
+
+def task_states(flow_run_id: UUID | str) -> dict[str, list[str]]:
+    """Task run name -> its state names, oldest first (a resumed run's tasks appear again)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))]))
+        )
+    states: dict[str, list[str]] = {}
+    for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
+        states.setdefault(run.name, []).append(run.state.name if run.state else "?")
+    return states
