@@ -89,6 +89,19 @@ def _is_deployed_run() -> bool:
     return bool(flow_run and flow_run.deployment_id)
 
 
+def _announce_gate(key: str) -> None:
+    """Label the run with the gate it is about to wait at (`reelflow.gate`): the Paused and
+    Suspended events carry no pause key, and the gate notification (deployments/automations.py)
+    reads this label to say which gate a run waits at."""
+    from prefect.client.orchestration import get_client
+
+    flow_run = getattr(get_run_context(), "flow_run", None)
+    if flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run_labels(flow_run.id, {"reelflow.gate": key})
+
+
 def wait_for_review(
     gate: Gate,
     round_: int,
@@ -107,6 +120,7 @@ def wait_for_review(
         key = f"{gate}-{round_}"
         request = form.with_initial_data(description=description, **defaults)
         while True:
+            _announce_gate(key)
             try:
                 if _is_deployed_run():
                     answer = suspend_flow_run(
