@@ -59,13 +59,8 @@ def _render_one(key: str, name: str, approval: str, profile: str) -> tuple[str, 
         parse_storyboard(text, source=name)
     except StoryboardError as exc:
         return "\n".join(exc.problems), ""
-    state = produce_video(
-        storyboard=text,
-        approval=approval,
-        profile=profile,
-        return_state=True,
-        flow_run_name=f"batch-{name.rsplit('.', 1)[0]}",
-    )
+    render = produce_video.with_options(flow_run_name=f"batch-{name.rsplit('.', 1)[0]}")
+    state = render(storyboard=text, approval=approval, profile=profile, return_state=True)
     if not state.is_completed():
         return f"{name}: the render ended {state.name}: {state.message}", ""
     return "", state.result().film_uri
