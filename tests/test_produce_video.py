@@ -67,14 +67,22 @@ shots:
 """
 
 
-def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
+def _task_states(flow_run_id: UUID, timeout: float = 60) -> dict[str, list[str]]:
+    """Task run name -> states, in start order. Task states reach the server as events, a
+    moment after the flow returns: wait until every run has a final state."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        settled = all(run.state and run.state.is_final() for run in runs)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     states: dict[str, list[str]] = {}
     for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
         states.setdefault(run.name, []).append(run.state.name if run.state else "?")
