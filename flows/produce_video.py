@@ -32,6 +32,7 @@ from reelflow.plan import (
     EditClip,
     EditJob,
     ExportSpec,
+    ImageJob,
     MasterJob,
     MusicJob,
     VersionJob,
@@ -41,6 +42,7 @@ from reelflow.plan import (
     image_job,
     needs_image,
     plan_render,
+    retouch_job,
     shot_loras,
     shot_seed,
 )
@@ -57,7 +59,7 @@ from tasks.edit import (
     snap_to_music,
     upload_input,
 )
-from tasks.images import hires_fix, prepare_models, render_variants, take_frame
+from tasks.images import hires_fix, prepare_models, render_variants, retouch, take_frame
 from tasks.review import (
     clips_review,
     final_review,
@@ -178,7 +180,22 @@ def produce_video(
     plan = plan_render(board, render_profile, base_dir=base_dir)
     for shot, parts in plan.truncated_prompts.items():
         logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
-    jobs = {job.shot: job for job in plan.images}
+    references = {
+        shot.id: (
+            upload_input(board.project, str(base_dir / shot.reference.image)),
+            shot.reference.strength,
+        )
+        for shot in board.shots
+        if shot.reference and needs_image(shot)
+    }
+
+    def with_reference(job: ImageJob) -> ImageJob:
+        if job.shot not in references:
+            return job
+        key, strength = references[job.shot]
+        return job.model_copy(update={"reference": key, "reference_strength": strength})
+
+    jobs = {job.shot: with_reference(job) for job in plan.images}
     if fan_out:
         fan_out_variants(jobs, board, render_profile)
     variants = {shot: render_variants(job) for shot, job in jobs.items()}
@@ -223,13 +240,15 @@ def produce_video(
                 )
                 prompt_diffs.setdefault(shot_id, []).append(refined.diff)
                 llm_usage.append(refined.usage)
-            jobs[shot_id] = image_job(
-                board,
-                board.shot(shot_id),
-                render_profile,
-                base_dir=base_dir,
-                notes=None if llm_endpoint else notes[shot_id],
-                round_=len(notes[shot_id]),
+            jobs[shot_id] = with_reference(
+                image_job(
+                    board,
+                    board.shot(shot_id),
+                    render_profile,
+                    base_dir=base_dir,
+                    notes=None if llm_endpoint else notes[shot_id],
+                    round_=len(notes[shot_id]),
+                )
             )
             variants[shot_id] = render_variants(jobs[shot_id])
         round_ += 1
@@ -247,6 +266,9 @@ def produce_video(
             if render_profile.hires_fix
             else key
         )
+        touch_up = retouch_job(job, board.shot(shot_id), chosen[shot_id])
+        if touch_up is not None:  # inpaint / outpaint, as the shot asks
+            chosen[shot_id] = retouch(touch_up)
 
     # 4. Clips, in storyboard order: a transition can take a frame of an earlier shot's clip.
     clip_notes: dict[str, list[str]] = {}

@@ -73,6 +73,7 @@ class ImageJob(Job):
     loras: list[LoraChoice]
     variants: int
     reference: str | None = None  # object key of a reference image ("keep this composition")
+    reference_strength: float = 0.6
 
 
 class HiresJob(Job):
@@ -83,6 +84,15 @@ class HiresJob(Job):
     seed: int
     scale: float
     strength: float
+
+
+class RetouchJob(Job):
+    """Inpaint regions and/or outpaint the chosen image, as the storyboard's shot asks."""
+
+    image: ImageJob
+    source_key: str
+    inpaint: list[dict[str, Any]]  # InpaintRegion dumps: box, prompt, strength
+    outpaint: dict[str, Any] | None
 
 
 class FrameJob(Job):
@@ -293,6 +303,17 @@ def hires_job(job: ImageJob, variant_key: str, variant: int, profile: RenderProf
         seed=job.seed + variant,
         scale=profile.hires_scale,
         strength=profile.hires_strength,
+    )
+
+
+def retouch_job(job: ImageJob, shot: Shot, source_key: str) -> RetouchJob | None:
+    if not shot.inpaint and shot.outpaint is None:
+        return None
+    return RetouchJob(
+        image=job,
+        source_key=source_key,
+        inpaint=[region.model_dump(mode="json") for region in shot.inpaint],
+        outpaint=shot.outpaint.model_dump(mode="json") if shot.outpaint else None,
     )
 
 

@@ -28,6 +28,7 @@ from reelflow.plan import (
     MasterJob,
     ModelChoice,
     MusicJob,
+    RetouchJob,
     VersionJob,
     models_dir,
     resolve_model_path,
@@ -123,7 +124,22 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     if all(store.exists(key) for key in wanted):
         return wanted
     spec = _image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
-    for index, (seed, image) in enumerate(generate_variants(spec, job.variants)):
+    if job.reference:  # keep the reference's composition: each variant is img2img from it
+        from reelflow.imaging.generate import img2img_from_reference
+
+        reference = _load_image(store, job.reference).resize((job.width, job.height))
+        results = [
+            (
+                seed,
+                img2img_from_reference(
+                    reference, spec.model_copy(update={"seed": seed}), job.reference_strength
+                ),
+            )
+            for seed in range(job.seed, job.seed + job.variants)
+        ]
+    else:
+        results = generate_variants(spec, job.variants)
+    for index, (seed, image) in enumerate(results):
         store.put_bytes(
             wanted[index],
             _png_bytes(image),
@@ -133,6 +149,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
                 spec=job.model_dump(mode="json"),
                 spec_hash=base,
                 extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
+                parents=[job.reference] if job.reference else [],
             ),
         )
     return wanted
@@ -161,6 +178,59 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
             spec_hash=job.spec_hash(),
             parents=[job.variant_key],
             extra={"step": "hires-fix", "shot": base.shot, "seed": job.seed},
+        ),
+    )
+    return key
+
+
+def retouch(store: ArtifactStore, job: RetouchJob) -> str:
+    """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
+    from PIL import ImageDraw
+
+    from reelflow.imaging.generate import inpaint, outpaint
+
+    key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
+    if store.exists(key):
+        return key
+    image = _load_image(store, job.source_key)
+    base = job.image
+    width, height = image.size
+    for region in job.inpaint:
+        x0, y0, x1, y1 = region["box"]
+        mask = Image.new("L", image.size, 0)
+        ImageDraw.Draw(mask).rectangle(
+            (round(x0 * width), round(y0 * height), round(x1 * width), round(y1 * height)),
+            fill=255,
+        )
+        spec = _image_spec(
+            base,
+            prompt=f"{region['prompt']}, {base.prompt}",
+            width=width,
+            height=height,
+            seed=base.seed,
+        )
+        image = inpaint(image, mask, spec, strength=region["strength"])
+    if job.outpaint:
+        spec = _image_spec(base, prompt=base.prompt, width=width, height=height, seed=base.seed)
+        side = job.outpaint.get("direction")
+        expand = round(job.outpaint["expand"] * (width if side in ("left", "right") else height))
+        image = outpaint(
+            image,
+            spec,
+            direction=side,
+            target_aspect=job.outpaint.get("target_aspect"),
+            expand_px=expand if side else None,
+        )
+    store.put_bytes(
+        key,
+        _png_bytes(image),
+        "image/png",
+        Lineage(
+            kind="image",
+            spec=job.model_dump(mode="json"),
+            spec_hash=job.spec_hash(),
+            parents=[job.source_key],
+            extra={"step": "retouch", "shot": base.shot},
         ),
     )
     return key

@@ -109,6 +109,43 @@ class FrameRef(Strict):
     loras: list[LoraRef] = []
 
 
+class Reference(Strict):
+    """"Keep this composition": variants start from this image (img2img at `strength`)."""
+
+    image: str = Field(description="path relative to the storyboard's folder")
+    strength: float = Field(0.6, gt=0, le=1)
+
+
+class InpaintRegion(Strict):
+    """Repaint a box of the chosen image (fractions of width and height) from a prompt."""
+
+    box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in 0..1")
+    prompt: str = Field(min_length=1)
+    strength: float = Field(1.0, gt=0, le=1)
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = box
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ValueError("must be x0 < x1 and y0 < y1, all within 0..1")
+        return box
+
+
+class Outpaint(Strict):
+    """Widen the chosen image: to an aspect ratio, or by a fraction in one direction."""
+
+    target_aspect: float | None = Field(None, gt=0.2, lt=5, description="e.g. 2.33 for 21:9")
+    direction: Literal["left", "right", "up", "down"] | None = None
+    expand: float = Field(0.25, gt=0, le=1, description="fraction of the side, with direction")
+
+    @model_validator(mode="after")
+    def _one(self) -> Outpaint:
+        if (self.target_aspect is None) == (self.direction is None):
+            raise ValueError("give either target_aspect or direction")
+        return self
+
+
 class Caption(Strict):
     zh: str = ""
     en: str = ""
@@ -129,6 +166,9 @@ class Shot(Strict):
     transition_duration: float = Field(0.5, ge=0, le=5)
     first_frame: FrameRef | None = None
     last_frame: FrameRef | None = None
+    reference: Reference | None = None
+    inpaint: list[InpaintRegion] = []
+    outpaint: Outpaint | None = None
     caption: Caption | None = None
     dialogue: str | None = None
 

@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from reelflow import produce
-from reelflow.plan import FrameJob, HiresJob, ImageJob
+from reelflow.plan import FrameJob, HiresJob, ImageJob, RetouchJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
 
@@ -59,3 +59,14 @@ def hires_fix(job: HiresJob) -> str:
 )
 def take_frame(job: FrameJob, clip_key: str) -> str:
     return produce.take_frame(get_store(), job, clip_key)
+
+
+@task(
+    name="retouch",
+    task_run_name="retouch-{job.image.shot}",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
+def retouch(job: RetouchJob) -> str:
+    return produce.retouch(get_store(), job)
