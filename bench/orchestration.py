@@ -17,8 +17,14 @@ PROFILE = "test"
 
 
 def models_dir(ctx: Context) -> Any:
-    """One pre-built tiny models folder for every storyboard the benchmarks render."""
-    path = ctx.work / "models"
+    """One pre-built tiny models folder for every storyboard the benchmarks render.
+
+    The machine's own folder (`reelflow.plan.models_dir()`, where `make demo` builds them):
+    the tiny models are seeded, so a folder built earlier holds the same weights.
+    """
+    from reelflow.plan import models_dir as default_models_dir
+
+    path = default_models_dir()
     if not ctx.shared.get("models_ready"):
         names = sorted(
             set(boards.lora_names(boards.small_board(ctx.quick)))

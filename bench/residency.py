@@ -174,7 +174,7 @@ def run(ctx: Context) -> Section:
         samples = alternate(ctx.reps, {"reelflow": side("reelflow"), "plain": side("plain")})
         a, b = np.load(outs["reelflow"]), np.load(outs["plain"])
         diffs = [int(np.abs(a[k].astype(int) - b[k].astype(int)).max()) for k in a.files]
-    section.add("reelflow", "reelflow.imaging generate_variants + hires_fix, 9 shots",
+    section.add("reelflow", f"reelflow.imaging generate_variants + hires_fix, {len(jobs)} shots",
                 samples["reelflow"])
     section.add("plain", "plain diffusers loop, pipeline loaded once", samples["plain"])
     section.ratio("reelflow / plain", "reelflow", "plain", goal=1.10)
