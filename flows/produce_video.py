@@ -67,7 +67,7 @@ from tasks.review import (
     publish_storyboard,
     storyboard_review,
 )
-from tasks.script import refine_prompt
+from tasks.script import refine_prompt, zh_prompts
 
 
 class FilmResult(BaseModel):
@@ -207,12 +207,14 @@ def produce_video(
         scores = score_variants(variants, board.style.palette)
         best = {shot: max(range(len(s)), key=s.__getitem__) for shot, s in scores.items()}
         passed = all(max(s) >= quality_threshold for s in scores.values())
+        prompts = {s: j.prompt for s, j in jobs.items()}
         description = images_review(
             board.project,
             variants,
-            {s: j.prompt for s, j in jobs.items()},
+            prompts,
             scores,
             {shot: d[-1] for shot, d in prompt_diffs.items()},
+            zh_prompts(prompts, llm_endpoint),
         )
         picks_default = best if approval == "quality-gate" else {shot: 0 for shot in jobs}
         answer, record = wait_for_review(

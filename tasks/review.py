@@ -64,13 +64,14 @@ def images_review(
     prompts: dict[str, str],
     scores: dict[str, list[float]],
     diffs: dict[str, str] | None = None,
+    zh: dict[str, str | None] | None = None,
 ) -> str:
     """A contact sheet per shot (variants numbered, scores under them), the prompt used, and
     for shots whose prompt an LLM revised from notes, the diff of that revision."""
     from reelflow.imaging.checks import contact_sheet
 
     store = get_store()
-    rows = ["| shot | variants (0, 1, ...) | prompt |", "|---|---|---|"]
+    rows = ["| shot | variants (0, 1, ...) | prompt | 中文 |", "|---|---|---|---|"]
     for shot, shot_keys in variants.items():
         images = [Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB") for key in shot_keys]
         labels = [f"#{i}  {s:.2f}" for i, s in enumerate(scores.get(shot, [0.0] * len(images)))]
@@ -86,7 +87,11 @@ def images_review(
             if_absent=True,
         )
         links = " ".join(_link(key, f"#{i}") for i, key in enumerate(shot_keys))
-        rows.append(f"| **{shot}** {links} | {_thumb(sheet_key, shot)} | {prompts.get(shot, '')} |")
+        chinese = (zh or {}).get(shot) or "_missing (no LLM endpoint)_"
+        rows.append(
+            f"| **{shot}** {links} | {_thumb(sheet_key, shot)} | {prompts.get(shot, '')} | "
+            f"{chinese} |"
+        )
     markdown = (
         "# Images\n\nPick a variant per shot (`picks`), or reject a shot with notes (`reject`): "
         "only rejected shots are regenerated.\n\n" + "\n".join(rows)

@@ -120,8 +120,10 @@ def draft_versions(brief: Brief, endpoint_name: str | None, versions: int = 3) -
         usage = _usage(client)
     writer: dict[str, str] | str = info.identity() if info else "template"
     storyboard_keys = [
-        _put_storyboard(board, {"spec": {"brief": brief.model_dump(mode="json"), "version": k,
-                                         "writer": writer}})
+        _put_storyboard(
+            board,
+            {"spec": {"brief": brief.model_dump(mode="json"), "version": k, "writer": writer}},
+        )
         for k, board in enumerate(boards)
     ]
     return Drafts(storyboard_keys=storyboard_keys, usage=usage)
@@ -144,14 +146,18 @@ def calibrate_version(storyboard_key: str, endpoint_name: str | None) -> Calibra
     with chat_client(endpoint_name) as client:
         report = calibrate(board, client)
         usage = _usage(client)
-    lineage = {"spec": {"judge": info.identity() if info else "rules"}, "spec_hash": spec,
-               "parents": [storyboard_key]}
+    lineage = {
+        "spec": {"judge": info.identity() if info else "rules"},
+        "spec_hash": spec,
+        "parents": [storyboard_key],
+    }
     with tempfile.TemporaryDirectory(prefix="reelflow-curve-") as tmp:
         png = plot_emotion_curve(report, Path(tmp) / "curve.png")
         store.put_file(png_key, png, "image/png", {"kind": "emotion-curve", **lineage})
     store.put_json(report_key, report, {"kind": "calibration", **lineage})
-    return Calibrated(storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key,
-                      usage=usage)
+    return Calibrated(
+        storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key, usage=usage
+    )
 
 
 @task(name="revise-version", cache_policy=LLM_CACHE)
@@ -165,12 +171,22 @@ def revise_version(storyboard_key: str, notes: str, endpoint_name: str | None) -
         usage = _usage(client)
     key = storyboard_key
     if revision.applied:
-        key = _put_storyboard(revision.storyboard, {
-            "spec": {"notes": notes, "writer": info.identity() if info else "template"},
-            "parents": [storyboard_key], "extra": {"summary": revision.summary},
-        })
-    return Revised(storyboard_key=key, parent_key=storyboard_key, applied=revision.applied,
-                   summary=revision.summary, warnings=revision.warnings, usage=usage)
+        key = _put_storyboard(
+            revision.storyboard,
+            {
+                "spec": {"notes": notes, "writer": info.identity() if info else "template"},
+                "parents": [storyboard_key],
+                "extra": {"summary": revision.summary},
+            },
+        )
+    return Revised(
+        storyboard_key=key,
+        parent_key=storyboard_key,
+        applied=revision.applied,
+        summary=revision.summary,
+        warnings=revision.warnings,
+        usage=usage,
+    )
 
 
 @dataclass(frozen=True)
@@ -191,8 +207,20 @@ def refine_prompt(
     with chat_client(endpoint_name) as client:
         shot, diff = refine_shot_prompt(storyboard, shot_id, notes, client)
         usage = _usage(client)
-    return RefinedPrompt(shot=shot_id, prompt=shot.prompt or shot.description, diff=diff,
-                         usage=usage.model_dump())
+    return RefinedPrompt(
+        shot=shot_id, prompt=shot.prompt or shot.description, diff=diff, usage=usage.model_dump()
+    )
+
+
+@task(name="zh-prompts", cache_policy=LLM_CACHE)
+def zh_prompts(prompts: dict[str, str], endpoint_name: str | None) -> dict[str, str | None]:
+    """Chinese renderings of the English prompts for the reviewer (cached in the bucket by
+    prompt); None marks a missing one (no LLM configured, or it failed)."""
+    from reelflow.translate import StoreCache, zh_rendering
+
+    cache = StoreCache(get_store())
+    with chat_client(endpoint_name) as client:
+        return {shot: zh_rendering(prompt, client, cache) for shot, prompt in prompts.items()}
 
 
 # -- the review page --------------------------------------------------------------------------
@@ -204,8 +232,10 @@ def _cell(text: object) -> str:
 
 
 def _problems_cell(report: CalibrationReport, limit: int = 4) -> str:
-    counts = (f"{report.count('error')} errors, {report.count('warning')} warnings, "
-              f"{report.count('info')} notes")
+    counts = (
+        f"{report.count('error')} errors, {report.count('warning')} warnings, "
+        f"{report.count('info')} notes"
+    )
     ranked = sorted(report.problems, key=lambda p: ["error", "warning", "info"].index(p.severity))
     lines = [f"**{p.severity}** {_cell(p.message)}" for p in ranked[:limit]]
     if len(ranked) > limit:
@@ -213,8 +243,9 @@ def _problems_cell(report: CalibrationReport, limit: int = 4) -> str:
     return "<br>".join([counts, *lines])
 
 
-def review_markdown(round_: int, versions: list[Calibrated], *, notes: str = "",
-                    revision: Revised | None = None) -> str:
+def review_markdown(
+    round_: int, versions: list[Calibrated], *, notes: str = "", revision: Revised | None = None
+) -> str:
     """The storyboard gate's page: versions side by side, then each version's shot list."""
     store = get_store()
     boards = [store.get_json(v.storyboard_key, Storyboard) for v in versions]
@@ -229,9 +260,13 @@ def review_markdown(round_: int, versions: list[Calibrated], *, notes: str = "",
     row("logline", [_cell(b.logline) for b in boards])
     row("shots", [str(len(b.shots)) for b in boards])
     row("duration", [f"{b.duration:g} s" for b in boards])
-    row("structure", [
-        "complete" if r.structure_complete else "missing " + ", ".join(r.acts.missing())
-        for r in reports])
+    row(
+        "structure",
+        [
+            "complete" if r.structure_complete else "missing " + ", ".join(r.acts.missing())
+            for r in reports
+        ],
+    )
     row("emotion", [" ".join(str(i) for i in r.intensities) for r in reports])
     row("calibration", [f"{_cell(r.summary)} ({r.source})" for r in reports])
     row("problems", [_problems_cell(r) for r in reports])
@@ -240,8 +275,14 @@ def review_markdown(round_: int, versions: list[Calibrated], *, notes: str = "",
         url = store.presigned_url(v.curve_key)
         curves.append(f"![emotion curve]({url})<br>[open]({url})")
     row("emotion curve", curves)
-    row("storyboard", [f"[{_cell(v.storyboard_key.rsplit('/', 1)[-1])}]"
-                       f"({store.presigned_url(v.storyboard_key)})" for v in versions])
+    row(
+        "storyboard",
+        [
+            f"[{_cell(v.storyboard_key.rsplit('/', 1)[-1])}]"
+            f"({store.presigned_url(v.storyboard_key)})"
+            for v in versions
+        ],
+    )
 
     intro = [f"# Script, round {round_}", ""]
     if revision is not None:
@@ -252,25 +293,36 @@ def review_markdown(round_: int, versions: list[Calibrated], *, notes: str = "",
         intro += [""] if revision.warnings else []
     intro += [
         "Choose a version (`version`, counted from 0). Approve it with empty notes, or write "
-        "`notes` to have that version revised and calibrated again.", ""]
+        "`notes` to have that version revised and calibrated again.",
+        "",
+    ]
     details = []
     for k, (board, report) in enumerate(zip(boards, reports, strict=True)):
-        details += ["", f"## version {k}: {_cell(board.title)}", "",
-                    "| shot | act | sec | camera | intensity | description |",
-                    "|---|---|---|---|---|---|"]
+        details += [
+            "",
+            f"## version {k}: {_cell(board.title)}",
+            "",
+            "| shot | act | sec | camera | intensity | description |",
+            "|---|---|---|---|---|---|",
+        ]
         for shot, beat in zip(board.shots, report.emotion_curve, strict=True):
             camera = f"{shot.camera.size}, {shot.camera.angle}, {shot.camera.movement}"
             details.append(
                 f"| {shot.id} | {report.acts.act_of(shot.id) or '-'} | {shot.duration:g} | "
-                f"{camera} | {beat.intensity} | {_cell(shot.description)} |")
+                f"{camera} | {beat.intensity} | {_cell(shot.description)} |"
+            )
     return "\n".join([*intro, *rows, *details]) + "\n"
 
 
 @task(name="script-review", cache_policy=NO_CACHE)
-def script_review(round_: int, versions: list[Calibrated], notes: str = "",
-                  revision: Revised | None = None) -> str:
+def script_review(
+    round_: int, versions: list[Calibrated], notes: str = "", revision: Revised | None = None
+) -> str:
     """Publish the review page as an artifact (fresh presigned URLs); returns its markdown."""
     markdown = review_markdown(round_, versions, notes=notes, revision=revision)
-    create_markdown_artifact(markdown, key="script-review",
-                             description=f"script round {round_}: {len(versions)} version(s)")
+    create_markdown_artifact(
+        markdown,
+        key="script-review",
+        description=f"script round {round_}: {len(versions)} version(s)",
+    )
     return markdown

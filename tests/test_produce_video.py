@@ -168,7 +168,7 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
 ) -> None:
     """Approvals from the CLI's code path; the rejected shot's prompt is rewritten by an LLM
     (a real OpenAI-compatible server on loopback) and only that shot is regenerated."""
-    from chat_server import ChatServer, Reply
+    from chat_server import ChatServer, Reply, Request
     from pydantic import SecretStr
 
     from blocks.llm_endpoint import LLMEndpoint
@@ -177,8 +177,13 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     board = tmp_path / "tiny.yaml"
     board.write_text(STORYBOARD, encoding="utf-8")
     env = {**os.environ, **film_env}
-    chat = ChatServer().__enter__()
-    chat.queue(Reply(content={"prompt": LLM_PROMPT}))
+
+    def answer(request: Request) -> Reply:  # by the schema the client asks for
+        if "zh" in (request.schema_name or "").lower():
+            return Reply(content={"zh": "一辆黄色跑车"})
+        return Reply(content={"prompt": LLM_PROMPT})
+
+    chat = ChatServer(responder=answer).__enter__()
     LLMEndpoint(
         base_url=chat.url, model="prompt-editor", api_key=SecretStr(API_KEY), timeout=30
     ).save("film-llm", overwrite=True)
@@ -232,7 +237,10 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert states["version-16x9-h264"] == ["Completed"]
 
     # the LLM rewrote b's prompt only; the diff is in the manifest and the review
-    assert len(chat.requests) == 1 and "show the front of the car" in chat.requests[0].last_user
+    refines = [r for r in chat.requests if "zh" not in (r.schema_name or "").lower()]
+    assert len(refines) == 1 and "show the front of the car" in refines[0].last_user
+    review = _artifact_markdown("images-review", UUID(run_id))
+    assert "一辆黄色跑车" in review and "```diff" in review
     from reelflow.store import ArtifactStore
 
     store = ArtifactStore(S3Settings.from_env())
@@ -244,12 +252,26 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     )
     regenerated = store.lineage(manifest["chosen_images"]["b"])
     assert LLM_PROMPT in regenerated.spec["image"]["prompt"]
-    assert manifest["llm_usage"]["requests"] == 1
+    assert manifest["llm_usage"]["requests"] == 1  # the refinement (translations are cached)
     assert API_KEY not in json.dumps(manifest)
 
     # the worker process loaded the base model once for every image it made
     loads = [line for line in _run_logs(UUID(run_id)) if "model loads" in line]
     assert loads and all(line.endswith(": 1") for line in loads), loads
+
+
+def _artifact_markdown(key: str, flow_run_id: UUID) -> str:
+    """The latest version of a run's markdown artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    found = [a for a in artifacts if a.key == key]
+    assert found, [a.key for a in artifacts]
+    return str(max(found, key=lambda a: a.created).data)
 
 
 def _run_logs(flow_run_id: UUID) -> list[str]:
