@@ -72,6 +72,177 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- style board -----------------------------------------------------------------------------
+
+
+def cmd_styleboard(args: argparse.Namespace) -> int:
+    """Render one shot under 2-4 candidate looks into one labelled image, offline."""
+    from reelflow.profiles import get_profile
+    from reelflow.storyboard import StoryboardError, load_storyboard
+    from reelflow.styleboard import StyleBoardError, derive_candidates, load_candidates
+
+    try:
+        storyboard = load_storyboard(args.file)
+        profile = get_profile(args.profile)
+        shot = storyboard.shot(args.shot)
+        candidates = (
+            load_candidates(args.styles) if args.styles else derive_candidates(storyboard)
+        )
+    except StoryboardError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    except KeyError as exc:
+        return _fail(str(exc.args[0]), EXIT_INVALID)
+    except (StyleBoardError, ValueError) as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    if profile.image_model == "tiny":
+        from reelflow.plan import shot_loras
+        from reelflow.produce import prepare_demo_models
+
+        loras = [ref.name for ref in shot_loras(storyboard, shot)] if profile.tiny_loras else []
+        prepare_demo_models(loras, profile.image_family or "sd15")
+    from reelflow.styleboard import render_style_board
+
+    base_dir = Path(args.file).resolve().parent
+    store = None
+    if args.upload:
+        from reelflow.settings import S3Settings
+        from reelflow.store import ArtifactStore
+
+        store = ArtifactStore(S3Settings.from_env())
+        image, scores, key = render_style_board(
+            storyboard, shot.id, candidates, profile, store, base_dir=base_dir
+        )
+    else:
+        image, scores = render_style_board(
+            storyboard, shot.id, candidates, profile, base_dir=base_dir
+        )
+    out = Path(args.out or f"styleboard-{storyboard.project}-{shot.id}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    print(f"board:  {out} ({len(candidates)} styles, shot {shot.id}, profile {profile.name})")
+    for index, (candidate, score) in enumerate(zip(candidates, scores, strict=True)):
+        print(f"  #{index + 1} {candidate.name:24} palette {score:.2f}")
+    if store is not None:
+        print(f"stored: {store.uri(key)}")
+    return 0
+
+
+# -- character library -----------------------------------------------------------------------
+
+
+def _lora_name(path: str, fallback: str) -> str:
+    """A slug for a LoRA named after its file (`SU7 Body.safetensors` -> `su7-body`)."""
+    import re
+
+    name = re.sub(r"[^a-z0-9]+", "-", Path(path).stem.lower()).strip("-")[:64]
+    return name or fallback
+
+
+def _character_store():
+    from reelflow.settings import S3Settings
+    from reelflow.store import ArtifactStore
+
+    return ArtifactStore(S3Settings.from_env())
+
+
+def _one_line_validation(exc: Exception, what: str) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        value = error.get("input")
+        shown = f" {value!r}" if isinstance(value, (str, int, float)) else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "string_pattern_mismatch":
+            message = "use lowercase letters, digits and dashes"
+        return f"invalid {what} {field}{shown}: {message}"
+    return str(exc).splitlines()[0]
+
+
+def cmd_characters_add(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from reelflow.characters import add_character
+    from reelflow.storyboard import Character, LoraRef
+
+    if args.lora_weight is not None and not args.lora:
+        return _fail("--lora-weight needs --lora", EXIT_INVALID)
+    lora = None
+    try:
+        if args.lora:
+            lora = LoraRef(
+                name=_lora_name(args.lora, args.name),
+                path=args.lora,
+                weight=1.0 if args.lora_weight is None else args.lora_weight,
+                role="subject",
+            )
+    except ValidationError as exc:
+        return _fail(_one_line_validation(exc, "lora"), EXIT_INVALID)
+    try:
+        character = Character(
+            name=args.name,
+            description=args.description,
+            trigger_words=list(dict.fromkeys(args.trigger)),
+            lora=lora,
+        )
+    except ValidationError as exc:
+        return _fail(_one_line_validation(exc, "character"), EXIT_INVALID)
+    if not character.description.strip():
+        return _fail("--description must not be empty", EXIT_INVALID)
+    missing = [path for path in args.images if not Path(path).is_file()]
+    if missing:
+        return _fail(f"no such image file: {missing[0]}", EXIT_INVALID)
+    try:
+        record = add_character(_character_store(), character, [Path(p) for p in args.images])
+    except ValueError as exc:  # not an image, a reserved or invalid file name
+        return _fail(_one_line_validation(exc, "character"), EXIT_INVALID)
+    images = len(record.reference_images)
+    print(f"saved {record.name}: {images} reference image{'s' if images != 1 else ''}"
+          + (f", lora {record.lora.name} ({record.lora.weight:g})" if record.lora else ""))
+    return 0
+
+
+def cmd_characters_list(args: argparse.Namespace) -> int:
+    from reelflow.characters import list_characters
+
+    characters = list_characters(_character_store())
+    if not characters:
+        print("no characters in the library")
+    for character in characters:
+        extras = [f"{len(character.reference_images)} images"]
+        if character.trigger_words:
+            extras.append("triggers " + ", ".join(character.trigger_words))
+        if character.lora:
+            extras.append(f"lora {character.lora.name}")
+        print(f"{character.name:20} {character.description}  ({'; '.join(extras)})")
+    return 0
+
+
+def cmd_characters_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reelflow.characters import CharacterNotFound, get_character
+    from reelflow.keys import slug
+
+    try:
+        slug(args.name, "character name")
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    store = _character_store()
+    try:
+        character = get_character(store, args.name)
+    except CharacterNotFound as exc:
+        return _fail(str(exc))
+    print(yaml.safe_dump(character.model_dump(mode="json"), allow_unicode=True,
+                         sort_keys=False).rstrip())
+    for key in character.reference_images:
+        print(f"# {store.uri(key)}")
+    return 0
+
+
 # -- local stack -----------------------------------------------------------------------------
 
 
@@ -329,6 +500,37 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
 
+    p = sub.add_parser("styleboard", help="one shot under 2-4 candidate styles, side by side")
+    p.add_argument("file")
+    p.add_argument("--shot", required=True, help="id of the shot to render")
+    p.add_argument("--styles", default=None, metavar="YAML",
+                   help="list of styles (name, visual_style, lighting, palette, quality_tags); "
+                   "default: the storyboard's own style and two variations")
+    p.add_argument("--profile", default="demo", help="demo | test | full (default: demo)")
+    p.add_argument("--out", default=None,
+                   help="PNG to write (default: styleboard-PROJECT-SHOT.png)")
+    p.add_argument("--upload", action="store_true",
+                   help="also store it (with lineage) in the stack's S3 under styleboards/")
+    p.set_defaults(func=cmd_styleboard)
+
+    p = sub.add_parser("characters", help="the character library shared across projects (S3)")
+    chars = p.add_subparsers(dest="characters_command", required=True)
+    c = chars.add_parser("add", help="add or update a character, uploading reference images")
+    c.add_argument("name", help="slug: lowercase letters, digits and dashes")
+    c.add_argument("images", nargs="*", metavar="IMAGE", help="reference images (PNG/JPEG/WebP)")
+    c.add_argument("--description", required=True)
+    c.add_argument("--trigger", action="append", default=[], metavar="WORD",
+                   help="trigger word (repeatable)")
+    c.add_argument("--lora", default=None, metavar="PATH", help="the character's LoRA file")
+    c.add_argument("--lora-weight", type=float, default=None, metavar="W",
+                   help="LoRA weight, -4..4 (default 1)")
+    c.set_defaults(func=cmd_characters_add, trailing="images")
+    c = chars.add_parser("list", help="every character in the library")
+    c.set_defaults(func=cmd_characters_list)
+    c = chars.add_parser("show", help="one character's record and reference image URIs")
+    c.add_argument("name")
+    c.set_defaults(func=cmd_characters_show)
+
     p = sub.add_parser("script", help="write, calibrate and approve a storyboard from a brief")
     p.add_argument("file", help="brief YAML/JSON: subjects, scenes, mood, shots, total_seconds")
     p.add_argument("--llm", default=None, metavar="NAME",
@@ -414,8 +616,21 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that a command with `trailing=DEST` also takes positionals after its
+    options (`characters add NAME --description D IMAGE...`): argparse alone fills a `*`
+    positional before the options and rejects what follows them."""
+    args, extras = parser.parse_known_args(argv)
+    trailing = getattr(args, "trailing", None)
+    if extras and trailing and not any(extra.startswith("-") for extra in extras):
+        getattr(args, trailing).extend(extras)
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     try:
         return args.func(args)
     except _expected_errors() as exc:

@@ -111,6 +111,14 @@ def cover_key(project: str, spec_hash: str, ext: str = "png") -> str:
     )
 
 
+def styleboard_key(project: str, spec_hash: str, ext: str = "png") -> str:
+    """A style board: one shot rendered under several candidate looks, side by side."""
+    return (
+        f"projects/{slug(project, 'project')}/styleboards/"
+        f"{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
+    )
+
+
 def input_key(project: str, sha: str, ext: str) -> str:
     """Files a storyboard brings in (music, reference images), stored once by content hash."""
     return f"projects/{slug(project, 'project')}/inputs/{_hash(sha, 'sha')}.{_ext(ext)}"
