@@ -143,6 +143,7 @@ def produce_video(
         render_profile = VideoModel.load(video_model).apply(render_profile)
     board, base_dir = read_storyboard(storyboard)
     approvals: list[ApprovalRecord] = []
+    attended = approval != "auto"
 
     # 1. The storyboard is the contract: stored by hash, reviewed before anything is rendered.
     storyboard_key = publish_storyboard(board)
@@ -204,17 +205,27 @@ def produce_video(
     llm_usage: list[dict[str, int]] = []
     round_ = 1
     while True:
-        scores = score_variants(variants, board.style.palette)
+        # Unattended (`auto`) runs skip the review material: nobody looks at it before the
+        # next stage, and it costs a second or two per shot.
+        scores = (
+            score_variants(variants, board.style.palette)
+            if attended
+            else {shot: [0.0] * len(keys_) for shot, keys_ in variants.items()}
+        )
         best = {shot: max(range(len(s)), key=s.__getitem__) for shot, s in scores.items()}
         passed = all(max(s) >= quality_threshold for s in scores.values())
         prompts = {s: j.prompt for s, j in jobs.items()}
-        description = images_review(
-            board.project,
-            variants,
-            prompts,
-            scores,
-            {shot: d[-1] for shot, d in prompt_diffs.items()},
-            zh_prompts(prompts, llm_endpoint),
+        description = (
+            images_review(
+                board.project,
+                variants,
+                prompts,
+                scores,
+                {shot: d[-1] for shot, d in prompt_diffs.items()},
+                zh_prompts(prompts, llm_endpoint),
+            )
+            if attended
+            else ""
         )
         picks_default = best if approval == "quality-gate" else {shot: 0 for shot in jobs}
         answer, record = wait_for_review(
@@ -301,8 +312,10 @@ def produce_video(
             motion[shot.id] = job.motion_prompt
             clips[shot.id] = render_clip(job)
         seeds = {shot.id: clip_seeds.get(shot.id, shot_seed(board, shot)) for shot in board.shots}
-        description = clips_review(
-            board.project, clips, motion, seeds, render_profile.video_backend
+        description = (
+            clips_review(board.project, clips, motion, seeds, render_profile.video_backend)
+            if attended
+            else ""
         )
         answer, record = wait_for_review(
             "clips",

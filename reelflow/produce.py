@@ -61,9 +61,16 @@ def prepare_demo_models(
     lora_names: list[str], family: str = "sd15", video_model: str | None = None
 ) -> dict[str, str]:
     """Build the tiny models a `demo`/`test` profile asks for (once; later calls find them)."""
+    root = models_dir()
+    wanted = {"tiny-sd": root / "tiny-sd", "tiny-controlnet": root / "tiny-controlnet"}
+    wanted |= {name: root / "loras" / f"{name}.safetensors" for name in lora_names}
+    if video_model in ("tiny-ltx", "tiny-wan"):
+        wanted[video_model] = root / video_model
+    if all((path / "model_index.json").exists() or path.is_file() or
+           (path / "config.json").exists() for path in wanted.values()):
+        return {name: str(path) for name, path in wanted.items()}  # no torch import needed
     from reelflow.imaging.tiny import build_tiny_controlnet, build_tiny_lora, build_tiny_sd
 
-    root = models_dir()
     if video_model in ("tiny-ltx", "tiny-wan"):
         from reelflow.motion.tiny import build_tiny_ltx, build_tiny_wan
 

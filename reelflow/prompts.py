@@ -99,11 +99,12 @@ def prompt_parts(
         PromptPart(role="notes", text=", ".join(notes or []), priority=1),
         PromptPart(role="subject", text=shot.prompt or shot.description, priority=2),
         PromptPart(role="camera", text=camera_phrase(shot.camera), priority=3),
+        # the style lock outranks the scene: it is what keeps nine shots one film
+        PromptPart(role="style", text=style.visual_style, priority=4),
         PromptPart(
-            role="characters", text=", ".join(c.description for c in characters), priority=4
+            role="characters", text=", ".join(c.description for c in characters), priority=5
         ),
-        PromptPart(role="scene", text=shot.scene, priority=5),
-        PromptPart(role="style", text=style.visual_style, priority=6),
+        PromptPart(role="scene", text=shot.scene, priority=6),
         PromptPart(role="lighting", text=style.lighting, priority=7),
         PromptPart(role="quality", text=", ".join(style.quality_tags), priority=8),
     ]
@@ -124,7 +125,9 @@ def compose_prompt(
     used = 0
     for part in sorted(prompt_parts(storyboard, shot, notes), key=lambda p: p.priority):
         cost = count_tokens(part.text) + (1 if kept else 0)  # the joining comma
-        if used + cost <= budget:
+        # Strictly by importance: once a part does not fit, nothing less important goes in
+        # (a short quality tag never displaces the scene that was cut before it).
+        if not truncated and used + cost <= budget:
             kept.append(part)
             used += cost
         else:
