@@ -206,15 +206,28 @@ def wait_for_gate(run_id: UUID | str, gate: str, ops: OpsStack, timeout: float =
         time.sleep(1)
 
 
-def task_states(flow_run_id: UUID | str) -> dict[str, list[str]]:
-    """Task run name -> its state names, oldest first (a resumed run's tasks appear again)."""
+def task_states(flow_run_id: UUID | str, timeout: float = 60) -> dict[str, list[str]]:
+    """Task run name -> its state names, oldest first (a resumed run's tasks appear again).
+
+    Task states reach the server as events, a moment after the flow run's own state: wait until
+    every task run is final and two reads a second apart agree.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))]))
-        )
+    deadline = time.monotonic() + timeout
+    previous: list[tuple[str, str]] | None = None
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))]))
+            )
+        seen = sorted((str(r.id), r.state.name if r.state else "?") for r in runs)
+        settled = all(r.state and r.state.is_final() for r in runs) and seen == previous
+        if settled or time.monotonic() > deadline:
+            break
+        previous = seen
+        time.sleep(1)
     states: dict[str, list[str]] = {}
     for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
         states.setdefault(run.name, []).append(run.state.name if run.state else "?")
