@@ -98,26 +98,33 @@ def test_deploy_is_idempotent(ops: OpsStack) -> None:
     assert pools["cpu"] == pools["gpu"] == "process"
 
 
-def test_manual_run_suspends_at_each_gate_and_resumes_cached(
-    ops: OpsStack, hook: WebhookReceiver, s3_settings: S3Settings, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def manual_run(ops: OpsStack, hook: WebhookReceiver) -> dict[str, Any]:
+    """A manual produce-video run walked through its three gates, as a director would."""
     from flows.gates import approve_run
 
     run_id = _trigger({"storyboard": board("ops-film"), "approval": "manual", "profile": "test"})
-    run = wait_for_gate(run_id, "storyboard-1", ops)
-    assert run.state.name == "Suspended"  # deployed: the process exited, nothing holds a GPU
-
+    suspended = wait_for_gate(run_id, "storyboard-1", ops)
     message = hook.wait_for(lambda m: str(run_id) in m.get("body", ""), timeout=90)
-    assert "storyboard-1" in message["body"]
-    assert f"{ops.ui_url}/runs/flow-run/{run_id}" in message["body"]
-    assert message["subject"] == f"reelflow: {run.name} waits for approval"
-
     assert approve_run(str(run_id), reviewer="director") == "storyboard"
     wait_for_gate(run_id, "images-1", ops)
     assert approve_run(str(run_id), picks={"a": 1}, reviewer="director") == "images"
     wait_for_gate(run_id, "clips-1", ops)
     assert approve_run(str(run_id), reviewer="director") == "clips"
-    run = wait_for_state(run_id, {"Completed"}, ops, timeout=300)
+    final = wait_for_state(run_id, {"Completed"}, ops, timeout=300)
+    return {"id": run_id, "suspended": suspended, "message": message, "final": final}
+
+
+def test_manual_run_suspends_at_each_gate_and_resumes_cached(
+    manual_run: dict[str, Any], ops: OpsStack, hook: WebhookReceiver, s3_settings: S3Settings,
+    tmp_path: Path,
+) -> None:
+    run_id, run, message = manual_run["id"], manual_run["suspended"], manual_run["message"]
+    assert run.state.name == "Suspended"  # deployed: the process exited, nothing holds a GPU
+    assert "storyboard-1" in message["body"]
+    assert f"{ops.ui_url}/runs/flow-run/{run_id}" in message["body"]
+    assert message["subject"] == f"reelflow: {run.name} waits for approval"
+    run = manual_run["final"]
 
     states = task_states(run_id)
     # every resume re-ran the flow from the top and found the finished work Cached
@@ -137,7 +144,9 @@ def test_manual_run_suspends_at_each_gate_and_resumes_cached(
     assert manifest["chosen_images"]["a"] != manifest["variants"]["a"][0]  # pick 1 was used
 
 
-def test_auto_run_of_the_same_storyboard_is_all_cached(ops: OpsStack) -> None:
+def test_auto_run_of_the_same_storyboard_is_all_cached(
+    ops: OpsStack, manual_run: dict[str, Any]
+) -> None:
     run_id = _trigger({"storyboard": board("ops-film"), "approval": "auto", "profile": "test"})
     wait_for_state(run_id, {"Completed"}, ops, timeout=300)
     expensive = _expensive(task_states(run_id))
