@@ -23,8 +23,44 @@ def _link(key: str, label: str) -> str:
     return f"[{label}]({get_store().presigned_url(key)})"
 
 
+def review_images_inline(s3_endpoint: str, api_url: str | None, mode: str = "auto") -> bool:
+    """Whether the UI's viewers can load presigned images from the bucket.
+
+    Image artifacts render only URLs the viewer's browser can reach. `REELFLOW_REVIEW_IMAGES`
+    says `inline` or `link`; `auto` inlines when the S3 endpoint is on the Prefect server's host
+    (or both are on loopback) and otherwise falls back to link artifacts.
+    """
+    if mode in ("inline", "link"):
+        return mode == "inline"
+    from urllib.parse import urlsplit
+
+    s3_host = s3_endpoint.rsplit(":", 1)[0].strip("[]")
+    ui_host = urlsplit(api_url or "http://127.0.0.1").hostname or "127.0.0.1"
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    return s3_host == ui_host or (s3_host in loopback and ui_host in loopback)
+
+
+def _inline() -> bool:
+    import os
+
+    from prefect.settings import PREFECT_API_URL
+
+    return review_images_inline(
+        get_store().settings.endpoint,
+        PREFECT_API_URL.value(),
+        os.environ.get("REELFLOW_REVIEW_IMAGES", "auto"),
+    )
+
+
 def _thumb(key: str, label: str) -> str:
-    return f"![{label}]({get_store().presigned_url(key)})"
+    """An inline image, or where the browser could not load it, a link artifact and a link."""
+    url = get_store().presigned_url(key)
+    if _inline():
+        return f"![{label}]({url})"
+    from prefect.artifacts import create_link_artifact
+
+    create_link_artifact(link=url, link_text=f"{label} (image)", key=f"{label}-image")
+    return f"[{label} (image)]({url})"
 
 
 @task(name="publish-storyboard")
