@@ -114,16 +114,8 @@ def write(board: dict[str, Any], path: Path) -> Path:
 
 def lora_names(board: dict[str, Any]) -> list[str]:
     """Every LoRA the demo/test profiles build a tiny stand-in for (as the flow computes it)."""
-    from reelflow.plan import shot_loras
+    from reelflow.plan import lora_names
     from reelflow.storyboard import parse_storyboard
 
     sb = parse_storyboard(dump(board))
-    names = {lora.name for shot in sb.shots for lora in shot_loras(sb, shot)}
-    names |= {
-        lora.name
-        for shot in sb.shots
-        for ref in (shot.first_frame, shot.last_frame)
-        if ref
-        for lora in ref.loras
-    }
-    return sorted(names)
+    return lora_names(sb)

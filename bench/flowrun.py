@@ -74,9 +74,9 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         clip_job,
         frame_job,
         hires_job,
+        lora_names,
         needs_image,
         plan_render,
-        shot_loras,
     )
     from reelflow.profiles import get_profile
     from reelflow.settings import S3Settings
@@ -96,16 +96,8 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         if_absent=True,
     )
     if render_profile.image_model == "tiny":
-        names = {lora.name for shot in board.shots for lora in shot_loras(board, shot)}
-        names |= {
-            lora.name
-            for shot in board.shots
-            for ref in (shot.first_frame, shot.last_frame)
-            if ref
-            for lora in ref.loras
-        }
         produce.prepare_demo_models(
-            sorted(names), render_profile.image_family or "sd15", render_profile.video_model
+            lora_names(board), render_profile.image_family or "sd15", render_profile.video_model
         )
     steps["prepare_models"] = time.perf_counter() - start
     plan = plan_render(board, render_profile, base_dir=base_dir)

@@ -40,10 +40,10 @@ from reelflow.plan import (
     frame_job,
     hires_job,
     image_job,
+    lora_names,
     needs_image,
     plan_render,
     retouch_job,
-    shot_loras,
     shot_seed,
 )
 from reelflow.profiles import get_profile
@@ -165,16 +165,8 @@ def produce_video(
 
     # 2. Models: the demo/test profiles build tiny ones from configs, once per machine.
     if render_profile.image_model == "tiny":
-        names = {lora.name for shot in board.shots for lora in shot_loras(board, shot)}
-        names |= {
-            lora.name
-            for shot in board.shots
-            for ref in (shot.first_frame, shot.last_frame)
-            if ref
-            for lora in ref.loras
-        }
         prepare_models(
-            sorted(names), render_profile.image_family or "sd15", render_profile.video_model
+            lora_names(board), render_profile.image_family or "sd15", render_profile.video_model
         )
 
     # 3. Images: K variants per shot, a person picks one or rejects with notes.

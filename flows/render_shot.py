@@ -74,19 +74,9 @@ def render_shot(
 
 def tiny_model_names(board: Storyboard, profile: RenderProfile) -> list[str] | None:
     """The LoRA names produce_video builds tiny models for (None for real models)."""
-    from reelflow.plan import shot_loras
+    from reelflow.plan import lora_names
 
-    if profile.image_model != "tiny":
-        return None
-    names = {lora.name for shot in board.shots for lora in shot_loras(board, shot)}
-    names |= {
-        lora.name
-        for shot in board.shots
-        for ref in (shot.first_frame, shot.last_frame)
-        if ref
-        for lora in ref.loras
-    }
-    return sorted(names)
+    return lora_names(board) if profile.image_model == "tiny" else None
 
 
 def fan_out(work: list[dict[str, Any]], *, label: str) -> list[ShotOutput]:

@@ -267,6 +267,20 @@ def shot_loras(storyboard: Storyboard, shot: Shot) -> list[LoraRef]:
     return list(refs.values())
 
 
+def lora_names(storyboard: Storyboard) -> list[str]:
+    """Every LoRA the storyboard uses: its shots' stacks and its restyled frames' (the tiny
+    profiles build one tiny LoRA per name)."""
+    names = {lora.name for shot in storyboard.shots for lora in shot_loras(storyboard, shot)}
+    names |= {
+        lora.name
+        for shot in storyboard.shots
+        for ref in (shot.first_frame, shot.last_frame)
+        if ref
+        for lora in ref.loras
+    }
+    return sorted(names)
+
+
 def image_job(
     storyboard: Storyboard,
     shot: Shot,

@@ -24,6 +24,7 @@ from reelflow.plan import (
     FrameJob,
     HiresJob,
     ImageJob,
+    Job,
     LoraChoice,
     MasterJob,
     ModelChoice,
@@ -42,6 +43,19 @@ log = logging.getLogger("reelflow.produce")
 def scratch() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="reelflow-") as tmp:
         yield Path(tmp)
+
+
+def lineage_of(
+    kind: str, job: Job, parents: list[str], extra: dict[str, object] | None = None
+) -> Lineage:
+    """The sidecar of an object a job made: the job itself is the spec, its hash the name."""
+    return Lineage(
+        kind=kind,
+        spec=job.model_dump(mode="json"),
+        spec_hash=job.spec_hash(),
+        parents=parents,
+        extra=extra or {},
+    )
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -66,8 +80,10 @@ def prepare_demo_models(
     wanted |= {name: root / "loras" / f"{name}.safetensors" for name in lora_names}
     if video_model in ("tiny-ltx", "tiny-wan"):
         wanted[video_model] = root / video_model
-    if all((path / "model_index.json").exists() or path.is_file() or
-           (path / "config.json").exists() for path in wanted.values()):
+    if all(
+        (path / "model_index.json").exists() or path.is_file() or (path / "config.json").exists()
+        for path in wanted.values()
+    ):
         return {name: str(path) for name, path in wanted.items()}  # no torch import needed
     from reelflow.imaging.tiny import build_tiny_controlnet, build_tiny_lora, build_tiny_sd
 
@@ -179,12 +195,11 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
         key,
         _png_bytes(refined),
         "image/png",
-        Lineage(
-            kind="image",
-            spec=job.model_dump(mode="json"),
-            spec_hash=job.spec_hash(),
-            parents=[job.variant_key],
-            extra={"step": "hires-fix", "shot": base.shot, "seed": job.seed},
+        lineage_of(
+            "image",
+            job,
+            [job.variant_key],
+            {"step": "hires-fix", "shot": base.shot, "seed": job.seed},
         ),
     )
     return key
@@ -232,13 +247,7 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
         key,
         _png_bytes(image),
         "image/png",
-        Lineage(
-            kind="image",
-            spec=job.model_dump(mode="json"),
-            spec_hash=job.spec_hash(),
-            parents=[job.source_key],
-            extra={"step": "retouch", "shot": base.shot},
-        ),
+        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": base.shot}),
     )
     return key
 
@@ -268,12 +277,11 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
         key,
         _png_bytes(frame),
         "image/png",
-        Lineage(
-            kind="image",
-            spec=job.model_dump(mode="json"),
-            spec_hash=job.spec_hash(),
-            parents=parents,
-            extra={"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
+        lineage_of(
+            "image",
+            job,
+            parents,
+            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
         ),
     )
     return key
@@ -329,12 +337,11 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
             key,
             out,
             "video/mp4",
-            Lineage(
-                kind="clip",
-                spec=job.model_dump(mode="json"),
-                spec_hash=job.spec_hash(),
-                parents=parents,
-                extra={"backend": backend.name, "frames": info.frame_count, "shot": job.shot},
+            lineage_of(
+                "clip",
+                job,
+                parents,
+                {"backend": backend.name, "frames": info.frame_count, "shot": job.shot},
             ),
         )
     return key
@@ -405,12 +412,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
             key,
             out,
             "video/mp4",
-            Lineage(
-                kind="edit",
-                spec=job.model_dump(mode="json"),
-                spec_hash=job.spec_hash(),
-                parents=[clip.key for clip in job.clips],
-            ),
+            lineage_of("edit", job, [clip.key for clip in job.clips]),
         )
     return key
 
@@ -428,12 +430,7 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
             key,
             out,
             "image/png",
-            Lineage(
-                kind="cover",
-                spec=job.model_dump(mode="json"),
-                spec_hash=job.spec_hash(),
-                parents=[job.film_key],
-            ),
+            lineage_of("cover", job, [job.film_key]),
         )
     return key
 
@@ -494,13 +491,7 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
             key,
             out,
             "video/mp4",
-            Lineage(
-                kind="edit",
-                spec=job.model_dump(mode="json"),
-                spec_hash=job.spec_hash(),
-                parents=[job.film_key, job.music_key],
-                extra={"step": "music"},
-            ),
+            lineage_of("edit", job, [job.film_key, job.music_key], {"step": "music"}),
         )
     return key
 
@@ -541,12 +532,6 @@ def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) ->
             key,
             current,
             "video/mp4",
-            Lineage(
-                kind="edit",
-                spec=job.model_dump(mode="json"),
-                spec_hash=job.spec_hash(),
-                parents=[job.master_key],
-                extra={"version": export.name},
-            ),
+            lineage_of("edit", job, [job.master_key], {"version": export.name}),
         )
     return key
