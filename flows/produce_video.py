@@ -37,6 +37,7 @@ from reelflow.plan import (
     MusicJob,
     VersionJob,
     clip_job,
+    cut_plan,
     frame_job,
     hires_job,
     image_job,
@@ -330,13 +331,17 @@ def produce_video(
         round_ += 1
 
     # 5. Edit: the storyboard's durations (snapped to the music's beats), its transitions, the
-    #    music bed, then every version asked for and a cover for each.
-    durations = [s.duration for s in board.shots]
+    #    music bed, then every version asked for (each style of cut assembled once) and a cover
+    #    for each.
     music_key = None
     if board.music is not None:
-        music_path = Path(board.music.path)
-        music_key = upload_input(board.project, str(base_dir / music_path))
-        if board.music.snap_cuts:
+        music_key = upload_input(board.project, str(base_dir / Path(board.music.path)))
+
+    def edit_of(cut: str) -> tuple[str, list[float]]:
+        """The assembled film (with its music) for a style of cut, and its shot durations."""
+        plan = cut_plan(board, cut)
+        durations = [duration for duration, _, _ in plan]
+        if music_key and board.music and board.music.snap_cuts:
             durations = snap_to_music(
                 MusicJob(
                     project=board.project,
@@ -347,28 +352,34 @@ def produce_video(
                     fps=board.fps,
                 )
             )
-    edit = EditJob(
-        project=board.project,
-        clips=[
-            EditClip(
-                shot=s.id,
-                key=clips[s.id],
-                duration=d,
-                transition=s.transition_in,
-                transition_duration=s.transition_duration,
-            )
-            for s, d in zip(board.shots, durations, strict=True)
-        ],
-        width=board.width,
-        height=board.height,
-        fps=board.fps,
-        crf=render_profile.crf,
-    )
-    film_key = assemble_film(edit)
-    if music_key:
-        film_key = master_with_music(
-            MasterJob(project=board.project, film_key=film_key, music_key=music_key)
+        edit = EditJob(
+            project=board.project,
+            clips=[
+                EditClip(
+                    shot=shot.id,
+                    key=clips[shot.id],
+                    duration=duration,
+                    transition=transition,
+                    transition_duration=length,
+                )
+                for shot, duration, (_, transition, length) in zip(
+                    board.shots, durations, plan, strict=True
+                )
+            ],
+            width=board.width,
+            height=board.height,
+            fps=board.fps,
+            crf=render_profile.crf,
         )
+        key = assemble_film(edit)
+        if music_key:
+            key = master_with_music(
+                MasterJob(project=board.project, film_key=key, music_key=music_key)
+            )
+        return key, durations
+
+    edits = {"storyboard": edit_of("storyboard")}
+    film_key, durations = edits["storyboard"]
     cover_key = make_cover(
         CoverJob(
             project=board.project,
@@ -378,21 +389,26 @@ def produce_video(
             height=board.height,
         )
     )
-    captions = [
-        CaptionCue(
-            duration=d, zh=s.caption.zh if s.caption else "", en=s.caption.en if s.caption else ""
-        )
-        for s, d in zip(board.shots, durations, strict=True)
-    ]
     if exports is None:
         exports = [ExportSpec(aspect=board.aspect if board.aspect in ("9:16", "1:1") else "16:9")]
     versions: dict[str, str] = {}
     version_covers: dict[str, str] = {}
     for export in exports:
+        if export.cut not in edits:
+            edits[export.cut] = edit_of(export.cut)
+        master_key, cut_durations = edits[export.cut]
+        captions = [
+            CaptionCue(
+                duration=d,
+                zh=s.caption.zh if s.caption else "",
+                en=s.caption.en if s.caption else "",
+            )
+            for s, d in zip(board.shots, cut_durations, strict=True)
+        ]
         key = export_version(
             VersionJob(
                 project=board.project,
-                master_key=film_key,
+                master_key=master_key,
                 export=export,
                 captions=captions,
                 title=board.title,

@@ -550,8 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LLMEndpoint block: rewrites a rejected shot's prompt from the notes")
     p.add_argument("--export", action="append", default=[], metavar="ASPECT[,k=v...]",
                    help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
-                   "(codec=h264|h265|av1, captions=burn|soft|none); default: one at the "
-                   "storyboard's aspect with burned captions")
+                   "(codec=h264|h265|av1, captions=burn|soft|none, cut=fast|slow); "
+                   "default: one at the storyboard's aspect with burned captions")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("approve", help="resume a paused run with the reviewer's decision")

@@ -163,15 +163,47 @@ class ExportSpec(BaseModel):
     size: tuple[int, int] | None = Field(None, description="upscale to (width, height)")
     denoise: Literal["hqdn3d", "nlmeans"] | None = None
     captions: Literal["burn", "soft", "none"] = "burn"
+    cut: Literal["storyboard", "fast", "slow"] = Field(
+        "storyboard",
+        description="fast: shots trimmed to 60% with hard cuts; slow: long dissolves between shots",
+    )
 
     @property
     def name(self) -> str:
         parts = [self.aspect.replace(":", "x"), self.codec]
+        if self.cut != "storyboard":
+            parts.append(self.cut)
         if self.fps:
             parts.append(f"{self.fps}fps")
         if self.size:
             parts.append(f"{self.size[0]}x{self.size[1]}")
         return "-".join(parts)
+
+
+def cut_plan(
+    storyboard: Storyboard, cut: str, *, min_shot: float = 1.0
+) -> list[tuple[float, Transition, float]]:
+    """(duration, transition in, transition length) per shot for a style of cut.
+
+    The second seed's "many style versions": `fast` keeps 60% of each shot (never under
+    `min_shot`) joined by hard cuts; `slow` keeps every frame and dissolves between shots over
+    40% of the shorter neighbour (at most 1.5 s). Clips are never re-rendered for either.
+    """
+    shots = storyboard.shots
+    if cut == "fast":
+        return [
+            (max(min(min_shot, s.duration), round(0.6 * s.duration, 3)), "cut", 0.0) for s in shots
+        ]
+    if cut == "slow":
+        plan: list[tuple[float, Transition, float]] = []
+        for index, shot in enumerate(shots):
+            if index == 0:
+                plan.append((shot.duration, "cut", 0.0))
+                continue
+            length = min(1.5, 0.4 * min(shot.duration, shots[index - 1].duration))
+            plan.append((shot.duration, "crossfade", round(length, 3)))
+        return plan
+    return [(s.duration, s.transition_in, s.transition_duration) for s in shots]
 
 
 class CaptionCue(BaseModel):
@@ -240,9 +272,7 @@ def _guess_family(model: str) -> Literal["sd15", "sdxl", "flux"]:
     return "sd15"
 
 
-def lora_choices(
-    refs: list[LoraRef], profile: RenderProfile, base_dir: Path
-) -> list[LoraChoice]:
+def lora_choices(refs: list[LoraRef], profile: RenderProfile, base_dir: Path) -> list[LoraChoice]:
     out: list[LoraChoice] = []
     for ref in refs:
         if profile.tiny_loras:

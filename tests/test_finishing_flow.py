@@ -82,6 +82,8 @@ def finished(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         ExportSpec(aspect="9:16"),
         ExportSpec(aspect="16:9", fps=60, captions="none"),
         ExportSpec(aspect="16:9", size=(3840, 2160), captions="none"),
+        ExportSpec(aspect="16:9", cut="fast", captions="none"),
+        ExportSpec(aspect="16:9", cut="slow", captions="none"),
     ]
     return produce_video(storyboard=str(board), approval="auto", profile="test", exports=exports)
 
@@ -135,3 +137,26 @@ def test_sixty_fps_and_4k_versions_with_covers(
     for name, key in finished.version_covers.items():
         cover = Image.open(store.get_file(key, tmp_path / f"{name}.png"))
         assert abs(cover.size[0] / cover.size[1] - shapes[name[:4]]) < 0.05, (name, cover.size)
+
+
+def test_fast_and_slow_cuts(finished: Any, s3_settings: S3Settings, tmp_path: Path) -> None:
+    """Style versions from the same clips: the fast cut keeps 60% of each shot (at least 1 s)
+    with hard cuts; the slow cut keeps the length and dissolves between shots."""
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    fast = store.get_file(finished.versions["16x9-h264-fast"], tmp_path / "fast.mp4")
+    slow = store.get_file(finished.versions["16x9-h264-slow"], tmp_path / "slow.mp4")
+    assert abs(probe(fast).duration - 4.0) <= 0.15  # 4 shots x max(1.0, 0.6 x 1.5)
+    assert abs(probe(slow).duration - 6.0) <= 0.15
+    assert len(cut_frames(fast, 3)) == 3
+
+    # a dissolve has no single big jump: the slow cut's largest frame-to-frame change is smaller
+    def biggest_jump(video: Path) -> float:
+        previous, best = None, 0.0
+        for frame in read_frames(video):
+            small = frame[::4, ::4].astype(np.float32)
+            if previous is not None:
+                best = max(best, float(np.abs(small - previous).mean()))
+            previous = small
+        return best
+
+    assert biggest_jump(slow) < biggest_jump(fast)

@@ -71,3 +71,18 @@ def test_seeds_are_stable_per_shot_and_profile_is_visible() -> None:
     assert "s05-winter-to-spring" not in {job.shot for job in demo.images}
     assert [f.source_shot for f in demo.frames] == ["s04-summit", "s04-summit"]
     assert demo.frames[1].restyle_prompt and demo.frames[1].restyle_prompt.startswith("spring")
+
+
+def test_cut_styles_reuse_the_shots() -> None:
+    from reelflow.plan import cut_plan
+
+    board = load_storyboard(EXAMPLE)
+    storyboard = cut_plan(board, "storyboard")
+    assert [d for d, _, _ in storyboard] == [s.duration for s in board.shots]
+    fast = cut_plan(board, "fast")
+    assert all(t == "cut" for _, t, _ in fast)
+    assert sum(d for d, _, _ in fast) < 0.7 * board.duration
+    assert all(d >= 1.0 for d, _, _ in fast)
+    slow = cut_plan(board, "slow")
+    assert [t for _, t, _ in slow][1:] == ["crossfade"] * (len(board.shots) - 1)
+    assert all(0 < length <= 1.5 for _, _, length in slow[1:])
