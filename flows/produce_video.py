@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
@@ -192,7 +193,17 @@ def produce_video(
     jobs = {job.shot: with_reference(job) for job in plan.images}
     if fan_out:
         fan_out_variants(jobs, board, render_profile)
-    variants = {shot: render_variants(job) for shot, job in jobs.items()}
+    # Progress on the run's page: one step per shot's images and one per shot's clip.
+    steps_total = len(jobs) + len(board.shots)
+    progress = create_progress_artifact(0.0, key="render-progress", description="shots rendered")
+
+    def advance(done: int) -> None:
+        update_progress_artifact(progress, 100.0 * min(done, steps_total) / steps_total)
+
+    variants = {}
+    for done, (shot, job) in enumerate(jobs.items(), 1):
+        variants[shot] = render_variants(job)
+        advance(done)
     notes: dict[str, list[str]] = {}
     prompt_diffs: dict[str, list[str]] = {}
     llm_usage: list[dict[str, int]] = []
@@ -304,6 +315,7 @@ def produce_video(
             job = job.model_copy(update=updates)
             motion[shot.id] = job.motion_prompt
             clips[shot.id] = render_clip(job)
+            advance(len(jobs) + len(clips))
         seeds = {shot.id: clip_seeds.get(shot.id, shot_seed(board, shot)) for shot in board.shots}
         description = (
             clips_review(board.project, clips, motion, seeds, render_profile.video_backend)

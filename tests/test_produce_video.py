@@ -118,6 +118,16 @@ def test_auto_run_delivers_film_cover_and_manifest(
     assert set(manifest["variants"]) == {"a", "b", "c"}  # d is built from c's frames
     assert all(len(v) == 2 for v in manifest["variants"].values())
 
+    # progress on the run's page reached 100% (one step per shot's images, one per clip)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["render-progress"]))
+        )
+    assert progress and max(float(a.data) for a in progress) == 100.0
+
     # lineage: the film's parents are the clips; the restyled frame's parent is c's clip
     assert store.lineage(result.film_key).parents == [manifest["clips"][s] for s in "abcd"]
     first, last = manifest["frames"]["d"]
