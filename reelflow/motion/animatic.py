@@ -19,11 +19,13 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
 
 from reelflow.motion.common import ImageLike, ease, frame_count, frame_times, load_rgb
+from reelflow.storyboard import Movement
 from reelflow.videoio import VideoInfo, VideoWriter
 
 __all__ = ["MOVEMENTS", "camera_frames", "pseudo_depth", "render_camera_move"]
@@ -31,15 +33,7 @@ __all__ = ["MOVEMENTS", "camera_frames", "pseudo_depth", "render_camera_move"]
 #: Movement names the animatic understands. The first nine are the storyboard vocabulary;
 #: orbit and tracking default to moving right, and take an explicit ``-left``/``-right`` too.
 MOVEMENTS: tuple[str, ...] = (
-    "static",
-    "push-in",
-    "pull-out",
-    "pan-left",
-    "pan-right",
-    "tilt-up",
-    "tilt-down",
-    "orbit",
-    "tracking",
+    *get_args(Movement),
     "orbit-left",
     "orbit-right",
     "tracking-left",
