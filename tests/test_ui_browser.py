@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,13 +88,20 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
     dialog = _open_resume_form(page, url)
     assert "Ops test" in dialog.inner_text()
     assert "a yellow car on a snowy road" in dialog.inner_text()
-    reviewer = dialog.locator(".schema-form-property").filter(has_text="Reviewer (Optional)")
-    reviewer.locator("textarea").fill("ui-director")
-    dialog.screenshot(path=str(DOCS / "ui-approval-form.png"))
-    with page.expect_response(
-        lambda r: r.url.endswith(f"/flow_runs/{run_id}/resume") and r.request.method == "POST"
-    ) as response:
-        dialog.get_by_role("button", name="Submit").click()
+    for attempt in range(3):  # SQLite under load can answer 503 "Service Unavailable": retry
+        if attempt:
+            time.sleep(3)
+            dialog = _open_resume_form(page, url)
+        reviewer = dialog.locator(".schema-form-property").filter(has_text="Reviewer (Optional)")
+        reviewer.locator("textarea").fill("ui-director")
+        if not attempt:
+            dialog.screenshot(path=str(DOCS / "ui-approval-form.png"))
+        with page.expect_response(
+            lambda r: r.url.endswith(f"/flow_runs/{run_id}/resume") and r.request.method == "POST"
+        ) as response:
+            dialog.get_by_role("button", name="Submit").click()
+        if response.value.status != 503:
+            break
     assert response.value.status < 300, response.value.text()
     assert response.value.request.post_data_json["run_input"]["reviewer"] == "ui-director"
 
