@@ -47,7 +47,7 @@ def hand_written_command(clips: list, out: Path, *, width: int, height: int, fps
                          crf: int = 18, preset: str = "medium") -> list[str]:
     """One ffmpeg command for the whole edit (uses the same frame arithmetic as assemble)."""
     from reelflow.editing.assemble import XFADE, plan_segments
-    from reelflow.videoio import ffmpeg_exe
+    from reelflow.media.ffmpeg import ffmpeg_exe
 
     segments = plan_segments(clips, fps)
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-y", "-loglevel", "error"]
@@ -97,7 +97,7 @@ def assembly_clips(board: dict, paths: list[Path]) -> list:
 
 def run(ctx: Context) -> Section:
     from reelflow.editing.assemble import assemble
-    from reelflow.videoio import probe
+    from reelflow.media.probe import probe
 
     board = boards.seed_board(ctx.quick)
     w, h, fps = board["width"], board["height"], board["fps"]

@@ -114,7 +114,7 @@ def write(board: dict[str, Any], path: Path) -> Path:
 
 def lora_names(board: dict[str, Any]) -> list[str]:
     """Every LoRA the demo/test profiles build a tiny stand-in for (as the flow computes it)."""
-    from reelflow.plan import lora_names
+    from reelflow.render.jobs import lora_names
     from reelflow.storyboard import parse_storyboard
 
     sb = parse_storyboard(dump(board))

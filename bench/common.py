@@ -237,7 +237,7 @@ class Stack:
 
     def start(self) -> None:
         from reelflow import devstack
-        from reelflow.settings import S3Settings
+        from reelflow.store.settings import S3Settings
 
         last: Exception | None = None
         for attempt in range(3):  # a free port can be taken by a neighbour before weed binds
@@ -359,7 +359,7 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    from reelflow.videoio import ffmpeg_exe
+    from reelflow.media.ffmpeg import ffmpeg_exe
 
     ffmpeg = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True)
     return {

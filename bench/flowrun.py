@@ -2,7 +2,7 @@
 
 Both run in a fresh interpreter (see `bench.worker`); the timer starts after the imports and
 the set-up (results block saved, store configured) and stops when the film, cover and manifest
-are in the bucket. The plain loop calls the same `reelflow.produce` functions in the flow's
+are in the bucket. The plain loop calls the same `reelflow.render.steps` functions in the flow's
 order, with the same auto decisions (variant 0 of every shot), delivers the flow's default
 version (captions burned in) with its cover, and stores the storyboard and a manifest like the
 flow does; it has no Prefect, no review artifacts and no variant scoring.
@@ -20,7 +20,7 @@ def run_flow(board_text: str, profile: str, results_bucket: str) -> dict[str, An
     """`produce_video(approval='auto')` once; seconds plus per-task states and run times."""
     from blocks.minio_storage import MinIOStorage
     from flows.produce_video import produce_video
-    from reelflow.settings import S3Settings
+    from reelflow.store.settings import S3Settings
     from tasks.common import RESULTS_BLOCK
 
     block = MinIOStorage.from_settings(S3Settings.from_env().with_bucket(results_bucket))
@@ -62,9 +62,8 @@ def _task_runs(flow_run_id: Any) -> tuple[dict[str, list[str]], dict[str, float]
 
 def run_plain(board_text: str, profile: str) -> dict[str, Any]:
     """The same film from `reelflow.produce.*` in a plain loop (no Prefect)."""
-    from reelflow import keys, produce
-    from reelflow.manifest import RunManifest
-    from reelflow.plan import (
+    from reelflow.render import steps as produce
+    from reelflow.render.jobs import (
         CaptionCue,
         CoverJob,
         EditClip,
@@ -78,9 +77,11 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         needs_image,
         plan_render,
     )
-    from reelflow.profiles import get_profile
-    from reelflow.settings import S3Settings
-    from reelflow.store import ArtifactStore
+    from reelflow.render.manifest import RunManifest
+    from reelflow.render.profiles import get_profile
+    from reelflow.store import keys
+    from reelflow.store.artifacts import ArtifactStore
+    from reelflow.store.settings import S3Settings
     from reelflow.storyboard import parse_storyboard
 
     start = time.perf_counter()
@@ -173,7 +174,7 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
 
 def prepare_models(lora_names: list[str]) -> dict[str, Any]:
     """Build the tiny models (and LoRAs) once, so every timed run finds them ready."""
-    from reelflow.produce import prepare_demo_models
+    from reelflow.render.steps import prepare_demo_models
 
     start = time.perf_counter()
     prepare_demo_models(lora_names)

@@ -22,7 +22,7 @@ def models_dir(ctx: Context) -> Any:
     The machine's own folder (`reelflow.plan.models_dir()`, where `make demo` builds them):
     the tiny models are seeded, so a folder built earlier holds the same weights.
     """
-    from reelflow.plan import models_dir as default_models_dir
+    from reelflow.render.jobs import models_dir as default_models_dir
 
     path = default_models_dir()
     if not ctx.shared.get("models_ready"):
@@ -71,7 +71,7 @@ def run(ctx: Context) -> Section:
 
     samples = alternate(ctx.reps, {"flow": flow, "plain": plain})
     section.add("flow", "produce_video end to end (auto approval)", samples["flow"])
-    section.add("plain", "same reelflow.produce calls in a plain loop", samples["plain"])
+    section.add("plain", "same reelflow.render.steps calls in a plain loop", samples["plain"])
     section.ratio("flow / plain", "flow", "plain", goal=1.15)
 
     films = {d["film_key"] for side in details.values() for d in side}

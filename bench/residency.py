@@ -21,8 +21,8 @@ from bench.orchestration import models_dir
 
 def image_jobs(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The seed film's image jobs under the demo (quick: test) profile, as plain JSON."""
-    from reelflow.plan import plan_render
-    from reelflow.profiles import get_profile
+    from reelflow.render.jobs import plan_render
+    from reelflow.render.profiles import get_profile
     from reelflow.storyboard import parse_storyboard
 
     profile = get_profile("test" if quick else "demo")
@@ -42,7 +42,7 @@ def image_jobs(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 def _resolve(jobs: list[dict[str, Any]]) -> None:
-    from reelflow.plan import resolve_model_path
+    from reelflow.render.jobs import resolve_model_path
 
     for job in jobs:
         job["model"] = resolve_model_path(job["model"])

@@ -12,10 +12,10 @@ from bench.common import Context, Section, timed
 
 
 def run(ctx: Context) -> Section:
-    from reelflow.plan import plan_render
-    from reelflow.profiles import get_profile
-    from reelflow.prompts import compose_all
+    from reelflow.render.jobs import plan_render
+    from reelflow.render.profiles import get_profile
     from reelflow.storyboard import parse_storyboard
+    from reelflow.storyboard.prompts import compose_all
 
     sizes = (9, 90) if ctx.quick else (9, 90, 900)
     reps = max(ctx.reps, 3)

@@ -18,7 +18,7 @@ from bench.common import MB, Context, Section, alternate, fresh_bucket, scratch_
 def run(ctx: Context) -> Section:
     from minio import Minio
 
-    from reelflow.store import ArtifactStore
+    from reelflow.store.artifacts import ArtifactStore
 
     n_images = 5 if ctx.quick else 20
     video_mb = 20 if ctx.quick else 200

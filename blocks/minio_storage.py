@@ -19,9 +19,9 @@ from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.filesystems import WritableFileSystem
 from pydantic import Field, PrivateAttr, SecretStr
 
-from reelflow.keys import validate_key
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore, ObjectNotFound
+from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
+from reelflow.store.keys import validate_key
+from reelflow.store.settings import S3Settings
 
 
 class MinIOStorage(WritableFileSystem):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from reelflow.profiles import RenderProfile
+from reelflow.render.profiles import RenderProfile
 
 
 class ImageModel(Block):

@@ -25,9 +25,7 @@ from flows.gates import (
     wait_for_review,
 )
 from flows.render_shot import fan_out_shots, fan_out_variants
-from reelflow import keys
-from reelflow.manifest import RunManifest
-from reelflow.plan import (
+from reelflow.render.jobs import (
     CaptionCue,
     CoverJob,
     EditClip,
@@ -48,8 +46,10 @@ from reelflow.plan import (
     retouch_job,
     shot_seed,
 )
-from reelflow.profiles import get_profile
-from reelflow.script import replace_shot
+from reelflow.render.manifest import RunManifest
+from reelflow.render.profiles import get_profile
+from reelflow.script.drafts import replace_shot
+from reelflow.store import keys
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
 from tasks.clips import render_clip
 from tasks.common import RESULTS_BLOCK, get_store

@@ -20,9 +20,9 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel, Field
 
-from reelflow import keys
-from reelflow.plan import ClipJob, HiresJob, ImageJob, clip_job, hires_job, needs_image
-from reelflow.profiles import RenderProfile
+from reelflow.render.jobs import ClipJob, HiresJob, ImageJob, clip_job, hires_job, needs_image
+from reelflow.render.profiles import RenderProfile
+from reelflow.store import keys
 from reelflow.storyboard import Storyboard
 from tasks.clips import render_clip
 from tasks.common import RESULTS_BLOCK, get_store
@@ -74,7 +74,7 @@ def render_shot(
 
 def tiny_model_names(board: Storyboard, profile: RenderProfile) -> list[str] | None:
     """The LoRA names produce_video builds tiny models for (None for real models)."""
-    from reelflow.plan import lora_names
+    from reelflow.render.jobs import lora_names
 
     return lora_names(board) if profile.image_model == "tiny" else None
 

@@ -20,10 +20,10 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.gates import Approval, wait_for_review
-from reelflow.calibration import CalibrationReport
 from reelflow.llm import Usage
-from reelflow.script import Brief, template_plan
-from reelflow.script_rounds import (
+from reelflow.script.calibration import CalibrationReport
+from reelflow.script.drafts import Brief, template_plan
+from reelflow.script.rounds import (
     Calibrated,
     Revised,
     ScriptRound,

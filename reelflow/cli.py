@@ -50,8 +50,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from reelflow.plan import plan_render
-    from reelflow.profiles import get_profile
+    from reelflow.render.jobs import plan_render
+    from reelflow.render.profiles import get_profile
     from reelflow.storyboard import StoryboardError, load_storyboard
 
     try:
@@ -77,7 +77,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_styleboard(args: argparse.Namespace) -> int:
     """Render one shot under 2-4 candidate looks into one labelled image, offline."""
-    from reelflow.profiles import get_profile
+    from reelflow.render.profiles import get_profile
     from reelflow.storyboard import StoryboardError, load_storyboard
     from reelflow.styleboard import StyleBoardError, derive_candidates, load_candidates
 
@@ -97,8 +97,8 @@ def cmd_styleboard(args: argparse.Namespace) -> int:
     except (StyleBoardError, ValueError) as exc:
         return _fail(str(exc), EXIT_INVALID)
     if profile.image_model == "tiny":
-        from reelflow.plan import shot_loras
-        from reelflow.produce import prepare_demo_models
+        from reelflow.render.jobs import shot_loras
+        from reelflow.render.steps import prepare_demo_models
 
         loras = [ref.name for ref in shot_loras(storyboard, shot)] if profile.tiny_loras else []
         prepare_demo_models(loras, profile.image_family or "sd15")
@@ -107,8 +107,8 @@ def cmd_styleboard(args: argparse.Namespace) -> int:
     base_dir = Path(args.file).resolve().parent
     store = None
     if args.upload:
-        from reelflow.settings import S3Settings
-        from reelflow.store import ArtifactStore
+        from reelflow.store.artifacts import ArtifactStore
+        from reelflow.store.settings import S3Settings
 
         store = ArtifactStore(S3Settings.from_env())
         image, scores, key = render_style_board(
@@ -141,8 +141,8 @@ def _lora_name(path: str, fallback: str) -> str:
 
 
 def _character_store():
-    from reelflow.settings import S3Settings
-    from reelflow.store import ArtifactStore
+    from reelflow.store.artifacts import ArtifactStore
+    from reelflow.store.settings import S3Settings
 
     return ArtifactStore(S3Settings.from_env())
 
@@ -165,8 +165,8 @@ def _one_line_validation(exc: Exception, what: str) -> str:
 def cmd_characters_add(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from reelflow.characters import add_character
     from reelflow.storyboard import Character, LoraRef
+    from reelflow.storyboard.characters import add_character
 
     if args.lora_weight is not None and not args.lora:
         return _fail("--lora-weight needs --lora", EXIT_INVALID)
@@ -206,7 +206,7 @@ def cmd_characters_add(args: argparse.Namespace) -> int:
 
 
 def cmd_characters_list(args: argparse.Namespace) -> int:
-    from reelflow.characters import list_characters
+    from reelflow.storyboard.characters import list_characters
 
     characters = list_characters(_character_store())
     if not characters:
@@ -224,8 +224,8 @@ def cmd_characters_list(args: argparse.Namespace) -> int:
 def cmd_characters_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from reelflow.characters import CharacterNotFound, get_character
-    from reelflow.keys import slug
+    from reelflow.store.keys import slug
+    from reelflow.storyboard.characters import CharacterNotFound, get_character
 
     try:
         slug(args.name, "character name")
@@ -299,7 +299,7 @@ def use_local_stack() -> None:
 
 def cmd_script(args: argparse.Namespace) -> int:
     """Brief -> calibrated versions -> the storyboard gate -> the approved storyboard's URI."""
-    from reelflow.script_rounds import load_brief
+    from reelflow.script.rounds import load_brief
 
     try:
         brief = load_brief(args.file)
@@ -320,7 +320,7 @@ def cmd_script(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from reelflow.profiles import get_profile
+    from reelflow.render.profiles import get_profile
     from reelflow.storyboard import StoryboardError, load_storyboard
 
     remote = args.file.startswith("s3://")  # validated by the flow, after it is fetched
@@ -355,8 +355,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     for name, key in result.versions.items():
         print(f"version:  {name} {bucket_uri}{key}")
     if args.out:
-        from reelflow.settings import S3Settings
-        from reelflow.store import ArtifactStore
+        from reelflow.store.artifacts import ArtifactStore
+        from reelflow.store.settings import S3Settings
 
         store = ArtifactStore(S3Settings.from_env())
         out = Path(args.out) / result.project
@@ -376,7 +376,7 @@ def parse_export(text: str):
     """`9:16`, `16:9,codec=h265`, `16:9,fps=60`, `16:9,size=3840x2160,captions=soft`."""
     from pydantic import ValidationError
 
-    from reelflow.plan import ExportSpec
+    from reelflow.render.jobs import ExportSpec
 
     aspect, *options = [part.strip() for part in text.split(",")]
     fields: dict[str, object] = {"aspect": aspect}
@@ -446,7 +446,7 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     use_local_stack()
-    from reelflow.deploy import DeployError, deploy
+    from deployments.deploy import DeployError, deploy
 
     try:
         report = deploy(args.prefect_file, notify_url=args.notify_url)
@@ -603,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix: shown as one line, not a traceback."""
-    from reelflow.settings import SettingsError
-    from reelflow.store import StoreError
+    from reelflow.store.artifacts import StoreError
+    from reelflow.store.settings import SettingsError
 
     errors: list[type[BaseException]] = [SettingsError, StoreError]
     try:

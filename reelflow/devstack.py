@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelflow.settings import ENV_ENDPOINT, S3Settings, SettingsError, reelflow_home
-from reelflow.store import ArtifactStore, StoreError
+from reelflow.store.artifacts import ArtifactStore, StoreError
+from reelflow.store.settings import ENV_ENDPOINT, S3Settings, SettingsError, reelflow_home
 
 GRPC_OFFSET = 10000
 """SeaweedFS derives gRPC ports as http port + 10000 (its worker ignores explicit admin gRPC

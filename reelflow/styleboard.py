@@ -23,12 +23,12 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from reelflow import keys
-from reelflow.plan import ImageJob, image_job
-from reelflow.profiles import RenderProfile
-from reelflow.prompts import TOKEN_BUDGETS, compose_prompt, count_tokens, prompt_parts
-from reelflow.store import ArtifactStore, Lineage, ObjectNotFound
+from reelflow.render.jobs import ImageJob, image_job
+from reelflow.render.profiles import RenderProfile
+from reelflow.store import keys
+from reelflow.store.artifacts import ArtifactStore, Lineage, ObjectNotFound
 from reelflow.storyboard import HexColor, Storyboard, StyleLock
+from reelflow.storyboard.prompts import TOKEN_BUDGETS, compose_prompt, count_tokens, prompt_parts
 
 log = logging.getLogger("reelflow.styleboard")
 
@@ -204,7 +204,7 @@ def render_style_tiles(
     """Render the shot once per candidate: same seed, model, size and steps; one variant each."""
     from reelflow.imaging.checks import palette_score
     from reelflow.imaging.generate import generate_variants
-    from reelflow.produce import _image_spec
+    from reelflow.render.steps import _image_spec
 
     check_candidates(candidates)
     shot = storyboard.shot(shot_id)

@@ -9,8 +9,8 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 # Imported for its side effect: it registers the `minio-storage` block class, without which a
 # worker's flow-run process cannot load RESULTS_BLOCK ("No block class found for slug").
 import blocks.minio_storage  # noqa: F401
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 
 # Inputs + source, not the run id: a cache entry made by one run is found by the next one,
 # on any machine that shares the result storage.

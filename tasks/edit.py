@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import task
 
-from reelflow import produce
-from reelflow.plan import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
+from reelflow.render import steps as produce
+from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
 

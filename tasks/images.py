@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from reelflow import produce
-from reelflow.plan import FrameJob, HiresJob, ImageJob, RetouchJob
+from reelflow.render import steps as produce
+from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from reelflow import keys
+from reelflow.store import keys
 from reelflow.storyboard import Storyboard
 from tasks.common import get_store
 
@@ -140,7 +140,8 @@ def images_review(
 
 def frame_strip(video: Path, count: int = 5, height: int = 90) -> Image.Image:
     """Evenly spaced frames side by side: a clip's motion at a glance, streamed, never whole."""
-    from reelflow.videoio import probe, read_frames
+    from reelflow.media.frames import read_frames
+    from reelflow.media.probe import probe
 
     info = probe(video)
     width = max(2, round(info.width * height / info.height / 2) * 2)

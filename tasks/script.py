@@ -1,6 +1,7 @@
 """Script-stage tasks: drafts, calibrations, revisions and the side-by-side review page.
 
-Thin wrappers over `reelflow.script` and `reelflow.calibration`: arguments in, object keys out.
+Thin wrappers over `reelflow.script.drafts` and `reelflow.script.calibration`: arguments in,
+object keys out.
 The chat client is built inside each task from the saved `LLMEndpoint` block named by the caller,
 so the API key never becomes a task input, a cache key, a result or a log line. LLM tasks cache on
 what they were asked and on the endpoint's URL and model (not the block name, never the key): a
@@ -22,11 +23,10 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
-from reelflow import keys
-from reelflow.calibration import CalibrationReport, calibrate, plot_emotion_curve
 from reelflow.llm import ChatClient, Usage
-from reelflow.script import Brief, refine_shot_prompt, revise, write_drafts
-from reelflow.script_rounds import (
+from reelflow.script.calibration import CalibrationReport, calibrate, plot_emotion_curve
+from reelflow.script.drafts import Brief, refine_shot_prompt, revise, write_drafts
+from reelflow.script.rounds import (
     Calibrated,
     Drafts,
     EndpointInfo,
@@ -35,6 +35,7 @@ from reelflow.script_rounds import (
     calibration_spec,
     curve_key,
 )
+from reelflow.store import keys
 from reelflow.storyboard import Storyboard
 from tasks.common import get_store
 
@@ -216,7 +217,7 @@ def refine_prompt(
 def zh_prompts(prompts: dict[str, str], endpoint_name: str | None) -> dict[str, str | None]:
     """Chinese renderings of the English prompts for the reviewer (cached in the bucket by
     prompt); None marks a missing one (no LLM configured, or it failed)."""
-    from reelflow.translate import StoreCache, zh_rendering
+    from reelflow.script.translate import StoreCache, zh_rendering
 
     cache = StoreCache(get_store())
     with chat_client(endpoint_name) as client:

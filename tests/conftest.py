@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
 import pytest  # noqa: E402
 
 from reelflow import devstack  # noqa: E402
-from reelflow.settings import S3Settings  # noqa: E402
-from reelflow.store import ArtifactStore  # noqa: E402
+from reelflow.store.artifacts import ArtifactStore  # noqa: E402
+from reelflow.store.settings import S3Settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")

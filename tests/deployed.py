@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from reelflow import devstack
-from reelflow.settings import S3Settings
+from reelflow.store.settings import S3Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def ops_stack(
     deploy`, and one worker per pool; the environment points this process at them too."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from reelflow.deploy import deploy
+    from deployments.deploy import deploy
     from tasks.common import get_store
 
     with ExitStack() as stack:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 from tests.deployed import OpsStack, board, ops_stack, read_run, wait_for_state
 
 BUCKET = "batch"

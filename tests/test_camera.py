@@ -10,8 +10,8 @@ import yaml
 from chat_server import ChatServer, Reply, Request
 from pydantic import SecretStr
 
-from reelflow.camera import check_sequence, keyword_camera, propose_camera
 from reelflow.llm import ChatClient, LLMConfig
+from reelflow.script.camera import check_sequence, keyword_camera, propose_camera
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"

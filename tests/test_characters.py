@@ -9,16 +9,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from reelflow.characters import (
+from reelflow.script.translate import StoreCache, prompt_hash, zh_rendering
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.storyboard import Character, LoraRef, parse_storyboard
+from reelflow.storyboard.characters import (
     CharacterNotFound,
     add_character,
     get_character,
     list_characters,
     resolve_characters,
 )
-from reelflow.store import ArtifactStore
-from reelflow.storyboard import Character, LoraRef, parse_storyboard
-from reelflow.translate import StoreCache, prompt_hash, zh_rendering
 
 
 def png(colour: tuple[int, int, int], fmt: str = "PNG") -> bytes:

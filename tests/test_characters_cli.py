@@ -11,10 +11,10 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from reelflow.characters import get_character, list_characters
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 from reelflow.storyboard import LoraRef
+from reelflow.storyboard.characters import get_character, list_characters
 
 ROOT = Path(__file__).resolve().parents[1]
 

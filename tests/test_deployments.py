@@ -17,9 +17,9 @@ from uuid import UUID
 
 import pytest
 
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
-from reelflow.videoio import probe
+from reelflow.media.probe import probe
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 from tests.deployed import (
     OpsStack,
     board,
@@ -64,7 +64,7 @@ def _expensive(states: dict[str, list[str]]) -> dict[str, list[str]]:
 def test_deploy_is_idempotent(ops: OpsStack) -> None:
     from prefect.client.orchestration import get_client
 
-    from reelflow.deploy import deploy
+    from deployments.deploy import deploy
 
     first = ops.report
     assert first.work_pools == {"cpu": "created", "gpu": "created"}

@@ -12,8 +12,8 @@ import pytest
 
 from reelflow import devstack
 from reelflow.devstack import StackConfig, StackError
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 
 
 def _gone(pid: int) -> bool:

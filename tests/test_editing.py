@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from reelflow.editing.assemble import AssemblyClip, assemble, plan_segments
-from reelflow.editing.ffmpeg import FFmpegError, iter_frames, probe, redact, run
+from reelflow.media.ffmpeg import FFmpegError, redact, run
+from reelflow.media.frames import iter_frames
+from reelflow.media.probe import probe
 
 W, H = 320, 180
 

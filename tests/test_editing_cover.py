@@ -16,8 +16,9 @@ from reelflow.editing.cover import (
     render_title,
     score_frame,
 )
-from reelflow.editing.ffmpeg import iter_frames, run
 from reelflow.editing.fonts import DEFAULT_FONT_FAMILY, FontNotFoundError, cjk_font_path
+from reelflow.media.ffmpeg import run
+from reelflow.media.frames import iter_frames
 
 W, H = 320, 180
 

@@ -11,9 +11,11 @@ import pytest
 
 from reelflow.editing.assemble import AssemblyClip, assemble
 from reelflow.editing.enhance import enhance
-from reelflow.editing.ffmpeg import iter_frames, probe, run
 from reelflow.editing.versions import available_codecs, export_version, subject_path
 from reelflow.editing.waste import detect_waste, trim_clip
+from reelflow.media.ffmpeg import run
+from reelflow.media.frames import iter_frames
+from reelflow.media.probe import probe
 
 W, H, FPS = 320, 180, 24
 

@@ -11,7 +11,8 @@ import soundfile
 
 from reelflow.editing.audio import loudness, mux_music
 from reelflow.editing.beats import BeatGrid, detect_beats, load_mono, snap_cuts
-from reelflow.editing.ffmpeg import ffmpeg_exe, probe, run
+from reelflow.media.ffmpeg import ffmpeg_exe, run
+from reelflow.media.probe import probe
 
 SR = 44100
 FIRST_CLICK = 0.25

@@ -10,7 +10,6 @@ import numpy as np
 import pysubs2
 import pytest
 
-from reelflow.editing.ffmpeg import ffmpeg_exe, has_filter, iter_frames, probe, run
 from reelflow.editing.fonts import DEFAULT_FONT_FAMILY
 from reelflow.editing.subtitles import (
     Caption,
@@ -20,6 +19,9 @@ from reelflow.editing.subtitles import (
     write_ass,
     write_srt,
 )
+from reelflow.media.ffmpeg import ffmpeg_exe, has_filter, run
+from reelflow.media.frames import iter_frames
+from reelflow.media.probe import probe
 
 W, H, FPS = 320, 180, 24
 CAPTIONS = [

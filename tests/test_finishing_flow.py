@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reelflow.plan import ExportSpec
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
-from reelflow.videoio import probe, read_frames
+from reelflow.media.frames import read_frames
+from reelflow.media.probe import probe
+from reelflow.render.jobs import ExportSpec
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 
 BPM, OFFSET, FPS = 120.0, 0.15, 12
 BEATS = [OFFSET + i * 60.0 / BPM for i in range(40)]

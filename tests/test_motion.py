@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
+from reelflow.media.frames import extract_frame, read_frames
+from reelflow.media.probe import probe
 from reelflow.motion.animatic import MOVEMENTS, camera_frames, render_camera_move
 from reelflow.motion.morph import morph_frames, render_morph
-from reelflow.videoio import extract_frame, probe, read_frames
 
 W, H, FPS = 320, 180, 24
 REPO = Path(__file__).resolve().parents[1]

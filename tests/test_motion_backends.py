@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from reelflow.media.frames import extract_frame
 from reelflow.motion.backends import (
     AnimaticBackend,
     BackendConstraints,
@@ -18,7 +19,6 @@ from reelflow.motion.backends import (
     get_backend,
     register_backend,
 )
-from reelflow.videoio import extract_frame
 
 LTX = BackendConstraints(size_multiple=32, frame_step=8, frame_offset=1, max_frames=121)
 

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
+from reelflow.media.probe import probe
 from reelflow.motion.backends import ClipRequest, get_backend
 from reelflow.motion.diffusion import LTXBackend, retime
-from reelflow.videoio import probe
 
 
 def test_retime_keeps_ends_and_blends_between() -> None:

@@ -19,9 +19,9 @@ from uuid import UUID
 
 import pytest
 
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
-from reelflow.videoio import probe
+from reelflow.media.probe import probe
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,7 +251,7 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert len(refines) == 1 and "show the front of the car" in refines[0].last_user
     review = _artifact_markdown("images-review", UUID(run_id))
     assert "一辆黄色跑车" in review and "```diff" in review
-    from reelflow.store import ArtifactStore
+    from reelflow.store.artifacts import ArtifactStore
 
     store = ArtifactStore(S3Settings.from_env())
     manifest_key = next(k for k in store.list("projects/tiny-film/runs/") if run_id in k)

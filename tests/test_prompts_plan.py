@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reelflow.plan import plan_render, shot_seed
-from reelflow.profiles import get_profile
-from reelflow.prompts import compose_prompt, count_tokens
+from reelflow.render.jobs import plan_render, shot_seed
+from reelflow.render.profiles import get_profile
 from reelflow.storyboard import load_storyboard
+from reelflow.storyboard.prompts import compose_prompt, count_tokens
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "su7-winter-spring.yaml"
 
@@ -74,7 +74,7 @@ def test_seeds_are_stable_per_shot_and_profile_is_visible() -> None:
 
 
 def test_cut_styles_reuse_the_shots() -> None:
-    from reelflow.plan import cut_plan
+    from reelflow.render.jobs import cut_plan
 
     board = load_storyboard(EXAMPLE)
     storyboard = cut_plan(board, "storyboard")

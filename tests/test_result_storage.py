@@ -18,7 +18,7 @@ from prefect.results import ResultRecord
 from prefect.states import State
 
 from blocks.minio_storage import MinIOStorage
-from reelflow.store import ArtifactStore
+from reelflow.store.artifacts import ArtifactStore
 
 
 def _record_key(block: MinIOStorage, state: State) -> str:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from reelflow import produce
-from reelflow.plan import image_job, retouch_job
-from reelflow.profiles import get_profile
-from reelflow.store import ArtifactStore
+from reelflow.render import steps as produce
+from reelflow.render.jobs import image_job, retouch_job
+from reelflow.render.profiles import get_profile
+from reelflow.store.artifacts import ArtifactStore
 from reelflow.storyboard import StoryboardError, parse_storyboard
 
 BOARD = """

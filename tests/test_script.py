@@ -14,10 +14,10 @@ from chat_server import ChatServer, Reply, Request
 from PIL import Image
 from pydantic import SecretStr, ValidationError
 
-from reelflow.calibration import ACTS, calibrate, plot_emotion_curve
-from reelflow.camera import check_sequence
 from reelflow.llm import ChatClient, LLMConfig
-from reelflow.script import (
+from reelflow.script.calibration import ACTS, calibrate, plot_emotion_curve
+from reelflow.script.camera import check_sequence
+from reelflow.script.drafts import (
     DIRECTIONS,
     Brief,
     brief_characters,
@@ -28,8 +28,8 @@ from reelflow.script import (
     template_plan,
     write_drafts,
 )
+from reelflow.script.translate import prompt_hash, zh_rendering
 from reelflow.storyboard import Storyboard, load_storyboard
-from reelflow.translate import prompt_hash, zh_rendering
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
 
@@ -108,7 +108,7 @@ def test_brief_rejects_impossible_timing() -> None:
 
 def test_revise_without_llm_records_notes_and_warns(caplog: pytest.LogCaptureFixture) -> None:
     sb = load_storyboard(SEED)
-    with caplog.at_level(logging.WARNING, logger="reelflow.script"):
+    with caplog.at_level(logging.WARNING, logger="reelflow.script.drafts"):
         revision = revise(sb, "make the turn land harder", None)
     assert revision.storyboard == sb
     assert (revision.applied, revision.notes) == (False, "make the turn land harder")

@@ -14,8 +14,15 @@ import httpx
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from reelflow import keys
-from reelflow.keys import (
+from reelflow.store import keys
+from reelflow.store.artifacts import (
+    ArtifactStore,
+    IntegrityError,
+    Lineage,
+    ObjectNotFound,
+    StoreError,
+)
+from reelflow.store.keys import (
     CODE_VERSION,
     character_key,
     clip_key,
@@ -27,14 +34,7 @@ from reelflow.keys import (
     spec_hash,
     storyboard_key,
 )
-from reelflow.settings import S3Settings, SettingsError
-from reelflow.store import (
-    ArtifactStore,
-    IntegrityError,
-    Lineage,
-    ObjectNotFound,
-    StoreError,
-)
+from reelflow.store.settings import S3Settings, SettingsError
 
 H = "0123456789abcdef"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 from tests.deployed import ROOT, OpsStack, board, ops_stack, wait_for_gate, wait_for_state
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from test_produce_video import STORYBOARD
 
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
-from reelflow.videoio import probe
+from reelflow.media.probe import probe
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 
 
 def test_tiny_ltx_renders_the_film_including_the_transition(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelflow.videoio import (
+from reelflow.media.frames import (
     FFmpegError,
     VideoWriter,
     extract_frame,

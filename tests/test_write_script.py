@@ -26,11 +26,11 @@ import yaml
 from chat_server import ChatServer, Reply, Request
 from pydantic import SecretStr
 
-from reelflow.calibration import ACTS, CalibrationReport
-from reelflow.script import Brief, plan_acts, template_plan
-from reelflow.script_rounds import ScriptRounds, rounds_key
-from reelflow.settings import S3Settings
-from reelflow.store import ArtifactStore
+from reelflow.script.calibration import ACTS, CalibrationReport
+from reelflow.script.drafts import Brief, plan_acts, template_plan
+from reelflow.script.rounds import ScriptRounds, rounds_key
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
 from reelflow.storyboard import Storyboard
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 Plain Python (no Prefect); ffmpeg does the pixel work and frames stream, so nothing holds a whole
 video in memory. Import the module you need (this package imports nothing heavy itself):
 
-- :mod:`~reelflow.editing.ffmpeg`     running ffmpeg with clear, redacted errors; ``iter_frames``
+- :mod:`~reelflow.media.ffmpeg`     running ffmpeg with clear, redacted errors; ``iter_frames``
 - :mod:`~reelflow.editing.assemble`   ``AssemblyClip``, ``assemble``: frame-exact timeline with
   cut / crossfade / dip-to-black / wipe / slide transitions, total = sum of shot durations
 - :mod:`~reelflow.editing.waste`      ``detect_waste``, ``trim_clip``: black/frozen heads and tails

@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reelflow.editing.ffmpeg import PathLike, fps_arg, run
+from reelflow.media.ffmpeg import PathLike, fps_arg, run
 
 __all__ = ["XFADE", "AssemblyClip", "Transition", "assemble", "plan_segments"]
 

@@ -15,7 +15,8 @@ import os
 import re
 from pathlib import Path
 
-from reelflow.editing.ffmpeg import PathLike, probe, run
+from reelflow.media.ffmpeg import PathLike, run
+from reelflow.media.probe import probe
 
 __all__ = ["loudness", "mux_music"]
 

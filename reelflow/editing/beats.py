@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelflow.editing.ffmpeg import PathLike, run
+from reelflow.media.ffmpeg import PathLike, run
 
 __all__ = ["BeatGrid", "detect_beats", "load_mono", "snap_cuts"]
 

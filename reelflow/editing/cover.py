@@ -29,8 +29,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from reelflow.editing.ffmpeg import PathLike, iter_frames, probe
 from reelflow.editing.fonts import cjk_font_path
+from reelflow.media.ffmpeg import PathLike
+from reelflow.media.frames import iter_frames
+from reelflow.media.probe import probe
 
 __all__ = [
     "FrameScore",

@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from reelflow.editing.ffmpeg import PathLike, fps_arg, probe, run
+from reelflow.media.ffmpeg import PathLike, fps_arg, run
+from reelflow.media.probe import probe
 
 __all__ = ["enhance", "enhance_filters"]
 

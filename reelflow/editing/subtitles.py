@@ -27,8 +27,9 @@ import pysubs2
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelflow.editing.ffmpeg import PathLike, has_filter, probe, run
 from reelflow.editing.fonts import DEFAULT_FONT_FAMILY, cjk_font_path
+from reelflow.media.ffmpeg import PathLike, has_filter, run
+from reelflow.media.probe import probe
 
 __all__ = [
     "Caption",

@@ -31,7 +31,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from reelflow.editing.ffmpeg import PathLike, has_encoder, iter_frames, probe, run
+from reelflow.media.ffmpeg import PathLike, has_encoder, run
+from reelflow.media.frames import iter_frames
+from reelflow.media.probe import probe
 
 __all__ = ["ASPECTS", "available_codecs", "codec_args", "export_version", "subject_path"]
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 from reelflow.editing.assemble import AssemblyClip
-from reelflow.editing.ffmpeg import PathLike, probe, run
+from reelflow.media.ffmpeg import PathLike, run
+from reelflow.media.probe import probe
 
 __all__ = ["Interval", "WasteReport", "detect_waste", "trim_clip"]
 

@@ -72,7 +72,7 @@ class ImageSpec(BaseModel):
 
     def spec_hash(self) -> str:
         """16 hex chars of sha256 over the canonical JSON (shared with artifact keys)."""
-        from reelflow.keys import spec_hash
+        from reelflow.store.keys import spec_hash
 
         return spec_hash(self.hash_payload())
 

@@ -24,9 +24,10 @@ from typing import get_args
 import cv2
 import numpy as np
 
+from reelflow.media.frames import VideoWriter
+from reelflow.media.probe import VideoInfo
 from reelflow.motion.common import ImageLike, ease, frame_count, frame_times, load_rgb
 from reelflow.storyboard import Movement
-from reelflow.videoio import VideoInfo, VideoWriter
 
 __all__ = ["MOVEMENTS", "camera_frames", "pseudo_depth", "render_camera_move"]
 

@@ -19,10 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reelflow.media.probe import VideoInfo
 from reelflow.motion.animatic import MOVEMENTS, render_camera_move
 from reelflow.motion.common import EASINGS, frame_count
 from reelflow.motion.morph import render_morph
-from reelflow.videoio import VideoInfo
 
 __all__ = [
     "AnimaticBackend",

@@ -32,9 +32,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from reelflow.media.frames import VideoWriter
+from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
 from reelflow.motion.common import cover_fit, load_rgb
-from reelflow.videoio import VideoInfo, VideoWriter
 
 __all__ = [
     "DiffusionVideoBackend",

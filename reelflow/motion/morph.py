@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from reelflow.media.frames import VideoWriter
+from reelflow.media.probe import VideoInfo
 from reelflow.motion.common import (
     ImageLike,
     cover_fit,
@@ -26,7 +28,6 @@ from reelflow.motion.common import (
     frame_times,
     load_rgb,
 )
-from reelflow.videoio import VideoInfo, VideoWriter
 
 __all__ = ["dense_flow", "morph_frames", "render_morph"]
 

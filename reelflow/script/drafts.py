@@ -19,8 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from reelflow.camera import SIZES, check_sequence, size_index
 from reelflow.llm import ChatClient, system, user
+from reelflow.script.camera import SIZES, check_sequence, size_index
 from reelflow.storyboard import (
     Angle,
     Camera,
@@ -34,7 +34,7 @@ from reelflow.storyboard import (
     StyleLock,
 )
 
-log = logging.getLogger("reelflow.script")
+log = logging.getLogger("reelflow.script.drafts")
 
 Aspect = Literal["16:9", "9:16", "1:1", "4:3", "21:9"]
 Act = Literal["setup", "development", "turn", "payoff"]

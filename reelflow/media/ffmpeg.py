@@ -11,8 +11,7 @@ ffmpeg-python graph), so that
 - there is no progress output to parse (``-nostats``): the edit runs inside Prefect tasks whose
   logs should carry results, not carriage-return progress bars.
 
-Probing is :func:`reelflow.videoio.probe` (re-exported); :func:`iter_frames` is a frame reader
-that, unlike ``videoio.read_frames``, takes an arbitrary filter chain (``select`` for sampling).
+Probing is :mod:`reelflow.media.probe`; streaming frames is :mod:`reelflow.media.frames`.
 """
 
 from __future__ import annotations
@@ -21,14 +20,11 @@ import functools
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from reelflow import videoio
+from reelflow.errors import StageError
 
 __all__ = [
     "FFmpegError",
@@ -36,34 +32,52 @@ __all__ = [
     "fps_arg",
     "has_encoder",
     "has_filter",
-    "iter_frames",
-    "probe",
     "run",
     "run_graph",
+    "tail",
 ]
 
 PathLike = str | os.PathLike[str]
 
 
-class FFmpegError(videoio.FFmpegError):
+class FFmpegError(StageError):
     """ffmpeg failed; ``what`` says which step, ``stderr_tail`` the lines that explain it.
 
-    A subclass of :class:`reelflow.videoio.FFmpegError`, so callers catch one type for both.
+    ``FFmpegError("message")`` for a failure found without running a command (no video
+    stream, a truncated frame); ``FFmpegError.of(what, returncode, stderr_tail)`` for a command.
     """
 
-    def __init__(self, what: str, returncode: int | None, stderr_tail: str) -> None:
+    def __init__(
+        self, message: str, *, what: str = "", returncode: int | None = None, stderr_tail: str = ""
+    ) -> None:
         self.what = what
         self.returncode = returncode
         self.stderr_tail = stderr_tail
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, what: str, returncode: int | None, stderr_tail: str) -> FFmpegError:
         status = "could not start" if returncode is None else f"exited with {returncode}"
-        super().__init__(f"ffmpeg ({what}) {status}:\n{stderr_tail}")
+        return cls(
+            f"ffmpeg ({what}) {status}:\n{stderr_tail}",
+            what=what,
+            returncode=returncode,
+            stderr_tail=stderr_tail,
+        )
 
 
-#: The ffmpeg binary (``$REELFLOW_FFMPEG`` or imageio-ffmpeg's): one override for the project.
-ffmpeg_exe = videoio.ffmpeg_exe
-#: ``probe(path) -> VideoInfo`` (width, height, fps, exact frame_count, duration, codec,
-#: has_audio), from :mod:`reelflow.videoio`.
-probe = videoio.probe
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Return the ffmpeg binary: ``$REELFLOW_FFMPEG`` if set, else the imageio-ffmpeg one.
+
+    The override exists so a deployment can use a system ffmpeg with NVENC or more codecs.
+    """
+    override = os.environ.get("REELFLOW_FFMPEG")
+    if override:
+        return override
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -76,7 +90,8 @@ def redact(text: str) -> str:
     return _QUERY_RE.sub(r"\g<url>?***", text)
 
 
-def _tail(stderr: bytes | str, lines: int = 15) -> str:
+def tail(stderr: bytes | str, lines: int = 15) -> str:
+    """The last non-empty lines of ffmpeg's stderr, with URL secrets removed."""
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
     kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
     return redact("\n".join(kept))
@@ -94,10 +109,10 @@ def run(args: Sequence[str], *, what: str, loglevel: str = "error") -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False)
     except OSError as exc:  # binary missing or not executable
-        raise FFmpegError(what, None, str(exc)) from exc
+        raise FFmpegError.of(what, None, str(exc)) from exc
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0:
-        raise FFmpegError(what, proc.returncode, _tail(stderr))
+        raise FFmpegError.of(what, proc.returncode, tail(stderr))
     return stderr
 
 
@@ -141,48 +156,3 @@ def fps_arg(fps: float | Fraction) -> str:
     """A frame rate as an exact rational for ffmpeg: ``30000/1001``, not ``29.97``."""
     frac = Fraction(fps).limit_denominator(1001)
     return f"{frac.numerator}/{frac.denominator}"
-
-
-def iter_frames(
-    path: PathLike,
-    *,
-    size: tuple[int, int] | None = None,
-    vf: str | None = None,
-) -> Iterator[np.ndarray]:
-    """Stream RGB uint8 frames (H x W x 3) of ``path`` one at a time through a pipe.
-
-    ``size=(w, h)`` scales inside ffmpeg; ``vf`` is an extra filter chain applied first (e.g.
-    ``fps=2`` to sample). Only one frame is ever in Python memory; leaving the loop early kills
-    ffmpeg.
-    """
-    if size is None:
-        info = probe(path)
-        size = (info.width, info.height)
-    w, h = size
-    chain = [vf] if vf else []
-    chain.append(f"scale={w}:{h}:flags=area")
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-        "-i", str(path), "-map", "0:v:0", "-vf", ",".join(chain),
-        "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
-    ]  # fmt: skip
-    frame_bytes = w * h * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    finished = False
-    try:
-        while True:
-            buf = proc.stdout.read(frame_bytes)
-            if len(buf) < frame_bytes:
-                break
-            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-        finished = True
-    finally:
-        if not finished:
-            proc.kill()
-        proc.stdout.close()
-        err = proc.stderr.read()
-        proc.stderr.close()
-        code = proc.wait()
-        if finished and code != 0:
-            raise FFmpegError(f"decode {Path(path).name}", code, _tail(err))

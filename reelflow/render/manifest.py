@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from reelflow.keys import CODE_VERSION
+from reelflow.store.keys import CODE_VERSION
 
 
 class RunManifest(BaseModel):

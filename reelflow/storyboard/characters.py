@@ -20,11 +20,11 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from reelflow.keys import character_key
-from reelflow.store import ArtifactStore, ObjectNotFound
+from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
+from reelflow.store.keys import character_key
 from reelflow.storyboard import Character, Storyboard
 
-log = logging.getLogger("reelflow.characters")
+log = logging.getLogger("reelflow.storyboard.characters")
 
 RECORD = "character.json"
 _IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}

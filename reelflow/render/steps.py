@@ -16,8 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from reelflow import keys
-from reelflow.plan import (
+from reelflow.render.jobs import (
     ClipJob,
     CoverJob,
     EditJob,
@@ -34,9 +33,10 @@ from reelflow.plan import (
     models_dir,
     resolve_model_path,
 )
-from reelflow.store import ArtifactStore, Lineage
+from reelflow.store import keys
+from reelflow.store.artifacts import ArtifactStore, Lineage
 
-log = logging.getLogger("reelflow.produce")
+log = logging.getLogger("reelflow.render.steps")
 
 
 @contextmanager
@@ -254,7 +254,7 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
 
 def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
-    from reelflow.videoio import extract_frame
+    from reelflow.media.frames import extract_frame
 
     key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
     if store.exists(key):

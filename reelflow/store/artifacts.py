@@ -1,6 +1,6 @@
 """ArtifactStore: every artifact of a film in one S3 bucket, each with a lineage sidecar.
 
-Objects are written under deterministic keys (see `reelflow.keys`); next to each object a JSON
+Objects are written under deterministic keys (see `reelflow.store.keys`); next to each object a JSON
 sidecar records what made it (spec, spec hash, parent keys, code version) and the sha256 of the
 bytes written, which every read verifies. Tasks pass keys around, never bytes.
 
@@ -28,8 +28,14 @@ from minio.error import MinioException, S3Error
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
-from reelflow.keys import CODE_VERSION, SIDECAR_SUFFIX, is_sidecar_name, sidecar_key, validate_key
-from reelflow.settings import S3Settings
+from reelflow.store.keys import (
+    CODE_VERSION,
+    SIDECAR_SUFFIX,
+    is_sidecar_name,
+    sidecar_key,
+    validate_key,
+)
+from reelflow.store.settings import S3Settings
 
 M = TypeVar("M", bound=BaseModel)
 

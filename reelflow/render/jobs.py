@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from reelflow.keys import spec_hash
-from reelflow.profiles import RenderProfile
-from reelflow.prompts import compose_prompt, motion_phrase
+from reelflow.render.profiles import RenderProfile
+from reelflow.store.keys import spec_hash
 from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
+from reelflow.storyboard.prompts import compose_prompt, motion_phrase
 
 MODELS_PREFIX = "@models/"
 

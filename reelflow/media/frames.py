@@ -1,29 +1,22 @@
-"""Streaming video I/O over the ffmpeg binary that ``imageio-ffmpeg`` ships.
+"""Streaming frame I/O over the ffmpeg binary that ``imageio-ffmpeg`` ships.
 
 Every function here talks to ffmpeg through pipes, one frame at a time, so memory stays
 proportional to a single frame no matter how long the clip is (a 20 s 1080p clip is ~3 GB of
-raw RGB; holding it would exhaust a render worker). There is no ffprobe in a pip-only install,
-so :func:`probe` parses ``ffmpeg -i`` output and counts packets with a stream copy.
+raw RGB; holding it would exhaust a render worker).
 
-Public API:
-
-- :class:`VideoInfo` -- what :func:`probe` reports about a file.
 - :class:`VideoWriter` -- context manager: ``write(frame)`` RGB uint8 frames, get an H.264 MP4.
 - :func:`read_frames` -- iterator of RGB uint8 frames, optionally rescaled by ffmpeg.
+- :func:`iter_frames` -- the same with an arbitrary filter chain first (``select`` to sample).
 - :func:`extract_frame` -- one frame (first, last, or by index) without decoding the whole clip.
-- :func:`ffmpeg_exe` -- path of the ffmpeg binary, for modules that build their own graphs.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -31,156 +24,20 @@ from typing import IO, Literal
 
 import numpy as np
 
+from reelflow.media.ffmpeg import FFmpegError, ffmpeg_exe, fps_arg, tail
+from reelflow.media.probe import VideoInfo, probe
+
+PathLike = str | os.PathLike[str]
+
 __all__ = [
     "FFmpegError",
     "VideoInfo",
     "VideoWriter",
     "extract_frame",
-    "ffmpeg_exe",
+    "iter_frames",
     "probe",
     "read_frames",
 ]
-
-
-class FFmpegError(RuntimeError):
-    """ffmpeg exited with an error; the message carries the tail of its stderr."""
-
-
-@functools.cache
-def ffmpeg_exe() -> str:
-    """Return the ffmpeg binary: ``$REELFLOW_FFMPEG`` if set, else the imageio-ffmpeg one.
-
-    The override exists so a deployment can use a system ffmpeg with NVENC or more codecs.
-    """
-    override = os.environ.get("REELFLOW_FFMPEG")
-    if override:
-        return override
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """Facts about a video file's first video stream.
-
-    ``duration`` is ``frame_count / fps`` when both are known (that is what an editor lays on
-    a timeline); ``container_duration`` is the one the container declares, which includes
-    audio and edit lists and so can differ slightly.
-    """
-
-    path: Path
-    width: int
-    height: int
-    fps: float
-    frame_count: int
-    duration: float
-    codec: str
-    pix_fmt: str | None = None
-    container_duration: float | None = None
-    has_audio: bool = False
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(width, height)``, the order ffmpeg and OpenCV take sizes in."""
-        return (self.width, self.height)
-
-
-def _fps_arg(fps: float | Fraction) -> str:
-    """Format a frame rate for ffmpeg exactly: 30000/1001 rather than 29.97002997."""
-    frac = Fraction(fps).limit_denominator(1001)
-    return f"{frac.numerator}/{frac.denominator}"
-
-
-# Frame rates that ffmpeg prints rounded ("29.97 fps") but that are really NTSC rationals.
-_NTSC = {round(n * 1000 / 1001, 2): n * 1000 / 1001 for n in (24, 30, 48, 60, 120)}
-
-
-def _tail(data: bytes | str, limit: int = 2000) -> str:
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return text.strip()[-limit:]
-
-
-_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-_VIDEO_RE = re.compile(r"Stream #\d+:\d+[^:]*:\s*Video:\s*(?P<codec>[\w-]+)(?P<rest>.*)")
-_SIZE_RE = re.compile(r"(?<![\w/])(\d{2,5})x(\d{2,5})(?![\w])")
-_FPS_RE = re.compile(r"(\d+(?:\.\d+)?)k?\s+fps")
-_TBR_RE = re.compile(r"(\d+(?:\.\d+)?)k?\s+tbr")
-
-
-def probe(path: str | os.PathLike[str]) -> VideoInfo:
-    """Describe ``path``'s first video stream with the ffmpeg binary only.
-
-    The header (``ffmpeg -i``) gives codec, size, pixel format and frame rate; the frame count
-    comes from a stream copy to the null muxer, which reads packets without decoding, so it is
-    exact and costs milliseconds even for long clips.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(p)
-    header = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)],
-        capture_output=True,
-        check=False,
-    ).stderr.decode("utf-8", "replace")
-    video = None
-    has_audio = False
-    for line in header.splitlines():
-        if video is None:
-            video = _VIDEO_RE.search(line)
-        if re.search(r"Stream #\d+:\d+[^:]*:\s*Audio:", line):
-            has_audio = True
-    if video is None:
-        raise FFmpegError(f"no video stream in {p}: {_tail(header)}")
-    codec = video.group("codec")
-    rest = video.group("rest")
-    size = _SIZE_RE.search(rest)
-    if size is None:
-        raise FFmpegError(f"cannot read the frame size of {p}: {video.group(0)}")
-    width, height = int(size.group(1)), int(size.group(2))
-    rate = _FPS_RE.search(rest) or _TBR_RE.search(rest)
-    fps = float(rate.group(1)) if rate else 0.0
-    if rate and rate.group(0).rstrip().endswith(("k fps", "k tbr")):
-        fps *= 1000
-    fps = _NTSC.get(round(fps, 2), fps)
-    # "h264 (High) (avc1 / ...), yuv420p(tv, bt709, progressive), 1920x1080, ...": the pixel
-    # format is the second comma field once parenthesised details are dropped.
-    fields = re.sub(r"\([^()]*\)", "", rest).split(",")
-    pix_fmt = (fields[1].strip() or None) if len(fields) > 1 else None
-    dur = _DURATION_RE.search(header)
-    container_duration = (
-        int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else None
-    )
-
-    count_cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-v", "error",
-        "-i", str(p), "-map", "0:v:0", "-c", "copy", "-f", "null", "-progress", "pipe:1", "-",
-    ]  # fmt: skip
-    counted = subprocess.run(
-        count_cmd,
-        capture_output=True,
-        check=False,
-    )
-    if counted.returncode != 0:
-        raise FFmpegError(f"ffmpeg could not read {p}: {_tail(counted.stderr)}")
-    frames = re.findall(rb"^frame=(\d+)", counted.stdout, flags=re.M)
-    frame_count = int(frames[-1]) if frames else 0
-    if fps > 0 and frame_count > 0:
-        duration = frame_count / fps
-    else:
-        duration = container_duration or 0.0
-    return VideoInfo(
-        path=p,
-        width=width,
-        height=height,
-        fps=fps,
-        frame_count=frame_count,
-        duration=duration,
-        codec=codec,
-        pix_fmt=pix_fmt,
-        container_duration=container_duration,
-        has_audio=has_audio,
-    )
 
 
 class VideoWriter:
@@ -239,7 +96,7 @@ class VideoWriter:
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
-            "-r", _fps_arg(self.fps), "-i", "pipe:0",
+            "-r", fps_arg(self.fps), "-i", "pipe:0",
             "-an", "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
             "-pix_fmt", "yuv420p", "-movflags", "+faststart",
             *self.extra_output_args,
@@ -309,7 +166,7 @@ class VideoWriter:
         if self._stderr is None:
             return ""
         self._stderr.seek(0)
-        return _tail(self._stderr.read())
+        return tail(self._stderr.read())
 
     def _close_stderr(self) -> None:
         if self._stderr is not None:
@@ -378,7 +235,7 @@ def _decode(
             rc = proc.wait()
         if finished and rc != 0:
             err.seek(0)
-            raise FFmpegError(f"decoding {path} failed (rc={rc}): {_tail(err.read())}")
+            raise FFmpegError(f"decoding {path} failed (rc={rc}): {tail(err.read())}")
 
 
 def read_frames(
@@ -395,7 +252,7 @@ def read_frames(
     ``fps`` resamples the rate. Breaking out of the loop kills the ffmpeg process.
     """
     input_args = ["-ss", f"{start:.6f}"] if start else []
-    filters = [f"fps={_fps_arg(fps)}"] if fps else []
+    filters = [f"fps={fps_arg(fps)}"] if fps else []
     return _decode(Path(path), size=size, input_args=input_args, filters=filters)
 
 
@@ -445,3 +302,48 @@ def extract_frame(
     if last is None:
         raise IndexError(f"no frame {which!r} in {p}")
     return last.copy()
+
+
+def iter_frames(
+    path: PathLike,
+    *,
+    size: tuple[int, int] | None = None,
+    vf: str | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream RGB uint8 frames (H x W x 3) of ``path`` one at a time through a pipe.
+
+    ``size=(w, h)`` scales inside ffmpeg; ``vf`` is an extra filter chain applied first (e.g.
+    ``fps=2`` to sample). Only one frame is ever in Python memory; leaving the loop early kills
+    ffmpeg.
+    """
+    if size is None:
+        info = probe(path)
+        size = (info.width, info.height)
+    w, h = size
+    chain = [vf] if vf else []
+    chain.append(f"scale={w}:{h}:flags=area")
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
+        "-i", str(path), "-map", "0:v:0", "-vf", ",".join(chain),
+        "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+    ]  # fmt: skip
+    frame_bytes = w * h * 3
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    finished = False
+    try:
+        while True:
+            buf = proc.stdout.read(frame_bytes)
+            if len(buf) < frame_bytes:
+                break
+            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+        finished = True
+    finally:
+        if not finished:
+            proc.kill()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.stderr.close()
+        code = proc.wait()
+        if finished and code != 0:
+            raise FFmpegError.of(f"decode {Path(path).name}", code, tail(err))

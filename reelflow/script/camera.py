@@ -17,9 +17,10 @@ from typing import get_args
 from pydantic import BaseModel, Field
 
 from reelflow.llm import ChatClient, system, user
+from reelflow.script.intensity import text_intensity_curve
 from reelflow.storyboard import Angle, Camera, Movement, Shot, ShotSize, Storyboard
 
-log = logging.getLogger("reelflow.camera")
+log = logging.getLogger("reelflow.script.camera")
 
 SIZES: tuple[str, ...] = get_args(ShotSize)
 """Shot sizes from widest to tightest; index distance is the size of a cut's jump."""
@@ -135,8 +136,6 @@ def _missing(shot: Shot) -> set[str]:
 def rule_camera(storyboard: Storyboard, curve: list[int] | None = None) -> dict[str, Camera]:
     """A full camera proposal per shot from keywords, story position and the emotion curve."""
     if curve is None:
-        from reelflow.calibration import text_intensity_curve  # calibration imports camera
-
         curve = text_intensity_curve(storyboard)
     n = len(storyboard.shots)
     peak = max(range(n), key=lambda i: (curve[i], -i))

@@ -14,11 +14,11 @@ from collections.abc import Iterator, MutableMapping
 
 from pydantic import BaseModel, Field
 
-from reelflow.keys import validate_key
 from reelflow.llm import ChatClient, LLMError, system, user
-from reelflow.store import ArtifactStore, ObjectNotFound
+from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
+from reelflow.store.keys import validate_key
 
-log = logging.getLogger("reelflow.translate")
+log = logging.getLogger("reelflow.script.translate")
 
 TRANSLATE_PROMPT = """Render this English image-generation prompt in natural Simplified Chinese
 for a film director reviewing it. Keep the meaning and every visual detail; keep trigger words,

@@ -22,9 +22,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from reelflow.camera import check_sequence
 from reelflow.llm import ChatClient, system, user
-from reelflow.storyboard import Shot, Storyboard
+from reelflow.script.camera import check_sequence
+from reelflow.script.intensity import clamp, text_intensity
+from reelflow.storyboard import Storyboard
 
 ACTS = ("setup", "development", "turn", "payoff")
 Severity = Literal["error", "warning", "info"]
@@ -120,39 +121,9 @@ class CalibrationReport(BaseModel):
 
 # -- emotion from text and camera -------------------------------------------------------------
 
-_HIGH = re.compile(
-    r"\b(sudden\w*|explo\w+|crash\w*|storm\w*|scream\w*|rac(e|es|ing)|speed\w*|chase\w*|"
-    r"fight\w*|burst\w*|climax|reveal\w*|transform\w*|melt\w*|bloom\w*|blossom\w*|erupt\w*|"
-    r"dramatic\w*|lightning|roar\w*|tears|shock\w*|collid\w*|panic\w*|triumph\w*)\b"
-)
-_MID = re.compile(
-    r"\b(fast|rush\w*|leap\w*|jump\w*|rises?|rising|soar\w*|glow\w*|shin\w+|joy\w*|cheer\w*|"
-    r"celebrat\w*|welcom\w*|announc\w*|giant|huge|towering|finally|arriv\w*|carv\w*|spray)\b"
-)
-_CALM = re.compile(
-    r"\b(quiet\w*|calm\w*|still|gentl\w*|slow\w*|peaceful\w*|distance|fading|rest\w*|"
-    r"sleep\w*|soft\w*|empty|lonely|silen\w*|parked|waits?)\b"
-)
 _SIZE_BONUS = {"extreme-wide": -1, "close-up": 1, "extreme-close-up": 1}
 _MOVE_BONUS = {"push-in": 1, "pull-out": -1}
 _ANGLE_BONUS = {"low": 1, "dutch": 1}
-
-
-def _clamp(value: float) -> int:
-    return max(0, min(10, round(value)))
-
-
-def text_intensity(shot: Shot) -> int:
-    """Intensity the words alone suggest: the base for camera proposals (which change camera)."""
-    text = " ".join([shot.description, shot.prompt or "", shot.motion_prompt or ""]).lower()
-    high = min(2, len(_HIGH.findall(text)))
-    mid = min(2, len(_MID.findall(text)))
-    calm = min(2, len(_CALM.findall(text)))
-    return _clamp(4 + 2 * high + mid - calm)
-
-
-def text_intensity_curve(storyboard: Storyboard) -> list[int]:
-    return [text_intensity(shot) for shot in storyboard.shots]
 
 
 def rule_emotion_curve(storyboard: Storyboard) -> list[int]:
@@ -170,7 +141,7 @@ def rule_emotion_curve(storyboard: Storyboard) -> list[int]:
             value += 1
         elif shot.duration > 1.4 * mean:
             value -= 1
-        curve.append(_clamp(value))
+        curve.append(clamp(value))
     return curve
 
 

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from reelflow import keys
 from reelflow.llm import Usage
-from reelflow.script import Brief
+from reelflow.script.drafts import Brief
+from reelflow.store import keys
 
 
 class EndpointInfo(BaseModel):

@@ -1,0 +1,1 @@
+"""The script stage: brief -> drafts -> calibration -> camera language -> revision rounds."""

@@ -1,0 +1,37 @@
+"""The storyboard: the contract (models), loading with file:line errors, prompts, characters."""
+
+from reelflow.storyboard.loading import (
+    StoryboardError,
+    json_schema,
+    load_storyboard,
+    parse_storyboard,
+    save_storyboard,
+)
+from reelflow.storyboard.model import (
+    Angle,
+    Camera,
+    Caption,
+    Character,
+    FrameRef,
+    HexColor,
+    InpaintRegion,
+    LoraRef,
+    Movement,
+    Music,
+    Outpaint,
+    Reference,
+    Sampler,
+    Shot,
+    ShotSize,
+    Slug,
+    Storyboard,
+    StyleLock,
+    Transition,
+)
+
+__all__ = [
+    "Angle", "Camera", "Caption", "Character", "FrameRef", "HexColor", "InpaintRegion",
+    "LoraRef", "Movement", "Music", "Outpaint", "Reference", "Sampler", "Shot", "ShotSize",
+    "Slug", "Storyboard", "StoryboardError", "StyleLock", "Transition", "json_schema",
+    "load_storyboard", "parse_storyboard", "save_storyboard",
+]  # fmt: skip
