@@ -2,7 +2,7 @@
 
 Both run in a fresh interpreter (see `bench.worker`); the timer starts after the imports and
 the set-up (results block saved, store configured) and stops when the film, cover and manifest
-are in the bucket. The plain loop calls the same `reelflow.render.steps` functions in the flow's
+are in the bucket. The plain loop calls the same `reelflow.render` functions in the flow's
 order, with the same auto decisions (variant 0 of every shot), delivers the flow's default
 version (captions burned in) with its cover, and stores the storyboard and a manifest like the
 flow does; it has no Prefect, no review artifacts and no variant scoring.
@@ -62,7 +62,10 @@ def _task_runs(flow_run_id: Any) -> tuple[dict[str, list[str]], dict[str, float]
 
 def run_plain(board_text: str, profile: str) -> dict[str, Any]:
     """The same film from `reelflow.produce.*` in a plain loop (no Prefect)."""
-    from reelflow.render import steps as produce
+    from reelflow.render import clips as clip_steps
+    from reelflow.render import edit as edit_steps
+    from reelflow.render import images as image_steps
+    from reelflow.render import models as model_steps
     from reelflow.render.jobs import (
         CaptionCue,
         CoverJob,
@@ -97,16 +100,16 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         if_absent=True,
     )
     if render_profile.image_model == "tiny":
-        produce.prepare_demo_models(
+        model_steps.prepare_demo_models(
             lora_names(board), render_profile.image_family or "sd15", render_profile.video_model
         )
     steps["prepare_models"] = time.perf_counter() - start
     plan = plan_render(board, render_profile, base_dir=base_dir)
     jobs = {job.shot: job for job in plan.images}
-    variants = {shot: produce.render_variants(store, job) for shot, job in jobs.items()}
+    variants = {shot: image_steps.render_variants(store, job) for shot, job in jobs.items()}
     steps["render_variants"] = time.perf_counter() - start - sum(steps.values())
     chosen = {
-        shot: produce.hires_fix(store, hires_job(job, variants[shot][0], 0, render_profile))
+        shot: image_steps.hires_fix(store, hires_job(job, variants[shot][0], 0, render_profile))
         if render_profile.hires_fix
         else variants[shot][0]
         for shot, job in jobs.items()
@@ -123,9 +126,9 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         for name, ref in refs:
             if ref is not None:
                 fjob = frame_job(board, shot, ref, render_profile, base_dir=base_dir)
-                updates[name] = produce.take_frame(store, fjob, clips[ref.shot])
+                updates[name] = image_steps.take_frame(store, fjob, clips[ref.shot])
                 frames.setdefault(shot.id, []).append(updates[name])
-        clips[shot.id] = produce.render_clip(store, job.model_copy(update=updates))
+        clips[shot.id] = clip_steps.render_clip(store, job.model_copy(update=updates))
     steps["clips_and_frames"] = time.perf_counter() - start - sum(steps.values())
     edit = EditJob(
         project=board.project,
@@ -136,8 +139,8 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         ],
         width=board.width, height=board.height, fps=board.fps, crf=render_profile.crf,
     )
-    film_key = produce.assemble_film(store, edit)
-    cover_key = produce.make_cover(
+    film_key = edit_steps.assemble_film(store, edit)
+    cover_key = edit_steps.make_cover(
         store,
         CoverJob(project=board.project, film_key=film_key, title=board.title,
                  width=board.width, height=board.height),
@@ -149,13 +152,13 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         for s in board.shots
     ]
     export = ExportSpec(aspect=board.aspect if board.aspect in ("9:16", "1:1") else "16:9")
-    version_key = produce.export_version(
+    version_key = edit_steps.export_version(
         store,
         VersionJob(project=board.project, master_key=film_key, export=export, captions=captions,
                    title=board.title),
         board.aspect,
     )
-    produce.make_cover(
+    edit_steps.make_cover(
         store,
         CoverJob(project=board.project, film_key=version_key, title=board.title,
                  width=board.width, height=board.height),
@@ -174,7 +177,7 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
 
 def prepare_models(lora_names: list[str]) -> dict[str, Any]:
     """Build the tiny models (and LoRAs) once, so every timed run finds them ready."""
-    from reelflow.render.steps import prepare_demo_models
+    from reelflow.render.models import prepare_demo_models
 
     start = time.perf_counter()
     prepare_demo_models(lora_names)

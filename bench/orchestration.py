@@ -71,7 +71,7 @@ def run(ctx: Context) -> Section:
 
     samples = alternate(ctx.reps, {"flow": flow, "plain": plain})
     section.add("flow", "produce_video end to end (auto approval)", samples["flow"])
-    section.add("plain", "same reelflow.render.steps calls in a plain loop", samples["plain"])
+    section.add("plain", "same reelflow.render calls in a plain loop", samples["plain"])
     section.ratio("flow / plain", "flow", "plain", goal=1.15)
 
     films = {d["film_key"] for side in details.values() for d in side}

@@ -98,7 +98,7 @@ def cmd_styleboard(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_INVALID)
     if profile.image_model == "tiny":
         from reelflow.render.jobs import shot_loras
-        from reelflow.render.steps import prepare_demo_models
+        from reelflow.render.models import prepare_demo_models
 
         loras = [ref.name for ref in shot_loras(storyboard, shot)] if profile.tiny_loras else []
         prepare_demo_models(loras, profile.image_family or "sd15")

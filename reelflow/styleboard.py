@@ -204,7 +204,7 @@ def render_style_tiles(
     """Render the shot once per candidate: same seed, model, size and steps; one variant each."""
     from reelflow.imaging.checks import palette_score
     from reelflow.imaging.generate import generate_variants
-    from reelflow.render.steps import _image_spec
+    from reelflow.render.models import image_spec
 
     check_candidates(candidates)
     shot = storyboard.shot(shot_id)
@@ -219,7 +219,7 @@ def render_style_tiles(
         if not survives:
             log.warning("style %r: the film's prompt for shot %s is over budget and drops this "
                         "style's words; the board shows it anyway", candidate.name, shot_id)
-        spec = _image_spec(job, prompt=prompt, width=job.width, height=job.height, seed=job.seed)
+        spec = image_spec(job, prompt=prompt, width=job.width, height=job.height, seed=job.seed)
         [(_, image)] = generate_variants(spec, 1)
         tiles.append(
             StyleTile(

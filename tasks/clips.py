@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from reelflow.render import steps as produce
+from reelflow.render import clips
 from reelflow.render.jobs import ClipJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
@@ -17,4 +17,4 @@ from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
     retry_delay_seconds=RETRY_DELAY,
 )
 def render_clip(job: ClipJob) -> str:
-    return produce.render_clip(get_store(), job)
+    return clips.render_clip(get_store(), job)

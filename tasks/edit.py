@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from reelflow.render import steps as produce
+from reelflow.render import edit
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
@@ -17,7 +17,7 @@ from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
     retry_delay_seconds=RETRY_DELAY,
 )
 def assemble_film(job: EditJob) -> str:
-    return produce.assemble_film(get_store(), job)
+    return edit.assemble_film(get_store(), job)
 
 
 @task(
@@ -28,7 +28,7 @@ def assemble_film(job: EditJob) -> str:
     retry_delay_seconds=RETRY_DELAY,
 )
 def make_cover(job: CoverJob) -> str:
-    return produce.make_cover(get_store(), job)
+    return edit.make_cover(get_store(), job)
 
 
 @task(name="upload-input", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
@@ -36,7 +36,7 @@ def upload_input(project: str, path: str) -> str:
     """Store a file the storyboard names (music); the key is its content hash."""
     from pathlib import Path
 
-    return produce.store_input(get_store(), project, Path(path))
+    return edit.store_input(get_store(), project, Path(path))
 
 
 @task(
@@ -47,7 +47,7 @@ def upload_input(project: str, path: str) -> str:
     retry_delay_seconds=RETRY_DELAY,
 )
 def snap_to_music(job: MusicJob) -> list[float]:
-    return produce.snap_to_music(get_store(), job)
+    return edit.snap_to_music(get_store(), job)
 
 
 @task(
@@ -58,7 +58,7 @@ def snap_to_music(job: MusicJob) -> list[float]:
     retry_delay_seconds=RETRY_DELAY,
 )
 def master_with_music(job: MasterJob) -> str:
-    return produce.master_with_music(get_store(), job)
+    return edit.master_with_music(get_store(), job)
 
 
 @task(
@@ -69,4 +69,4 @@ def master_with_music(job: MasterJob) -> str:
     retry_delay_seconds=RETRY_DELAY,
 )
 def export_version(job: VersionJob, source_aspect: str) -> str:
-    return produce.export_version(get_store(), job, source_aspect)
+    return edit.export_version(get_store(), job, source_aspect)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from reelflow.render import steps as produce
+from reelflow.render import images, models
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
@@ -14,7 +14,7 @@ from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 def prepare_models(
     lora_names: list[str], family: str = "sd15", video_model: str | None = None
 ) -> dict[str, str]:
-    return produce.prepare_demo_models(lora_names, family, video_model)
+    return models.prepare_demo_models(lora_names, family, video_model)
 
 
 @task(
@@ -25,7 +25,7 @@ def prepare_models(
     retry_delay_seconds=RETRY_DELAY,
 )
 def render_variants(job: ImageJob) -> list[str]:
-    keys = produce.render_variants(get_store(), job)
+    keys = images.render_variants(get_store(), job)
     _log_model_loads()
     return keys
 
@@ -45,7 +45,7 @@ def _log_model_loads() -> None:
     retry_delay_seconds=RETRY_DELAY,
 )
 def hires_fix(job: HiresJob) -> str:
-    key = produce.hires_fix(get_store(), job)
+    key = images.hires_fix(get_store(), job)
     _log_model_loads()
     return key
 
@@ -58,7 +58,7 @@ def hires_fix(job: HiresJob) -> str:
     retry_delay_seconds=RETRY_DELAY,
 )
 def take_frame(job: FrameJob, clip_key: str) -> str:
-    return produce.take_frame(get_store(), job, clip_key)
+    return images.take_frame(get_store(), job, clip_key)
 
 
 @task(
@@ -69,4 +69,4 @@ def take_frame(job: FrameJob, clip_key: str) -> str:
     retry_delay_seconds=RETRY_DELAY,
 )
 def retouch(job: RetouchJob) -> str:
-    return produce.retouch(get_store(), job)
+    return images.retouch(get_store(), job)

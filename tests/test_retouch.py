@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from reelflow.render import steps as produce
+from reelflow.render import edit, images, models
 from reelflow.render.jobs import image_job, retouch_job
 from reelflow.render.profiles import get_profile
 from reelflow.store.artifacts import ArtifactStore
@@ -46,19 +46,19 @@ def test_reference_inpaint_and_outpaint(
     film_env: dict[str, str], store: ArtifactStore, tmp_path: Path
 ) -> None:
     profile = get_profile("test")
-    produce.prepare_demo_models([])
+    models.prepare_demo_models([])
     board = parse_storyboard(BOARD)
     shot = board.shots[0]
 
     reference = Image.new("RGB", (64, 40), (20, 20, 160))
     ImageDraw.Draw(reference).rectangle((8, 8, 30, 30), fill=(240, 220, 20))
     reference.save(tmp_path / "ref.png")
-    ref_key = produce.store_input(store, board.project, tmp_path / "ref.png")
+    ref_key = edit.store_input(store, board.project, tmp_path / "ref.png")
 
     plain = image_job(board, shot, profile)
     guided = plain.model_copy(update={"reference": ref_key, "reference_strength": 0.5})
-    plain_keys = produce.render_variants(store, plain)
-    guided_keys = produce.render_variants(store, guided)
+    plain_keys = images.render_variants(store, plain)
+    guided_keys = images.render_variants(store, guided)
     target = np.asarray(reference, np.int16)
     for plain_key, guided_key in zip(plain_keys, guided_keys, strict=True):
         closer = np.abs(_image(store, guided_key) - target).mean()
@@ -67,10 +67,10 @@ def test_reference_inpaint_and_outpaint(
 
     touch = retouch_job(guided, shot, guided_keys[0])
     assert touch is not None
-    key = produce.retouch(store, touch)
+    key = images.retouch(store, touch)
     result = Image.open(io.BytesIO(store.get_bytes(key)))
     assert abs(result.width / result.height - 2.0) < 0.1  # outpainted to 2:1
     assert result.height == 40
     lineage = store.lineage(key)
     assert lineage.parents == [guided_keys[0]] and lineage.extra["step"] == "retouch"
-    assert produce.retouch(store, touch) == key  # idempotent: found, not redone
+    assert images.retouch(store, touch) == key  # idempotent: found, not redone

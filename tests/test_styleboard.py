@@ -12,8 +12,8 @@ import yaml
 from PIL import Image
 
 from reelflow.cli import main
+from reelflow.render.models import prepare_demo_models
 from reelflow.render.profiles import get_profile
-from reelflow.render.steps import prepare_demo_models
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.storyboard import Storyboard, parse_storyboard
 from reelflow.styleboard import (

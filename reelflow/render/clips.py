@@ -1,0 +1,94 @@
+"""Clip step: a shot's clip from its still (a camera move) or from two frames (a transition),
+through the video backend the job names; the backend stays resident per process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reelflow.render.common import lineage_of, scratch
+from reelflow.render.jobs import ClipJob, resolve_model_path
+from reelflow.store import keys
+from reelflow.store.artifacts import ArtifactStore
+
+
+def render_clip(store: ArtifactStore, job: ClipJob) -> str:
+    """A shot's clip: a camera move over its still, or a transition between two frames."""
+    from reelflow.motion.backends import ClipRequest
+
+    key = keys.clip_key(job.project, job.shot, job.spec_hash())
+    if store.exists(key):
+        return key
+    backend = _backend(job.backend, job.backend_options)
+    with scratch() as tmp:
+        out = tmp / "clip.mp4"
+        request_images: list[Path] = []
+        parents: list[str] = []
+        for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
+            if source:
+                path = store.get_file(source, tmp / f"in{index}.png")
+                request_images.append(path)
+                parents.append(source)
+        request = ClipRequest(
+            images=request_images,
+            motion_prompt=job.motion_prompt,
+            movement=job.movement,
+            duration=job.duration,
+            fps=job.fps,
+            width=job.width,
+            height=job.height,
+            seed=job.seed,
+        )
+        if job.first_frame_key or job.last_frame_key:
+            first, last = _transition_ends(job, request_images)
+            info = backend.render_transition(first, last, request, out)
+        else:
+            info = backend.render_shot(request, out)
+        store.put_file(
+            key,
+            out,
+            "video/mp4",
+            lineage_of(
+                "clip",
+                job,
+                parents,
+                {"backend": backend.name, "frames": info.frame_count, "shot": job.shot},
+            ),
+        )
+    return key
+
+
+_BACKENDS: dict[str, object] = {}
+
+
+def _backend(name: str, options: dict):
+    """One backend instance per (name, options) per process: a generative one keeps its
+    pipeline resident across clips instead of reloading it for every shot."""
+    from reelflow.motion.backends import get_backend
+
+    resolved = {k: resolve_model_path(v) if k == "model" else v for k, v in options.items()}
+    cache_key = f"{name}:{sorted(resolved.items())}"
+    if cache_key not in _BACKENDS:
+        _BACKENDS[cache_key] = get_backend(name, **resolved)
+    return _BACKENDS[cache_key]
+
+
+def _transition_ends(job: ClipJob, images: list[Path]) -> tuple[Path, Path]:
+    """First and last frame of a transition: referenced frames, else the shot's own still."""
+    by_role = dict(
+        zip(
+            [
+                r
+                for r, k in (
+                    ("image", job.image_key),
+                    ("first", job.first_frame_key),
+                    ("last", job.last_frame_key),
+                )
+                if k
+            ],
+            images,
+            strict=True,
+        )
+    )
+    first = by_role.get("first") or by_role["image"]
+    last = by_role.get("last") or by_role["image"]
+    return first, last

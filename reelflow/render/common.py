@@ -1,0 +1,44 @@
+"""What every production step shares: a scratch folder, the lineage of what a job made,
+PNG bytes in and out of the bucket."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from PIL import Image
+
+from reelflow.render.jobs import Job
+from reelflow.store.artifacts import ArtifactStore, Lineage
+
+
+@contextmanager
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="reelflow-") as tmp:
+        yield Path(tmp)
+
+
+def lineage_of(
+    kind: str, job: Job, parents: list[str], extra: dict[str, object] | None = None
+) -> Lineage:
+    """The sidecar of an object a job made: the job itself is the spec, its hash the name."""
+    return Lineage(
+        kind=kind,
+        spec=job.model_dump(mode="json"),
+        spec_hash=job.spec_hash(),
+        parents=parents,
+        extra=extra or {},
+    )
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def load_image(store: ArtifactStore, key: str) -> Image.Image:
+    return Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB")

@@ -1,0 +1,173 @@
+"""Image steps: K variants of a shot, the hi-res fix of the chosen one, retouch (inpaint /
+outpaint), and frames taken from another shot's clip. Each is idempotent: the job's spec hash
+names its output, so an object already in the bucket is returned, not recomputed."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
+from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
+from reelflow.render.models import image_spec
+from reelflow.store import keys
+from reelflow.store.artifacts import ArtifactStore, Lineage
+
+
+def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
+    """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
+    from reelflow.imaging.generate import generate_variants
+
+    base = job.spec_hash()
+    wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
+    if all(store.exists(key) for key in wanted):
+        return wanted
+    spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
+    if job.reference:  # keep the reference's composition: each variant is img2img from it
+        from reelflow.imaging.generate import img2img_from_reference
+
+        reference = load_image(store, job.reference).resize((job.width, job.height))
+        results = [
+            (
+                seed,
+                img2img_from_reference(
+                    reference, spec.model_copy(update={"seed": seed}), job.reference_strength
+                ),
+            )
+            for seed in range(job.seed, job.seed + job.variants)
+        ]
+    else:
+        results = generate_variants(spec, job.variants)
+    for index, (seed, image) in enumerate(results):
+        store.put_bytes(
+            wanted[index],
+            png_bytes(image),
+            "image/png",
+            Lineage(
+                kind="image",
+                spec=job.model_dump(mode="json"),
+                spec_hash=base,
+                extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
+                parents=[job.reference] if job.reference else [],
+            ),
+        )
+    return wanted
+
+
+def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
+    """Upscale the chosen variant and refine it with img2img at the same seed."""
+    from reelflow.imaging.generate import hires_fix as refine
+
+    key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
+    if store.exists(key):
+        return key
+    image = load_image(store, job.variant_key)
+    base = job.image
+    spec = image_spec(
+        base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
+    )
+    refined = refine(image, spec, scale=job.scale, strength=job.strength)
+    store.put_bytes(
+        key,
+        png_bytes(refined),
+        "image/png",
+        lineage_of(
+            "image",
+            job,
+            [job.variant_key],
+            {"step": "hires-fix", "shot": base.shot, "seed": job.seed},
+        ),
+    )
+    return key
+
+
+def retouch(store: ArtifactStore, job: RetouchJob) -> str:
+    """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
+    from PIL import ImageDraw
+
+    from reelflow.imaging.generate import inpaint, outpaint
+
+    key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
+    if store.exists(key):
+        return key
+    image = load_image(store, job.source_key)
+    base = job.image
+    width, height = image.size
+    for region in job.inpaint:
+        x0, y0, x1, y1 = region["box"]
+        mask = Image.new("L", image.size, 0)
+        ImageDraw.Draw(mask).rectangle(
+            (round(x0 * width), round(y0 * height), round(x1 * width), round(y1 * height)),
+            fill=255,
+        )
+        spec = image_spec(
+            base,
+            prompt=f"{region['prompt']}, {base.prompt}",
+            width=width,
+            height=height,
+            seed=base.seed,
+        )
+        image = inpaint(image, mask, spec, strength=region["strength"])
+    if job.outpaint:
+        spec = image_spec(base, prompt=base.prompt, width=width, height=height, seed=base.seed)
+        side = job.outpaint.get("direction")
+        expand = round(job.outpaint["expand"] * (width if side in ("left", "right") else height))
+        image = outpaint(
+            image,
+            spec,
+            direction=side,
+            target_aspect=job.outpaint.get("target_aspect"),
+            expand_px=expand if side else None,
+        )
+    store.put_bytes(
+        key,
+        png_bytes(image),
+        "image/png",
+        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": base.shot}),
+    )
+    return key
+
+
+def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
+    """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
+    from reelflow.media.frames import extract_frame
+
+    key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
+    if store.exists(key):
+        return key
+    with scratch() as tmp:
+        clip = store.get_file(clip_key, tmp / "clip.mp4")
+        frame = Image.fromarray(extract_frame(clip, job.frame))
+    parents = [clip_key]
+    if job.restyle_prompt:
+        from reelflow.imaging.generate import restyle_canny
+
+        width, height = _generation_size(frame.size, job)
+        spec = image_spec(
+            job, prompt=job.restyle_prompt, width=width, height=height, seed=job.seed
+        )
+        frame = restyle_canny(
+            frame.resize((width, height), Image.LANCZOS), spec, resolve_model_path(job.controlnet)
+        )
+    store.put_bytes(
+        key,
+        png_bytes(frame),
+        "image/png",
+        lineage_of(
+            "image",
+            job,
+            parents,
+            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
+        ),
+    )
+    return key
+
+
+def clip_key_hash(key: str) -> str:
+    return key.rsplit("/", 1)[-1].split(".", 1)[0][:8]
+
+
+def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:
+    """Restyle at a size the model handles: the frame's aspect, at most 512 px wide, /8."""
+    width, height = size
+    scale = min(1.0, 512 / width)
+    return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)

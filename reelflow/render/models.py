@@ -1,0 +1,77 @@
+"""The models a step runs: the tiny demo/test models built once per machine, and the
+translation of a job's model/LoRA choice into what imaging loads."""
+
+from __future__ import annotations
+
+from reelflow.render.jobs import (
+    FrameJob,
+    ImageJob,
+    LoraChoice,
+    ModelChoice,
+    models_dir,
+    resolve_model_path,
+)
+
+
+def prepare_demo_models(
+    lora_names: list[str], family: str = "sd15", video_model: str | None = None
+) -> dict[str, str]:
+    """Build the tiny models a `demo`/`test` profile asks for (once; later calls find them)."""
+    root = models_dir()
+    wanted = {"tiny-sd": root / "tiny-sd", "tiny-controlnet": root / "tiny-controlnet"}
+    wanted |= {name: root / "loras" / f"{name}.safetensors" for name in lora_names}
+    if video_model in ("tiny-ltx", "tiny-wan"):
+        wanted[video_model] = root / video_model
+    if all(
+        (path / "model_index.json").exists() or path.is_file() or (path / "config.json").exists()
+        for path in wanted.values()
+    ):
+        return {name: str(path) for name, path in wanted.items()}  # no torch import needed
+    from reelflow.imaging.tiny import build_tiny_controlnet, build_tiny_lora, build_tiny_sd
+
+    if video_model in ("tiny-ltx", "tiny-wan"):
+        from reelflow.motion.tiny import build_tiny_ltx, build_tiny_wan
+
+        build = build_tiny_ltx if video_model == "tiny-ltx" else build_tiny_wan
+        build(root / video_model)
+    sd = build_tiny_sd(root / "tiny-sd", family=family)
+    controlnet = build_tiny_controlnet(sd, root / "tiny-controlnet")
+    built = {"tiny-sd": str(sd), "tiny-controlnet": str(controlnet)}
+    for index, name in enumerate(sorted(set(lora_names))):
+        path = build_tiny_lora(sd, root / "loras" / f"{name}.safetensors", seed=1000 + index)
+        built[name] = str(path)
+    return built
+
+
+def image_spec(job: ImageJob | FrameJob, *, prompt: str, width: int, height: int, seed: int):
+    from reelflow.imaging.generate import ImageSpec
+
+    return ImageSpec(
+        prompt=prompt,
+        negative_prompt=job.negative_prompt,
+        seed=seed,
+        width=width,
+        height=height,
+        steps=job.steps,
+        guidance=job.guidance,
+        model=model_source(job.model),
+        loras=[lora_spec(lora) for lora in job.loras],
+        shot=job.shot,
+    )
+
+
+def model_source(model: ModelChoice):
+    from reelflow.imaging.models import ModelSource
+
+    return ModelSource(
+        family=model.family,
+        source=resolve_model_path(model.source),
+        dtype=model.dtype,
+        device=model.device,
+    )
+
+
+def lora_spec(lora: LoraChoice):
+    from reelflow.imaging.models import LoraSpec
+
+    return LoraSpec(path=resolve_model_path(lora.path), name=lora.name, weight=lora.weight)
