@@ -114,3 +114,79 @@ def test_soft_subtitles_are_language_tagged_mov_text(grey_clip: Path, tmp_path: 
     back = tmp_path / "back.srt"
     run(["-i", str(out), "-map", "0:s:0", str(back)], what="extract subtitles")
     assert "春天的城市" in back.read_text(encoding="utf-8")
+
+
+# -- layout: wrapping by width, safe areas, never overflowing ------------------------------------
+
+ZH25 = "我们一起去公园看樱花，然后喝一杯咖啡再慢慢走回家"
+EN_LONG = "We walk to the park together to see the cherry blossoms, then have a coffee and stroll home"
+
+
+def test_wrap_breaks_cjk_anywhere_but_not_before_closing_punctuation() -> None:
+    from reelflow.editing.caption_layout import display_width, wrap_text
+
+    lines = wrap_text("我们一起去公园看樱花，然后喝一杯咖啡。", 18)
+    assert all(display_width(line) <= 18 for line in lines)
+    assert "".join(lines) == "我们一起去公园看樱花，然后喝一杯咖啡。"
+    assert not any(line[0] in "，。" for line in lines)
+    assert wrap_text("Into a city in bloom where everyone walks", 20) == [
+        "Into a city in bloom",
+        "where everyone walks",
+    ]
+    # a word longer than a line is split rather than overflowing
+    assert all(display_width(x) <= 6 for x in wrap_text("Supercalifragilistic", 6))
+
+
+def test_layout_shrinks_then_shortens_but_never_leaves_the_safe_area() -> None:
+    from reelflow.editing.caption_layout import SAFE_AREAS, layout_caption
+    from reelflow.editing.fonts import cjk_font_path
+
+    font = cjk_font_path()
+    layout = layout_caption([ZH25, EN_LONG], 720, 1280, font_path=font)
+    assert layout.area is SAFE_AREAS["9:16"]
+    assert "".join(layout.blocks[0].lines) == ZH25  # nothing lost
+    assert len(layout.blocks[0].lines) == 2
+    huge = layout_caption([ZH25 * 20], 720, 1280, font_path=font)
+    assert huge.text_height() <= huge.box_height and huge.blocks[0].lines[-1].endswith("…")
+
+
+@pytest.fixture(scope="module")
+def vertical_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("subs916") / "v.mp4"
+    run(
+        ["-f", "lavfi", "-i", "color=c=gray:size=720x1280:rate=4:duration=2",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
+        what="make vertical test clip",
+    )  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("method", ["libass", "overlay"])
+def test_vertical_chinese_and_long_english_captions_stay_in_the_9x16_safe_area(
+    vertical_clip: Path, tmp_path: Path, method: str
+) -> None:
+    """A 25-character Chinese caption and a long English one on a 720x1280 film: wrapped, inside
+    the short-video safe area (above the bottom 22% and inside the side margins), nothing cut."""
+    from reelflow.editing.caption_layout import SAFE_AREAS
+
+    if method == "libass" and not has_filter("subtitles"):
+        pytest.skip("this ffmpeg build has no libass")
+    captions = [Caption(duration=1.0, zh=ZH25, en=EN_LONG), Caption(duration=1.0, en=EN_LONG)]
+    out = burn_subtitles(vertical_clip, captions, tmp_path / "v.mp4", method=method)
+    clean = next(iter(iter_frames(vertical_clip))).astype(int)
+    area = SAFE_AREAS["9:16"]
+    w, h = 720, 1280
+    for index, frame in enumerate(iter_frames(out)):
+        ink = np.abs(frame.astype(int) - clean).sum(axis=2) > 60
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        assert rows.size and cols.size, f"frame {index}: no caption drawn"
+        assert cols[0] >= w * area.left - 2 and cols[-1] <= w * (1 - area.right) + 2, (
+            f"frame {index}: caption spans x {cols[0]}..{cols[-1]}"
+        )
+        assert rows[0] >= h * area.top and rows[-1] <= h * (1 - area.bottom) + 2, (
+            f"frame {index}: caption spans y {rows[0]}..{rows[-1]}"
+        )
+        # wrapped: two lines per language stacked (one line each would be < 100 / < 45 px tall)
+        assert rows[-1] - rows[0] > (120 if index < 4 else 55), f"frame {index}: not wrapped"
+        # not a one-line caption squeezed to a sliver: it uses most of the safe width
+        assert cols[-1] - cols[0] > 0.6 * w * (1 - area.left - area.right)

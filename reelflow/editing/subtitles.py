@@ -27,6 +27,13 @@ import pysubs2
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelflow.editing.caption_layout import (
+    CaptionLayout,
+    SafeArea,
+    em_size,
+    layout_caption,
+    preset_for,
+)
 from reelflow.editing.fonts import DEFAULT_FONT_FAMILY, cjk_font_path
 from reelflow.media.ffmpeg import PathLike, has_filter, run
 from reelflow.media.probe import probe
@@ -35,6 +42,7 @@ __all__ = [
     "Caption",
     "build_subtitles",
     "burn_subtitles",
+    "caption_languages",
     "caption_times",
     "mux_soft_subtitles",
     "write_ass",
@@ -56,6 +64,12 @@ class Caption(BaseModel):
     en: str = ""
 
 
+def caption_languages(captions: Sequence[Caption]) -> list[Language]:
+    """The languages (in ``zh``, ``en`` order) that at least one caption has text in."""
+    langs: list[Language] = ["zh", "en"]
+    return [lang for lang in langs if any(getattr(c, lang).strip() for c in captions)]
+
+
 def caption_times(captions: Sequence[Caption]) -> list[tuple[int, int]]:
     """``(start_ms, end_ms)`` of every shot on the cumulative timeline."""
     times = []
@@ -66,6 +80,10 @@ def caption_times(captions: Sequence[Caption]) -> list[tuple[int, int]]:
     return times
 
 
+def _event_texts(caption: Caption, languages: Sequence[Language]) -> list[str]:
+    return [t for t in (getattr(caption, lang).strip() for lang in languages) if t]
+
+
 def build_subtitles(
     captions: Sequence[Caption],
     *,
@@ -73,38 +91,49 @@ def build_subtitles(
     width: int = 1920,
     height: int = 1080,
     font_family: str = DEFAULT_FONT_FAMILY,
-    size_ratio: float = 0.055,
+    area: SafeArea | None = None,
+    wrap: bool = True,
 ) -> pysubs2.SSAFile:
     """A ``pysubs2`` file with one event per captioned shot, languages stacked top to bottom.
 
-    Sizes are relative to ``height`` (``PlayResY``) so the same captions suit every aspect
-    ratio; the second language is set at 75% of the first, the usual bilingual hierarchy.
+    Each event is laid out by :func:`~reelflow.editing.caption_layout.layout_caption` for a
+    ``width`` x ``height`` frame: explicit line breaks measured with the font, a size relative
+    to the frame's short side, margins from the platform's safe area (``area``, default: the
+    preset closest to the frame's aspect). ``wrap=False`` keeps one line per language (SRT).
     """
+    area = area or preset_for(width, height)
+    font = cjk_font_path() if wrap else None
+    base = max(8, round(area.size_ratio * min(width, height)))
     subs = pysubs2.SSAFile()
     subs.info["PlayResX"] = str(width)
     subs.info["PlayResY"] = str(height)
-    subs.info["WrapStyle"] = "0"
-    size = max(8, round(height * size_ratio))
+    subs.info["WrapStyle"] = "2"  # breaks are ours; libass must not re-wrap
+    subs.info["ScaledBorderAndShadow"] = "yes"
     subs.styles["Default"] = pysubs2.SSAStyle(
         fontname=font_family,
-        fontsize=size,
+        fontsize=base,
         primarycolor=pysubs2.Color(255, 255, 255),
         outlinecolor=pysubs2.Color(0, 0, 0),
         backcolor=pysubs2.Color(0, 0, 0, 128),
-        outline=max(1.0, size * 0.08),
-        shadow=max(1.0, size * 0.04),
+        outline=max(1.0, base * 0.06),
+        shadow=0,
         alignment=pysubs2.Alignment.BOTTOM_CENTER,
-        marginv=round(height * 0.05),
-        marginl=round(width * 0.05),
-        marginr=round(width * 0.05),
+        marginv=round(height * area.bottom),
+        marginl=round(width * area.left),
+        marginr=round(width * area.right),
     )
-    second = round(size * 0.75)
     for caption, (start, end) in zip(captions, caption_times(captions), strict=True):
-        lines = [getattr(caption, lang).strip() for lang in languages]
-        lines = [line for line in lines if line]
-        if not lines:
+        texts = _event_texts(caption, languages)
+        if not texts:
             continue
-        text = lines[0] + "".join(f"\\N{{\\fs{second}}}{line}" for line in lines[1:])
+        if wrap:
+            layout = layout_caption(texts, width, height, area=area, font_path=font)
+            text = "".join(
+                ("\\N" if i else "") + f"{{\\fs{block.size}}}" + "\\N".join(block.lines)
+                for i, block in enumerate(layout.blocks)
+            )
+        else:
+            text = "\\N".join(texts)
         subs.append(pysubs2.SSAEvent(start=start, end=end, text=text))
     return subs
 
@@ -114,7 +143,9 @@ def write_srt(
 ) -> Path:
     """Write captions as SRT (UTF-8), one block per shot, one line per language."""
     out = Path(path)
-    build_subtitles(captions, languages=languages).save(str(out), format_="srt", encoding="utf-8")
+    build_subtitles(captions, languages=languages, wrap=False).save(
+        str(out), format_="srt", encoding="utf-8"
+    )
     return out
 
 
@@ -125,10 +156,11 @@ def write_ass(
     languages: Sequence[Language] = ("zh", "en"),
     width: int = 1920,
     height: int = 1080,
+    area: SafeArea | None = None,
 ) -> Path:
-    """Write captions as ASS styled for a ``width`` x ``height`` picture."""
+    """Write captions as ASS laid out for a ``width`` x ``height`` picture."""
     out = Path(path)
-    subs = build_subtitles(captions, languages=languages, width=width, height=height)
+    subs = build_subtitles(captions, languages=languages, width=width, height=height, area=area)
     subs.save(str(out), format_="ass", encoding="utf-8")
     return out
 
@@ -147,10 +179,16 @@ def _burn_libass(
     work: Path,
     *,
     languages: Sequence[Language] = ("zh", "en"),
+    area: SafeArea | None = None,
 ) -> None:
     info = probe(video)
     ass = write_ass(
-        captions, work / "subs.ass", languages=languages, width=info.width, height=info.height
+        captions,
+        work / "subs.ass",
+        languages=languages,
+        width=info.width,
+        height=info.height,
+        area=area,
     )
     fonts = work / "fonts"
     fonts.mkdir()
@@ -164,25 +202,20 @@ def _burn_libass(
     )
 
 
-def _caption_image(
-    text_lines: list[str], width: int, height: int, size_ratio: float
-) -> Image.Image:
-    """A transparent full-frame PNG with the caption lines set like the ASS style."""
+def caption_image(layout: CaptionLayout) -> Image.Image:
+    """A transparent full-frame image with the laid-out caption, drawn as libass would."""
     font_file = cjk_font_path()
-    img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    img = Image.new("RGBA", (layout.width, layout.height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
-    size = max(8, round(height * size_ratio))
-    y = height - round(height * 0.05)
-    for i, line in reversed(list(enumerate(text_lines))):
-        fs = size if i == 0 else round(size * 0.75)
-        font = ImageFont.truetype(str(font_file), fs)
-        stroke = max(1, round(fs * 0.08))
-        box = draw.textbbox((0, 0), line, font=font, stroke_width=stroke)
-        y -= box[3] - box[1]
-        x = (width - (box[2] - box[0])) // 2 - box[0]
-        draw.text((x, y - box[1]), line, font=font, fill=(255, 255, 255, 255),
-                  stroke_width=stroke, stroke_fill=(0, 0, 0, 255))  # fmt: skip
-        y -= round(fs * 0.2)
+    cx = layout.margin_left + layout.box_width / 2
+    y = layout.height - layout.margin_bottom
+    for block in reversed(layout.blocks):
+        font = ImageFont.truetype(str(font_file), em_size(font_file, block.size))
+        stroke = max(1, round(layout.outline))
+        for line in reversed(block.lines):
+            draw.text((cx, y), line, font=font, anchor="md", fill=(255, 255, 255, 255),
+                      stroke_width=stroke, stroke_fill=(0, 0, 0, 255))  # fmt: skip
+            y -= block.size
     return img
 
 
@@ -193,20 +226,22 @@ def _burn_overlay(
     work: Path,
     *,
     languages: Sequence[Language] = ("zh", "en"),
+    area: SafeArea | None = None,
 ) -> None:
     """Fallback without libass: one PNG per caption, chained ``overlay`` enabled per time span."""
     info = probe(video)
+    font = cjk_font_path()
     inputs: list[str] = []
     chain: list[str] = []
     last = "0:v"
     k = 0
     for caption, (start, end) in zip(captions, caption_times(captions), strict=True):
-        lines = [getattr(caption, lang).strip() for lang in languages]
-        lines = [line for line in lines if line]
-        if not lines:
+        texts = _event_texts(caption, languages)
+        if not texts:
             continue
         png = work / f"cap{k:04d}.png"
-        _caption_image(lines, info.width, info.height, 0.055).save(png)
+        layout = layout_caption(texts, info.width, info.height, area=area, font_path=font)
+        caption_image(layout).save(png)
         inputs += ["-i", str(png)]
         label = f"v{k}"
         chain.append(
@@ -232,10 +267,12 @@ def burn_subtitles(
     *,
     languages: Sequence[Language] = ("zh", "en"),
     method: Literal["auto", "libass", "overlay"] = "auto",
+    area: SafeArea | None = None,
 ) -> Path:
     """Render ``captions`` into the picture of ``video``; write H.264 to ``out`` (audio copied).
 
     ``auto`` uses libass when this ffmpeg has the ``subtitles`` filter, else Pillow overlays.
+    Captions stay inside ``area`` (default: the platform preset closest to the frame's aspect).
     """
     video, out = Path(video), Path(out)
     if method == "auto":
@@ -245,9 +282,9 @@ def burn_subtitles(
     try:
         tmp = work / f"out{out.suffix or '.mp4'}"
         if method == "libass":
-            _burn_libass(video, captions, tmp, work, languages=languages)
+            _burn_libass(video, captions, tmp, work, languages=languages, area=area)
         else:
-            _burn_overlay(video, captions, tmp, work, languages=languages)
+            _burn_overlay(video, captions, tmp, work, languages=languages, area=area)
         shutil.move(tmp, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

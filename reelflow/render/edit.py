@@ -122,7 +122,13 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
 def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) -> str:
     """One delivered version: reframed, enhanced (fps, size, denoise), then captioned."""
     from reelflow.editing.enhance import enhance
-    from reelflow.editing.subtitles import Caption, burn_subtitles, mux_soft_subtitles, write_srt
+    from reelflow.editing.subtitles import (
+        Caption,
+        burn_subtitles,
+        caption_languages,
+        mux_soft_subtitles,
+        write_srt,
+    )
     from reelflow.editing.versions import export_version as reframe
 
     export = job.export
@@ -144,11 +150,14 @@ def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) ->
         captions = [Caption(duration=c.duration, zh=c.zh, en=c.en) for c in job.captions]
         if export.captions != "none" and any(c.zh or c.en for c in captions):
             if export.captions == "burn":
-                current = burn_subtitles(current, captions, tmp / "captioned.mp4")
+                current = burn_subtitles(
+                    current, captions, tmp / "captioned.mp4", languages=caption_languages(captions)
+                )
             else:
+                # one track per language that has text: an empty SRT makes ffmpeg fail
                 tracks = {
                     lang: write_srt(captions, tmp / f"{lang}.srt", languages=(lang,))
-                    for lang in ("zh", "en")
+                    for lang in caption_languages(captions)
                 }
                 current = mux_soft_subtitles(current, tracks, tmp / "captioned.mp4")
         store.put_file(
