@@ -41,6 +41,7 @@ __all__ = [
     "make_cover",
     "render_title",
     "score_frame",
+    "title_band",
 ]
 
 _ANALYSIS_WIDTH = 480
@@ -156,6 +157,34 @@ def crop_to_aspect(frame: np.ndarray, aspect: tuple[int, int]) -> np.ndarray:
     return frame[y0 : y0 + ch, :]
 
 
+def title_band(frame: np.ndarray, block_h: int, *, margin: int = 0) -> int:
+    """The top ``y`` of the ``block_h``-pixel band where a title covers the least of the picture.
+
+    Cost of a band = its mean edge energy (faces, the subject and any text are where the edges
+    are), plus a penalty for the caption band: the bottom of the platform's safe area, where
+    captions and the app's interface sit (see :mod:`reelflow.editing.caption_layout`). Bands
+    are tried every 2% of the height between the top margin and the caption band.
+    """
+    from reelflow.editing.caption_layout import preset_for
+
+    h, w = frame.shape[:2]
+    area = preset_for(w, h)
+    energy = edge_energy(frame)
+    profile = energy.mean(axis=1)
+    rows = np.interp(np.arange(h) * len(profile) / h, np.arange(len(profile)), profile)
+    # two lines of the first caption language and two of the second, above the safe bottom
+    caption_top = h * (1 - area.bottom) - 3.5 * area.size_ratio * min(w, h)
+    top = max(margin, round(h * area.top * 0.5))
+    bottom = max(top, min(h - margin - block_h, round(caption_top - block_h)))
+    step = max(1, h // 50)
+    best_y, best_cost = top, float("inf")
+    for y in range(top, bottom + 1, step):
+        cost = float(rows[y : y + block_h].mean())
+        if cost < best_cost - 1e-6:
+            best_y, best_cost = y, cost
+    return best_y
+
+
 def _text_width(
     draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, stroke: int
 ) -> int:
@@ -207,7 +236,7 @@ def render_title(
     subtitle: str | None = None,
     *,
     font_path: str | os.PathLike[str] | None = None,
-    position: Literal["top", "center", "bottom"] = "bottom",
+    position: Literal["top", "center", "bottom", "auto"] = "bottom",
     size_ratio: float = 0.08,
     color: tuple[int, int, int] = (255, 255, 255),
     stroke: float = 0.06,
@@ -221,6 +250,8 @@ def render_title(
     ``size_ratio`` x the image height (shrunk to fit 90% of the width), the subtitle's 55% of it;
     ``stroke`` and ``shadow`` (offset, also the blur radius) are fractions of the font size, 0 to
     disable. The outline and soft shadow keep white text readable on snow as on night.
+    ``position="auto"`` puts the block in the emptiest band (:func:`title_band`): away from the
+    subject and faces, and out of the band where captions and the platform's interface sit.
     """
     base = (Image.fromarray(image) if isinstance(image, np.ndarray) else image).convert("RGBA")
     w, h = base.size
@@ -244,8 +275,10 @@ def render_title(
         y = (h - block_h) // 2
     elif position == "bottom":
         y = h - margin - block_h
+    elif position == "auto":
+        y = title_band(np.asarray(base.convert("RGB")), block_h, margin=margin)
     else:
-        raise ValueError(f"position must be top, center or bottom, got {position!r}")
+        raise ValueError(f"position must be top, center, bottom or auto, got {position!r}")
     placed = []
     for (text, font, s), box in zip(lines, boxes, strict=True):
         bw, bh = box[2] - box[0], box[3] - box[1]
@@ -283,6 +316,7 @@ def make_cover(
     image = Image.fromarray(np.ascontiguousarray(frame))
     if size is not None:
         image = image.resize(size, Image.Resampling.LANCZOS)
+    title_options.setdefault("position", "auto")
     cover = render_title(image, title, subtitle, **title_options)  # type: ignore[arg-type]
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,14 +44,19 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
 
 
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:
+    """The cover of a version: a frame of the clean master (``job.film_key``: never a captioned
+    version), cropped to ``job.aspect`` around the subject, with the title in the emptiest band
+    outside the caption band."""
     from reelflow.editing.cover import make_cover as render_cover
+    from reelflow.editing.versions import ASPECTS
 
     key = keys.cover_key(job.project, job.spec_hash())
     if store.exists(key):
         return key
     with scratch() as tmp:
         film = store.get_file(job.film_key, tmp / "film.mp4")
-        out = render_cover(film, tmp / "cover.png", job.title)
+        aspect = ASPECTS[job.aspect] if job.aspect else None
+        out = render_cover(film, tmp / "cover.png", job.title, aspect=aspect)
         store.put_file(
             key,
             out,

@@ -62,9 +62,7 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
         return key
     image = load_image(store, job.variant_key)
     base = job.image
-    spec = image_spec(
-        base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
-    )
+    spec = image_spec(base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed)
     refined = refine(image, spec, scale=job.scale, strength=job.strength)
     store.put_bytes(
         key,
@@ -142,9 +140,7 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
         from reelflow.imaging.generate import restyle_canny
 
         width, height = _generation_size(frame.size, job)
-        spec = image_spec(
-            job, prompt=job.restyle_prompt, width=width, height=height, seed=job.seed
-        )
+        spec = image_spec(job, prompt=job.restyle_prompt, width=width, height=height, seed=job.seed)
         frame = restyle_canny(
             frame.resize((width, height), Image.LANCZOS), spec, resolve_model_path(job.controlnet)
         )

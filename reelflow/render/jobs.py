@@ -147,11 +147,16 @@ class EditJob(Job):
 
 
 class CoverJob(Job):
+    """A cover for one version: drawn from the clean master (``film_key`` must never be a
+    captioned version), cropped to ``aspect`` around the subject, title away from the subject
+    and the caption band."""
+
     project: str
     film_key: str
     title: str
     width: int
     height: int
+    aspect: Literal["16:9", "9:16", "1:1"] | None = None
 
 
 class ExportSpec(BaseModel):
