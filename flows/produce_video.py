@@ -428,13 +428,15 @@ def produce_video(
             board.aspect,
         )
         versions[export.name] = key
+        # covers come from the clean master (never the captioned version), cropped to its aspect
         version_covers[export.name] = make_cover(
             CoverJob(
                 project=board.project,
-                film_key=key,
+                film_key=master_key,
                 title=board.title,
                 width=board.width,
                 height=board.height,
+                aspect=export.aspect,
             )
         )
 
