@@ -18,6 +18,8 @@ from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, ValidationError
 
+from reelflow.render.decisions import AnswerError, GateSpec, check_answer, check_fields
+
 Approval = Literal["manual", "auto", "quality-gate"]
 Gate = Literal["storyboard", "images", "clips"]
 
@@ -89,17 +91,42 @@ def _is_deployed_run() -> bool:
     return bool(flow_run and flow_run.deployment_id)
 
 
-def _announce_gate(key: str) -> None:
-    """Label the run with the gate it is about to wait at (`reelflow.gate`): the Paused and
-    Suspended events carry no pause key, and the gate notification (deployments/automations.py)
-    reads this label to say which gate a run waits at."""
+def spec_key(pause_key: str) -> str:
+    """The flow run input that holds the :class:`GateSpec` of the pause ``pause_key``."""
+    return f"{pause_key}-reelflow-spec"
+
+
+def _announce_gate(key: str, spec: GateSpec | None = None) -> None:
+    """Label the run with the gate it is about to wait at (`reelflow.gate`, and
+    `reelflow.project`): the Paused and Suspended events carry no pause key, and the gate
+    notification (deployments/automations.py) and `reelflow pending` read these labels. The
+    gate's spec (shots, variant counts, defaults) is saved as a run input for `reelflow approve`,
+    and the command to run next is printed where the person who started the run sees it."""
+    import sys
+
     from prefect.client.orchestration import get_client
+    from prefect.logging import get_run_logger
 
     flow_run = getattr(get_run_context(), "flow_run", None)
     if flow_run is None:
         return
+    labels: dict[str, Any] = {"reelflow.gate": key}
+    if spec is not None and spec.project:
+        labels["reelflow.project"] = spec.project
     with get_client(sync_client=True) as client:
-        client.update_flow_run_labels(flow_run.id, {"reelflow.gate": key})
+        client.update_flow_run_labels(flow_run.id, labels)
+        if spec is not None:
+            try:  # a resumed (re-run) flow publishes the same pause again
+                client.delete_flow_run_input(flow_run.id, spec_key(key))
+            except Exception:  # noqa: BLE001 - absent is the normal case
+                pass
+            client.create_flow_run_input(flow_run.id, spec_key(key), spec.model_dump_json())
+    if spec is not None:
+        line = (
+            f"waiting at the {spec.gate} gate; to decide: {spec.approve_command(str(flow_run.id))}"
+        )
+        get_run_logger().info(line)
+        print(f"\n{line}\n", file=sys.stderr, flush=True)
 
 
 def wait_for_review(
@@ -110,9 +137,16 @@ def wait_for_review(
     description: str,
     policy: Approval,
     checks_passed: bool = False,
+    spec: GateSpec | None = None,
     **defaults: Any,
 ) -> tuple[R, ApprovalRecord]:
-    """Block (or suspend) until a reviewer answers the gate's form; auto policies answer at once."""
+    """Block (or suspend) until a reviewer answers the gate's form; auto policies answer at once.
+
+    ``spec`` (the shots and variant counts on the table) is published for `reelflow approve` to
+    check answers against, and answers from the UI that do not fit it are asked again.
+    """
+    if spec is not None:
+        spec = spec.model_copy(update={"defaults": {**spec.defaults, **defaults}})
     if policy == "auto" or (policy == "quality-gate" and checks_passed):
         answer = form(**defaults)
         reviewer = policy
@@ -120,7 +154,7 @@ def wait_for_review(
         key = f"{gate}-{round_}"
         request = form.with_initial_data(description=description, **defaults)
         while True:
-            _announce_gate(key)
+            _announce_gate(key, spec)
             try:
                 if _is_deployed_run():
                     answer = suspend_flow_run(
@@ -133,12 +167,13 @@ def wait_for_review(
                         timeout=gate_timeout(),
                         poll_interval=poll_interval(),
                     )
+                if spec is not None:
+                    check_answer(spec, answer.model_dump(mode="json", exclude={"metadata"}))
                 break
-            except ValidationError as exc:  # validators run after the resume: ask again
+            except (ValidationError, AnswerError) as exc:  # checked after the resume: ask again
                 key = f"{key}-retry"
-                description = f"**The last answer was invalid:** {exc.errors()[0]['msg']}\n\n" + (
-                    description
-                )
+                why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+                description = f"**The last answer was invalid:** {why}\n\n" + description
         reviewer = getattr(answer, "reviewer", "") or "unknown"
     record = ApprovalRecord(
         gate=gate,
@@ -166,6 +201,14 @@ def _waiting_gate(flow_run: Any) -> str:
     return gate
 
 
+def _read_spec(client: Any, flow_run: Any) -> GateSpec | None:
+    key = flow_run.state.state_details.pause_key or ""
+    try:
+        return GateSpec.model_validate_json(client.read_flow_run_input(flow_run.id, spec_key(key)))
+    except Exception:  # noqa: BLE001 - runs paused by an older reelflow publish no spec
+        return None
+
+
 def approve_run(
     run_id: str,
     *,
@@ -176,21 +219,40 @@ def approve_run(
     version: int | None = None,
     reviewer: str = "",
 ) -> str:
-    """Resume a paused run with the answer for whichever gate it waits at; returns the gate."""
+    """Resume a paused run with the answer for whichever gate it waits at; returns the gate.
+
+    The answer is checked against the gate's published spec first (options this gate takes,
+    shot ids, variant ranges): a bad answer raises :class:`AnswerError` and the run keeps
+    waiting at the same gate. Picks not given keep the form's defaults (earlier rounds' picks).
+    """
     from prefect.client.orchestration import get_client
 
     try:
         flow_run_id = UUID(run_id)
     except ValueError:
-        raise ValueError(f"'{run_id}' is not a flow run id") from None
+        raise AnswerError(f"'{run_id}' is not a flow run id") from None
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(flow_run_id)
-    gate = _waiting_gate(flow_run)
+        gate = _waiting_gate(flow_run)
+        spec = _read_spec(client, flow_run)
+    given: dict[str, Any] = {
+        "picks": picks or {},
+        "regenerate" if gate == "clips" else "reject": rejects or {},
+        "new_seeds": new_seeds or {},
+        "notes": notes,
+        "version": version,
+    }
+    given = {k: v for k, v in given.items() if v not in (None, "", {})}
+    if spec is None:  # a run paused by an older reelflow: only the fields can be checked
+        check_fields(gate, given)
+    else:
+        check_answer(spec, given)
     answer: dict[str, Any]
     if gate == "storyboard":
         answer = {"approve": not notes, "notes": notes, "version": version or 0}
     elif gate == "images":
-        answer = {"picks": picks or {}, "reject": rejects or {}}
+        carried = dict((spec.defaults.get("picks") if spec else None) or {})
+        answer = {"picks": {**carried, **(picks or {})}, "reject": rejects or {}}
     else:
         answer = {"regenerate": rejects or {}, "new_seeds": new_seeds or {}}
     answer["reviewer"] = reviewer
@@ -200,7 +262,7 @@ def approve_run(
 
 
 def pending_runs() -> list[dict[str, str]]:
-    """Runs that wait at a gate, newest first."""
+    """Runs that wait at a gate, newest first: id, project, gate and how long they have waited."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
 
@@ -210,8 +272,29 @@ def pending_runs() -> list[dict[str, str]]:
                 state=dict(name=FlowRunFilterStateName(any_=["Paused", "Suspended"]))
             )
         )
+    now = datetime.now(UTC)
     out = []
     for run in runs:
         key = run.state.state_details.pause_key if run.state else ""
-        out.append({"id": str(run.id), "name": run.name, "gate": key or "?"})
+        labels = run.labels or {}
+        since = run.state.timestamp if run.state else None
+        out.append(
+            {
+                "id": str(run.id),
+                "name": run.name,
+                "project": str(labels.get("reelflow.project") or run.name),
+                "gate": key or "?",
+                "age": _age((now - since).total_seconds()) if since else "?",
+            }
+        )
     return out
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600)}h"

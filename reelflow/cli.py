@@ -409,6 +409,7 @@ def _parse_pairs(values: list[str], what: str) -> dict[str, str]:
 def cmd_approve(args: argparse.Namespace) -> int:
     use_local_stack()
     from flows.gates import approve_run
+    from reelflow.errors import ReelflowError
 
     try:
         picks = {k: int(v) for k, v in _parse_pairs(args.pick, "--pick").items()}
@@ -428,6 +429,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
         )
     except (LookupError, ValueError) as exc:
         return _fail(str(exc), EXIT_INVALID)
+    except ReelflowError as exc:  # an answer the gate does not take: the run keeps waiting
+        return _fail(str(exc), exc.exit_code)
     print(f"resumed run {args.run_id} at the {gate} gate")
     return 0
 
@@ -436,8 +439,11 @@ def cmd_pending(args: argparse.Namespace) -> int:
     use_local_stack()
     from flows.gates import pending_runs
 
-    for run in pending_runs():
-        print(f"{run['id']}  {run['name']}  waiting at {run['gate']}")
+    runs = pending_runs()
+    if not runs:
+        print("no run is waiting for approval")
+    for run in runs:
+        print(f"{run['id']}  {run['project']}  waiting at {run['gate']} for {run['age']}")
     return 0
 
 
