@@ -316,6 +316,33 @@ def lora_names(storyboard: Storyboard) -> list[str]:
     return sorted(names)
 
 
+#: the latent stride each family's sizes must be a multiple of (Flux packs 2x2 latents)
+SIZE_MULTIPLE = {"sd15": 8, "sdxl": 8, "flux": 16}
+
+
+def generation_size(
+    storyboard: Storyboard, profile: RenderProfile, family: str = "sd15"
+) -> tuple[int, int]:
+    """The stills' size: the profile's (or the style's) pixel budget in the film's aspect.
+
+    A profile or style size of another shape (the demo's 128x72 on a 9:16 board, the default
+    1536x864 on a vertical film) keeps its number of pixels and takes the storyboard's shape,
+    so a vertical film is previewed from portrait stills, not crops of landscape ones.
+    """
+    width = profile.image_width or storyboard.style.width
+    height = profile.image_height or storyboard.style.height
+    a, b = (int(v) for v in storyboard.aspect.split(":"))
+    ratio = a / b
+    multiple = SIZE_MULTIPLE.get(family, 8)
+    if abs(width / height - ratio) > 0.02 * ratio:
+        budget = width * height
+        width, height = (budget * ratio) ** 0.5, (budget / ratio) ** 0.5
+    return (
+        max(multiple, round(width / multiple) * multiple),
+        max(multiple, round(height / multiple) * multiple),
+    )
+
+
 def image_job(
     storyboard: Storyboard,
     shot: Shot,
@@ -328,14 +355,15 @@ def image_job(
     style = storyboard.style
     model = model_choice(storyboard, profile)
     composed = compose_prompt(storyboard, shot, family=model.family, notes=notes)
+    width, height = generation_size(storyboard, profile, model.family)
     return ImageJob(
         project=storyboard.project,
         shot=shot.id,
         prompt=composed.prompt,
         negative_prompt=composed.negative_prompt,
         seed=shot_seed(storyboard, shot) + 1000 * round_,
-        width=profile.image_width or style.width,
-        height=profile.image_height or style.height,
+        width=width,
+        height=height,
         steps=profile.steps or style.steps,
         guidance=style.guidance,
         sampler=style.sampler,
