@@ -394,3 +394,22 @@ def test_llm_calibration_missing_a_shot_is_repaired(server: ChatServer,
     report = calibrate(draft, client)
     assert len(report.emotion_curve) == len(draft.shots)
     assert "one entry per shot in order" in server.requests[-1].last_user
+
+
+def test_a_chinese_brief_gets_a_chinese_plan_not_a_mixed_one() -> None:
+    import re
+
+    from reelflow.script.drafts import brief_language
+
+    brief = Brief(subjects=["跑者：穿荧光绿跑鞋的年轻女孩"],
+                  scenes=["江边步道的夜晚", "城市天台的日出"], shots=6,
+                  total_seconds=15, language="zh", aspect="9:16")
+    assert brief_language(brief) == "zh" and brief_language(BRIEF) == "en"
+    sb = template_plan(brief)
+    texts = [sb.title, sb.logline, sb.style.visual_style, *(s.description for s in sb.shots)]
+    for text in texts:
+        assert not re.search(r"[A-Za-z]{2,}", text), text  # no English words mixed in
+        assert re.search(r"[\u4e00-\u9fff]", text), text
+    assert sb.characters[0].description == "穿荧光绿跑鞋的年轻女孩"
+    # an English brief stays English
+    assert all(not re.search(r"[\u4e00-\u9fff]", s.description) for s in template_plan(BRIEF).shots)

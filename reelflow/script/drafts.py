@@ -98,7 +98,7 @@ def brief_characters(brief: Brief) -> list[tuple[Character, str]]:
     out: list[tuple[Character, str]] = []
     seen: set[str] = set()
     for subject in brief.subjects:
-        name, sep, description = subject.partition(":")
+        name, sep, description = subject.replace("：", ":", 1).partition(":")
         if sep and re.fullmatch(r"\s*[\w -]+\s*", name) and description.strip():
             slug = slugify(name, "subject")
             phrase = name.strip()
@@ -231,7 +231,9 @@ def _smooth(cameras: list[Camera], max_jump: int = 4) -> list[Camera]:
 
 
 def _template_description(act: Act, k: int, last: bool, subject: str, scene: str,
-                          mood: str) -> str:
+                          mood: str, language: str = "en") -> str:
+    if language == "zh":
+        return _template_description_zh(act, k, last, subject, scene, mood)
     if act == "setup":
         return (f"establishing view of {scene}, {subject} appears small in the frame" if k == 0
                 else f"{subject} in {scene}, the {mood} world taking shape")
@@ -248,6 +250,42 @@ def _template_description(act: Act, k: int, last: bool, subject: str, scene: str
     return f"{subject} arrives, the payoff unfolds in {scene}"
 
 
+def _template_description_zh(act: Act, k: int, last: bool, subject: str, scene: str,
+                             mood: str) -> str:
+    if act == "setup":
+        return (f"{scene}的全景，{subject}在画面中很小" if k == 0
+                else f"{scene}中的{subject}，{mood}的世界渐渐展开")
+    if act == "development":
+        beats = [f"{subject}穿行在{scene}",
+                 f"{subject}的细节，旅程渐入佳境，{scene}",
+                 f"{subject}继续向前，{scene}在周围变化",
+                 f"{subject}越来越近，{scene}飞速掠过"]
+        return beats[k % len(beats)]
+    if act == "turn":
+        return f"突然，{subject}的一切都变了：{scene}中的转折"
+    if last:
+        return f"最后的画面：{scene}中的{subject}，一切归于平静，{mood}的情绪久久停留"
+    return f"{subject}到来，高潮在{scene}中展开"
+
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+#: the planner's own words, for a brief written in Chinese
+_ZH = {
+    "and": "和",
+    "cinematic": "电影感",
+    "classic": "均衡的四段式弧线，稳步推进，结尾定格",
+    "slow-burn": "舒缓的建立镜头，大景别，克制的转折",
+    "kinetic": "快切，近景，处处是运动",
+}
+
+
+def brief_language(brief: Brief) -> Literal["en", "zh"]:
+    """The language the brief is written in (its subjects and scenes), which the offline plan
+    writes in: a Chinese brief gets Chinese descriptions, logline and title, not a mix."""
+    text = " ".join([*brief.subjects, *brief.scenes, brief.title])
+    return "zh" if _CJK.search(text) else "en"
+
+
 def template_plan(brief: Brief, direction: str = "classic") -> Storyboard:
     """A deterministic storyboard from a brief: four acts, exact total, rule-based camera."""
     if direction not in DIRECTIONS:
@@ -257,6 +295,8 @@ def template_plan(brief: Brief, direction: str = "classic") -> Storyboard:
     acts = plan_acts(n)
     cast = brief_characters(brief)
     main, main_phrase = cast[0]
+    lang = brief_language(brief)
+    mood = _ZH.get(brief.mood, brief.mood) if lang == "zh" else brief.mood
     # weights: per act, alternating +-15 % inside an act so equal lengths stay rare
     weights, position = [], {}
     for act in acts:
@@ -278,11 +318,12 @@ def template_plan(brief: Brief, direction: str = "classic") -> Storyboard:
             "development", "payoff") and k % 2 == 1 else None
         names = [character.name]
         if extra is not None:
-            phrase = f"{main_phrase} and {extra[1]}"
+            phrase = (f"{main_phrase}和{extra[1]}" if lang == "zh"
+                      else f"{main_phrase} and {extra[1]}")
             names.append(extra[0].name)
         shots.append(Shot(
             id=f"s{i + 1:02d}-{act}",
-            description=_template_description(act, k, i == n - 1, phrase, scene, brief.mood),
+            description=_template_description(act, k, i == n - 1, phrase, scene, mood, lang),
             duration=tenths[i] / 10,
             camera=cameras[i],
             characters=names,
@@ -292,16 +333,24 @@ def template_plan(brief: Brief, direction: str = "classic") -> Storyboard:
             transition_duration=min(0.4, tenths[i] / 10 / 2, tenths[i - 1] / 10 / 2)
             if i > 0 else 0.5,
         ))
-    title = brief.title or f"{main_phrase}: {brief.mood}"
+    if lang == "zh":
+        title = brief.title or f"{main_phrase}：{mood}"
+        logline = (f"{main_phrase}穿越{'、'.join(brief.scenes)}：{_ZH[style.name]}"
+                   f"（{n}个镜头，{brief.total_seconds:g}秒，{mood}）")
+        visual_style = f"电影感，{mood}" if mood != "电影感" else mood
+    else:
+        title = brief.title or f"{main_phrase}: {brief.mood}"
+        logline = (f"{main_phrase} through {', '.join(brief.scenes)}: {style.pitch} "
+                   f"({n} shots, {brief.total_seconds:g} s, {brief.mood})")
+        visual_style = f"cinematic, {brief.mood}"
     width, height = FRAME_SIZES[brief.aspect]
     img_w, img_h = IMAGE_SIZES[brief.aspect]
     storyboard = Storyboard(
         title=title,
         project=brief.project or slugify(title),
-        logline=(f"{main_phrase} through {', '.join(brief.scenes)}: {style.pitch} "
-                 f"({n} shots, {brief.total_seconds:g} s, {brief.mood})"),
+        logline=logline,
         aspect=brief.aspect, width=width, height=height,
-        style=StyleLock(visual_style=f"cinematic, {brief.mood}", width=img_w, height=img_h),
+        style=StyleLock(visual_style=visual_style, width=img_w, height=img_h),
         characters=[c for c, _ in cast],
         shots=shots,
     )
