@@ -17,7 +17,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/reelflow up
-	$(BIN)/reelflow render examples/su7-winter-spring.yaml --auto-approve --profile demo --out out
+	$(BIN)/reelflow render examples/su7-winter-spring.yaml --auto-approve --profile previz --out out
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,20 +7,67 @@ from __future__ import annotations
 from PIL import Image
 
 from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
-from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
+from reelflow.render.jobs import (
+    PREVIZ,
+    FrameJob,
+    HiresJob,
+    ImageJob,
+    RetouchJob,
+    resolve_model_path,
+)
 from reelflow.render.models import image_spec
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
 
+def is_previz(job: ImageJob | FrameJob) -> bool:
+    """Whether the job's image "model" is the model-free previz backend."""
+    return job.model.source == PREVIZ
+
+
+def draw_previz(store: ArtifactStore, job: ImageJob, seed: int, scale: float = 1.0) -> Image.Image:
+    """The previz panel of ``job`` at ``scale`` x its size (the hi-res fix redraws, crisp)."""
+    from reelflow.imaging.previz import draw_panel
+    from reelflow.store.artifacts import ObjectNotFound
+
+    panel = job.panel
+    if panel is None:
+        raise ValueError(f"previz image job for shot {job.shot} has no panel spec")
+    reference = None
+    for key in (job.reference, panel.reference):
+        if key:
+            try:
+                reference = load_image(store, key)
+                break
+            except ObjectNotFound:  # a library reference that is gone: draw the silhouette
+                continue
+    return draw_panel(
+        shot=job.shot,
+        description=panel.description,
+        size=panel.size,
+        angle=panel.angle,
+        movement=panel.movement,
+        palette=panel.palette,
+        width=max(8, round(job.width * scale)),
+        height=max(8, round(job.height * scale)),
+        seed=seed,
+        reference=reference,
+    )
+
+
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
-    from reelflow.imaging.generate import generate_variants
-
     base = job.spec_hash()
     wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
     if all(store.exists(key) for key in wanted):
         return wanted
+    if is_previz(job):  # no model: storyboard panels
+        seeds = range(job.seed, job.seed + job.variants)
+        results = [(seed, draw_previz(store, job, seed)) for seed in seeds]
+        _put_variants(store, job, base, wanted, results)
+        return wanted
+    from reelflow.imaging.generate import generate_variants
+
     spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
     if job.reference:  # keep the reference's composition: each variant is img2img from it
         from reelflow.imaging.generate import img2img_from_reference
@@ -37,6 +84,17 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
         ]
     else:
         results = generate_variants(spec, job.variants)
+    _put_variants(store, job, base, wanted, results)
+    return wanted
+
+
+def _put_variants(
+    store: ArtifactStore,
+    job: ImageJob,
+    base: str,
+    wanted: list[str],
+    results: list[tuple[int, Image.Image]],
+) -> None:
     for index, (seed, image) in enumerate(results):
         store.put_bytes(
             wanted[index],
@@ -50,20 +108,25 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
                 parents=[job.reference] if job.reference else [],
             ),
         )
-    return wanted
 
 
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
-    """Upscale the chosen variant and refine it with img2img at the same seed."""
-    from reelflow.imaging.generate import hires_fix as refine
-
+    """Upscale the chosen variant and refine it with img2img at the same seed (previz: the
+    panel redrawn at the larger size)."""
     key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
     if store.exists(key):
         return key
-    image = load_image(store, job.variant_key)
     base = job.image
-    spec = image_spec(base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed)
-    refined = refine(image, spec, scale=job.scale, strength=job.strength)
+    if is_previz(base):
+        refined = draw_previz(store, base, job.seed, scale=job.scale)
+    else:
+        from reelflow.imaging.generate import hires_fix as refine
+
+        image = load_image(store, job.variant_key)
+        spec = image_spec(
+            base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
+        )
+        refined = refine(image, spec, scale=job.scale, strength=job.strength)
     store.put_bytes(
         key,
         png_bytes(refined),
@@ -79,9 +142,12 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
 
 
 def retouch(store: ArtifactStore, job: RetouchJob) -> str:
-    """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
+    """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image (previz: the
+    panel already shows the shot as the storyboard describes it, so it is kept as it is)."""
     from PIL import ImageDraw
 
+    if is_previz(job.image):
+        return job.source_key
     from reelflow.imaging.generate import inpaint, outpaint
 
     key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
@@ -136,7 +202,7 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
         clip = store.get_file(clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
     parents = [clip_key]
-    if job.restyle_prompt:
+    if job.restyle_prompt and not is_previz(job):  # previz: the frame as it is
         from reelflow.imaging.generate import restyle_canny
 
         width, height = _generation_size(frame.size, job)

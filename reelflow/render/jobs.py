@@ -20,6 +20,8 @@ from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
 from reelflow.storyboard.prompts import compose_prompt, motion_phrase
 
 MODELS_PREFIX = "@models/"
+#: image model source of the model-free storyboard-panel backend (reelflow/imaging/previz.py)
+PREVIZ = "previz"
 
 
 def models_dir() -> Path:
@@ -56,6 +58,17 @@ class LoraChoice(BaseModel):
     weight: float
 
 
+class PanelSpec(BaseModel):
+    """What the model-free previz backend draws for a shot (see reelflow/imaging/previz.py)."""
+
+    description: str
+    size: str
+    angle: str
+    movement: str
+    palette: list[str]
+    reference: str | None = None  # object key of the character's library reference image
+
+
 class ImageJob(Job):
     """K variants of one shot's still."""
 
@@ -74,6 +87,7 @@ class ImageJob(Job):
     variants: int
     reference: str | None = None  # object key of a reference image ("keep this composition")
     reference_strength: float = 0.6
+    panel: PanelSpec | None = None  # previz backend only: the panel drawn instead of a model
 
 
 class HiresJob(Job):
@@ -356,6 +370,7 @@ def image_job(
     model = model_choice(storyboard, profile)
     composed = compose_prompt(storyboard, shot, family=model.family, notes=notes)
     width, height = generation_size(storyboard, profile, model.family)
+    panel = panel_spec(storyboard, shot) if model.source == PREVIZ else None
     return ImageJob(
         project=storyboard.project,
         shot=shot.id,
@@ -368,8 +383,32 @@ def image_job(
         guidance=style.guidance,
         sampler=style.sampler,
         model=model,
-        loras=lora_choices(shot_loras(storyboard, shot), profile, base_dir),
+        # previz draws panels: LoRA files are not read (nor need to exist)
+        loras=[] if panel else lora_choices(shot_loras(storyboard, shot), profile, base_dir),
         variants=profile.variants or style.variants,
+        panel=panel,
+    )
+
+
+def panel_spec(storyboard: Storyboard, shot: Shot) -> PanelSpec:
+    """The previz panel of a shot: its description, framing, the palette, and the first
+    character's reference image when the library has one (an object key under characters/)."""
+    reference = next(
+        (
+            ref
+            for name in shot.characters
+            for ref in storyboard.character(name).reference_images
+            if ref.startswith("characters/")
+        ),
+        None,
+    )
+    return PanelSpec(
+        description=shot.description,
+        size=shot.camera.size,
+        angle=shot.camera.angle,
+        movement=shot.camera.movement,
+        palette=list(storyboard.style.palette),
+        reference=reference,
     )
 
 

@@ -65,6 +65,20 @@ PROFILES: dict[str, RenderProfile] = {
         tiny_loras=True,
         controlnet="tiny",
     ),
+    "previz": RenderProfile(
+        name="previz",
+        description=(
+            "no model: a storyboard panel per shot drawn from the storyboard (palette, framing, "
+            "camera move, description), animated and edited like the film: a legible animatic"
+        ),
+        image_model="previz",
+        image_width=1280,
+        image_height=720,
+        steps=1,
+        variants=2,
+        hires_fix=False,
+        controlnet=None,
+    ),
     "test": RenderProfile(
         name="test",
         description="unit tests: like demo, smaller and fewer",
