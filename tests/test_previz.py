@@ -101,3 +101,26 @@ def test_previz_clip_shows_the_panel(store: ArtifactStore, tmp_path: Path) -> No
         assert _ink(_text_band(frame)) > 0.005
         assert _palette_share(frame[frame.shape[0] // 4 :], board.style.palette) > 0.5
     Image.fromarray(frames[0]).save(tmp_path / "first.png")
+
+
+@pytest.mark.slow
+def test_seed_film_through_previz_shows_each_shots_description_and_palette(
+    film_env: dict[str, str], tmp_path: Path
+) -> None:
+    """What `make demo` renders: the seed film with `--profile previz`; a frame from the middle
+    of every shot carries text in the panel's band and the storyboard's palette."""
+    from flows.produce_video import produce_video
+    from reelflow.store.settings import S3Settings
+
+    board = load_storyboard(SEED)
+    result = produce_video(storyboard=str(SEED), approval="auto", profile="previz")
+    store = ArtifactStore(S3Settings.from_env())
+    film = store.get_file(result.film_key, tmp_path / "film.mp4")
+    frames = list(iter_frames(film, size=(640, 360), vf="fps=4"))
+    t = 0.0
+    for shot in board.shots:
+        frame = frames[min(len(frames) - 1, int((t + shot.duration / 2) * 4))]
+        t += shot.duration
+        assert _ink(_text_band(frame)) > 0.005, f"{shot.id}: no text in the panel band"
+        share = _palette_share(frame[90:], board.style.palette)
+        assert share > 0.4, f"{shot.id}: palette share {share:.2f}"
