@@ -119,7 +119,9 @@ def test_soft_subtitles_are_language_tagged_mov_text(grey_clip: Path, tmp_path: 
 # -- layout: wrapping by width, safe areas, never overflowing ------------------------------------
 
 ZH25 = "我们一起去公园看樱花，然后喝一杯咖啡再慢慢走回家"
-EN_LONG = "We walk to the park together to see the cherry blossoms, then have a coffee and stroll home"
+EN_LONG = (
+    "We walk to the park together to see the cherry blossoms, then have a coffee and stroll home"
+)
 
 
 def test_wrap_breaks_cjk_anywhere_but_not_before_closing_punctuation() -> None:
