@@ -60,15 +60,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except (StoryboardError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
+    from reelflow.render.jobs import model_choice, token_counter
+    from reelflow.storyboard.prompts import count_tokens, language_warnings
+
     plan = plan_render(storyboard, profile, base_dir=Path(args.file).resolve().parent)
+    model = model_choice(storyboard, profile)
+    counter = token_counter(model)
+    how = "counted by the model's tokenizer" if counter else "estimated"
     for job in plan.images:
+        tokens = counter(job.prompt) if counter else count_tokens(job.prompt, model.family)
         print(
             f"{job.shot}: seed {job.seed}, {job.width}x{job.height}, {job.steps} steps, "
-            f"{job.variants} variants, loras {[lora.name for lora in job.loras]}"
+            f"{job.variants} variants, loras {[lora.name for lora in job.loras]}, "
+            f"{tokens} tokens ({how})"
         )
         print(f"    {job.prompt}")
     for shot, parts in plan.truncated_prompts.items():
         print(f"{shot}: over the token budget, left out: {' | '.join(parts)}")
+    if model.source != "previz":  # panels are drawn, no text encoder reads the prompt
+        for warning in language_warnings(storyboard, model.family).values():
+            print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

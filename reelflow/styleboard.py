@@ -179,7 +179,7 @@ def board_prompt(storyboard: Storyboard, shot_id: str, family: str) -> str:
     kept: list[str] = []
     used = 0
     for part in ordered:
-        cost = count_tokens(part.text) + (1 if kept else 0)
+        cost = count_tokens(part.text, family) + (1 if kept else 0)
         if used + cost <= budget:
             kept.append(part.text)
             used += cost

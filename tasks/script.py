@@ -224,6 +224,17 @@ def zh_prompts(prompts: dict[str, str], endpoint_name: str | None) -> dict[str, 
         return {shot: zh_rendering(prompt, client, cache) for shot, prompt in prompts.items()}
 
 
+@task(name="english-prompts", cache_policy=LLM_CACHE)
+def english_prompts(board: Storyboard, endpoint_name: str | None) -> tuple[Storyboard, list[str]]:
+    """The storyboard with its Chinese prompt texts in English for the text encoder (cached in
+    the bucket by text), and a warning per text left untranslated."""
+    from reelflow.script.translate import StoreCache, translate_for_encoder
+
+    cache = StoreCache(get_store(), prefix="translations/en/")
+    with chat_client(endpoint_name) as client:
+        return translate_for_encoder(board, client, cache)
+
+
 # -- the review page --------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 from reelflow.render.profiles import RenderProfile
 from reelflow.store.keys import spec_hash
 from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
-from reelflow.storyboard.prompts import compose_prompt, motion_phrase
+from reelflow.storyboard.prompts import TokenCounter, compose_prompt, motion_phrase
 
 MODELS_PREFIX = "@models/"
 #: image model source of the model-free storyboard-panel backend (reelflow/imaging/previz.py)
@@ -270,6 +271,42 @@ def shot_seed(storyboard: Storyboard, shot: Shot) -> int:
     return (storyboard.style.base_seed + zlib.crc32(shot.id.encode()) % 1_000_000) % 2**32
 
 
+#: a tokenizer with fewer entries is a toy (the tiny test models' character-level one): its
+#: counts say nothing about what a real encoder cuts, so the estimate is used instead
+MIN_REAL_VOCAB = 1000
+
+
+@lru_cache(maxsize=16)
+def _tokenizer_counter(path: str, family: str) -> TokenCounter | None:
+    folder = Path(path) / ("tokenizer_2" if family == "flux" else "tokenizer")
+    if not folder.is_dir():
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception:  # noqa: BLE001 - no usable tokenizer: the estimate stands in
+        return None
+    if len(tokenizer) < MIN_REAL_VOCAB:
+        return None
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    return count
+
+
+def token_counter(model: ModelChoice) -> TokenCounter | None:
+    """The model's own tokenizer as a token counter, when the model is a local diffusers folder
+    with a real tokenizer; None (use the estimate) otherwise."""
+    if model.source == PREVIZ:
+        return None
+    path = resolve_model_path(model.source)
+    if not Path(path).is_dir():
+        return None
+    return _tokenizer_counter(path, model.family)
+
+
 def model_choice(storyboard: Storyboard, profile: RenderProfile) -> ModelChoice:
     source = profile.image_model or storyboard.style.model
     if source == "tiny":
@@ -368,7 +405,9 @@ def image_job(
 ) -> ImageJob:
     style = storyboard.style
     model = model_choice(storyboard, profile)
-    composed = compose_prompt(storyboard, shot, family=model.family, notes=notes)
+    composed = compose_prompt(
+        storyboard, shot, family=model.family, notes=notes, count=token_counter(model)
+    )
     width, height = generation_size(storyboard, profile, model.family)
     panel = panel_spec(storyboard, shot) if model.source == PREVIZ else None
     return ImageJob(
@@ -448,7 +487,9 @@ def frame_job(
     model = model_choice(storyboard, profile)
     prompt = None
     if ref.restyle:
-        composed = compose_prompt(storyboard, shot, family=model.family)
+        composed = compose_prompt(
+            storyboard, shot, family=model.family, count=token_counter(model)
+        )
         prompt = f"{ref.restyle}, {composed.prompt}"
     return FrameJob(
         project=storyboard.project,
@@ -510,9 +551,10 @@ def plan_render(
     storyboard: Storyboard, profile: RenderProfile, *, base_dir: Path = Path(".")
 ) -> RenderPlan:
     images, frames, truncated = [], [], {}
-    family = model_choice(storyboard, profile).family
+    model = model_choice(storyboard, profile)
+    count = token_counter(model)
     for shot in storyboard.shots:
-        composed = compose_prompt(storyboard, shot, family=family)
+        composed = compose_prompt(storyboard, shot, family=model.family, count=count)
         if composed.truncated:
             truncated[shot.id] = composed.truncated
         if needs_image(shot):

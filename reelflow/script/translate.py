@@ -1,4 +1,5 @@
-"""Chinese renderings of English prompts, for reviewers who read Chinese first.
+"""Chinese renderings of English prompts, for reviewers who read Chinese first; English
+renderings of Chinese prompt texts, for text encoders that read English (CLIP, T5).
 
 Image models are prompted in English, but the director approving a storyboard or an image may think
 in Chinese; showing both side by side avoids approving a prompt nobody fully read. Renderings are
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 from reelflow.llm import ChatClient, LLMError, system, user
 from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
 from reelflow.store.keys import validate_key
+from reelflow.storyboard import Storyboard
 
 log = logging.getLogger("reelflow.script.translate")
 
@@ -89,3 +91,81 @@ class StoreCache(MutableMapping[str, str]):
 
     def __len__(self) -> int:
         return len(self.store.list(self.prefix))
+
+
+# -- prompts for English text encoders -------------------------------------------------------
+
+EN_PROMPT = """Translate this text from a film storyboard into a concise English image-generation
+prompt phrase. Keep every visual detail, names, trigger words and brand names unchanged. Answer
+with JSON only."""
+
+
+class EnRendering(BaseModel):
+    en: str = Field(min_length=1, description="the English rendering")
+
+
+def en_rendering(
+    text: str, client: ChatClient | None, cache: MutableMapping[str, str] | None = None
+) -> str | None:
+    """The English rendering of ``text`` for a text encoder, cached by text; None when there is
+    no LLM or it failed (the caller then warns and keeps the original)."""
+    key = "en-" + hashlib.sha256(f"en\n{text.strip()}".encode()).hexdigest()[:16]
+    if cache is not None and key in cache:
+        return cache[key]
+    if client is None or not text.strip():
+        return None
+    try:
+        answer, _ = client.structured([system(EN_PROMPT), user(text.strip())], EnRendering)
+    except LLMError as exc:
+        log.warning("no English rendering for %s: %s", key, exc)
+        return None
+    if cache is not None:
+        cache[key] = answer.en
+    return answer.en
+
+
+def translate_for_encoder(
+    storyboard: Storyboard,
+    client: ChatClient | None,
+    cache: MutableMapping[str, str] | None = None,
+) -> tuple[Storyboard, list[str]]:
+    """The storyboard with every prompt text that is not English (shot prompt/description,
+    scene, character descriptions, visual style, lighting) rendered in English for the text
+    encoder, and one warning per text left untranslated. Captions are never touched."""
+    from reelflow.storyboard.prompts import _CJK
+
+    warnings: list[str] = []
+
+    def english(text: str, where: str) -> str:
+        if not text or not _CJK.search(text):
+            return text
+        out = en_rendering(text, client, cache)
+        if out is None:
+            warnings.append(f"{where}: left in Chinese (no translation available)")
+            return text
+        return out
+
+    style = storyboard.style.model_copy(
+        update={
+            "visual_style": english(storyboard.style.visual_style, "style.visual_style"),
+            "lighting": english(storyboard.style.lighting, "style.lighting"),
+        }
+    )
+    characters = [
+        c.model_copy(update={"description": english(c.description, f"character {c.name}")})
+        for c in storyboard.characters
+    ]
+    shots = []
+    for s in storyboard.shots:
+        text = s.prompt or s.description
+        rendered = english(text, f"shot {s.id}")
+        shots.append(
+            s.model_copy(
+                update={
+                    "prompt": rendered if rendered != text else s.prompt,
+                    "scene": english(s.scene, f"shot {s.id} scene"),
+                }
+            )
+        )
+    board = storyboard.model_copy(update={"style": style, "characters": characters, "shots": shots})
+    return board, warnings

@@ -9,6 +9,7 @@ cut is reported word for word instead of being silently truncated by the tokeniz
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -46,7 +47,16 @@ MOVEMENT_WORDS = {
     "tracking": "tracking shot following the subject",
 }
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+#: the language each family's text encoder reads (CLIP for SD/SDXL, CLIP + T5 for Flux)
+ENCODER_LANGUAGE: dict[str, str] = {"sd15": "en", "sdxl": "en", "flux": "en"}
+#: estimated tokens per CJK character: CLIP's byte-level BPE splits most Chinese characters
+#: into 2-3 byte tokens; T5's sentencepiece gives about one per character
+CJK_TOKENS = {"sd15": 2, "sdxl": 2, "flux": 1}
+
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_TOKEN = re.compile(r"[^\W\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\w\s]")
+
+TokenCounter = Callable[[str], int]
 
 
 class PromptPart(BaseModel):
@@ -71,9 +81,36 @@ class ComposedPrompt(BaseModel):
         return not self.truncated
 
 
-def count_tokens(text: str) -> int:
-    """Approximate CLIP token count: one per word or punctuation mark (BPE is never fewer)."""
-    return len(_TOKEN.findall(text))
+def count_tokens(text: str, family: str = "sd15") -> int:
+    """Estimated token count when the model's own tokenizer is not at hand: one per Latin word
+    or punctuation mark (BPE is never fewer), and :data:`CJK_TOKENS` per CJK character (a run
+    of Chinese is not one word: 111 characters are 111-333 tokens, not 45)."""
+    cjk = len(_CJK.findall(text))
+    latin = len(_TOKEN.findall(_CJK.sub(" ", text)))
+    return latin + cjk * CJK_TOKENS.get(family, 2)
+
+
+def prompt_language(text: str) -> str:
+    """``zh`` when the text is mostly (a third or more of its letters) CJK, else ``en``."""
+    cjk = len(_CJK.findall(text))
+    letters = sum(ch.isalpha() for ch in text)
+    return "zh" if cjk and cjk * 3 >= letters else "en"
+
+
+def language_warnings(storyboard: Storyboard, family: str = "sd15") -> dict[str, str]:
+    """Shots whose prompt is in another language than the family's text encoder reads, with a
+    one-line warning each (shown by `reelflow plan` and in the run log)."""
+    encoder = ENCODER_LANGUAGE.get(family, "en")
+    out: dict[str, str] = {}
+    for shot in storyboard.shots:
+        text = " ".join(p.text for p in prompt_parts(storyboard, shot) if p.role != "triggers")
+        if _CJK.search(text) and encoder == "en":
+            lang = "Chinese" if prompt_language(text) == "zh" else "partly Chinese"
+            out[shot.id] = (
+                f"shot {shot.id}: the prompt is {lang} but the {family} text encoder reads "
+                "English; configure an LLM (--llm) to translate it, or write `prompt:` in English"
+            )
+    return out
 
 
 def camera_phrase(camera: Camera) -> str:
@@ -117,14 +154,24 @@ def compose_prompt(
     *,
     family: str = "sd15",
     notes: list[str] | None = None,
+    count: TokenCounter | None = None,
 ) -> ComposedPrompt:
-    """Compose one shot's prompt within the family's token budget, most important parts first."""
+    """Compose one shot's prompt within the family's token budget, most important parts first.
+
+    ``count`` is the model's own tokenizer (tokens of a text, no special tokens) when the model
+    is local; else :func:`count_tokens` estimates.
+    """
     budget = TOKEN_BUDGETS.get(family, 75)
+    if count is None:
+
+        def count(text: str) -> int:
+            return count_tokens(text, family)
+
     kept: list[PromptPart] = []
     truncated: list[str] = []
     used = 0
     for part in sorted(prompt_parts(storyboard, shot, notes), key=lambda p: p.priority):
-        cost = count_tokens(part.text) + (1 if kept else 0)  # the joining comma
+        cost = count(part.text) + (1 if kept else 0)  # the joining comma
         # Strictly by importance: once a part does not fit, nothing less important goes in
         # (a short quality tag never displaces the scene that was cut before it).
         if not truncated and used + cost <= budget:
