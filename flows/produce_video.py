@@ -25,6 +25,7 @@ from flows.gates import (
     wait_for_review,
 )
 from flows.render_shot import fan_out_shots, fan_out_variants
+from reelflow.render.decisions import GateSpec, carry_picks
 from reelflow.render.jobs import (
     CaptionCue,
     CoverJob,
@@ -41,6 +42,7 @@ from reelflow.render.jobs import (
     hires_job,
     image_job,
     lora_names,
+    model_choice,
     needs_image,
     plan_render,
     retouch_job,
@@ -51,6 +53,7 @@ from reelflow.render.profiles import get_profile
 from reelflow.script.drafts import replace_shot
 from reelflow.store import keys
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from reelflow.storyboard.prompts import language_warnings
 from tasks.clips import render_clip
 from tasks.common import RESULTS_BLOCK, get_store
 from tasks.edit import (
@@ -69,7 +72,7 @@ from tasks.review import (
     publish_storyboard,
     storyboard_review,
 )
-from tasks.script import refine_prompt, zh_prompts
+from tasks.script import english_prompts, refine_prompt, zh_prompts
 
 
 class FilmResult(BaseModel):
@@ -157,6 +160,7 @@ def produce_video(
         description=description,
         policy=approval,
         checks_passed=True,
+        spec=GateSpec(gate="storyboard", project=board.project),
     )
     approvals.append(record)
     if not answer.approve:
@@ -172,6 +176,17 @@ def produce_video(
         )
 
     # 3. Images: K variants per shot, a person picks one or rejects with notes.
+    # Prompts reach English text encoders (CLIP, T5) in English: translated when an LLM is
+    # configured, else a warning per shot (the original storyboard stays the published one).
+    if render_profile.image_model != "previz":
+        if llm_endpoint:
+            board, untranslated = english_prompts(board, llm_endpoint)
+            for warning in untranslated:
+                logger.warning("%s", warning)
+        else:
+            family = model_choice(board, render_profile).family
+            for warning in language_warnings(board, family).values():
+                logger.warning("%s", warning)
     plan = plan_render(board, render_profile, base_dir=base_dir)
     for shot, parts in plan.truncated_prompts.items():
         logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
@@ -208,6 +223,8 @@ def produce_video(
     prompt_diffs: dict[str, list[str]] = {}
     llm_usage: list[dict[str, int]] = []
     round_ = 1
+    earlier_picks: dict[str, int] = {}  # decisions of earlier rounds, carried forward
+    regenerated: set[str] = set()
     while True:
         # Unattended (`auto`) runs skip the review material: nobody looks at it before the
         # next stage, and it costs a second or two per shot.
@@ -231,7 +248,13 @@ def produce_video(
             if attended
             else ""
         )
-        picks_default = best if approval == "quality-gate" else {shot: 0 for shot in jobs}
+        counts = {shot: len(keys_) for shot, keys_ in variants.items()}
+        picks_default = carry_picks(
+            best if approval == "quality-gate" else {shot: 0 for shot in jobs},
+            earlier_picks,
+            regenerated=regenerated,
+            counts=counts,
+        )
         answer, record = wait_for_review(
             "images",
             round_,
@@ -239,6 +262,7 @@ def produce_video(
             description=description,
             policy=approval,
             checks_passed=passed,
+            spec=GateSpec(gate="images", round=round_, project=board.project, shots=counts),
             picks=picks_default,
         )
         approvals.append(record)
@@ -248,6 +272,8 @@ def produce_video(
         rejected = {shot: text for shot, text in answer.reject.items() if shot in jobs}
         if not rejected:
             break
+        earlier_picks = {**picks_default, **answer.picks}
+        regenerated = set(rejected)
         for shot_id, text in rejected.items():
             notes.setdefault(shot_id, []).append(text)
             if llm_endpoint:  # the LLM rewrites this shot's prompt; the notes are then in it
@@ -329,6 +355,9 @@ def produce_video(
             description=description,
             policy=approval,
             checks_passed=True,
+            spec=GateSpec(
+                gate="clips", round=round_, project=board.project, shots=dict.fromkeys(clips, 1)
+            ),
         )
         approvals.append(record)
         redo = (set(answer.regenerate) | set(answer.new_seeds)) & set(clips)
