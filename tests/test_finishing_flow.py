@@ -138,6 +138,9 @@ def test_sixty_fps_and_4k_versions_with_covers(
     for name, key in finished.version_covers.items():
         cover = Image.open(store.get_file(key, tmp_path / f"{name}.png"))
         assert abs(cover.size[0] / cover.size[1] - shapes[name[:4]]) < 0.05, (name, cover.size)
+        # drawn from a clean master, never from the captioned version it goes with
+        (source,) = store.lineage(key).parents
+        assert source not in finished.versions.values(), (name, source)
 
 
 def test_fast_and_slow_cuts(finished: Any, s3_settings: S3Settings, tmp_path: Path) -> None:
