@@ -21,6 +21,7 @@ from pydantic import Field
 
 from flows.gates import Approval, wait_for_review
 from reelflow.llm import Usage
+from reelflow.render.decisions import GateSpec
 from reelflow.script.calibration import CalibrationReport
 from reelflow.script.drafts import Brief, template_plan
 from reelflow.script.rounds import (
@@ -141,6 +142,8 @@ def write_script(
             answer, decision = wait_for_review(
                 "storyboard", ask, ScriptReview, description=prompt, policy=approval,
                 checks_passed=current.versions[best].errors == 0,
+                spec=GateSpec(gate="storyboard", round=round_, project=record.project,
+                              versions=len(calibrated)),
                 version=best if approval == "quality-gate" else 0,
             )
             ask += 1

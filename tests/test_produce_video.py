@@ -220,8 +220,20 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
         run_id = _wait_for_gate(holder, "storyboard-1")
         assert approve_run(run_id, reviewer="director") == "storyboard"
         _wait_for_gate(holder, "images-1")
+        # answers that do not fit the gate are refused and the run keeps waiting there
+        from reelflow.render.decisions import AnswerError
+
+        for bad in ({"picks": {"s02": 1}}, {"picks": {"a": 5}}, {"new_seeds": {"a": 3}}):
+            with pytest.raises(AnswerError):
+                approve_run(run_id, reviewer="director", **bad)  # type: ignore[arg-type]
+        assert _wait_for_gate(holder, "images-1") == run_id
         assert (
-            approve_run(run_id, rejects={"b": "show the front of the car"}, reviewer="director")
+            approve_run(
+                run_id,
+                rejects={"b": "show the front of the car"},
+                picks={"a": 1},
+                reviewer="director",
+            )
             == "images"
         )
         _wait_for_gate(holder, "images-2")
@@ -236,6 +248,7 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert process.returncode == 0, output
     assert API_KEY not in output
     assert "film:     s3://film/projects/tiny-film/edits/" in output
+    assert f"reelflow approve {run_id} [--pick a=N]" in output  # what to run next, printed
 
     states = _task_states(UUID(run_id))
     assert states["variants-a"] == ["Cached"]
@@ -260,6 +273,8 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert (
         "+" in manifest["prompt_diffs"]["b"][0] and "headlights" in manifest["prompt_diffs"]["b"][0]
     )
+    # a's pick of round 1 survived round 2 (where only b was picked)
+    assert store.lineage(manifest["chosen_images"]["a"]).parents == [manifest["variants"]["a"][1]]
     regenerated = store.lineage(manifest["chosen_images"]["b"])
     assert LLM_PROMPT in regenerated.spec["image"]["prompt"]
     assert manifest["llm_usage"]["requests"] == 1  # the refinement (translations are cached)

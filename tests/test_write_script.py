@@ -271,13 +271,16 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
         assert draft_round.usage.requests == 4
         assert draft_round.usage.prompt_tokens == 500 + 3 * 300
 
-        # an answer the form accepts but the flow cannot use is asked again, not obeyed
-        assert approve_run(str(run_id), version=7, notes="x", reviewer="director") == "storyboard"
-        _wait_for_gate(run_id, "storyboard-2", process)
+        # an answer that does not fit the gate is refused before the run resumes
+        from reelflow.render.decisions import AnswerError
+
+        with pytest.raises(AnswerError, match="--version 7: out of range"):
+            approve_run(str(run_id), version=7, notes="x", reviewer="director")
+        _wait_for_gate(run_id, "storyboard-1", process)
         notes = "Make the turn longer: hold on mei as the doors close."
         assert approve_run(str(run_id), version=1, notes=notes, reviewer="director") \
             == "storyboard"
-        _wait_for_gate(run_id, "storyboard-3", process)
+        _wait_for_gate(run_id, "storyboard-2", process)
         assert approve_run(str(run_id), reviewer="director") == "storyboard"
         output, _ = process.communicate(timeout=120)
     finally:
