@@ -254,7 +254,8 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert states["variants-a"] == ["Cached"]
     assert states["variants-c"] == ["Cached"]
     assert states["variants-b"] == ["Cached", "Completed"]  # round 2 has the notes
-    assert states["clip-a"] == ["Cached"]
+    assert states["clip-a"] == ["Completed"]  # a's round-1 pick (variant 1) is a new still
+    assert states["clip-c"] == ["Cached"]
     assert states["clip-b"] == ["Completed"]
     assert states["assemble-film"] == ["Completed"]
     assert states["version-16x9-h264"] == ["Completed"]
