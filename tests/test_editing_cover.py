@@ -160,7 +160,9 @@ def test_cover_of_a_vertical_version_is_a_vertical_crop_of_the_master(
 
     assert isinstance(store, ArtifactStore)
     master = store.put_file("projects/p/edits/m.mp4", mixed_clip, "video/mp4", Lineage(kind="edit"))
-    job = CoverJob(project="p", film_key=master, title="冬去春来", width=W, height=H, aspect="9:16")
+    job = CoverJob(
+        project="p", source_key=master, title="冬去春来", width=W, height=H, aspect="9:16"
+    )
     key = make_cover_job(store, job)
     cover = Image.open(store.get_file(key, tmp_path / "c.png"))
     assert abs(cover.width / cover.height - 9 / 16) < 0.02 and cover.height == H

@@ -38,6 +38,7 @@ def _job(master_key: str, captions: str) -> VersionJob:
     return VersionJob(
         project="p",
         master_key=master_key,
+        source_aspect="16:9",
         export=ExportSpec(aspect="9:16", captions=captions),
         captions=[CaptionCue(duration=1.0, zh=ZH25), CaptionCue(duration=1.0, zh="春天")],
         title="冬去春来",
@@ -47,7 +48,7 @@ def _job(master_key: str, captions: str) -> VersionJob:
 def test_chinese_only_soft_captions_export_one_chinese_track(
     store: ArtifactStore, master_key: str, tmp_path: Path
 ) -> None:
-    key = export_version(store, _job(master_key, "soft"), "16:9")
+    key = export_version(store, _job(master_key, "soft"))
     out = store.get_file(key, tmp_path / "soft.mp4")
     header = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True
@@ -59,7 +60,7 @@ def test_chinese_only_soft_captions_export_one_chinese_track(
 def test_burned_version_keeps_chinese_captions_in_the_vertical_safe_area(
     store: ArtifactStore, master_key: str, tmp_path: Path
 ) -> None:
-    key = export_version(store, _job(master_key, "burn"), "16:9")
+    key = export_version(store, _job(master_key, "burn"))
     out = store.get_file(key, tmp_path / "burn.mp4")
     info = probe(out)
     assert info.width < info.height

@@ -16,7 +16,6 @@ from reelflow.render.jobs import (
     resolve_model_path,
 )
 from reelflow.render.models import image_spec
-from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
 
@@ -58,7 +57,7 @@ def draw_previz(store: ArtifactStore, job: ImageJob, seed: int, scale: float = 1
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
     base = job.spec_hash()
-    wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
+    wanted = job.variant_keys()
     if all(store.exists(key) for key in wanted):
         return wanted
     if is_previz(job):  # no model: storyboard panels
@@ -103,7 +102,7 @@ def _put_variants(
             Lineage(
                 kind="image",
                 spec=job.model_dump(mode="json"),
-                spec_hash=base,
+                spec_hash=job.spec_hash(),
                 extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
                 parents=[job.reference] if job.reference else [],
             ),
@@ -113,7 +112,7 @@ def _put_variants(
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     """Upscale the chosen variant and refine it with img2img at the same seed (previz: the
     panel redrawn at the larger size)."""
-    key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     base = job.image
@@ -146,14 +145,16 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     panel already shows the shot as the storyboard describes it, so it is kept as it is)."""
     from PIL import ImageDraw
 
-    if is_previz(job.image):
-        return job.source_key
-    from reelflow.imaging.generate import inpaint, outpaint
-
-    key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
+    key = job.output_key()
     if store.exists(key):
         return key
     image = load_image(store, job.source_key)
+    if is_previz(job.image):
+        store.put_bytes(key, png_bytes(image), "image/png",
+                        lineage_of("image", job, [job.source_key], {"step": "retouch"}))
+        return key
+    from reelflow.imaging.generate import inpaint, outpaint
+
     base = job.image
     width, height = image.size
     for region in job.inpaint:
@@ -191,17 +192,17 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     return key
 
 
-def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
+def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
     from reelflow.media.frames import extract_frame
 
-    key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
+    key = job.output_key()
     if store.exists(key):
         return key
     with scratch() as tmp:
-        clip = store.get_file(clip_key, tmp / "clip.mp4")
+        clip = store.get_file(job.clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
-    parents = [clip_key]
+    parents = [job.clip_key]
     if job.restyle_prompt and not is_previz(job):  # previz: the frame as it is
         from reelflow.imaging.generate import restyle_canny
 
@@ -224,12 +225,29 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
     return key
 
 
-def clip_key_hash(key: str) -> str:
-    return key.rsplit("/", 1)[-1].split(".", 1)[0][:8]
-
-
 def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:
     """Restyle at a size the model handles: the frame's aspect, at most 512 px wide, /8."""
     width, height = size
     scale = min(1.0, 512 / width)
     return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
+
+
+def score_variants(
+    store: ArtifactStore, variants: dict[str, list[str]], palette: list[str]
+) -> dict[str, list[float]]:
+    """Sharpness and palette fit per variant, 0..1: the contact sheet's numbers and what
+    quality-gate compares with its threshold. A blank (black / NaN) image scores 0."""
+    from reelflow.imaging.checks import is_blank, palette_score, sharpness
+
+    scores: dict[str, list[float]] = {}
+    for shot, shot_keys in variants.items():
+        scores[shot] = []
+        for key in shot_keys:
+            image = load_image(store, key)
+            if is_blank(image):
+                scores[shot].append(0.0)
+                continue
+            sharp = min(1.0, sharpness(image) / 500.0)
+            fit = palette_score(image, palette) if palette else 1.0
+            scores[shot].append(round(0.5 * sharp + 0.5 * fit, 3))
+    return scores
