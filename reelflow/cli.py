@@ -401,6 +401,11 @@ def parse_export(text: str):
         name, sep, value = option.partition("=")
         if not sep:
             raise ValueError(f"--export '{text}': expected NAME=VALUE, got '{option}'")
+        known = [field for field in ExportSpec.model_fields if field != "aspect"]
+        if name not in known:  # a typo must not be ignored silently
+            raise ValueError(
+                f"--export '{text}': unknown option '{name}' (options: {', '.join(known)})"
+            )
         if name == "size":
             width, _, height = value.partition("x")
             fields["size"] = (int(width), int(height))
