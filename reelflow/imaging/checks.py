@@ -218,6 +218,14 @@ def character_consistency(
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """The CJK font labels are set in (style names may be Chinese: Pillow's default draws tofu);
+    Pillow's default font only when no CJK font is installed."""
+    from reelflow.editing.fonts import FontNotFoundError, cjk_font_path
+
+    try:
+        return ImageFont.truetype(str(cjk_font_path()), size)
+    except (FontNotFoundError, OSError):
+        pass
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
