@@ -192,3 +192,27 @@ def test_vertical_chinese_and_long_english_captions_stay_in_the_9x16_safe_area(
         assert rows[-1] - rows[0] > (120 if index < 4 else 55), f"frame {index}: not wrapped"
         # not a one-line caption squeezed to a sliver: it uses most of the safe width
         assert cols[-1] - cols[0] > 0.6 * w * (1 - area.left - area.right)
+
+
+@pytest.mark.parametrize(
+    ("size", "preset"), [((1920, 1080), "16:9"), ((720, 1280), "9:16"), ((1080, 1080), "1:1")]
+)
+def test_every_platform_preset_keeps_a_long_caption_inside_its_safe_area(
+    size: tuple[int, int], preset: str
+) -> None:
+    from reelflow.editing.caption_layout import SAFE_AREAS, layout_caption, preset_for
+    from reelflow.editing.fonts import cjk_font_path
+
+    w, h = size
+    area = preset_for(w, h)
+    assert area is SAFE_AREAS[preset]
+    layout = layout_caption([ZH25 * 2, EN_LONG], w, h, font_path=cjk_font_path())
+    from PIL import ImageFont
+
+    from reelflow.editing.caption_layout import em_size
+
+    for block in layout.blocks:
+        font = ImageFont.truetype(str(cjk_font_path()), em_size(cjk_font_path(), block.size))
+        for line in block.lines:
+            assert font.getlength(line) <= w * (1 - area.left - area.right)
+    assert layout.text_height() <= h * (1 - area.top - area.bottom)
