@@ -60,8 +60,8 @@ class SafeArea:
 #: buttons over the bottom ~20-25% and a button column on the right.
 SAFE_AREAS: dict[str, SafeArea] = {
     "9:16": SafeArea("9:16", left=0.08, right=0.16, top=0.12, bottom=0.22, size_ratio=0.065),
-    "16:9": SafeArea("16:9", left=0.05, right=0.05, top=0.05, bottom=0.06, size_ratio=0.055),
-    "1:1": SafeArea("1:1", left=0.06, right=0.06, top=0.06, bottom=0.10, size_ratio=0.05),
+    "16:9": SafeArea("16:9", left=0.05, right=0.05, top=0.05, bottom=0.06, size_ratio=0.065),
+    "1:1": SafeArea("1:1", left=0.06, right=0.06, top=0.06, bottom=0.10, size_ratio=0.06),
 }
 
 #: No line may start with these (closing punctuation, in CJK and Latin).
