@@ -4,6 +4,8 @@ names its output, so an object already in the bucket is returned, not recomputed
 
 from __future__ import annotations
 
+import logging
+
 from PIL import Image
 
 from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
@@ -11,6 +13,8 @@ from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resol
 from reelflow.render.models import image_spec
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
+
+log = logging.getLogger("reelflow.render")
 
 
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
@@ -37,7 +41,13 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
         ]
     else:
         results = generate_variants(spec, job.variants)
+    identity = _identity_scorer(store, job)
     for index, (seed, image) in enumerate(results):
+        extra = {"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt}
+        if job.characters:
+            extra["characters"] = job.characters
+        if identity is not None:
+            extra["identity"] = identity(image)
         store.put_bytes(
             wanted[index],
             png_bytes(image),
@@ -46,11 +56,36 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
                 kind="image",
                 spec=job.model_dump(mode="json"),
                 spec_hash=base,
-                extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
+                extra=extra,
                 parents=[job.reference] if job.reference else [],
             ),
         )
     return wanted
+
+
+def _identity_scorer(store: ArtifactStore, job: ImageJob):
+    """Scores a variant against the shot's characters for its lineage (None: no references).
+
+    A check that cannot run (a reference gone from the bucket) is logged, never fatal: the
+    review scores the variants again and says so."""
+    if not job.character_refs:
+        return None
+    from reelflow.render.identity import (
+        default_clip_model,
+        identity_lineage,
+        identity_method,
+        load_references,
+        score_image,
+    )
+
+    model = default_clip_model()
+    try:
+        references = load_references(store, job)
+    except Exception as exc:  # noqa: BLE001 - the images themselves must still be stored
+        log.warning("identity check skipped for %s: %s", job.shot, exc)
+        return None
+    method = identity_method(model)
+    return lambda image: identity_lineage(score_image(image, references, model), method)
 
 
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:

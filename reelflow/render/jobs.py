@@ -74,6 +74,10 @@ class ImageJob(Job):
     variants: int
     reference: str | None = None  # object key of a reference image ("keep this composition")
     reference_strength: float = 0.6
+    # library characters in the shot: name -> version (a changed character re-renders exactly
+    # its shots) and name -> reference image keys (identity checks, IP-Adapter)
+    characters: dict[str, str] = {}
+    character_refs: dict[str, list[str]] = {}
 
 
 class HiresJob(Job):
@@ -135,6 +139,7 @@ class EditClip(BaseModel):
     duration: float
     transition: Transition
     transition_duration: float
+    trim_waste: bool = True  # the shot's `trim_waste`: cut black/frozen heads and tails
 
 
 class EditJob(Job):
@@ -337,7 +342,18 @@ def image_job(
         model=model,
         loras=lora_choices(shot_loras(storyboard, shot), profile, base_dir),
         variants=profile.variants or style.variants,
+        **shot_characters(storyboard, shot),
     )
+
+
+def shot_characters(storyboard: Storyboard, shot: Shot) -> dict[str, Any]:
+    """The ImageJob fields naming the shot's characters: versions (set when the storyboard was
+    resolved against the library) and reference image keys."""
+    cast = [storyboard.character(name) for name in shot.characters]
+    return {
+        "characters": {c.name: c.version for c in cast if c.version},
+        "character_refs": {c.name: list(c.reference_images) for c in cast if c.reference_images},
+    }
 
 
 def hires_job(job: ImageJob, variant_key: str, variant: int, profile: RenderProfile) -> HiresJob:
