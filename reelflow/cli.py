@@ -339,14 +339,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flows.produce_video import produce_video
     from tasks.common import ensure_results_block
 
+    if not remote:  # a character missing from the library: one line, before any run starts
+        from reelflow.storyboard.characters import resolve_cast
+        from tasks.common import get_store
+
+        resolve_cast(load_storyboard(args.file), get_store())
     ensure_results_block()
     approval = "auto" if args.auto_approve else args.approval
+    threshold = args.identity_threshold
+    identity = {} if threshold is None else {"identity_threshold": threshold}
     result = produce_video(
         storyboard=args.file if remote else str(Path(args.file).resolve()),
         approval=approval,
         profile=args.profile,
         exports=exports,
         llm_endpoint=args.llm,
+        **identity,
     )
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
@@ -552,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
                    "(codec=h264|h265|av1, captions=burn|soft|none, cut=fast|slow); "
                    "default: one at the storyboard's aspect with burned captions")
+    p.add_argument("--identity-threshold", type=float, default=None, metavar="0..1",
+                   help="quality-gate: lowest identity score (vs the character's references) "
+                   "a shot's best variant needs to pass unattended")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("approve", help="resume a paused run with the reviewer's decision")
@@ -631,8 +642,12 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(build_parser(), argv)
+    from reelflow.errors import ReelflowError
+
     try:
         return args.func(args)
+    except ReelflowError as exc:
+        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
     except _expected_errors() as exc:
         return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 

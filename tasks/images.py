@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from reelflow.render import images, models
+from reelflow.render import identity, images, models
+from reelflow.render.identity import IdentityReport
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob
 from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
 
@@ -70,3 +71,18 @@ def take_frame(job: FrameJob, clip_key: str) -> str:
 )
 def retouch(job: RetouchJob) -> str:
     return images.retouch(get_store(), job)
+
+
+@task(
+    name="score-identity",
+    task_run_name="score-identity",
+    cache_policy=CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY,
+)
+def score_identity(
+    jobs: dict[str, ImageJob], variants: dict[str, list[str]], clip_model: str | None = None
+) -> IdentityReport:
+    """Identity score per variant of each shot with characters (read from the images'
+    lineage where recorded); `clip_model` is part of the cache key since it picks the method."""
+    return identity.score_identity(get_store(), jobs, variants, clip_model)
