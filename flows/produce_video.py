@@ -25,6 +25,14 @@ from flows.gates import (
     wait_for_review,
 )
 from flows.render_shot import fan_out_shots, fan_out_variants
+from reelflow.render.edit import edit_trims
+from reelflow.render.identity import (
+    IDENTITY_THRESHOLD,
+    default_clip_model,
+    identity_failures,
+    identity_markdown,
+    pick_by_identity,
+)
 from reelflow.render.jobs import (
     CaptionCue,
     CoverJob,
@@ -51,7 +59,8 @@ from reelflow.render.profiles import get_profile
 from reelflow.script.drafts import replace_shot
 from reelflow.store import keys
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
-from tasks.clips import render_clip
+from reelflow.storyboard.characters import resolve_cast
+from tasks.clips import check_clip_drift, render_clip
 from tasks.common import RESULTS_BLOCK, get_store
 from tasks.edit import (
     assemble_film,
@@ -61,7 +70,14 @@ from tasks.edit import (
     snap_to_music,
     upload_input,
 )
-from tasks.images import hires_fix, prepare_models, render_variants, retouch, take_frame
+from tasks.images import (
+    hires_fix,
+    prepare_models,
+    render_variants,
+    retouch,
+    score_identity,
+    take_frame,
+)
 from tasks.review import (
     clips_review,
     final_review,
@@ -129,6 +145,8 @@ def produce_video(
     video_model: str | None = None,
     llm_endpoint: str | None = None,
     quality_threshold: float = 0.3,
+    identity_threshold: float = IDENTITY_THRESHOLD,
+    identity_retries: int = 2,
     fan_out: bool = False,
 ) -> FilmResult:
     """Render a storyboard (path, s3:// URI or inline YAML/JSON) into a film and its cover.
@@ -144,6 +162,10 @@ def produce_video(
     if video_model:
         render_profile = VideoModel.load(video_model).apply(render_profile)
     board, base_dir = read_storyboard(storyboard)
+    # Library characters complete the storyboard (one-line InputError if one is missing) and
+    # version the jobs of exactly the shots they appear in.
+    board, cast = resolve_cast(board, get_store())
+    clip_model = default_clip_model()
     approvals: list[ApprovalRecord] = []
     attended = approval != "auto"
 
@@ -208,7 +230,27 @@ def produce_video(
     prompt_diffs: dict[str, list[str]] = {}
     llm_usage: list[dict[str, int]] = []
     round_ = 1
+    retried: dict[str, int] = {}
     while True:
+        identity = score_identity(jobs, variants, clip_model)
+        failing = identity_failures(identity, identity_threshold)
+        retry = {s for s in failing if retried.get(s, 0) < identity_retries}
+        if approval == "quality-gate" and retry:  # unattended: the next seeds, up to a bound
+            for shot_id in sorted(retry):
+                retried[shot_id] = retried.get(shot_id, 0) + 1
+                logger.warning("%s (retry %d with new seeds)", failing[shot_id], retried[shot_id])
+                jobs[shot_id] = with_reference(
+                    image_job(
+                        board,
+                        board.shot(shot_id),
+                        render_profile,
+                        base_dir=base_dir,
+                        notes=notes.get(shot_id),
+                        round_=len(notes.get(shot_id, [])) + retried[shot_id],
+                    )
+                )
+                variants[shot_id] = render_variants(jobs[shot_id])
+            continue
         # Unattended (`auto`) runs skip the review material: nobody looks at it before the
         # next stage, and it costs a second or two per shot.
         scores = (
@@ -216,8 +258,8 @@ def produce_video(
             if attended
             else {shot: [0.0] * len(keys_) for shot, keys_ in variants.items()}
         )
-        best = {shot: max(range(len(s)), key=s.__getitem__) for shot, s in scores.items()}
-        passed = all(max(s) >= quality_threshold for s in scores.values())
+        best = pick_by_identity(scores, identity, identity_threshold)
+        passed = all(max(s) >= quality_threshold for s in scores.values()) and not failing
         prompts = {s: j.prompt for s, j in jobs.items()}
         description = (
             images_review(
@@ -231,6 +273,10 @@ def produce_video(
             if attended
             else ""
         )
+        if failing:
+            logger.warning("images gate: identity under threshold: %s", "; ".join(failing.values()))
+            description += "\n**Identity under threshold:** " + "; ".join(failing.values())
+        description += "\n" + identity_markdown(identity, identity_threshold)
         picks_default = best if approval == "quality-gate" else {shot: 0 for shot in jobs}
         answer, record = wait_for_review(
             "images",
@@ -322,6 +368,15 @@ def produce_video(
             if attended
             else ""
         )
+        if attended:  # a clip drifting off its still (off-model) is flagged before the edit
+            drift = [
+                check_clip_drift(s, clips[s], chosen[s], clip_model)
+                for s in clips
+                if s in chosen and jobs[s].character_refs
+            ]
+            drifting = [f"{d.shot} ({', '.join(d.flagged)})" for d in drift if d.drifts]
+            if drifting:
+                description += "\n**Drifting from the approved still:** " + "; ".join(drifting)
         answer, record = wait_for_review(
             "clips",
             round_,
@@ -373,6 +428,7 @@ def produce_video(
                     duration=duration,
                     transition=transition,
                     transition_duration=length,
+                    trim_waste=shot.trim_waste,
                 )
                 for shot, duration, (_, transition, length) in zip(
                     board.shots, durations, plan, strict=True
@@ -467,6 +523,9 @@ def produce_video(
         music_key=music_key,
         edit_durations=durations,
         duration=board.duration,
+        characters=cast,
+        identity=identity.model_dump(mode="json"),
+        trims=edit_trims(get_store(), edits["storyboard"][0]),
     )
     store = get_store()
     manifest_key = store.put_json(
