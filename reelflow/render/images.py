@@ -10,7 +10,7 @@ from PIL import Image
 
 from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
-from reelflow.render.models import image_spec
+from reelflow.render.models import image_spec, ip_adapter_spec
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
@@ -26,6 +26,10 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     if all(store.exists(key) for key in wanted):
         return wanted
     spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
+    condition = None
+    if job.ip_adapter:  # feature lock: the character's reference conditions every variant
+        spec = spec.model_copy(update={"ip_adapter": ip_adapter_spec(job.ip_adapter)})
+        condition = load_image(store, job.ip_adapter.image)
     if job.reference:  # keep the reference's composition: each variant is img2img from it
         from reelflow.imaging.generate import img2img_from_reference
 
@@ -34,13 +38,16 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             (
                 seed,
                 img2img_from_reference(
-                    reference, spec.model_copy(update={"seed": seed}), job.reference_strength
+                    reference,
+                    spec.model_copy(update={"seed": seed}),
+                    job.reference_strength,
+                    ip_adapter_image=condition,
                 ),
             )
             for seed in range(job.seed, job.seed + job.variants)
         ]
     else:
-        results = generate_variants(spec, job.variants)
+        results = generate_variants(spec, job.variants, ip_adapter_image=condition)
     identity = _identity_scorer(store, job)
     for index, (seed, image) in enumerate(results):
         extra = {"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt}
@@ -48,6 +55,8 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             extra["characters"] = job.characters
         if identity is not None:
             extra["identity"] = identity(image)
+        if job.ip_adapter:
+            extra["ip_adapter"] = job.ip_adapter.model_dump(mode="json")
         store.put_bytes(
             wanted[index],
             png_bytes(image),
@@ -57,7 +66,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
                 spec=job.model_dump(mode="json"),
                 spec_hash=base,
                 extra=extra,
-                parents=[job.reference] if job.reference else [],
+                parents=[k for k in (job.reference, job.ip_adapter and job.ip_adapter.image) if k],
             ),
         )
     return wanted

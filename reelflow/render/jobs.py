@@ -56,6 +56,16 @@ class LoraChoice(BaseModel):
     weight: float
 
 
+class IPAdapterChoice(BaseModel):
+    """Feature lock: `image` (a character's reference, an object key) conditions the shot
+    through the IP-Adapter at `path` (`@models/...` or a local path) at `scale`."""
+
+    path: str
+    scale: float
+    image: str
+    character: str
+
+
 class ImageJob(Job):
     """K variants of one shot's still."""
 
@@ -78,6 +88,7 @@ class ImageJob(Job):
     # its shots) and name -> reference image keys (identity checks, IP-Adapter)
     characters: dict[str, str] = {}
     character_refs: dict[str, list[str]] = {}
+    ip_adapter: IPAdapterChoice | None = None
 
 
 class HiresJob(Job):
@@ -343,7 +354,28 @@ def image_job(
         loras=lora_choices(shot_loras(storyboard, shot), profile, base_dir),
         variants=profile.variants or style.variants,
         **shot_characters(storyboard, shot),
+        ip_adapter=ip_adapter_choice(storyboard, shot, profile),
     )
+
+
+def ip_adapter_choice(
+    storyboard: Storyboard, shot: Shot, profile: RenderProfile
+) -> IPAdapterChoice | None:
+    """The shot's first character with reference images locks its features through the
+    profile's IP-Adapter (its first reference, at the character's scale); None without one."""
+    if not profile.ip_adapter:
+        return None
+    path = f"{MODELS_PREFIX}tiny-ip-adapter" if profile.ip_adapter == "tiny" else profile.ip_adapter
+    for name in shot.characters:
+        character = storyboard.character(name)
+        if character.reference_images and character.ip_adapter_scale > 0:
+            return IPAdapterChoice(
+                path=path,
+                scale=character.ip_adapter_scale,
+                image=character.reference_images[0],
+                character=name,
+            )
+    return None
 
 
 def shot_characters(storyboard: Storyboard, shot: Shot) -> dict[str, Any]:

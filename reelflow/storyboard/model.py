@@ -104,6 +104,10 @@ class Character(Strict):
     reference_images: list[str] = Field(
         [], description="object keys in the bucket (characters/{name}/...) of reference images"
     )
+    ip_adapter_scale: float = Field(
+        0.6, ge=0.0, le=2.0,
+        description="how strongly its first reference image conditions its shots (IP-Adapter)",
+    )
     version: str = Field("", description="set by the run from the library; not written by hand")
 
 
