@@ -115,3 +115,18 @@ def test_character_reference_locks_its_shot_through_the_job(
         assert lineage.spec["characters"] == versions
         assert [lora["name"] for lora in lineage.spec["loras"]] == ["su7-body"]  # combined
         assert "ip_adapter" not in store.lineage(plain_key).extra
+
+
+def test_sdxl_takes_the_same_loader(models_root: Path) -> None:
+    from reelflow.imaging.tiny import build_tiny_sd
+
+    sd = build_tiny_sd(models_root / "tiny-sdxl", family="sdxl")
+    ip = build_tiny_ip_adapter(sd, models_root / "tiny-ip-adapter-xl")
+    spec = ImageSpec(prompt="a car", seed=3, width=64, height=64, steps=2,
+                     model=ModelSource(family="sdxl", source=str(sd)))  # fmt: skip
+    plain = np.asarray(generate_variants(spec, 1)[0][1], np.int16)
+    locked = spec.model_copy(update={"ip_adapter": IPAdapterSpec(path=str(ip), scale=1.0)})
+    red = Image.new("RGB", (64, 64), (200, 10, 10))
+    image = np.asarray(generate_variants(locked, 1, ip_adapter_image=red)[0][1], np.int16)
+    assert np.abs(image - plain).mean() > 2.0
+    assert np.array_equal(np.asarray(generate_variants(spec, 1)[0][1], np.int16), plain)

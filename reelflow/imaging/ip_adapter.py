@@ -71,13 +71,23 @@ def locate(path: str | Path) -> tuple[str, str, str, str]:
 def load_ip_adapter(pipe: Any, spec: IPAdapterSpec) -> None:
     """Load the adapter (and its image encoder) into `pipe` and set its scale."""
     root, subfolder, weight_name, encoder = locate(spec.path)
-    pipe.load_ip_adapter(
-        root,
-        subfolder=subfolder,
-        weight_name=weight_name,
-        image_encoder_folder=encoder,
-        local_files_only=True,
-    )
+    if type(pipe).__name__.startswith("Flux"):  # FluxIPAdapterMixin names the encoder itself
+        pipe.load_ip_adapter(
+            root,
+            weight_name=weight_name,
+            subfolder=subfolder,
+            image_encoder_pretrained_model_name_or_path=str(Path(root) / encoder),
+            image_encoder_dtype=pipe.dtype,
+            local_files_only=True,
+        )
+    else:  # SD 1.5 / SDXL (IPAdapterMixin)
+        pipe.load_ip_adapter(
+            root,
+            subfolder=subfolder,
+            weight_name=weight_name,
+            image_encoder_folder=encoder,
+            local_files_only=True,
+        )
     pipe.set_ip_adapter_scale(spec.scale)
     log.info("IP-Adapter %s loaded at scale %.2f", spec.path, spec.scale)
 
