@@ -162,6 +162,11 @@ def _one_line_validation(exc: Exception, what: str) -> str:
     return str(exc).splitlines()[0]
 
 
+def _given(**values: object) -> dict[str, object]:
+    """The options the user gave (not None), so model defaults apply to the rest."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def cmd_characters_add(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -187,6 +192,7 @@ def cmd_characters_add(args: argparse.Namespace) -> int:
             description=args.description,
             trigger_words=list(dict.fromkeys(args.trigger)),
             lora=lora,
+            **_given(ip_adapter_scale=args.ip_adapter_scale),
         )
     except ValidationError as exc:
         return _fail(_one_line_validation(exc, "character"), EXIT_INVALID)
@@ -231,15 +237,28 @@ def cmd_characters_show(args: argparse.Namespace) -> int:
         slug(args.name, "character name")
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
+    if args.sheet == "":
+        args.sheet = f"{args.name}-sheet.png"
     store = _character_store()
     try:
         character = get_character(store, args.name)
     except CharacterNotFound as exc:
         return _fail(str(exc))
-    print(yaml.safe_dump(character.model_dump(mode="json"), allow_unicode=True,
-                         sort_keys=False).rstrip())
+    print(yaml.safe_dump(character.model_dump(mode="json", exclude={"version"}),
+                         allow_unicode=True, sort_keys=False).rstrip())
     for key in character.reference_images:
         print(f"# {store.uri(key)}")
+    if args.sheet:
+        from reelflow.render.sheet import character_sheet
+
+        sheet, entries = character_sheet(store, args.name)
+        out = Path(args.sheet)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out)
+        for entry in entries:
+            score = "" if entry.score is None else f"  {entry.score:.2f}"
+            print(f"# sheet: {entry.label.splitlines()[0]}{score}")
+        print(f"sheet: {out} ({len(entries)} images)")
     return 0
 
 
@@ -532,11 +551,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lora", default=None, metavar="PATH", help="the character's LoRA file")
     c.add_argument("--lora-weight", type=float, default=None, metavar="W",
                    help="LoRA weight, -4..4 (default 1)")
+    c.add_argument("--ip-adapter-scale", type=float, default=None, metavar="S",
+                   help="how strongly its first reference conditions its shots, 0..2 "
+                   "(IP-Adapter; default 0.6)")
     c.set_defaults(func=cmd_characters_add, trailing="images")
     c = chars.add_parser("list", help="every character in the library")
     c.set_defaults(func=cmd_characters_list)
     c = chars.add_parser("show", help="one character's record and reference image URIs")
     c.add_argument("name")
+    c.add_argument("--sheet", nargs="?", const="", default=None, metavar="PNG",
+                   help="also render its references and the chosen frames of its shots with "
+                   "identity scores (default file: NAME-sheet.png)")
     c.set_defaults(func=cmd_characters_show)
 
     p = sub.add_parser("script", help="write, calibrate and approve a storyboard from a brief")

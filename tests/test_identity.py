@@ -180,3 +180,37 @@ def test_clip_drift_flags_frames_that_leave_the_still(
                        + ".png")  # fmt: skip
     assert drift.scores["first"] > 0.7
     assert drift.flagged == ["middle", "last"] and drift.drifts
+
+
+def test_character_sheet_from_the_cli(store: ArtifactStore, tmp_path: Path) -> None:
+    """References and the chosen frames of the character's shots, side by side with scores."""
+    import json
+
+    from test_characters_cli import cli_env, reelflow
+
+    add_character(store, SU7, {"front.png": png((250, 210, 0))})
+    _, versions = resolve_cast(parse_storyboard(BOARD), store)
+    chosen = "projects/cast/shots/snow/images/" + "12" * 8 + ".png"
+    store.put_bytes(chosen, png((245, 205, 10)), "image/png",
+                    {"kind": "image", "spec": {"image": {"characters": versions}}})  # fmt: skip
+    other = "projects/cast/shots/city/images/" + "34" * 8 + ".png"
+    store.put_bytes(other, png((10, 10, 10)), "image/png", {"kind": "image", "spec": {}})
+    manifest = {"project": "cast", "characters": versions,
+                "chosen_images": {"snow": chosen, "city": other}}  # fmt: skip
+    store.put_bytes("projects/cast/runs/run-1/manifest.json", json.dumps(manifest).encode(),
+                    "application/json")  # fmt: skip
+
+    env = cli_env(store.settings, tmp_path / "home")
+    done = reelflow(env, "characters", "show", "su7", "--sheet", str(tmp_path / "s.png"),
+                    cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "# sheet: ref front.png" in done.stdout
+    line = next(x for x in done.stdout.splitlines() if x.startswith("# sheet: cast/snow"))
+    assert float(line.split()[-1]) > 0.8  # the yellow car looks like its reference
+    assert "cast/city" not in done.stdout  # the city shot does not have su7
+    sheet = Image.open(tmp_path / "s.png")
+    assert sheet.width > 2 * 192  # two images side by side
+
+    missing = reelflow(env, "characters", "show", "ghost", "--sheet", cwd=tmp_path)
+    assert missing.returncode != 0 and "ghost" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
