@@ -244,8 +244,11 @@ def cmd_characters_show(args: argparse.Namespace) -> int:
         character = get_character(store, args.name)
     except CharacterNotFound as exc:
         return _fail(str(exc))
-    print(yaml.safe_dump(character.model_dump(mode="json", exclude={"version"}),
-                         allow_unicode=True, sort_keys=False).rstrip())
+    from reelflow.storyboard.characters import character_version
+
+    print(yaml.safe_dump(character.model_dump(mode="json"), allow_unicode=True,
+                         sort_keys=False).rstrip())
+    print(f"# current version (what renders record): {character_version(store, character)}")
     for key in character.reference_images:
         print(f"# {store.uri(key)}")
     if args.sheet:
