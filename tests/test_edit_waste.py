@@ -89,3 +89,30 @@ def test_edit_trims_frozen_head_and_black_tail_and_keeps_the_storyboard_length(
     assert not _differ(extract_frame(film, 84), extract_frame(film, 85))
     # the same job is not assembled twice: the key (and its trims) are found
     assert assemble_film(store, job) == key and edit_trims(store, key) == trims
+
+
+def test_animatic_clips_and_still_shots_are_left_alone(
+    store: ArtifactStore, clips: dict[str, Path]
+) -> None:
+    """Designed motion (the animatic eases in on purpose) and a held still are not waste."""
+    from reelflow.editing.assemble import AssemblyClip
+    from reelflow.editing.waste import trim_for_shot
+    from reelflow.store.artifacts import Lineage
+
+    key = store.put_file(
+        f"projects/waste/shots/one/clips/{'ef' * 8}.mp4", clips["wasteful"], "video/mp4",
+        Lineage(kind="clip", spec={"backend": "animatic"}, extra={"backend": "animatic"}),
+    )  # fmt: skip
+    job = EditJob(
+        project="waste",
+        clips=[EditClip(shot="one", key=key, duration=2.0, transition="cut",
+                        transition_duration=0.0)],
+        width=W, height=H, fps=FPS, crf=23,
+    )  # fmt: skip
+    assert edit_trims(store, assemble_film(store, job)) == {}
+
+    still = clips["wasteful"].parent / "still.mp4"
+    run(["-f", "lavfi", "-i", f"color=c=gray:s={W}x{H}:r={FPS}:d=2", "-c:v", "libx264",
+         "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(still)], what="make still")  # fmt: skip
+    clip = AssemblyClip(path=still, duration=2.0)
+    assert trim_for_shot("still", clip) == (clip, None)

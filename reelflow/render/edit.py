@@ -8,7 +8,7 @@ from pathlib import Path
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from reelflow.store import keys
-from reelflow.store.artifacts import ArtifactStore, Lineage
+from reelflow.store.artifacts import ArtifactStore, Lineage, ObjectNotFound
 
 log = logging.getLogger("reelflow.render")
 
@@ -37,7 +37,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
                 transition=clip.transition if index else "cut",
                 transition_duration=clip.transition_duration if index else 0.0,
             )
-            if clip.trim_waste:
+            if clip.trim_waste and _generated(store, clip.key):
                 placed, trim = trim_for_shot(clip.shot, placed, max_trim=MAX_TRIM)
                 if trim is not None:
                     trims[clip.shot] = trim.as_dict()
@@ -52,6 +52,21 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
             lineage_of("edit", job, [clip.key for clip in job.clips], {"trims": trims}),
         )
     return key
+
+
+UNTRIMMED_BACKENDS = {"animatic"}
+"""Backends whose motion is designed, not generated: an eased camera move starts slowly on
+purpose, and is not waste."""
+
+
+def _generated(store: ArtifactStore, key: str) -> bool:
+    """Whether a clip came from a generative backend (or from somewhere unknown)."""
+    try:
+        lineage = store.lineage(key)
+    except ObjectNotFound:
+        return True
+    backend = lineage.extra.get("backend") or lineage.spec.get("backend")
+    return backend not in UNTRIMMED_BACKENDS
 
 
 def edit_trims(store: ArtifactStore, key: str) -> dict[str, dict[str, object]]:
