@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from prefect import task
-
 from reelflow.render import clips, identity
 from reelflow.render.identity import ClipDrift
 from reelflow.render.jobs import ClipJob
-from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
+from tasks.common import get_store, gpu_slot, step_task
+
+MODEL_FREE = {"animatic", "morph"}
 
 
-@task(
-    name="render-clip",
-    task_run_name="clip-{job.shot}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("render-clip", "clip-{job.shot}")
 def render_clip(job: ClipJob) -> str:
-    return clips.render_clip(get_store(), job)
+    if job.backend in MODEL_FREE:  # OpenCV camera moves and morphs: CPU work, no slot
+        return clips.render_clip(get_store(), job)
+    with gpu_slot():
+        return clips.render_clip(get_store(), job)
 
 
-@task(
-    name="check-clip-drift",
-    task_run_name="drift-{shot}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("check-clip-drift", "drift-{shot}")
 def check_clip_drift(
     shot: str, clip_key: str, still_key: str, clip_model: str | None = None
 ) -> ClipDrift:
