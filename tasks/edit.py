@@ -32,11 +32,12 @@ def make_cover(job: CoverJob) -> str:
 
 
 @task(name="upload-input", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
-def upload_input(project: str, path: str) -> str:
-    """Store a file the storyboard names (music); the key is its content hash."""
+def upload_input(project: str, ref: str, base_dir: str | None) -> str:
+    """Store a file the storyboard names (music, a reference image), confined to the
+    storyboard's folder (`base_dir`; None: a bucket storyboard, which names project keys)."""
     from pathlib import Path
 
-    return edit.store_input(get_store(), project, Path(path))
+    return edit.store_input(get_store(), project, ref, Path(base_dir) if base_dir else None)
 
 
 @task(

@@ -61,10 +61,24 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     return key
 
 
-def store_input(store: ArtifactStore, project: str, path: Path) -> str:
-    """Upload a file the storyboard brings in (music), once per content."""
+def store_input(store: ArtifactStore, project: str, ref: str, base_dir: Path | None) -> str:
+    """The key of a file the storyboard brings in (music, a reference image), stored once per
+    content. A local file must lie inside the storyboard's folder (or REELFLOW_ALLOWED_DIRS);
+    a storyboard from the bucket (`base_dir` None) names an object under its project instead."""
     import hashlib
 
+    from reelflow.errors import InputError
+    from reelflow.storyboard.files import bucket_key, resolve_local
+
+    try:
+        if base_dir is None:
+            key = bucket_key(ref, project, store.bucket)
+            if not store.exists(key):
+                raise ValueError(f"{ref!r}: no such object in the bucket")
+            return key
+        path = resolve_local(ref, base_dir, must_exist=True)
+    except ValueError as exc:
+        raise InputError(f"storyboard file reference: {exc}") from None
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
