@@ -50,7 +50,7 @@ from reelflow.render.manifest import RunManifest
 from reelflow.render.profiles import get_profile
 from reelflow.script.drafts import replace_shot
 from reelflow.store import keys
-from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from reelflow.storyboard import Storyboard
 from tasks.clips import render_clip
 from tasks.common import RESULTS_BLOCK, get_store
 from tasks.edit import (
@@ -84,15 +84,12 @@ class FilmResult(BaseModel):
     version_covers: dict[str, str] = {}
 
 
-def read_storyboard(source: str) -> tuple[Storyboard, Path]:
-    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself."""
-    if source.startswith("s3://"):
-        key = source.split("/", 3)[3]
-        return parse_storyboard(get_store().get_bytes(key).decode(), source=source), Path.cwd()
-    if "\n" in source or source.lstrip().startswith("{"):
-        return parse_storyboard(source, source="<inline>"), Path.cwd()
-    path = Path(source)
-    return load_storyboard(path), path.resolve().parent
+def read_storyboard(source: str) -> tuple[Storyboard, Path | None]:
+    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself;
+    checked (limits, file confinement) by the core before any work starts."""
+    from reelflow.storyboard.sources import read_storyboard as read
+
+    return read(source, get_store())
 
 
 @task(name="score-variants")
@@ -177,7 +174,7 @@ def produce_video(
         logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
     references = {
         shot.id: (
-            upload_input(board.project, str(base_dir / shot.reference.image)),
+            upload_input(board.project, shot.reference.image, base_dir and str(base_dir)),
             shot.reference.strength,
         )
         for shot in board.shots
@@ -347,7 +344,7 @@ def produce_video(
     #    for each.
     music_key = None
     if board.music is not None:
-        music_key = upload_input(board.project, str(base_dir / Path(board.music.path)))
+        music_key = upload_input(board.project, board.music.path, base_dir and str(base_dir))
 
     def edit_of(cut: str) -> tuple[str, list[float]]:
         """The assembled film (with its music) for a style of cut, and its shot durations."""
