@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_INVALID = 2
 MAX_VERSIONS = 5
@@ -481,8 +482,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 # -- entry point -----------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (exit 2) like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelflow", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="reelflow", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also REELFLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -492,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the storyboard JSON Schema")
-    p.set_defaults(func=cmd_schema)
+    p.set_defaults(func=lambda args: cmd_schema(args))
 
     p = sub.add_parser("plan", help="show composed prompts, seeds and sizes without rendering")
     p.add_argument("file")

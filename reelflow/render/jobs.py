@@ -284,11 +284,11 @@ def parse_export(text: str) -> ExportSpec:
         name, value = name.strip(), value.strip()
         if not sep or not name:
             raise InputError(f"{where}: expected NAME=VALUE, got {option!r}")
-        if name in fields:
-            raise InputError(f"{where}: option {name} given twice")
         if name not in ExportSpec.model_fields or name == "aspect":
             known = ", ".join(n for n in ExportSpec.model_fields if n != "aspect")
             raise InputError(f"{where}: unknown option {name!r} (known: {known})")
+        if name in fields:
+            raise InputError(f"{where}: option {name} given twice")
         if name == "size":
             width, x, height = value.lower().partition("x")
             if not (x and width.isdigit() and height.isdigit()):
