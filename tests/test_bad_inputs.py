@@ -345,6 +345,10 @@ def test_bucket_storyboard_may_name_only_its_project_keys(store: ArtifactStore) 
         assert needle in str(info.value), str(info.value)
         with pytest.raises(StoryboardError, match="music.path"):  # inline, as the batch passes it
             read_storyboard(board(f"music: {{path: '{music}'}}"), store)
+    for lora in ("/etc/passwd", "../../x.safetensors", "~/x.bin", "@models/../x"):
+        with pytest.raises(StoryboardError, match="style.loras.0..path.*models folder only"):
+            read_storyboard(board(f"style: {{loras: [{{name: x, path: '{lora}'}}]}}"), store)
+    read_storyboard(board("style: {loras: [{name: x, path: loras/x.safetensors}]}"), store)
     store.put_bytes("projects/p/inputs/x.wav", b"RIFF")
     for music in ("projects/p/inputs/x.wav", f"s3://{store.bucket}/projects/p/inputs/x.wav"):
         store.put_bytes(key, board(f"music: {{path: '{music}'}}").encode())

@@ -345,22 +345,22 @@ def lora_choices(
     refs: list[LoraRef], profile: RenderProfile, base_dir: Path | None
 ) -> list[LoraChoice]:
     """LoRA files for a job; a storyboard's own paths stay inside its folder (see
-    storyboard/files.py); a storyboard from the bucket (`base_dir` None) may name `@models/`."""
+    storyboard/files.py); a storyboard from the bucket (`base_dir` None) names files in the
+    renderer's models folder."""
     from reelflow.errors import InputError
-    from reelflow.storyboard.files import resolve_local
+    from reelflow.storyboard.files import in_models_folder, resolve_local
 
     out: list[LoraChoice] = []
     for ref in refs:
-        if profile.tiny_loras:
-            path = f"{MODELS_PREFIX}loras/{ref.name}.safetensors"
-        elif ref.path.startswith(MODELS_PREFIX) or base_dir is not None:
-            try:
-                path = str(resolve_local(ref.path, base_dir or Path("."), must_exist=False))
-            except ValueError as exc:
-                raise InputError(f"lora {ref.name}: {exc}") from None
-        else:
-            raise InputError(f"lora {ref.name}: a storyboard from the bucket may name only "
-                             f"{MODELS_PREFIX} LoRAs, not {ref.path!r}")
+        try:
+            if profile.tiny_loras:
+                path = f"{MODELS_PREFIX}loras/{ref.name}.safetensors"
+            elif base_dir is None:  # a storyboard from the bucket: the models folder only
+                path = in_models_folder(ref.path)
+            else:
+                path = str(resolve_local(ref.path, base_dir, must_exist=False))
+        except ValueError as exc:
+            raise InputError(f"lora {ref.name}: {exc}") from None
         out.append(LoraChoice(name=ref.name, path=path, weight=ref.weight))
     return out
 

@@ -64,6 +64,18 @@ def _looks_like_path(value: str) -> bool:
     )
 
 
+def in_models_folder(value: str) -> str:
+    """A bucket storyboard's LoRA/model path, as `@models/...`: relative paths name files in the
+    renderer's models folder, never outside it."""
+    rel = value.removeprefix(MODELS_PREFIX)
+    parts = rel.replace("\\", "/").split("/")
+    if not rel or rel.startswith(("/", "~")) or "://" in rel or ".." in parts or "\x00" in rel:
+        raise ValueError(f"{value!r}: a storyboard from the bucket names LoRAs and models inside "
+                         f"the renderer's models folder only ({MODELS_PREFIX}NAME or a relative "
+                         "path)")
+    return MODELS_PREFIX + rel
+
+
 def allowed_roots(base_dir: Path) -> list[Path]:
     """The storyboard's folder, then every folder in REELFLOW_ALLOWED_DIRS (os.pathsep list)."""
     roots = [base_dir.resolve()]
@@ -145,8 +157,8 @@ def check_references(
     problems: list[tuple[tuple[Any, ...], str]] = []
     for ref in references(storyboard):
         try:
-            if base_dir is None and ref.value.startswith(MODELS_PREFIX):
-                resolve_local(ref.value, Path("."), must_exist=False)
+            if base_dir is None and not ref.must_exist:  # LoRAs, models: the models folder
+                in_models_folder(ref.value)
             elif base_dir is None:
                 key = bucket_key(ref.value, storyboard.project, bucket)
                 if ref.must_exist and exists is not None and not exists(key):
