@@ -141,7 +141,7 @@ def calibrate_version(storyboard_key: str, endpoint_name: str | None) -> Calibra
     info = endpoint_info(endpoint_name)
     spec = calibration_spec(storyboard_key, info)
     report_key, png_key = calibration_key(storyboard_key, spec), curve_key(storyboard_key, spec)
-    if store.exists(report_key) and store.exists(png_key):
+    if store.complete(report_key) and store.complete(png_key):
         return Calibrated(storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key)
     board = store.get_json(storyboard_key, Storyboard)
     with chat_client(endpoint_name) as client:

@@ -16,7 +16,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     from reelflow.motion.backends import ClipRequest
 
     key = keys.clip_key(job.project, job.shot, job.spec_hash())
-    if store.exists(key):
+    if store.complete(key):
         return key
     backend = _backend(job.backend, job.backend_options)
     with scratch() as tmp:

@@ -17,7 +17,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     from reelflow.editing.assemble import AssemblyClip, assemble
 
     key = keys.edit_key(job.project, job.spec_hash())
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         clips = []
@@ -47,7 +47,7 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     from reelflow.editing.cover import make_cover as render_cover
 
     key = keys.cover_key(job.project, job.spec_hash())
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         film = store.get_file(job.film_key, tmp / "film.mp4")
@@ -116,7 +116,7 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
     from reelflow.editing.audio import mux_music
 
     key = keys.edit_key(job.project, f"{job.spec_hash()}-master")
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         film = store.get_file(job.film_key, tmp / "film.mp4")
@@ -141,7 +141,7 @@ def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) ->
 
     export = job.export
     key = keys.edit_key(job.project, f"{job.spec_hash()}-{export.name}")
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         current = store.get_file(job.master_key, tmp / "master.mp4")

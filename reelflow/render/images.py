@@ -19,7 +19,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
 
     base = job.spec_hash()
     wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
-    if all(store.exists(key) for key in wanted):
+    if all(store.complete(key) for key in wanted):
         return wanted
     spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
     if job.reference:  # keep the reference's composition: each variant is img2img from it
@@ -58,7 +58,7 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     from reelflow.imaging.generate import hires_fix as refine
 
     key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
-    if store.exists(key):
+    if store.complete(key):
         return key
     image = load_image(store, job.variant_key)
     base = job.image
@@ -87,7 +87,7 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     from reelflow.imaging.generate import inpaint, outpaint
 
     key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
-    if store.exists(key):
+    if store.complete(key):
         return key
     image = load_image(store, job.source_key)
     base = job.image
@@ -132,7 +132,7 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
     from reelflow.media.frames import extract_frame
 
     key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         clip = store.get_file(clip_key, tmp / "clip.mp4")
