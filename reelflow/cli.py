@@ -15,6 +15,7 @@ from typing import NoReturn
 
 EXIT_INVALID = 2
 MAX_VERSIONS = 5
+_FLOW_COMMANDS = {"script", "render", "approve", "pending"}
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -654,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = [arg for arg in argv if arg != "--debug"]
     args = _parse(build_parser(), argv)
     try:
+        if not debug and args.command in _FLOW_COMMANDS:
+            use_local_stack()  # before Prefect's first import reads its settings
+            quiet_console_tracebacks()
         return args.func(args)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
@@ -675,6 +679,44 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} "
                      "(run with --debug for the traceback)")
+
+
+class _QuietKnownErrors:
+    """Wraps a console handler's `format`: a ReelflowError logged with its traceback (Prefect
+    logs every failed task and flow that way) prints as its one-line message on the console.
+    The record itself is untouched, so the run's log in Prefect keeps the full traceback."""
+
+    def __init__(self, format_record):  # type: ignore[no-untyped-def]
+        self.format_record = format_record
+
+    def __call__(self, record):  # type: ignore[no-untyped-def]
+        import copy
+
+        from reelflow.errors import ReelflowError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ReelflowError):
+            record = copy.copy(record)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return self.format_record(record)
+
+
+def quiet_console_tracebacks() -> None:
+    """Install _QuietKnownErrors on the console handlers Prefect set up (idempotent)."""
+    import logging
+
+    import prefect.main  # noqa: F401  (configures Prefect's logging, as any flow import does)
+
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if (isinstance(handler, logging.StreamHandler)
+                    and not isinstance(handler, logging.FileHandler)
+                    and not isinstance(handler.format, _QuietKnownErrors)):
+                handler.format = _QuietKnownErrors(handler.format)  # type: ignore[method-assign]
 
 
 def _first_line(exc: BaseException) -> str:

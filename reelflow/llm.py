@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from reelflow.errors import ReelflowError
+
 log = logging.getLogger("reelflow.llm")
 
 T = TypeVar("T", bound=BaseModel)
@@ -39,7 +41,8 @@ _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-class LLMError(RuntimeError):
+
+class LLMError(ReelflowError, RuntimeError):
     """An LLM call failed for good; the message is one line and never contains the API key."""
 
 
@@ -111,6 +114,18 @@ def extract_json(text: str) -> Any:
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+REPAIR_QUOTE_CHARS = 4000
+"""How much of an invalid answer a repair request quotes back: a 20 MB answer must not be
+re-sent (and paid for) whole in every attempt."""
+
+
+def _excerpt(text: str, limit: int = REPAIR_QUOTE_CHARS) -> str:
+    """The start of an answer, at most `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n…[answer cut here: {len(text)} characters in all]"
 
 
 def _validation_summary(exc: ValidationError, limit: int = 8) -> str:
@@ -353,7 +368,7 @@ class ChatClient:
             log.warning("LLM answer for %s %s (attempt %d/%d)", name, self._scrub(problem),
                         attempt + 1, self.config.repair_attempts + 1)
             convo += [
-                assistant(result.content),
+                assistant(_excerpt(result.content)),
                 user(f"Your answer {problem}. Reply again with the complete, corrected JSON "
                      "object only."),
             ]
