@@ -336,10 +336,18 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     remote = is_s3_uri(args.file)  # its content is validated by the flow, after it is fetched
     try:
-        if remote:
+        if remote:  # fetched and checked here too: no flow run for a storyboard we refuse
+            from reelflow.errors import InputError
+            from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
             from reelflow.store.settings import S3Settings
+            from reelflow.storyboard.sources import read_storyboard
 
-            parse_s3_uri(args.file, S3Settings.from_env().bucket, what="storyboard")
+            settings = S3Settings.from_env()
+            parse_s3_uri(args.file, settings.bucket, what="storyboard")
+            try:
+                read_storyboard(args.file, ArtifactStore(settings))
+            except ObjectNotFound:
+                raise InputError(f"storyboard {args.file}: no such object") from None
         else:
             load_storyboard(args.file)
         get_profile(args.profile)

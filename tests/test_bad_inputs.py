@@ -315,6 +315,7 @@ URIS: list[tuple[str, str]] = [
     ("s3://other-bucket/k", "bucket 'other-bucket' is not this store's bucket"),
     ("s3://", "no bucket"),
     ("s3:///key", "no bucket"),
+    ("s3://{bucket}/projects/p/missing.yaml", "no such object"),
 ]
 
 
@@ -354,6 +355,19 @@ def test_bucket_storyboard_may_name_only_its_project_keys(store: ArtifactStore) 
         store.put_bytes(key, board(f"music: {{path: '{music}'}}").encode())
         loaded, base_dir = read_storyboard(uri, store)
         assert base_dir is None and loaded.music is not None
+
+
+def test_render_refuses_a_bucket_storyboard_naming_local_files(
+    bucket: ArtifactStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = "projects/p/incoming/evil.yaml"
+    bucket.put_bytes(key, board("music: {path: /etc/hostname}").encode())
+    try:
+        code, lines = run_cli(["render", f"s3://{bucket.bucket}/{key}"], capsys)
+        assert_refused(code, lines, "music.path: '/etc/hostname': a storyboard from the bucket")
+        assert bucket.list("") == [key]
+    finally:
+        bucket.delete(key)
 
 
 CLI_OPTIONS: list[tuple[list[str], str]] = [
