@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from reelflow.errors import ReelflowError
+from reelflow.errors import StageError
 
 log = logging.getLogger("reelflow.llm")
 
@@ -41,8 +41,7 @@ _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-
-class LLMError(ReelflowError, RuntimeError):
+class LLMError(StageError, RuntimeError):
     """An LLM call failed for good; the message is one line and never contains the API key."""
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from reelflow.errors import ReelflowError
+from reelflow.errors import ConfigError
 
 ENV_ENDPOINT = "REELFLOW_S3_ENDPOINT"
 ENV_ACCESS_KEY = "REELFLOW_S3_ACCESS_KEY"
@@ -30,8 +30,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-
-class SettingsError(ReelflowError, RuntimeError):
+class SettingsError(ConfigError, RuntimeError):
     """Raised when the S3 connection cannot be configured; the message is one actionable line."""
 
 

@@ -13,7 +13,7 @@ from reelflow.storyboard import yamlsafe
 from reelflow.storyboard.model import Storyboard
 
 
-class StoryboardError(InputError):
+class StoryboardError(InputError, ValueError):
     """Every problem in a storyboard file, one line each: `file:line field.path: message`."""
 
     def __init__(self, problems: list[str]) -> None:
