@@ -43,16 +43,23 @@ def _key_file() -> Path:
 
 @lru_cache(maxsize=4)
 def _file_key(path: Path) -> bytes:
+    """The key in `path`, created (0600, atomically: a reader never sees it half-written)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(tmp, path)  # fails if another process made it first: theirs wins
         except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = path.read_text().strip().encode()
+    if not key:
+        raise ReelflowError(f"{path} is empty; delete it or set {ENV_KEY}")
+    return key
 
 
 def signing_key() -> bytes:
