@@ -72,12 +72,3 @@ def test_burned_version_keeps_chinese_captions_in_the_vertical_safe_area(
     assert cols[0] >= info.width * area.left - 2 and cols[-1] <= info.width * (1 - area.right) + 2
     assert rows[-1] <= info.height * (1 - area.bottom) + 2 and rows[0] >= info.height * area.top
 
-
-def test_unknown_export_options_are_refused_not_ignored() -> None:
-    from reelflow.cli import main, parse_export
-
-    assert parse_export("9:16,captions=soft").captions == "soft"
-    with pytest.raises(ValueError, match="unknown option 'foo'"):
-        parse_export("9:16,foo=1")
-    seed = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
-    assert main(["render", str(seed), "--export", "9:16,foo=1"]) == 2
