@@ -124,6 +124,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
                 parents=[k for k in (job.reference, job.ip_adapter and job.ip_adapter.image) if k],
             ),
         )
+    return wanted
 
 
 def _identity_scorer(store: ArtifactStore, job: ImageJob):
