@@ -3,42 +3,123 @@
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
+from reelflow.store.keys import spec_hash
+
+if TYPE_CHECKING:
+    from reelflow.editing.assemble import Part
 
 log = logging.getLogger("reelflow.render")
 
 
+def _part_workers() -> int:
+    """Parts encoded at once: each x264 runs ENCODE_THREADS threads, so cores / that."""
+    from reelflow.editing.assemble import ENCODE_THREADS
+
+    env = os.environ.get("REELFLOW_EDIT_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(1, (os.cpu_count() or 1) // ENCODE_THREADS)
+
+
+def film_parts(job: EditJob) -> list[tuple[str, Part]]:
+    """(object key, part) of every part of the film, in order: pure, no bucket access."""
+    from reelflow.editing.assemble import AssemblyClip, plan_parts
+
+    timeline = [
+        AssemblyClip(
+            path=Path(f"{index:03d}-{clip.shot}.mp4"),
+            duration=clip.duration,
+            transition=clip.transition if index else "cut",
+            transition_duration=clip.transition_duration if index else 0.0,
+        )
+        for index, clip in enumerate(job.clips)
+    ]
+    sources = [clip.key for clip in job.clips]
+    encode = {"width": job.width, "height": job.height, "fps": job.fps, "crf": job.crf,
+              "preset": PART_PRESET}  # fmt: skip
+    return [
+        (keys.part_key(job.project, spec_hash({**part.spec(sources), "encode": encode})), part)
+        for part in plan_parts(timeline, job.fps)
+    ]
+
+
+PART_PRESET = "medium"
+
+
 def assemble_film(store: ArtifactStore, job: EditJob) -> str:
-    from reelflow.editing.assemble import AssemblyClip, assemble
+    """The film, from parts cached in the bucket: only parts not there yet are encoded (in
+    parallel, bounded by the cores), then all are joined by stream copy.
+
+    A part's key depends only on the clips it reads and its frame range, so after one shot's
+    clip changes only its body and its transitions are encoded again.
+    """
+    from reelflow.editing.assemble import join_parts, render_part
 
     key = keys.edit_key(job.project, job.spec_hash())
     if store.exists(key):
         return key
+    parts = film_parts(job)
+    # dict: a part that appears twice (the same clip and frames) is encoded once
+    missing = list({k: part for k, part in parts if not store.exists(k)}.items())
     with scratch() as tmp:
-        clips = []
-        for index, clip in enumerate(job.clips):
-            path = store.get_file(clip.key, tmp / f"{index:03d}-{clip.shot}.mp4")
-            clips.append(
-                AssemblyClip(
-                    path=path,
-                    duration=clip.duration,
-                    transition=clip.transition if index else "cut",
-                    transition_duration=clip.transition_duration if index else 0.0,
-                )
+        needed = sorted({i for _, part in missing for i in part.shots})
+        local = {
+            i: store.get_file(job.clips[i].key, tmp / f"{i:03d}-{job.clips[i].shot}.mp4")
+            for i in needed
+        }
+
+        def encode(item: tuple[str, Part]) -> str:
+            part_key, part = item
+            part = part.model_copy(
+                update={
+                    "clip": part.clip.model_copy(update={"path": local[part.shots[0]]}),
+                    "next_clip": part.next_clip.model_copy(update={"path": local[part.shots[1]]})
+                    if part.next_clip is not None
+                    else None,
+                }
             )
-        out = assemble(
-            clips, tmp / "film.mp4", width=job.width, height=job.height, fps=job.fps, crf=job.crf
-        )
+            out = render_part(
+                part, tmp / f"new-{part.index:05d}.ts", width=job.width, height=job.height,
+                fps=job.fps, crf=job.crf, preset=PART_PRESET,
+            )  # fmt: skip
+            store.put_file(
+                part_key,
+                out,
+                "video/mp2t",
+                lineage_of("edit-part", job, [job.clips[i].key for i in part.shots],
+                           {"part": part.index, "kind": part.kind, "frames": part.frames}),
+            )  # fmt: skip
+            return part_key
+
+        with ThreadPoolExecutor(max_workers=_part_workers()) as pool:
+            list(pool.map(encode, missing))
+        log.info("edit %s: encoded %d of %d parts", key, len(missing), len(parts))
+        paths = [store.get_file(k, tmp / f"part-{i:05d}.ts") for i, (k, _) in enumerate(parts)]
+        out = join_parts(paths, tmp / "film.mp4", fps=job.fps)
         store.put_file(
             key,
             out,
             "video/mp4",
-            lineage_of("edit", job, [clip.key for clip in job.clips]),
+            lineage_of(
+                "edit",
+                job,
+                [clip.key for clip in job.clips],
+                {
+                    "parts": [
+                        {"key": k, "frames": p.frames, "shots": list(p.shots)} for k, p in parts
+                    ],
+                    "encoded": [k for k, _ in missing],
+                },
+            ),
         )
     return key
 
