@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reelflow.editing.assemble import AssemblyClip, plan_parts
 from reelflow.media.ffmpeg import run
 from reelflow.media.probe import probe
-from reelflow.render.edit import assemble_film, film_parts
-from reelflow.render.jobs import EditClip, EditJob
+from reelflow.render.edit import assemble_film, export_version, film_parts
+from reelflow.render.jobs import CaptionCue, EditClip, EditJob, ExportSpec, VersionJob
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
 
@@ -96,3 +97,68 @@ def test_one_changed_shot_reencodes_only_its_parts(store: ArtifactStore, tmp_pat
     cold = other.get_file(assemble_film(other, changed), tmp_path / "cold.mp4")
     assert _frame_md5(cold) == _frame_md5(inc)
     assert cold.read_bytes() == inc.read_bytes()
+
+
+def _version(clip_keys: list[str], captions: list[tuple[str, str]], aspect: str) -> VersionJob:
+    return VersionJob(
+        project="inc",
+        master_key="",
+        export=ExportSpec(aspect=aspect),
+        captions=[CaptionCue(duration=1.0, zh=zh, en=en) for zh, en in captions],
+        title="t",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aspect", ["16:9", "9:16"])
+def test_version_by_part_one_caption_change(
+    store: ArtifactStore, tmp_path: Path, aspect: str
+) -> None:
+    sources = ["testsrc2", "color=c=red", "color=c=green", "smptebars"]
+    clip_keys = [_clip(store, tmp_path, f"v{i}", s) for i, s in enumerate(sources)]
+    film_key = assemble_film(store, _job(clip_keys))
+    film_parts_keys = [k for k, _ in film_parts(_job(clip_keys))]
+    captions = [("雪山", "snow"), ("", ""), ("城市", "city"), ("", "")]
+
+    def version(caps: list[tuple[str, str]]) -> tuple[Path, list[str], list[str]]:
+        job = _version(clip_keys, caps, aspect).model_copy(update={"master_key": film_key})
+        key = export_version(store, job, "16:9")
+        lin = store.lineage(key).extra
+        return store.get_file(key, tmp_path / f"{job.spec_hash()}.mp4"), lin["encoded"], [
+            p["key"] for p in lin["parts"]
+        ]
+
+    cold, encoded, parts = version(captions)
+    info = probe(cold)
+    assert info.frame_count == 48
+    assert (info.width, info.height) == ((96, 64) if aspect == "16:9" else (36, 64))
+    if aspect == "16:9":  # uncaptioned parts, same framing: the film's own parts, no encode
+        assert [p in film_parts_keys for p in parts] == [False, True, True, False, True, True]
+        assert len(encoded) == 2
+    else:
+        assert len(encoded) == len(parts) == 6
+
+    # one caption changes: only the part(s) that show it are encoded again
+    changed = [captions[0], captions[1], ("城市之春", "city in spring"), captions[3]]
+    inc, encoded2, parts2 = version(changed)
+    assert len(encoded2) == 1 and encoded2[0] == parts2[3] and parts2[3] != parts[3]
+    assert [a == b for a, b in zip(parts, parts2, strict=True)].count(False) == 1
+    assert probe(inc).frame_count == 48
+    assert _frame_md5(inc) != _frame_md5(cold)
+
+
+def test_frames_at_seeks_to_the_exact_frames(tmp_path: Path) -> None:
+    """Covers seek to their samples; the frames found must be the ones a full decode gives."""
+    from reelflow.media.frames import extract_frame, frames_at
+
+    film = tmp_path / "film.mp4"
+    run(
+        ["-f", "lavfi", "-i", f"testsrc2=size=96x64:rate={FPS}:duration=4", "-c:v", "libx264",
+         "-preset", "ultrafast", "-g", "12", "-pix_fmt", "yuv420p", str(film)],
+        what="make test film",
+    )  # fmt: skip
+    picks = [1, 11, 12, 13, 30, 46]
+    got = dict(frames_at(film, picks))
+    assert sorted(got) == picks
+    for index in picks:
+        assert np.array_equal(got[index], extract_frame(film, index)), index

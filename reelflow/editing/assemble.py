@@ -273,7 +273,9 @@ def render_part(
     return out
 
 
-def join_parts(parts: Sequence[PathLike], out: PathLike, *, fps: float) -> Path:
+def join_parts(
+    parts: Sequence[PathLike], out: PathLike, *, fps: float, extra: Sequence[str] = ()
+) -> Path:
     """Join encoded parts by stream copy (concat demuxer) into a faststart MP4 at ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +286,8 @@ def join_parts(parts: Sequence[PathLike], out: PathLike, *, fps: float) -> Path:
         tmp_out = work / f"joined{out.suffix or '.mp4'}"
         run(
             ["-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v", "-c", "copy",
-             "-r", fps_arg(fps), "-fflags", "+bitexact", "-movflags", "+faststart", str(tmp_out)],
+             "-r", fps_arg(fps), *extra, "-fflags", "+bitexact", "-movflags", "+faststart",
+             str(tmp_out)],
             what=f"join {len(parts)} parts into {out.name}",
         )  # fmt: skip
         os.replace(tmp_out, out)
