@@ -3,6 +3,7 @@ through the video backend the job names; the backend stays resident per process.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from reelflow.render.common import lineage_of, scratch
@@ -58,18 +59,23 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
 
 
 _BACKENDS: dict[str, object] = {}
+_BACKENDS_LOCK = threading.Lock()
 
 
 def _backend(name: str, options: dict):
     """One backend instance per (name, options) per process: a generative one keeps its
-    pipeline resident across clips instead of reloading it for every shot."""
+    pipeline resident across clips instead of reloading it for every shot.
+
+    Shots render in parallel threads: the lock makes two first calls share one instance (a
+    generative backend then serialises its calls on its pipeline's own lock)."""
     from reelflow.motion.backends import get_backend
 
     resolved = {k: resolve_model_path(v) if k == "model" else v for k, v in options.items()}
     cache_key = f"{name}:{sorted(resolved.items())}"
-    if cache_key not in _BACKENDS:
-        _BACKENDS[cache_key] = get_backend(name, **resolved)
-    return _BACKENDS[cache_key]
+    with _BACKENDS_LOCK:
+        if cache_key not in _BACKENDS:
+            _BACKENDS[cache_key] = get_backend(name, **resolved)
+        return _BACKENDS[cache_key]
 
 
 def _transition_ends(job: ClipJob, images: list[Path]) -> tuple[Path, Path]:
