@@ -340,14 +340,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     from tasks.common import ensure_results_block
 
     ensure_results_block()
+    from reelflow.progress import ProgressPrinter, listening
+
     approval = "auto" if args.auto_approve else args.approval
-    result = produce_video(
-        storyboard=args.file if remote else str(Path(args.file).resolve()),
-        approval=approval,
-        profile=args.profile,
-        exports=exports,
-        llm_endpoint=args.llm,
-    )
+    with listening(ProgressPrinter()) as printer:  # "images 3/9", "clips 5/9", "edit" on stderr
+        result = produce_video(
+            storyboard=args.file if remote else str(Path(args.file).resolve()),
+            approval=approval,
+            profile=args.profile,
+            exports=exports,
+            llm_endpoint=args.llm,
+        )
+    print(f"rendered in {printer.clock() - printer.start:.0f} s")
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
     print(f"manifest: {result.manifest_uri}")

@@ -12,6 +12,7 @@ import pytest
 from reelflow.editing.assemble import AssemblyClip, plan_parts
 from reelflow.media.ffmpeg import run
 from reelflow.media.probe import probe
+from reelflow.progress import ProgressEvent, listening
 from reelflow.render.edit import assemble_film, export_version, film_parts
 from reelflow.render.jobs import CaptionCue, EditClip, EditJob, ExportSpec, VersionJob
 from reelflow.store import keys
@@ -71,7 +72,10 @@ def test_one_changed_shot_reencodes_only_its_parts(store: ArtifactStore, tmp_pat
     sources = ["testsrc2", "color=c=red", "color=c=green", "color=c=blue", "smptebars"]
     clip_keys = [_clip(store, tmp_path, f"c{i}", s) for i, s in enumerate(sources)]
     cold_job = _job(clip_keys[:4])
-    cold_key = assemble_film(store, cold_job)
+    events: list[ProgressEvent] = []
+    with listening(events.append):  # what `reelflow render` prints while the edit works
+        cold_key = assemble_film(store, cold_job)
+    assert [(e.stage, e.done, e.total) for e in events][-1] == ("edit", 6, 6)
     cold_parts = {k for k, _ in film_parts(cold_job)}
     assert set(store.lineage(cold_key).extra["encoded"]) == cold_parts
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reelflow.progress import report
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from reelflow.store import keys
@@ -100,8 +101,10 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
             )  # fmt: skip
             return part_key
 
+        report("edit", 0, len(missing), f"{len(missing)} of {len(parts)} parts to encode")
         with ThreadPoolExecutor(max_workers=_part_workers()) as pool:
-            list(pool.map(encode, missing))
+            for done, _ in enumerate(pool.map(encode, missing), 1):
+                report("edit", done, len(missing), "parts encoded")
         log.info("edit %s: encoded %d of %d parts", key, len(missing), len(parts))
         paths = [store.get_file(k, tmp / f"part-{i:05d}.ts") for i, (k, _) in enumerate(parts)]
         out = join_parts(paths, tmp / "film.mp4", fps=job.fps)
@@ -130,6 +133,7 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     key = keys.cover_key(job.project, job.spec_hash())
     if store.exists(key):
         return key
+    report("cover", detail=job.title)
     with scratch() as tmp:
         film = store.get_file(job.film_key, tmp / "film.mp4")
         out = render_cover(film, tmp / "cover.png", job.title)
@@ -330,8 +334,11 @@ def _export_by_part(
                 lineage_of("edit-part", job, [part["key"]], {"version": export.name}),
             )
 
+        stage = f"version {export.name}"
+        report(stage, 0, len(missing), f"{len(missing)} of {len(plan)} parts to encode")
         with ThreadPoolExecutor(max_workers=_part_workers()) as pool:
-            list(pool.map(encode, missing.items()))
+            for done, _ in enumerate(pool.map(encode, missing.items()), 1):
+                report(stage, done, len(missing), "parts encoded")
         log.info("version %s: encoded %d of %d parts", key, len(missing), len(plan))
         paths = [store.get_file(k, tmp / f"part-{i:05d}.ts") for i, (k, *_) in enumerate(plan)]
         tag = ["-tag:v", "hvc1"] if export.codec == "h265" else []
