@@ -25,6 +25,7 @@ from flows.gates import (
     wait_for_review,
 )
 from flows.render_shot import fan_out_shots, fan_out_variants
+from reelflow.progress import report
 from reelflow.render.jobs import (
     CaptionCue,
     CoverJob,
@@ -199,6 +200,11 @@ def produce_video(
 
     def advance(done: int) -> None:
         update_progress_artifact(progress, 100.0 * min(done, steps_total) / steps_total)
+        # the same steps for whoever watches the process (`reelflow render` prints them)
+        if done <= len(jobs):
+            report("images", done, len(jobs))
+        else:
+            report("clips", done - len(jobs), len(board.shots))
 
     variants = {}
     for done, (shot, job) in enumerate(jobs.items(), 1):
@@ -345,6 +351,7 @@ def produce_video(
     # 5. Edit: the storyboard's durations (snapped to the music's beats), its transitions, the
     #    music bed, then every version asked for (each style of cut assembled once) and a cover
     #    for each.
+    report("edit", detail=f"{len(board.shots)} shots")
     music_key = None
     if board.music is not None:
         music_key = upload_input(board.project, str(base_dir / Path(board.music.path)))
