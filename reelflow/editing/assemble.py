@@ -35,6 +35,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -211,6 +212,14 @@ class Part(BaseModel):
 ENCODE_THREADS = int(os.environ.get("REELFLOW_ENCODE_THREADS", "2"))
 
 
+def part_workers() -> int:
+    """Parts encoded at once (``REELFLOW_EDIT_WORKERS``, default: the cores). Each x264 runs
+    ``ENCODE_THREADS`` threads, but a short part spends much of its time starting ffmpeg and
+    decoding, so one per core keeps the cores busy."""
+    env = os.environ.get("REELFLOW_EDIT_WORKERS")
+    return max(1, int(env)) if env else max(1, os.cpu_count() or 1)
+
+
 #: Bump when a part's filter graph or encode changes: it is in every part's spec.
 PART_VERSION = 1
 
@@ -322,11 +331,12 @@ def assemble(
             raise FileNotFoundError(clip.path)
     work = Path(tempfile.mkdtemp(prefix="reelflow-assemble-", dir=out.parent))
     try:
-        paths = [
-            render_part(part, work / f"part{part.index:05d}.ts", width=width, height=height,
-                        fps=fps, crf=crf, preset=preset)
-            for part in parts
-        ]  # fmt: skip
+        with ThreadPoolExecutor(max_workers=part_workers()) as pool:
+            paths = list(pool.map(
+                lambda part: render_part(part, work / f"part{part.index:05d}.ts", width=width,
+                                         height=height, fps=fps, crf=crf, preset=preset),
+                parts,
+            ))  # fmt: skip
         join_parts(paths, out, fps=fps)
     finally:
         shutil.rmtree(work, ignore_errors=True)

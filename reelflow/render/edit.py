@@ -21,16 +21,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("reelflow.render")
 
 
-def _part_workers() -> int:
-    """Parts encoded at once: each x264 runs ENCODE_THREADS threads, so cores / that."""
-    from reelflow.editing.assemble import ENCODE_THREADS
-
-    env = os.environ.get("REELFLOW_EDIT_WORKERS")
-    if env:
-        return max(1, int(env))
-    return max(1, (os.cpu_count() or 1) // ENCODE_THREADS)
-
-
 def film_parts(job: EditJob) -> list[tuple[str, Part]]:
     """(object key, part) of every part of the film, in order: pure, no bucket access."""
     from reelflow.editing.assemble import AssemblyClip, plan_parts
@@ -63,7 +53,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     A part's key depends only on the clips it reads and its frame range, so after one shot's
     clip changes only its body and its transitions are encoded again.
     """
-    from reelflow.editing.assemble import join_parts, render_part
+    from reelflow.editing.assemble import join_parts, part_workers, render_part
 
     key = keys.edit_key(job.project, job.spec_hash())
     if store.exists(key):
@@ -102,7 +92,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
             return part_key
 
         report("edit", 0, len(missing), f"{len(missing)} of {len(parts)} parts to encode")
-        with ThreadPoolExecutor(max_workers=_part_workers()) as pool:
+        with ThreadPoolExecutor(max_workers=part_workers()) as pool:
             for done, _ in enumerate(pool.map(encode, missing), 1):
                 report("edit", done, len(missing), "parts encoded")
         log.info("edit %s: encoded %d of %d parts", key, len(missing), len(parts))
@@ -263,7 +253,7 @@ def _export_by_part(
     parts: list[dict[str, Any]],
     edit: dict[str, Any],
 ) -> str:
-    from reelflow.editing.assemble import ENCODE_THREADS, join_parts
+    from reelflow.editing.assemble import ENCODE_THREADS, join_parts, part_workers
     from reelflow.editing.enhance import enhance_filters
     from reelflow.editing.fonts import cjk_font_path
     from reelflow.editing.subtitles import Caption, build_subtitles, mux_soft_subtitles, write_srt
@@ -336,7 +326,7 @@ def _export_by_part(
 
         stage = f"version {export.name}"
         report(stage, 0, len(missing), f"{len(missing)} of {len(plan)} parts to encode")
-        with ThreadPoolExecutor(max_workers=_part_workers()) as pool:
+        with ThreadPoolExecutor(max_workers=part_workers()) as pool:
             for done, _ in enumerate(pool.map(encode, missing.items()), 1):
                 report(stage, done, len(missing), "parts encoded")
         log.info("version %s: encoded %d of %d parts", key, len(missing), len(plan))
