@@ -107,6 +107,7 @@ def _version(clip_keys: list[str], captions: list[tuple[str, str]], aspect: str)
     return VersionJob(
         project="inc",
         master_key="",
+        source_aspect="16:9",
         export=ExportSpec(aspect=aspect),
         captions=[CaptionCue(duration=1.0, zh=zh, en=en) for zh, en in captions],
         title="t",
@@ -126,7 +127,7 @@ def test_version_by_part_one_caption_change(
 
     def version(caps: list[tuple[str, str]]) -> tuple[Path, list[str], list[str]]:
         job = _version(clip_keys, caps, aspect).model_copy(update={"master_key": film_key})
-        key = export_version(store, job, "16:9")
+        key = export_version(store, job)
         lin = store.lineage(key).extra
         return store.get_file(key, tmp_path / f"{job.spec_hash()}.mp4"), lin["encoded"], [
             p["key"] for p in lin["parts"]

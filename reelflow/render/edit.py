@@ -55,7 +55,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     """
     from reelflow.editing.assemble import join_parts, part_workers, render_part
 
-    key = keys.edit_key(job.project, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     parts = film_parts(job)
@@ -120,18 +120,19 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     from reelflow.editing.cover import make_cover as render_cover
 
-    key = keys.cover_key(job.project, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     report("cover", detail=job.title)
     with scratch() as tmp:
-        film = store.get_file(job.film_key, tmp / "film.mp4")
-        out = render_cover(film, tmp / "cover.png", job.title)
+        film = store.get_file(job.source_key, tmp / "film.mp4")
+        width, height = (int(part) for part in job.aspect.split(":"))
+        out = render_cover(film, tmp / "cover.png", job.title, aspect=(width, height))
         store.put_file(
             key,
             out,
             "image/png",
-            lineage_of("cover", job, [job.film_key]),
+            lineage_of("cover", job, [job.source_key]),
         )
     return key
 
@@ -176,11 +177,11 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
     """The film with its music bed, faded out and normalised to the target loudness."""
     from reelflow.editing.audio import mux_music
 
-    key = keys.edit_key(job.project, f"{job.spec_hash()}-master")
+    key = job.output_key()
     if store.exists(key):
         return key
     with scratch() as tmp:
-        film = store.get_file(job.film_key, tmp / "film.mp4")
+        film = store.get_file(job.edit_key, tmp / "edit.mp4")
         music = store.get_file(job.music_key, tmp / "music")
         out = mux_music(
             film, music, tmp / "master.mp4", fade_out=job.fade_out, target_lufs=job.target_lufs
@@ -189,7 +190,7 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
             key,
             out,
             "video/mp4",
-            lineage_of("edit", job, [job.film_key, job.music_key], {"step": "music"}),
+            lineage_of("edit", job, [job.edit_key, job.music_key], {"step": "music"}),
         )
     return key
 
@@ -224,7 +225,7 @@ def _part_captions(subs: Any, start_ms: int, end_ms: int) -> Any:
     return out
 
 
-def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) -> str:
+def export_version(store: ArtifactStore, job: VersionJob) -> str:
     """One delivered version: reframed, enhanced (fps, size, denoise), captioned.
 
     Built per part of the film, each in ONE encode (reframe, enhancement and burned captions in
@@ -233,7 +234,7 @@ def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) ->
     A part with nothing to change (same framing and codec, no caption) is the film's own part.
     """
     export = job.export
-    key = keys.edit_key(job.project, f"{job.spec_hash()}-{export.name}")
+    key = job.output_key()
     if store.exists(key):
         return key
     from reelflow.media.ffmpeg import has_filter
@@ -241,14 +242,13 @@ def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) ->
     parts, edit = _film_parts(store, job.master_key)
     if not parts or export.codec == "av1" or (export.captions == "burn" and not has_filter(
             "subtitles")):  # fmt: skip
-        return _export_whole(store, job, source_aspect, key)
-    return _export_by_part(store, job, source_aspect, key, parts, edit)
+        return _export_whole(store, job, key)
+    return _export_by_part(store, job, key, parts, edit)
 
 
 def _export_by_part(
     store: ArtifactStore,
     job: VersionJob,
-    source_aspect: str,
     key: str,
     parts: list[dict[str, Any]],
     edit: dict[str, Any],
@@ -262,7 +262,7 @@ def _export_by_part(
     export = job.export
     fps = int(edit["fps"])
     width, height = int(edit["width"]), int(edit["height"])
-    aspect = export.aspect if export.aspect != source_aspect else None
+    aspect = export.aspect if export.aspect != job.source_aspect else None
     out_w, out_h = width, height
     if aspect is not None:
         _, _, out_w, out_h = crop_window(width, height, aspect)
@@ -375,7 +375,7 @@ def _with_audio(store: ArtifactStore, master_key: str, video: Path, tmp: Path) -
     return out
 
 
-def _export_whole(store: ArtifactStore, job: VersionJob, source_aspect: str, key: str) -> str:
+def _export_whole(store: ArtifactStore, job: VersionJob, key: str) -> str:
     """The version from the whole master (films without recorded parts, AV1, no libass)."""
     from reelflow.editing.enhance import enhance
     from reelflow.editing.subtitles import Caption, burn_subtitles, mux_soft_subtitles, write_srt
@@ -384,7 +384,7 @@ def _export_whole(store: ArtifactStore, job: VersionJob, source_aspect: str, key
     export = job.export
     with scratch() as tmp:
         current = store.get_file(job.master_key, tmp / "master.mp4")
-        if export.aspect != source_aspect or export.codec != "h264":
+        if export.aspect != job.source_aspect or export.codec != "h264":
             current = reframe(current, tmp / "framed.mp4", aspect=export.aspect, codec=export.codec)
         if export.fps or export.size or export.denoise:
             current = enhance(
