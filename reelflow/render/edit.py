@@ -369,7 +369,7 @@ def _with_audio(store: ArtifactStore, master_key: str, video: Path, tmp: Path) -
     out = tmp / "with-audio.mp4"
     run(
         ["-i", str(video), "-i", str(master), "-map", "0:v", "-map", "1:a", "-c", "copy",
-         "-shortest", "-movflags", "+faststart", str(out)],
+         "-movflags", "+faststart", str(out)],
         what="mux the master's audio into the version",
     )  # fmt: skip
     return out
