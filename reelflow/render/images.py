@@ -17,7 +17,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     from reelflow.imaging.generate import generate_variants
 
     wanted = job.variant_keys()
-    if all(store.exists(key) for key in wanted):
+    if all(store.complete(key) for key in wanted):
         return wanted
     spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
     if job.reference:  # keep the reference's composition: each variant is img2img from it
@@ -56,7 +56,7 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     from reelflow.imaging.generate import hires_fix as refine
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     image = load_image(store, job.variant_key)
     base = job.image
@@ -85,7 +85,7 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     from reelflow.imaging.generate import inpaint, outpaint
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     image = load_image(store, job.source_key)
     base = job.image
@@ -130,7 +130,7 @@ def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     from reelflow.media.frames import extract_frame
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         clip = store.get_file(job.clip_key, tmp / "clip.mp4")
