@@ -12,20 +12,20 @@ from reelflow.progress import report
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from reelflow.store import keys
-from reelflow.store.artifacts import ArtifactStore, Lineage
+from reelflow.store.artifacts import ArtifactStore, Lineage, ObjectNotFound
 from reelflow.store.keys import spec_hash
 
 if TYPE_CHECKING:
-    from reelflow.editing.assemble import Part
+    from reelflow.editing.assemble import AssemblyClip, Part
 
 log = logging.getLogger("reelflow.render")
 
 
-def film_parts(job: EditJob) -> list[tuple[str, Part]]:
-    """(object key, part) of every part of the film, in order: pure, no bucket access."""
-    from reelflow.editing.assemble import AssemblyClip, plan_parts
+def _timeline(job: EditJob) -> list[AssemblyClip]:
+    """The edit's clips on the timeline, untrimmed (paths are placeholders until downloaded)."""
+    from reelflow.editing.assemble import AssemblyClip
 
-    timeline = [
+    return [
         AssemblyClip(
             path=Path(f"{index:03d}-{clip.shot}.mp4"),
             duration=clip.duration,
@@ -34,6 +34,16 @@ def film_parts(job: EditJob) -> list[tuple[str, Part]]:
         )
         for index, clip in enumerate(job.clips)
     ]
+
+
+def film_parts(
+    job: EditJob, timeline: list[AssemblyClip] | None = None
+) -> list[tuple[str, Part]]:
+    """(object key, part) of every part of the film, in order: pure, no bucket access.
+    ``timeline`` carries waste trims (in/out points) when there are any."""
+    from reelflow.editing.assemble import plan_parts
+
+    timeline = timeline if timeline is not None else _timeline(job)
     sources = [clip.key for clip in job.clips]
     encode = {"width": job.width, "height": job.height, "fps": job.fps, "crf": job.crf,
               "preset": PART_PRESET}  # fmt: skip
@@ -44,29 +54,42 @@ def film_parts(job: EditJob) -> list[tuple[str, Part]]:
 
 
 PART_PRESET = "medium"
+MAX_TRIM = 1.0
+"""Seconds of waste the edit may cut from each end of a clip (see editing/waste.py)."""
 
 
 def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     """The film, from parts cached in the bucket: only parts not there yet are encoded (in
     parallel, bounded by the cores), then all are joined by stream copy.
 
-    A part's key depends only on the clips it reads and its frame range, so after one shot's
-    clip changes only its body and its transitions are encoded again.
+    A part's key depends only on the clips it reads, their trims and its frame range, so after
+    one shot's clip changes only its body and its transitions are encoded again. Black/frozen
+    heads and tails are trimmed (shots with `trim_waste` on, generated clips); the trims go into
+    the film's lineage (`edit_trims`).
     """
     from reelflow.editing.assemble import join_parts, part_workers, render_part
+    from reelflow.editing.waste import trim_for_shot
 
     key = job.output_key()
     if store.complete(key):
         return key
-    parts = film_parts(job)
-    # dict: a part that appears twice (the same clip and frames) is encoded once
-    missing = list({k: part for k, part in parts if not store.complete(k)}.items())
+    trims: dict[str, dict[str, object]] = {}
     with scratch() as tmp:
-        needed = sorted({i for _, part in missing for i in part.shots})
-        local = {
-            i: store.get_file(job.clips[i].key, tmp / f"{i:03d}-{job.clips[i].shot}.mp4")
-            for i in needed
-        }
+        timeline = _timeline(job)
+        local: dict[int, Path] = {}
+        for index, clip in enumerate(job.clips):
+            if clip.trim_waste and _generated(store, clip.key):
+                local[index] = store.get_file(clip.key, tmp / f"{index:03d}-{clip.shot}.mp4")
+                placed = timeline[index].model_copy(update={"path": local[index]})
+                placed, trim = trim_for_shot(clip.shot, placed, max_trim=MAX_TRIM)
+                timeline[index] = placed
+                if trim is not None:
+                    trims[clip.shot] = trim.as_dict()
+        parts = film_parts(job, timeline)
+        # dict: a part that appears twice (the same clip and frames) is encoded once
+        missing = list({k: part for k, part in parts if not store.complete(k)}.items())
+        for i in sorted({i for _, part in missing for i in part.shots} - set(local)):
+            local[i] = store.get_file(job.clips[i].key, tmp / f"{i:03d}-{job.clips[i].shot}.mp4")
 
         def encode(item: tuple[str, Part]) -> str:
             part_key, part = item
@@ -107,6 +130,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
                 job,
                 [clip.key for clip in job.clips],
                 {
+                    "trims": trims,
                     "parts": [
                         {"key": k, "frames": p.frames, "shots": list(p.shots)} for k, p in parts
                     ],
@@ -115,6 +139,35 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
             ),
         )
     return key
+
+
+UNTRIMMED_BACKENDS = {"animatic", "morph"}
+"""Backends whose motion is designed, not generated: an eased camera move starts slowly on
+purpose, and is not waste."""
+
+
+def _generated(store: ArtifactStore, key: str) -> bool:
+    """Whether a clip came from a generative backend (or from somewhere unknown)."""
+    try:
+        lineage = store.lineage(key)
+    except ObjectNotFound:
+        return True
+    backend = lineage.extra.get("backend") or lineage.spec.get("backend")
+    return backend not in UNTRIMMED_BACKENDS
+
+
+def edit_trims(store: ArtifactStore, key: str) -> dict[str, dict[str, object]]:
+    """shot -> waste trimmed, read from an edit's lineage; follows a mastered film or a
+    version back to the assembly it was made from."""
+    for _ in range(4):
+        lineage = store.lineage(key)
+        if "trims" in lineage.extra:
+            return dict(lineage.extra["trims"])
+        edits = [p for p in lineage.parents if "/edits/" in p]
+        if lineage.kind != "edit" or not edits:
+            break
+        key = edits[0]
+    return {}
 
 
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:
