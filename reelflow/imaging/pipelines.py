@@ -306,6 +306,16 @@ def get_pipeline_cache() -> PipelineCache:
 # Adapters live on the denoiser, which `from_pipe` shares between the base pipeline and its
 # derivatives; tracking them by module means an adapter loaded through one is known to all.
 _LOADED: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Path]] = weakref.WeakKeyDictionary()
+# The stat of each loaded LoRA file: a file overwritten with new weights (a retrained LoRA) is
+# reloaded, so a long-lived worker never renders the old weights under the new content hash.
+_STATS: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, tuple[int, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _stat(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _denoiser(pipe: Any) -> torch.nn.Module:
@@ -329,9 +339,14 @@ def apply_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
     Errors are one line naming the file: missing, or not fitting the model.
     """
     loaded = _LOADED.setdefault(_denoiser(pipe), {})
+    stats = _STATS.setdefault(_denoiser(pipe), {})
     for spec in loras:
         path = spec.checked_path()
         name = spec.adapter_name()
+        if name in loaded and loaded[name] == path and stats.get(name) != _stat(path):
+            pipe.delete_adapters(name)  # the file changed since it was loaded
+            del loaded[name]
+            log.info("LoRA %s changed on disk: reloading adapter %s", path, name)
         if name in loaded:
             if loaded[name] != path:
                 raise LoraError(
@@ -349,6 +364,7 @@ def apply_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
         if name not in _adapter_names(pipe):
             raise LoraError(f"LoRA does not fit the model: {spec.path} (no layer matched)")
         loaded[name] = path
+        stats[name] = _stat(path)
         log.info("loaded LoRA %s as adapter %s", path, name)
 
     if not loras:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reelflow.render.common import lineage_of, scratch
+from reelflow.render.common import lineage_of, require_weights, scratch
 from reelflow.render.jobs import ClipJob, resolve_model_path
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
@@ -18,6 +18,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     key = keys.clip_key(job.project, job.shot, job.spec_hash())
     if store.exists(key):
         return key
+    require_weights(job, f"shot {job.shot} clip")
     backend = _backend(job.backend, job.backend_options)
     with scratch() as tmp:
         out = tmp / "clip.mp4"

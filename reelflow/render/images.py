@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
+from reelflow.render import weights
+from reelflow.render.common import lineage_of, load_image, png_bytes, require_weights, scratch
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
 from reelflow.render.models import image_spec
 from reelflow.store import keys
@@ -21,6 +22,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
     if all(store.exists(key) for key in wanted):
         return wanted
+    require_weights(job, f"shot {job.shot}")
     spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
     if job.reference:  # keep the reference's composition: each variant is img2img from it
         from reelflow.imaging.generate import img2img_from_reference
@@ -46,7 +48,13 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
                 kind="image",
                 spec=job.model_dump(mode="json"),
                 spec_hash=base,
-                extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
+                extra={
+                    "variant": index,
+                    "seed": seed,
+                    "shot": job.shot,
+                    "prompt": job.prompt,
+                    **weights.render_lineage(job),
+                },
                 parents=[job.reference] if job.reference else [],
             ),
         )
@@ -60,6 +68,7 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
     if store.exists(key):
         return key
+    require_weights(job, f"shot {job.image.shot} hi-res")
     image = load_image(store, job.variant_key)
     base = job.image
     spec = image_spec(
@@ -89,6 +98,7 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
     if store.exists(key):
         return key
+    require_weights(job, f"shot {job.image.shot} retouch")
     image = load_image(store, job.source_key)
     base = job.image
     width, height = image.size
@@ -134,6 +144,8 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
     key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
     if store.exists(key):
         return key
+    if job.restyle_prompt:
+        require_weights(job, f"shot {job.shot} restyled frame")
     with scratch() as tmp:
         clip = store.get_file(clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from reelflow.render import weights
 from reelflow.render.profiles import RenderProfile
 from reelflow.store.keys import spec_hash
 from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
@@ -40,7 +41,8 @@ class Job(BaseModel):
     """A unit of work whose hash names its output."""
 
     def spec_hash(self) -> str:
-        return spec_hash(self)
+        """Of the job without the paths of weights whose content hash it carries."""
+        return spec_hash(weights.identity_view(self.model_dump(mode="json")))
 
 
 class ModelChoice(BaseModel):
@@ -48,12 +50,14 @@ class ModelChoice(BaseModel):
     source: str  # a local directory, a single .safetensors file, a cached hub id, or "tiny"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
+    sha256: str | None = None  # content hash of the weights (identify_weights); keys use it
 
 
 class LoraChoice(BaseModel):
     name: str
     path: str
     weight: float
+    sha256: str | None = None  # content hash of the LoRA file (identify_weights)
 
 
 class ImageJob(Job):
@@ -110,6 +114,7 @@ class FrameJob(Job):
     model: ModelChoice
     controlnet: str | None
     loras: list[LoraChoice]
+    controlnet_sha256: str | None = None  # (identify_weights)
 
 
 class ClipJob(Job):
@@ -127,6 +132,7 @@ class ClipJob(Job):
     image_key: str | None = None  # the approved still
     first_frame_key: str | None = None  # for first+last-frame transitions
     last_frame_key: str | None = None
+    model_sha256: str | None = None  # content hash of backend_options["model"] (identify_weights)
 
 
 class EditClip(BaseModel):
@@ -243,6 +249,32 @@ class VersionJob(Job):
 
 # -- building jobs ---------------------------------------------------------------------------
 
+J = TypeVar("J", bound=Job)
+
+
+def identify_weights(job: J) -> J:
+    """Fill the content hash of every weight the job names (model, LoRAs, ControlNet, video
+    model) that is on this machine; the spec hash then uses the hash instead of the path.
+    Hashes already set are kept (a job built elsewhere names what it was keyed with)."""
+    def known(source: str | None, current: str | None) -> str | None:
+        return current or weights.try_content_hash(resolve_model_path(source) if source else None)
+
+    updates: dict[str, Any] = {}
+    model = getattr(job, "model", None)
+    if isinstance(model, ModelChoice):
+        updates["model"] = model.model_copy(update={"sha256": known(model.source, model.sha256)})
+    if getattr(job, "loras", None):
+        updates["loras"] = [
+            lora.model_copy(update={"sha256": known(lora.path, lora.sha256)})
+            for lora in job.loras  # type: ignore[attr-defined]
+        ]
+    if isinstance(job, FrameJob) and job.controlnet:
+        updates["controlnet_sha256"] = known(job.controlnet, job.controlnet_sha256)
+    if isinstance(job, ClipJob) and isinstance(job.backend_options.get("model"), str):
+        updates["model_sha256"] = known(job.backend_options["model"], job.model_sha256)
+    return job.model_copy(update=updates)
+
+
 
 def shot_seed(storyboard: Storyboard, shot: Shot) -> int:
     """Stable per shot: reordering or adding shots does not change another shot's seed."""
@@ -323,7 +355,7 @@ def image_job(
     style = storyboard.style
     model = model_choice(storyboard, profile)
     composed = compose_prompt(storyboard, shot, family=model.family, notes=notes)
-    return ImageJob(
+    job = ImageJob(
         project=storyboard.project,
         shot=shot.id,
         prompt=composed.prompt,
@@ -338,6 +370,7 @@ def image_job(
         loras=lora_choices(shot_loras(storyboard, shot), profile, base_dir),
         variants=profile.variants or style.variants,
     )
+    return identify_weights(job)
 
 
 def hires_job(job: ImageJob, variant_key: str, variant: int, profile: RenderProfile) -> HiresJob:
@@ -378,7 +411,7 @@ def frame_job(
     if ref.restyle:
         composed = compose_prompt(storyboard, shot, family=model.family)
         prompt = f"{ref.restyle}, {composed.prompt}"
-    return FrameJob(
+    job = FrameJob(
         project=storyboard.project,
         shot=shot.id,
         source_shot=ref.shot,
@@ -392,6 +425,7 @@ def frame_job(
         controlnet=controlnet,
         loras=lora_choices([*style.loras, *ref.loras], profile, base_dir),
     )
+    return identify_weights(job)
 
 
 def video_options(profile: RenderProfile) -> dict[str, Any]:
@@ -404,7 +438,7 @@ def video_options(profile: RenderProfile) -> dict[str, Any]:
 
 
 def clip_job(storyboard: Storyboard, shot: Shot, profile: RenderProfile) -> ClipJob:
-    return ClipJob(
+    job = ClipJob(
         backend_options=video_options(profile),
         project=storyboard.project,
         shot=shot.id,
@@ -417,6 +451,7 @@ def clip_job(storyboard: Storyboard, shot: Shot, profile: RenderProfile) -> Clip
         backend=profile.video_backend,
         seed=shot_seed(storyboard, shot),
     )
+    return identify_weights(job)
 
 
 def needs_image(shot: Shot) -> bool:
