@@ -16,30 +16,12 @@ from reelflow.store.artifacts import ArtifactStore, Lineage
 
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
-    from reelflow.imaging.generate import generate_variants
-
     base = job.spec_hash()
     wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
     if all(store.exists(key) for key in wanted):
         return wanted
     require_weights(job, f"shot {job.shot}")
-    spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
-    if job.reference:  # keep the reference's composition: each variant is img2img from it
-        from reelflow.imaging.generate import img2img_from_reference
-
-        reference = load_image(store, job.reference).resize((job.width, job.height))
-        results = [
-            (
-                seed,
-                img2img_from_reference(
-                    reference, spec.model_copy(update={"seed": seed}), job.reference_strength
-                ),
-            )
-            for seed in range(job.seed, job.seed + job.variants)
-        ]
-    else:
-        results = generate_variants(spec, job.variants)
-    for index, (seed, image) in enumerate(results):
+    for index, (seed, image) in enumerate(variant_images(store, job)):
         store.put_bytes(
             wanted[index],
             png_bytes(image),
@@ -61,20 +43,35 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     return wanted
 
 
+def variant_images(store: ArtifactStore, job: ImageJob) -> list[tuple[int, Image.Image]]:
+    """(seed, image) of every variant, computed, not stored (also what `regenerate` runs)."""
+    from reelflow.imaging.generate import generate_variants
+
+    spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
+    if job.reference:  # keep the reference's composition: each variant is img2img from it
+        from reelflow.imaging.generate import img2img_from_reference
+
+        reference = load_image(store, job.reference).resize((job.width, job.height))
+        return [
+            (
+                seed,
+                img2img_from_reference(
+                    reference, spec.model_copy(update={"seed": seed}), job.reference_strength
+                ),
+            )
+            for seed in range(job.seed, job.seed + job.variants)
+        ]
+    return generate_variants(spec, job.variants)
+
+
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     """Upscale the chosen variant and refine it with img2img at the same seed."""
-    from reelflow.imaging.generate import hires_fix as refine
-
     key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
     if store.exists(key):
         return key
     require_weights(job, f"shot {job.image.shot} hi-res")
-    image = load_image(store, job.variant_key)
     base = job.image
-    spec = image_spec(
-        base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
-    )
-    refined = refine(image, spec, scale=job.scale, strength=job.strength)
+    refined = hires_image(store, job)
     store.put_bytes(
         key,
         png_bytes(refined),
@@ -89,16 +86,39 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     return key
 
 
+def hires_image(store: ArtifactStore, job: HiresJob) -> Image.Image:
+    """The hi-res image, computed, not stored."""
+    from reelflow.imaging.generate import hires_fix as refine
+
+    base = job.image
+    spec = image_spec(
+        base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
+    )
+    return refine(load_image(store, job.variant_key), spec, scale=job.scale, strength=job.strength)
+
+
 def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
-    from PIL import ImageDraw
-
-    from reelflow.imaging.generate import inpaint, outpaint
-
     key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
     if store.exists(key):
         return key
     require_weights(job, f"shot {job.image.shot} retouch")
+    image = retouched_image(store, job)
+    store.put_bytes(
+        key,
+        png_bytes(image),
+        "image/png",
+        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": job.image.shot}),
+    )
+    return key
+
+
+def retouched_image(store: ArtifactStore, job: RetouchJob) -> Image.Image:
+    """The retouched image, computed, not stored."""
+    from PIL import ImageDraw
+
+    from reelflow.imaging.generate import inpaint, outpaint
+
     image = load_image(store, job.source_key)
     base = job.image
     width, height = image.size
@@ -128,28 +148,38 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
             target_aspect=job.outpaint.get("target_aspect"),
             expand_px=expand if side else None,
         )
-    store.put_bytes(
-        key,
-        png_bytes(image),
-        "image/png",
-        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": base.shot}),
-    )
-    return key
+    return image
 
 
 def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
-    from reelflow.media.frames import extract_frame
 
     key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
     if store.exists(key):
         return key
     if job.restyle_prompt:
         require_weights(job, f"shot {job.shot} restyled frame")
+    store.put_bytes(
+        key,
+        png_bytes(frame_image(store, job, clip_key)),
+        "image/png",
+        lineage_of(
+            "image",
+            job,
+            [clip_key],
+            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
+        ),
+    )
+    return key
+
+
+def frame_image(store: ArtifactStore, job: FrameJob, clip_key: str) -> Image.Image:
+    """The (restyled) frame, computed, not stored."""
+    from reelflow.media.frames import extract_frame
+
     with scratch() as tmp:
         clip = store.get_file(clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
-    parents = [clip_key]
     if job.restyle_prompt:
         from reelflow.imaging.generate import restyle_canny
 
@@ -160,18 +190,7 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
         frame = restyle_canny(
             frame.resize((width, height), Image.LANCZOS), spec, resolve_model_path(job.controlnet)
         )
-    store.put_bytes(
-        key,
-        png_bytes(frame),
-        "image/png",
-        lineage_of(
-            "image",
-            job,
-            parents,
-            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
-        ),
-    )
-    return key
+    return frame
 
 
 def clip_key_hash(key: str) -> str:
