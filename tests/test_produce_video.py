@@ -128,8 +128,11 @@ def test_auto_run_delivers_film_cover_and_manifest(
         )
     assert progress and max(float(a.data) for a in progress) == 100.0
 
-    # lineage: the film's parents are the clips; the restyled frame's parent is c's clip
-    assert store.lineage(result.film_key).parents == [manifest["clips"][s] for s in "abcd"]
+    # the film is the delivered version of the master (no music here: the master is the edit)
+    assert manifest["film_key"] == result.film_key and result.master_key == manifest["edit_key"]
+    assert store.lineage(result.film_key).parents == [result.master_key]
+    # lineage: the edit's parents are the clips; the restyled frame's parent is c's clip
+    assert store.lineage(result.master_key).parents == [manifest["clips"][s] for s in "abcd"]
     first, last = manifest["frames"]["d"]
     assert store.lineage(last).parents == [manifest["clips"]["c"]]
     assert store.lineage(last).extra["step"] == "restyle"

@@ -108,7 +108,8 @@ def test_jobs_carry_hashes_and_keys_leave_paths_out(env: Path) -> None:
         )
     )
     shot = ref.shot("plain")
-    frame = frame_job(ref, shot, shot.first_frame, profile)
+    clip_key = "projects/weights/shots/inked/clips/0123456789abcdef.mp4"
+    frame = frame_job(ref, shot, shot.first_frame, profile, clip_key)
     assert frame.controlnet_sha256 == weights.content_hash(str(env / "tiny-controlnet"))
     clip = clip_job(ref, shot, profile)  # tiny-ltx not built here: keyed by path, as before
     assert clip.model_sha256 is None

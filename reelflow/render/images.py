@@ -10,14 +10,12 @@ from reelflow.render import weights
 from reelflow.render.common import lineage_of, load_image, png_bytes, require_weights, scratch
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
 from reelflow.render.models import image_spec
-from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
 
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
-    base = job.spec_hash()
-    wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
+    wanted = job.variant_keys()
     if all(store.exists(key) for key in wanted):
         return wanted
     require_weights(job, f"shot {job.shot}")
@@ -29,7 +27,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             Lineage(
                 kind="image",
                 spec=job.model_dump(mode="json"),
-                spec_hash=base,
+                spec_hash=job.spec_hash(),
                 extra={
                     "variant": index,
                     "seed": seed,
@@ -66,7 +64,7 @@ def variant_images(store: ArtifactStore, job: ImageJob) -> list[tuple[int, Image
 
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     """Upscale the chosen variant and refine it with img2img at the same seed."""
-    key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     require_weights(job, f"shot {job.image.shot} hi-res")
@@ -99,7 +97,7 @@ def hires_image(store: ArtifactStore, job: HiresJob) -> Image.Image:
 
 def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
-    key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
+    key = job.output_key()
     if store.exists(key):
         return key
     require_weights(job, f"shot {job.image.shot} retouch")
@@ -151,34 +149,33 @@ def retouched_image(store: ArtifactStore, job: RetouchJob) -> Image.Image:
     return image
 
 
-def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
+def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
-
-    key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
+    key = job.output_key()
     if store.exists(key):
         return key
     if job.restyle_prompt:
         require_weights(job, f"shot {job.shot} restyled frame")
     store.put_bytes(
         key,
-        png_bytes(frame_image(store, job, clip_key)),
+        png_bytes(frame_image(store, job)),
         "image/png",
         lineage_of(
             "image",
             job,
-            [clip_key],
+            [job.clip_key],
             {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
         ),
     )
     return key
 
 
-def frame_image(store: ArtifactStore, job: FrameJob, clip_key: str) -> Image.Image:
+def frame_image(store: ArtifactStore, job: FrameJob) -> Image.Image:
     """The (restyled) frame, computed, not stored."""
     from reelflow.media.frames import extract_frame
 
     with scratch() as tmp:
-        clip = store.get_file(clip_key, tmp / "clip.mp4")
+        clip = store.get_file(job.clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
     if job.restyle_prompt:
         from reelflow.imaging.generate import restyle_canny
@@ -193,12 +190,29 @@ def frame_image(store: ArtifactStore, job: FrameJob, clip_key: str) -> Image.Ima
     return frame
 
 
-def clip_key_hash(key: str) -> str:
-    return key.rsplit("/", 1)[-1].split(".", 1)[0][:8]
-
-
 def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:
     """Restyle at a size the model handles: the frame's aspect, at most 512 px wide, /8."""
     width, height = size
     scale = min(1.0, 512 / width)
     return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
+
+
+def score_variants(
+    store: ArtifactStore, variants: dict[str, list[str]], palette: list[str]
+) -> dict[str, list[float]]:
+    """Sharpness and palette fit per variant, 0..1: the contact sheet's numbers and what
+    quality-gate compares with its threshold. A blank (black / NaN) image scores 0."""
+    from reelflow.imaging.checks import is_blank, palette_score, sharpness
+
+    scores: dict[str, list[float]] = {}
+    for shot, shot_keys in variants.items():
+        scores[shot] = []
+        for key in shot_keys:
+            image = load_image(store, key)
+            if is_blank(image):
+                scores[shot].append(0.0)
+                continue
+            sharp = min(1.0, sharpness(image) / 500.0)
+            fit = palette_score(image, palette) if palette else 1.0
+            scores[shot].append(round(0.5 * sharp + 0.5 * fit, 3))
+    return scores

@@ -114,7 +114,7 @@ def regenerate(store: ArtifactStore, key: str) -> tuple[Regeneration, Image.Imag
         step, fresh = "retouch", images.retouched_image(store, job)
     else:
         step = "restyle" if job.restyle_prompt else "frame"
-        fresh = images.frame_image(store, job, lineage.parents[0])
+        fresh = images.frame_image(store, job)
     # After the run: torch is loaded, so "auto" resolves to the device that was used.
     reasons += environment_differences(extra.get("environment") or {}, model.device, model.dtype)
     stored = Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB")
