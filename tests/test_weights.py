@@ -6,6 +6,7 @@ tasks call; nothing mocked.
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -176,3 +177,52 @@ def test_task_cache_key_follows_content_not_path(env: Path, tmp_path: Path) -> N
     assert policy.compute_key(None, {"job": moved}, {}) == key  # type: ignore[arg-type]
     other = job.model_copy(update={"seed": job.seed + 1})
     assert policy.compute_key(None, {"job": other}, {}) != key  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_task_states_follow_weight_content(
+    env: Path,
+    store: ArtifactStore,
+    minio_block,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The flow's own task: a copied model folder is Cached everywhere; an overwritten LoRA
+    re-runs exactly the shot that uses it."""
+    from prefect import flow
+
+    from reelflow.imaging.tiny import build_tiny_lora
+    from tasks.common import get_store
+    from tasks.images import render_variants
+
+    settings = store.settings
+    monkeypatch.setenv("REELFLOW_S3_ENDPOINT", settings.endpoint)
+    monkeypatch.setenv("REELFLOW_S3_ACCESS_KEY", settings.access_key)
+    monkeypatch.setenv("REELFLOW_S3_SECRET_KEY", settings.secret_key.get_secret_value())
+    monkeypatch.setenv("REELFLOW_S3_BUCKET", settings.bucket)
+    get_store.cache_clear()
+    step = render_variants.with_options(result_storage=minio_block, persist_result=True)
+
+    @flow
+    def shots(jobs: dict) -> dict[str, str]:
+        return {shot: step(job, return_state=True).name for shot, job in jobs.items()}
+
+    lora = env / "loras" / "ink.safetensors"
+    saved = lora.read_bytes()
+    try:
+        seed = random.randrange(10**6, 10**9)  # the first run cannot hit an older cache entry
+
+        def jobs(**changes: object) -> dict:
+            return {s: j.model_copy(update={"seed": seed}) for s, j in _jobs(**changes).items()}
+
+        assert shots(jobs()) == {"inked": "Completed", "snowy": "Completed", "plain": "Completed"}
+        copy = shutil.copytree(env / "tiny-sd", tmp_path / "moved-sd")
+        assert shots(jobs(image_model=str(copy))) == {
+            "inked": "Cached", "snowy": "Cached", "plain": "Cached"
+        }
+        retrained = build_tiny_lora(env / "tiny-sd", tmp_path / "retrained.safetensors", seed=77)
+        lora.write_bytes(retrained.read_bytes())
+        assert shots(jobs()) == {"inked": "Completed", "snowy": "Cached", "plain": "Cached"}
+    finally:
+        lora.write_bytes(saved)
+        get_store.cache_clear()
