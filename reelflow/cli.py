@@ -610,10 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser(
-        "regenerate", help="re-run the step that made an image; exit 0 when bit-identical"
+        "regenerate", help="re-run the step that made an image or clip; exit 0 when bit-identical"
     )
     p.add_argument("target", help="object key, s3://bucket/key, or a downloaded file")
-    p.add_argument("--save", default=None, help="write the regenerated image here")
+    p.add_argument("--save", default=None, help="write the regenerated image (or clip) here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_regenerate)
     return parser
@@ -649,7 +649,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_regenerate(args: argparse.Namespace) -> int:
-    """Re-run the step that made an image from its sidecar; exit 0 only when bit-identical."""
+    """Re-run the step that made an image or clip from its sidecar; exit 0 only when
+    bit-identical."""
     from reelflow.errors import ReelflowError
     from reelflow.render.lineage import resolve_target
     from reelflow.render.regenerate import regenerate
@@ -657,11 +658,9 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     store = _bucket_store()
     try:
         key = resolve_target(store, args.target)
-        result, image = regenerate(store, key)
+        result = regenerate(store, key, Path(args.save) if args.save else None)
     except ReelflowError as exc:
         return _fail(str(exc), exc.exit_code)
-    if args.save:
-        image.save(args.save)
     print(result.model_dump_json(indent=2) if args.json else result.summary())
     return 0 if result.identical else 1
 

@@ -146,15 +146,22 @@ def test_lineage_of_an_unknown_file_is_one_line(
     assert cli.main(["lineage", "projects/lineage/nothing.png"]) == 2
 
 
-def test_variant_and_hires_regenerate_bit_identical(
-    in_env: dict, capsys: pytest.CaptureFixture[str]
+def test_variant_hires_and_clip_regenerate_bit_identical(
+    in_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store: ArtifactStore = in_env["store"]
-    result, _ = regenerate(store, in_env["variants"][1])
+    result = regenerate(store, in_env["variants"][1])
     assert result.identical and result.step == "variant 1" and result.reasons == []
-    assert cli.main(["regenerate", in_env["hires"]]) == 0
+    again = tmp_path / "again.png"
+    assert cli.main(["regenerate", in_env["hires"], "--save", str(again)]) == 0
     assert "bit-identical (hi-res, " in capsys.readouterr().out
-    assert cli.main(["regenerate", in_env["clip"]]) == 2  # not an image step: one line
+    assert again.read_bytes() == store.get_bytes(in_env["hires"])  # PNG encoding is stable too
+    assert cli.main(["regenerate", in_env["clip"], "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["identical"] and data["step"] == "clip (animatic)"
+    assert cli.main(["regenerate", in_env["film"]]) == 2  # an edit: one line, not a traceback
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "this one was made by EditJob" in err
 
 
 def test_regenerate_names_the_weight_whose_hash_differs(
