@@ -226,3 +226,21 @@ def test_task_states_follow_weight_content(
     finally:
         lora.write_bytes(saved)
         get_store.cache_clear()
+
+
+def test_resident_pipeline_reloads_a_model_changed_on_disk(env: Path, tmp_path: Path) -> None:
+    import os
+
+    from reelflow.imaging.models import ModelSource
+    from reelflow.imaging.pipelines import PipelineCache
+
+    folder = shutil.copytree(env / "tiny-sd", tmp_path / "retrained-sd")
+    source = ModelSource(source=str(folder), device="cpu")
+    cache = PipelineCache()
+    first = cache.text2image(source)
+    assert cache.text2image(source) is first and cache.loads == 1
+    weights_file = next((folder / "unet").glob("*.safetensors"))
+    weights_file.write_bytes(weights_file.read_bytes())  # "retrained" in place
+    os.utime(weights_file, ns=(1, 1))
+    assert cache.text2image(source) is not first and cache.loads == 2
+    assert len(cache._bases) == 1  # the stale pipeline was dropped, not kept beside it

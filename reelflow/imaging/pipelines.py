@@ -12,6 +12,7 @@ Prefect runs tasks in threads, so each base model has a lock: hold `cache.lock(s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import weakref
@@ -59,7 +60,19 @@ PIPELINE_CLASSES: dict[str, dict[str, str]] = {
     },
 }
 
-CacheKey = tuple[str, str, str | None, str, str]  # family, location, config, dtype, device
+# family, location, config, dtype, device, stat fingerprint of the files
+CacheKey = tuple[str, str, str | None, str, str, str]
+
+
+def _fingerprint(where: str) -> str:
+    """Sizes and mtimes of a model's files: a folder or checkpoint overwritten in place (a
+    retrained model) is loaded again instead of served from memory under its new hash."""
+    path = Path(where)
+    if not path.exists():  # a hub id: its snapshot folder is immutable
+        return ""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha1(repr(stats).encode()).hexdigest()[:16]
 
 
 def _diffusers_class(name: str) -> Any:
@@ -194,7 +207,8 @@ class PipelineCache:
 
     def key(self, source: ModelSource) -> CacheKey:
         _, where = source.locate()
-        return (source.family, where, source.config, source.dtype, source.resolved_device())
+        return (source.family, where, source.config, source.dtype, source.resolved_device(),
+                _fingerprint(where))
 
     @contextmanager
     def lock(self, source: ModelSource) -> Iterator[None]:
@@ -210,6 +224,10 @@ class PipelineCache:
         key = self.key(source)
         with self._guard:
             if key not in self._bases:
+                for old in [k for k in self._bases if k[:5] == key[:5]]:  # changed on disk
+                    del self._bases[old]
+                    for derived in [d for d in self._derived if d[0] == old]:
+                        del self._derived[derived]
                 self._bases[key] = self._load(source)
             return self._bases[key]
 
@@ -250,7 +268,7 @@ class PipelineCache:
             return pipe
 
     def _load_controlnet(self, source: ModelSource, path: str) -> Any:
-        ckey = (source.family, path, source.dtype, source.resolved_device())
+        ckey = (source.family, path, source.dtype, source.resolved_device(), _fingerprint(path))
         if ckey not in self._controlnets:
             if not Path(path).exists():
                 raise ModelNotFoundError(f"ControlNet not found: {path}")
