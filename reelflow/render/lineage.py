@@ -59,6 +59,7 @@ class RunLink(BaseModel):
     profile: str
     approval_policy: str
     finished_at: str | None = None
+    storyboards: list[str] = []  # every state the run went through (prompt rewrites)
     roles: list[str] = []  # "film", "chosen image of shot x", ...
     approvals: list[dict[str, Any]] = []
 
@@ -225,8 +226,9 @@ def _keys_of(node: Node) -> set[str]:
 
 def _roles(manifest: dict[str, Any], wanted: set[str]) -> list[str]:
     roles = []
-    for field in ("film_key", "cover_key", "music_key", "storyboard_key"):
-        if manifest.get(field) in wanted:
+    for field in ("film_key", "master_key", "edit_key", "cover_key", "music_key",
+                  "storyboard_key"):
+        if manifest.get(field) and manifest.get(field) in wanted:
             roles.append(field.removesuffix("_key"))
     for field, label in (("chosen_images", "chosen image"), ("clips", "clip")):
         for shot, key in (manifest.get(field) or {}).items():
@@ -236,6 +238,8 @@ def _roles(manifest: dict[str, Any], wanted: set[str]) -> list[str]:
         for index, key in enumerate(listed):
             if key in wanted:
                 roles.append(f"variant {index} of shot {shot}")
+    for shot, listed in (manifest.get("frames") or {}).items():
+        roles += [f"frame of shot {shot}" for key in listed if key in wanted]
     for name, key in (manifest.get("versions") or {}).items():
         if key in wanted:
             roles.append(f"version {name}")
@@ -261,6 +265,7 @@ def runs_naming(store: ArtifactStore, project: str, wanted: set[str]) -> list[Ru
                 manifest_key=key,
                 storyboard_key=str(data.get("storyboard_key")),
                 storyboard_hash=str(data.get("storyboard_hash")),
+                storyboards=list(data.get("storyboards") or []),
                 profile=str(data.get("profile")),
                 approval_policy=str(data.get("approval_policy")),
                 finished_at=data.get("finished_at"),
@@ -354,6 +359,8 @@ def render_text(tree: LineageTree) -> str:
                 f"  run {run.run_id} ({run.profile}, {run.approval_policy}, {run.finished_at}): "
                 f"{'; '.join(run.roles)}"
             )
-            lines.append(f"    storyboard {run.storyboard_key}")
+            states = [k for k in run.storyboards if k != run.storyboard_key]
+            lines.append(f"    storyboard {run.storyboard_key}"
+                         + (f" (earlier states: {', '.join(states)})" if states else ""))
             lines.extend(f"    {_decision(a)}" for a in run.approvals)
     return "\n".join(lines)
