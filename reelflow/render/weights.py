@@ -64,39 +64,41 @@ def _save_memo(memo: dict[str, dict[str, Any]]) -> None:
         pass
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of one file, remembered by its stat signature (re-hashed when it changes)."""
-    real = path.resolve()  # hub snapshots are symlinks to blobs: stat and hash the blob
-    st = real.stat()
+def file_sha256(path: Path | str) -> str:
+    """sha256 of one file, remembered by its stat signature (re-hashed when it changes).
+    Hub snapshots are symlinks to blobs: stat follows them, so a new blob is a new signature."""
+    name = os.path.abspath(path)
+    st = os.stat(name)
     signature = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
     with _lock:
-        memo = _load_memo()
-        entry = memo.get(str(real))
+        entry = _load_memo().get(name)
         if entry and entry.get("stat") == signature:
             return entry["sha256"]
     sha = hashlib.sha256()
-    with real.open("rb") as handle:
+    with open(name, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             sha.update(chunk)
     digest = sha.hexdigest()
     with _lock:
         memo = _load_memo()
-        memo[str(real)] = {"stat": signature, "sha256": digest}
+        memo[name] = {"stat": signature, "sha256": digest}
         _save_memo(memo)
     return digest
 
 
-def folder_files(folder: Path) -> list[Path]:
-    """The files that define a diffusers folder, in a stable order (relative posix path)."""
-    files = [
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.name not in _SKIP_NAMES
-        and p.suffix not in _SKIP_SUFFIXES
-    ]
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+def folder_files(folder: Path) -> list[tuple[str, str]]:
+    """(relative posix path, full path) of the files that define a diffusers folder, sorted:
+    weights, configs, tokenizer files; hidden files, READMEs and lock files left out."""
+    out = []
+    root = os.fspath(folder)
+    for current, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith(".") or name in _SKIP_NAMES or Path(name).suffix in _SKIP_SUFFIXES:
+                continue
+            full = os.path.join(current, name)
+            out.append((os.path.relpath(full, root).replace(os.sep, "/"), full))
+    return sorted(out)
 
 
 def locate(source: str) -> Path:
@@ -123,8 +125,8 @@ def content_hash(source: str) -> str:
     if not files:
         raise WeightsNotFound(f"weights not found: {source} (an empty folder)")
     whole = hashlib.sha256()
-    for file in files:
-        whole.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    for relative, full in files:
+        whole.update(f"{relative}\0{file_sha256(full)}\n".encode())
     return whole.hexdigest()
 
 
