@@ -60,6 +60,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except (StoryboardError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
+    from reelflow.script.camera import propose_camera
+
+    storyboard = propose_camera(storyboard)  # as the render does: unset camera fields proposed
     plan = plan_render(storyboard, profile, base_dir=Path(args.file).resolve().parent)
     for job in plan.images:
         print(

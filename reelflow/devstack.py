@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelflow.errors import StageError
 from reelflow.store.artifacts import ArtifactStore, StoreError
 from reelflow.store.settings import ENV_ENDPOINT, S3Settings, SettingsError, reelflow_home
 
@@ -42,7 +43,7 @@ S3 = "s3"
 PREFECT = "prefect"
 
 
-class StackError(RuntimeError):
+class StackError(StageError, RuntimeError):
     """The stack could not be started or checked; the message says what to look at."""
 
 

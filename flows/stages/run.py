@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
 from reelflow.render.profiles import RenderProfile, get_profile
+from reelflow.script.camera import propose_camera
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
 from tasks.common import get_store
 from tasks.review import publish_storyboard
@@ -86,6 +88,7 @@ def start_run(
     if video_model:
         render_profile = VideoModel.load(video_model).apply(render_profile)
     board, base_dir = read_storyboard(storyboard)
+    board = with_camera_language(board)
     run = RunContext(
         board=board,
         base_dir=base_dir,
@@ -97,6 +100,21 @@ def start_run(
     )
     run.publish(board)
     return run
+
+
+def with_camera_language(board: Storyboard) -> Storyboard:
+    """Camera fields the storyboard leaves out are proposed from its words and the story's
+    shape (rules, deterministic), so every shot's prompt says how it is framed and moves."""
+    proposed = propose_camera(board)
+    filled = [
+        f"{before.id}: {after.camera.size}, {after.camera.angle}, {after.camera.movement}"
+        for before, after in zip(board.shots, proposed.shots, strict=True)
+        if before.camera != after.camera
+    ]
+    if filled:
+        get_run_logger().info("camera proposed where the storyboard left it out: %s",
+                              "; ".join(filled))
+    return proposed
 
 
 def cpu_slots() -> int:
