@@ -47,7 +47,8 @@ def first_round(run: RunContext) -> Stills:
     for shot, parts in plan.truncated_prompts.items():
         logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
     references = {
-        shot.id: (upload_input(board.project, str(run.base_dir / shot.reference.image)),
+        shot.id: (upload_input(board.project, shot.reference.image,
+                                 run.base_dir and str(run.base_dir)),
                   shot.reference.strength)
         for shot in board.shots
         if shot.reference and any(job.shot == shot.id for job in plan.images)

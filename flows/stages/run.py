@@ -15,7 +15,7 @@ from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
 from reelflow.render.profiles import RenderProfile, get_profile
 from reelflow.script.camera import propose_camera
-from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from reelflow.storyboard import Storyboard
 from tasks.common import get_store
 from tasks.review import publish_storyboard
 
@@ -23,7 +23,7 @@ from tasks.review import publish_storyboard
 @dataclass
 class RunContext:
     board: Storyboard
-    base_dir: Path  # where the storyboard's relative file references resolve
+    base_dir: Path | None  # where its file references resolve; None: from the bucket
     profile_name: str
     profile: RenderProfile
     policy: Approval
@@ -61,15 +61,13 @@ class RunContext:
         update_progress_artifact(self.progress_id, 100.0 * share)
 
 
-def read_storyboard(source: str) -> tuple[Storyboard, Path]:
-    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself."""
-    if source.startswith("s3://"):
-        key = source.split("/", 3)[3]
-        return parse_storyboard(get_store().get_bytes(key).decode(), source=source), Path.cwd()
-    if "\n" in source or source.lstrip().startswith("{"):
-        return parse_storyboard(source, source="<inline>"), Path.cwd()
-    path = Path(source)
-    return load_storyboard(path), path.resolve().parent
+def read_storyboard(source: str) -> tuple[Storyboard, Path | None]:
+    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself;
+    checked by the core (limits, file confinement, existence) before any work starts. The
+    folder is None for a storyboard from the bucket: it names project keys, not local files."""
+    from reelflow.storyboard.sources import read_storyboard as read
+
+    return read(source, get_store())
 
 
 def start_run(

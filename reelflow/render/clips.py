@@ -14,7 +14,7 @@ from reelflow.store.artifacts import ArtifactStore
 def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     """A shot's clip: a camera move over its still, or a transition between two frames."""
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     require_weights(job, f"shot {job.shot} clip")
     with scratch() as tmp:

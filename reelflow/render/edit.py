@@ -17,7 +17,7 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     from reelflow.editing.assemble import AssemblyClip, assemble
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         clips = []
@@ -47,7 +47,7 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     from reelflow.editing.cover import make_cover as render_cover
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         film = store.get_file(job.source_key, tmp / "film.mp4")
@@ -62,10 +62,24 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     return key
 
 
-def store_input(store: ArtifactStore, project: str, path: Path) -> str:
-    """Upload a file the storyboard brings in (music), once per content."""
+def store_input(store: ArtifactStore, project: str, ref: str, base_dir: Path | None) -> str:
+    """The key of a file the storyboard brings in (music, a reference image), stored once per
+    content. A local file must lie inside the storyboard's folder (or REELFLOW_ALLOWED_DIRS);
+    a storyboard from the bucket (`base_dir` None) names an object under its project instead."""
     import hashlib
 
+    from reelflow.errors import InputError
+    from reelflow.storyboard.files import bucket_key, resolve_local
+
+    try:
+        if base_dir is None:
+            key = bucket_key(ref, project, store.bucket)
+            if not store.exists(key):
+                raise ValueError(f"{ref!r}: no such object in the bucket")
+            return key
+        path = resolve_local(ref, base_dir, must_exist=True)
+    except ValueError as exc:
+        raise InputError(f"storyboard file reference: {exc}") from None
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -103,7 +117,7 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
     from reelflow.editing.audio import mux_music
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         film = store.get_file(job.edit_key, tmp / "edit.mp4")
@@ -128,7 +142,7 @@ def export_version(store: ArtifactStore, job: VersionJob) -> str:
 
     export = job.export
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         current = store.get_file(job.master_key, tmp / "master.mp4")

@@ -16,7 +16,7 @@ from reelflow.store.artifacts import ArtifactStore, Lineage
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
     wanted = job.variant_keys()
-    if all(store.exists(key) for key in wanted):
+    if all(store.complete(key) for key in wanted):
         return wanted
     require_weights(job, f"shot {job.shot}")
     for index, (seed, image) in enumerate(variant_images(store, job)):
@@ -65,7 +65,7 @@ def variant_images(store: ArtifactStore, job: ImageJob) -> list[tuple[int, Image
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     """Upscale the chosen variant and refine it with img2img at the same seed."""
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     require_weights(job, f"shot {job.image.shot} hi-res")
     base = job.image
@@ -98,7 +98,7 @@ def hires_image(store: ArtifactStore, job: HiresJob) -> Image.Image:
 def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     require_weights(job, f"shot {job.image.shot} retouch")
     image = retouched_image(store, job)
@@ -152,7 +152,7 @@ def retouched_image(store: ArtifactStore, job: RetouchJob) -> Image.Image:
 def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     if job.restyle_prompt:
         require_weights(job, f"shot {job.shot} restyled frame")
