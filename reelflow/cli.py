@@ -168,6 +168,11 @@ def _one_line_validation(exc: Exception, what: str) -> str:
     return str(exc).splitlines()[0]
 
 
+def _given(**values: object) -> dict[str, object]:
+    """The options the user gave (not None), so model defaults apply to the rest."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def cmd_characters_add(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -193,6 +198,7 @@ def cmd_characters_add(args: argparse.Namespace) -> int:
             description=args.description,
             trigger_words=list(dict.fromkeys(args.trigger)),
             lora=lora,
+            **_given(ip_adapter_scale=args.ip_adapter_scale),
         )
     except ValidationError as exc:
         return _fail(_one_line_validation(exc, "character"), EXIT_INVALID)
@@ -237,15 +243,31 @@ def cmd_characters_show(args: argparse.Namespace) -> int:
         slug(args.name, "character name")
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
+    if args.sheet == "":
+        args.sheet = f"{args.name}-sheet.png"
     store = _character_store()
     try:
         character = get_character(store, args.name)
     except CharacterNotFound as exc:
         return _fail(str(exc))
+    from reelflow.storyboard.characters import character_version
+
     print(yaml.safe_dump(character.model_dump(mode="json"), allow_unicode=True,
                          sort_keys=False).rstrip())
+    print(f"# current version (what renders record): {character_version(store, character)}")
     for key in character.reference_images:
         print(f"# {store.uri(key)}")
+    if args.sheet:
+        from reelflow.render.sheet import character_sheet
+
+        sheet, entries = character_sheet(store, args.name)
+        out = Path(args.sheet)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out)
+        for entry in entries:
+            score = "" if entry.score is None else f"  {entry.score:.2f}"
+            print(f"# sheet: {entry.label.splitlines()[0]}{score}")
+        print(f"sheet: {out} ({len(entries)} images)")
     return 0
 
 
@@ -364,14 +386,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flows.produce_video import produce_video
     from tasks.common import ensure_results_block
 
+    if not remote:  # a character missing from the library: one line, before any run starts
+        from reelflow.storyboard.characters import resolve_cast
+        from tasks.common import get_store
+
+        resolve_cast(load_storyboard(args.file), get_store())
     ensure_results_block()
     approval = "auto" if args.auto_approve else args.approval
+    threshold = args.identity_threshold
+    identity = {} if threshold is None else {"identity_threshold": threshold}
     result = produce_video(
         storyboard=args.file if remote else str(Path(args.file).resolve()),
         approval=approval,
         profile=args.profile,
         exports=exports,
         llm_endpoint=args.llm,
+        **identity,
     )
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
@@ -557,11 +587,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lora", default=None, metavar="PATH", help="the character's LoRA file")
     c.add_argument("--lora-weight", type=float, default=None, metavar="W",
                    help="LoRA weight, -4..4 (default 1)")
+    c.add_argument("--ip-adapter-scale", type=float, default=None, metavar="S",
+                   help="how strongly its first reference conditions its shots, 0..2 "
+                   "(IP-Adapter; default 0.6)")
     c.set_defaults(func=cmd_characters_add, trailing="images")
     c = chars.add_parser("list", help="every character in the library")
     c.set_defaults(func=cmd_characters_list)
     c = chars.add_parser("show", help="one character's record and reference image URIs")
     c.add_argument("name")
+    c.add_argument("--sheet", nargs="?", const="", default=None, metavar="PNG",
+                   help="also render its references and the chosen frames of its shots with "
+                   "identity scores (default file: NAME-sheet.png)")
     c.set_defaults(func=cmd_characters_show)
 
     p = sub.add_parser("script", help="write, calibrate and approve a storyboard from a brief")
@@ -586,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
                    "(codec=h264|h265|av1, captions=burn|soft|none, cut=fast|slow); "
                    "default: one at the storyboard's aspect with burned captions")
+    p.add_argument("--identity-threshold", type=float, default=None, metavar="0..1",
+                   help="quality-gate: lowest identity score (vs the character's references) "
+                   "a shot's best variant needs to pass unattended")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("approve", help="resume a paused run with the reviewer's decision")

@@ -13,9 +13,11 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
+from reelflow.render.identity import default_clip_model
 from reelflow.render.profiles import RenderProfile, get_profile
 from reelflow.script.camera import propose_camera
 from reelflow.storyboard import Storyboard
+from reelflow.storyboard.characters import resolve_cast
 from tasks.common import get_store
 from tasks.review import publish_storyboard
 
@@ -36,6 +38,8 @@ class RunContext:
     music_key: str | None = None  # the storyboard's music, stored by content
     progress_id: object | None = None
     steps_total: int = 1
+    characters: dict[str, str] = field(default_factory=dict)  # library character -> version
+    clip_model: str | None = None  # local CLIP model for identity checks (else perceptual)
 
     @property
     def attended(self) -> bool:
@@ -87,6 +91,9 @@ def start_run(
         render_profile = VideoModel.load(video_model).apply(render_profile)
     board, base_dir = read_storyboard(storyboard)
     board = with_camera_language(board)
+    # Library characters complete the storyboard (one-line InputError if one is missing) and
+    # version the jobs of exactly the shots they appear in.
+    board, characters = resolve_cast(board, get_store())
     run = RunContext(
         board=board,
         base_dir=base_dir,
@@ -95,6 +102,8 @@ def start_run(
         policy=policy,
         llm_endpoint=llm_endpoint,
         fan_out=fan_out,
+        characters=characters,
+        clip_model=default_clip_model(),
     )
     run.publish(board)
     return run

@@ -8,29 +8,40 @@ from pathlib import Path
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from reelflow.store import keys
-from reelflow.store.artifacts import ArtifactStore, Lineage
+from reelflow.store.artifacts import ArtifactStore, Lineage, ObjectNotFound
 
 log = logging.getLogger("reelflow.render")
 
 
+MAX_TRIM = 1.0
+"""Seconds of waste the edit may cut from each end of a clip (see editing/waste.py)."""
+
+
 def assemble_film(store: ArtifactStore, job: EditJob) -> str:
+    """The clips in order at their shots' durations, black/frozen heads and tails trimmed
+    (shots with `trim_waste` on); the trims go into the film's lineage (`edit_trims`)."""
     from reelflow.editing.assemble import AssemblyClip, assemble
+    from reelflow.editing.waste import trim_for_shot
 
     key = job.output_key()
     if store.complete(key):
         return key
+    trims: dict[str, dict[str, object]] = {}
     with scratch() as tmp:
         clips = []
         for index, clip in enumerate(job.clips):
             path = store.get_file(clip.key, tmp / f"{index:03d}-{clip.shot}.mp4")
-            clips.append(
-                AssemblyClip(
-                    path=path,
-                    duration=clip.duration,
-                    transition=clip.transition if index else "cut",
-                    transition_duration=clip.transition_duration if index else 0.0,
-                )
+            placed = AssemblyClip(
+                path=path,
+                duration=clip.duration,
+                transition=clip.transition if index else "cut",
+                transition_duration=clip.transition_duration if index else 0.0,
             )
+            if clip.trim_waste and _generated(store, clip.key):
+                placed, trim = trim_for_shot(clip.shot, placed, max_trim=MAX_TRIM)
+                if trim is not None:
+                    trims[clip.shot] = trim.as_dict()
+            clips.append(placed)
         out = assemble(
             clips, tmp / "film.mp4", width=job.width, height=job.height, fps=job.fps, crf=job.crf
         )
@@ -38,9 +49,38 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
             key,
             out,
             "video/mp4",
-            lineage_of("edit", job, [clip.key for clip in job.clips]),
+            lineage_of("edit", job, [clip.key for clip in job.clips], {"trims": trims}),
         )
     return key
+
+
+UNTRIMMED_BACKENDS = {"animatic", "morph"}
+"""Backends whose motion is designed, not generated: an eased camera move starts slowly on
+purpose, and is not waste."""
+
+
+def _generated(store: ArtifactStore, key: str) -> bool:
+    """Whether a clip came from a generative backend (or from somewhere unknown)."""
+    try:
+        lineage = store.lineage(key)
+    except ObjectNotFound:
+        return True
+    backend = lineage.extra.get("backend") or lineage.spec.get("backend")
+    return backend not in UNTRIMMED_BACKENDS
+
+
+def edit_trims(store: ArtifactStore, key: str) -> dict[str, dict[str, object]]:
+    """shot -> waste trimmed, read from an edit's lineage; follows a mastered film or a
+    version back to the assembly it was made from."""
+    for _ in range(4):
+        lineage = store.lineage(key)
+        if "trims" in lineage.extra:
+            return dict(lineage.extra["trims"])
+        edits = [p for p in lineage.parents if "/edits/" in p]
+        if lineage.kind != "edit" or not edits:
+            break
+        key = edits[0]
+    return {}
 
 
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:

@@ -66,6 +66,16 @@ class LoraChoice(BaseModel):
     sha256: str | None = None  # content hash of the LoRA file (identify_weights)
 
 
+class IPAdapterChoice(BaseModel):
+    """Feature lock: `image` (a character's reference, an object key) conditions the shot
+    through the IP-Adapter at `path` (`@models/...` or a local path) at `scale`."""
+
+    path: str
+    scale: float
+    image: str
+    character: str
+
+
 class ImageJob(Job):
     """K variants of one shot's still."""
 
@@ -84,6 +94,11 @@ class ImageJob(Job):
     variants: int
     reference: str | None = None  # object key of a reference image ("keep this composition")
     reference_strength: float = 0.6
+    # library characters in the shot: name -> version (a changed character re-renders exactly
+    # its shots) and name -> reference image keys (identity checks, IP-Adapter)
+    characters: dict[str, str] = {}
+    character_refs: dict[str, list[str]] = {}
+    ip_adapter: IPAdapterChoice | None = None
 
     def variant_keys(self) -> list[str]:
         """Variant i (seed + i) of this job, in variant order."""
@@ -170,6 +185,7 @@ class EditClip(BaseModel):
     duration: float
     transition: Transition
     transition_duration: float
+    trim_waste: bool = True  # the shot's `trim_waste`: cut black/frozen heads and tails
 
 
 class EditJob(Job):
@@ -503,8 +519,40 @@ def image_job(
         model=model,
         loras=lora_choices(shot_loras(storyboard, shot), profile, base_dir),
         variants=profile.variants or style.variants,
+        **shot_characters(storyboard, shot),
+        ip_adapter=ip_adapter_choice(storyboard, shot, profile),
     )
     return identify_weights(job)
+
+
+def ip_adapter_choice(
+    storyboard: Storyboard, shot: Shot, profile: RenderProfile
+) -> IPAdapterChoice | None:
+    """The shot's first character with reference images locks its features through the
+    profile's IP-Adapter (its first reference, at the character's scale); None without one."""
+    if not profile.ip_adapter:
+        return None
+    path = f"{MODELS_PREFIX}tiny-ip-adapter" if profile.ip_adapter == "tiny" else profile.ip_adapter
+    for name in shot.characters:
+        character = storyboard.character(name)
+        if character.reference_images and character.ip_adapter_scale > 0:
+            return IPAdapterChoice(
+                path=path,
+                scale=character.ip_adapter_scale,
+                image=character.reference_images[0],
+                character=name,
+            )
+    return None
+
+
+def shot_characters(storyboard: Storyboard, shot: Shot) -> dict[str, Any]:
+    """The ImageJob fields naming the shot's characters: versions (set when the storyboard was
+    resolved against the library) and reference image keys."""
+    cast = [storyboard.character(name) for name in shot.characters]
+    return {
+        "characters": {c.name: c.version for c in cast if c.version},
+        "character_refs": {c.name: list(c.reference_images) for c in cast if c.reference_images},
+    }
 
 
 def hires_job(job: ImageJob, variant_key: str, variant: int, profile: RenderProfile) -> HiresJob:
@@ -691,6 +739,7 @@ def edit_job(
                 duration=duration,
                 transition=transition,
                 transition_duration=length,
+                trim_waste=shot.trim_waste,
             )
             for shot, (duration, transition, length) in zip(storyboard.shots, cut, strict=True)
         ],

@@ -106,13 +106,25 @@ class StyleLock(Strict):
 
 
 class Character(Strict):
-    """A recurring subject; its trigger words and LoRA keep it consistent across shots."""
+    """A recurring subject; its trigger words and LoRA keep it consistent across shots.
+
+    A library character may be named with nothing else (`- name: su7`): the run fills the rest
+    from `characters/{name}/` in the bucket and sets `version` (a hash of the record and its
+    reference images' bytes), which goes into the jobs of every shot the character is in.
+    """
 
     name: Slug
-    description: str
+    description: str = ""
     trigger_words: list[str] = []
     lora: LoraRef | None = None
-    reference_images: list[str] = []
+    reference_images: list[str] = Field(
+        [], description="object keys in the bucket (characters/{name}/...) of reference images"
+    )
+    ip_adapter_scale: float = Field(
+        0.6, ge=0.0, le=2.0,
+        description="how strongly its first reference image conditions its shots (IP-Adapter)",
+    )
+    version: str = Field("", description="set by the run from the library; not written by hand")
 
 
 class FrameRef(Strict):
@@ -190,6 +202,9 @@ class Shot(Strict):
     outpaint: Outpaint | None = None
     caption: Caption | None = None
     dialogue: str | None = None
+    trim_waste: bool = Field(
+        True, description="the edit trims black/frozen heads and tails of this shot's clip"
+    )
 
 
 class Music(Strict):
