@@ -538,6 +538,19 @@ class ArtifactStore:
         ]
         return sorted(out)
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every object under `prefix` (sidecars included) with its size in bytes: finding a
+        downloaded file in the bucket needs only the few objects of the same size."""
+        if prefix:
+            validate_key(prefix.rstrip("/") or "x")
+        with self._s3("list", prefix or None):
+            return {
+                o.object_name: int(o.size or 0)
+                for o in self.client.list_objects(self.bucket, prefix=prefix or None,
+                                                  recursive=True)
+                if o.object_name
+            }
+
     # -- moves --------------------------------------------------------------------------------
 
     def copy(self, src: str, dst: str) -> str:
