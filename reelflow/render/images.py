@@ -8,7 +8,8 @@ import logging
 
 from PIL import Image
 
-from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
+from reelflow.render import weights
+from reelflow.render.common import lineage_of, load_image, png_bytes, require_weights, scratch
 from reelflow.render.jobs import (
     PREVIZ,
     FrameJob,
@@ -24,7 +25,8 @@ log = logging.getLogger("reelflow.render")
 
 
 def is_previz(job: ImageJob | FrameJob) -> bool:
-    """Whether the job's image "model" is the model-free previz backend."""
+    """Whether the job's image "model" is the model-free previz backend (no weights to check:
+    storyboard panels are drawn, reelflow/imaging/previz.py)."""
     return job.model.source == PREVIZ
 
 
@@ -60,49 +62,12 @@ def draw_previz(store: ArtifactStore, job: ImageJob, seed: int, scale: float = 1
 
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
-    base = job.spec_hash()
     wanted = job.variant_keys()
     if all(store.complete(key) for key in wanted):
         return wanted
-    if is_previz(job):  # no model: storyboard panels
-        for index, seed in enumerate(range(job.seed, job.seed + job.variants)):
-            store.put_bytes(
-                wanted[index],
-                png_bytes(draw_previz(store, job, seed)),
-                "image/png",
-                Lineage(
-                    kind="image",
-                    spec=job.model_dump(mode="json"),
-                    spec_hash=base,
-                    extra={"variant": index, "seed": seed, "shot": job.shot, "backend": "previz"},
-                ),
-            )
-        return wanted
-    from reelflow.imaging.generate import generate_variants
-
-    spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
-    condition = None
-    if job.ip_adapter:  # feature lock: the character's reference conditions every variant
-        spec = spec.model_copy(update={"ip_adapter": ip_adapter_spec(job.ip_adapter)})
-        condition = load_image(store, job.ip_adapter.image)
-    if job.reference:  # keep the reference's composition: each variant is img2img from it
-        from reelflow.imaging.generate import img2img_from_reference
-
-        reference = load_image(store, job.reference).resize((job.width, job.height))
-        results = [
-            (
-                seed,
-                img2img_from_reference(
-                    reference,
-                    spec.model_copy(update={"seed": seed}),
-                    job.reference_strength,
-                    ip_adapter_image=condition,
-                ),
-            )
-            for seed in range(job.seed, job.seed + job.variants)
-        ]
-    else:
-        results = generate_variants(spec, job.variants, ip_adapter_image=condition)
+    if not is_previz(job):
+        require_weights(job, f"shot {job.shot}")
+    results = variant_images(store, job)
     identity = _identity_scorer(store, job)
     for index, (seed, image) in enumerate(results):
         extra = {"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt}
@@ -112,6 +77,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             extra["identity"] = identity(image)
         if job.ip_adapter:
             extra["ip_adapter"] = job.ip_adapter.model_dump(mode="json")
+        extra.update(weights.render_lineage(job))
         store.put_bytes(
             wanted[index],
             png_bytes(image),
@@ -125,6 +91,39 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             ),
         )
     return wanted
+
+
+def variant_images(store: ArtifactStore, job: ImageJob) -> list[tuple[int, Image.Image]]:
+    """(seed, image) of every variant, computed, not stored (also what `regenerate` runs)."""
+    if is_previz(job):  # no model: storyboard panels
+        return [
+            (seed, draw_previz(store, job, seed))
+            for seed in range(job.seed, job.seed + job.variants)
+        ]
+    from reelflow.imaging.generate import generate_variants
+
+    spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
+    condition = None
+    if job.ip_adapter:  # feature lock: the character's reference conditions every variant
+        spec = spec.model_copy(update={"ip_adapter": ip_adapter_spec(job.ip_adapter)})
+        condition = load_image(store, job.ip_adapter.image)
+    if job.reference:  # keep the reference's composition: each variant is img2img from it
+        from reelflow.imaging.generate import img2img_from_reference
+
+        reference = load_image(store, job.reference).resize((job.width, job.height))
+        return [
+            (
+                seed,
+                img2img_from_reference(
+                    reference,
+                    spec.model_copy(update={"seed": seed}),
+                    job.reference_strength,
+                    ip_adapter_image=condition,
+                ),
+            )
+            for seed in range(job.seed, job.seed + job.variants)
+        ]
+    return generate_variants(spec, job.variants, ip_adapter_image=condition)
 
 
 def _identity_scorer(store: ArtifactStore, job: ImageJob):
@@ -153,22 +152,14 @@ def _identity_scorer(store: ArtifactStore, job: ImageJob):
 
 
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
-    """Upscale the chosen variant and refine it with img2img at the same seed (previz: the
-    panel redrawn at the larger size)."""
+    """Upscale the chosen variant and refine it with img2img at the same seed."""
     key = job.output_key()
     if store.complete(key):
         return key
+    if not is_previz(job.image):
+        require_weights(job, f"shot {job.image.shot} hi-res")
     base = job.image
-    if is_previz(base):
-        refined = draw_previz(store, base, job.seed, scale=job.scale)
-    else:
-        from reelflow.imaging.generate import hires_fix as refine
-
-        image = load_image(store, job.variant_key)
-        spec = image_spec(
-            base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
-        )
-        refined = refine(image, spec, scale=job.scale, strength=job.strength)
+    refined = hires_image(store, job)
     store.put_bytes(
         key,
         png_bytes(refined),
@@ -183,21 +174,44 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     return key
 
 
-def retouch(store: ArtifactStore, job: RetouchJob) -> str:
-    """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image (previz: the
-    panel already shows the shot as the storyboard describes it, so it is kept as it is)."""
-    from PIL import ImageDraw
+def hires_image(store: ArtifactStore, job: HiresJob) -> Image.Image:
+    """The hi-res image, computed, not stored (previz: the panel redrawn larger)."""
+    from reelflow.imaging.generate import hires_fix as refine
 
+    base = job.image
+    if is_previz(base):
+        return draw_previz(store, base, job.seed, scale=job.scale)
+    spec = image_spec(base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed)
+    return refine(load_image(store, job.variant_key), spec, scale=job.scale, strength=job.strength)
+
+
+def retouch(store: ArtifactStore, job: RetouchJob) -> str:
+    """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
     key = job.output_key()
     if store.complete(key):
         return key
-    image = load_image(store, job.source_key)
+    if not is_previz(job.image):
+        require_weights(job, f"shot {job.image.shot} retouch")
+    image = retouched_image(store, job)
+    store.put_bytes(
+        key,
+        png_bytes(image),
+        "image/png",
+        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": job.image.shot}),
+    )
+    return key
+
+
+def retouched_image(store: ArtifactStore, job: RetouchJob) -> Image.Image:
+    """The retouched image, computed, not stored (previz: the panel as it is)."""
+    from PIL import ImageDraw
+
     if is_previz(job.image):
-        store.put_bytes(key, png_bytes(image), "image/png",
-                        lineage_of("image", job, [job.source_key], {"step": "retouch"}))
-        return key
+        return load_image(store, job.source_key)
+
     from reelflow.imaging.generate import inpaint, outpaint
 
+    image = load_image(store, job.source_key)
     base = job.image
     width, height = image.size
     for region in job.inpaint:
@@ -226,26 +240,37 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
             target_aspect=job.outpaint.get("target_aspect"),
             expand_px=expand if side else None,
         )
-    store.put_bytes(
-        key,
-        png_bytes(image),
-        "image/png",
-        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": base.shot}),
-    )
-    return key
+    return image
 
 
 def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
-    from reelflow.media.frames import extract_frame
-
     key = job.output_key()
     if store.complete(key):
         return key
+    if job.restyle_prompt and not is_previz(job):
+        require_weights(job, f"shot {job.shot} restyled frame")
+    store.put_bytes(
+        key,
+        png_bytes(frame_image(store, job)),
+        "image/png",
+        lineage_of(
+            "image",
+            job,
+            [job.clip_key],
+            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
+        ),
+    )
+    return key
+
+
+def frame_image(store: ArtifactStore, job: FrameJob) -> Image.Image:
+    """The (restyled) frame, computed, not stored."""
+    from reelflow.media.frames import extract_frame
+
     with scratch() as tmp:
         clip = store.get_file(job.clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
-    parents = [job.clip_key]
     if job.restyle_prompt and not is_previz(job):  # previz: the frame as it is
         from reelflow.imaging.generate import restyle_canny
 
@@ -254,18 +279,7 @@ def take_frame(store: ArtifactStore, job: FrameJob) -> str:
         frame = restyle_canny(
             frame.resize((width, height), Image.LANCZOS), spec, resolve_model_path(job.controlnet)
         )
-    store.put_bytes(
-        key,
-        png_bytes(frame),
-        "image/png",
-        lineage_of(
-            "image",
-            job,
-            parents,
-            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
-        ),
-    )
-    return key
+    return frame
 
 
 def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:
