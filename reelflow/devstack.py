@@ -780,6 +780,8 @@ def down(config: StackConfig | None = None) -> list[int]:
             _stop_pid(pid, first=signal.SIGINT if name == POSTGRES else signal.SIGTERM)
             stopped.append(pid)
         _pid_file(config, name).unlink(missing_ok=True)
+    if config.home.is_dir():
+        make_private(config.home)
     return stopped
 
 
