@@ -486,7 +486,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     env = worker_env(project_dir=args.project_dir, gpu=args.gpu)
     name = args.name or (f"{args.pool}-{args.gpu}" if args.gpu is not None else None)
-    cmd = worker_command(args.pool, name=name, limit=args.limit)
+    # one GPU renders one run at a time: a GPU worker takes the next run when its GPU is free
+    limit = args.limit or (1 if args.gpu is not None else None)
+    cmd = worker_command(args.pool, name=name, limit=limit)
     os.execvpe(cmd[0], cmd, env)  # the worker replaces this process (signals reach it)
     return 0
 
@@ -628,12 +630,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="webhook for 'run waits at a gate' (default: $REELFLOW_NOTIFY_URL)")
     p.set_defaults(func=cmd_deploy)
 
-    p = sub.add_parser("worker", help="start a process worker on this checkout")
+    p = sub.add_parser("worker", help="start a process worker (code: the deployed bundle)")
     p.add_argument("--pool", default="cpu", help="cpu | gpu")
     p.add_argument("--gpu", default=None, help="CUDA_VISIBLE_DEVICES for this worker, e.g. 0")
     p.add_argument("--name", default=None)
-    p.add_argument("--limit", type=int, default=None, help="max concurrent runs")
-    p.add_argument("--project-dir", default=None, help="checkout the runs execute in")
+    p.add_argument("--limit", type=int, default=None,
+                   help="max concurrent runs (default: 1 with --gpu, else unlimited)")
+    p.add_argument("--project-dir", default=None,
+                   help="checkout runs execute in when a deployment has no code bundle")
     p.set_defaults(func=cmd_worker)
     return parser
 
