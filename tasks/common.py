@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 # Imported for its side effect: it registers the `minio-storage` block class, without which a
 # worker's flow-run process cannot load RESULTS_BLOCK ("No block class found for slug").
@@ -12,9 +12,21 @@ import blocks.minio_storage  # noqa: F401
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 
-# Inputs + source, not the run id: a cache entry made by one run is found by the next one,
-# on any machine that shares the result storage.
-CACHE = INPUTS + TASK_SOURCE
+
+def cache_policy() -> CachePolicy:
+    """Inputs + source, not the run id: a cache entry made by one run is found by the next one,
+    on any machine that shares the result storage. With Redis configured (tasks/locking.py),
+    SERIALIZABLE too: concurrent runs of one task input wait for each other, never both render."""
+    from tasks.locking import lock_manager_from_env
+
+    policy = INPUTS + TASK_SOURCE
+    manager = lock_manager_from_env()
+    if manager is None:
+        return policy
+    return policy.configure(lock_manager=manager, isolation_level="SERIALIZABLE")
+
+
+CACHE = cache_policy()
 RETRIES = 2
 RETRY_DELAY = 5
 

@@ -262,3 +262,18 @@ def test_a_killed_worker_s_shot_is_rendered_by_the_other(
     assert objects
     for key in objects:
         store.get_bytes(key)  # raises IntegrityError on a partial or orphaned object
+
+
+def test_two_runs_of_one_storyboard_at_once_render_each_shot_once(scale: OpsStack) -> None:
+    """Both start together on the orchestrator; the Redis-locked SERIALIZABLE transactions make
+    the second wait for each shot and find the first's result."""
+    assert scale.env.get("REELFLOW_REDIS_URL", "").startswith("redis://")
+    params = {"storyboard": board("scale-twice"), "approval": "auto", "profile": "test"}
+    runs = [_trigger(params), _trigger(params)]
+    for run_id in runs:
+        wait_for_state(run_id, {"Completed"}, scale, timeout=420)
+    counts = _rendered(runs)
+    assert counts == {f"{kind}-{s}": 1 for kind in GPU_TASKS for s in "ab"}, counts
+    cached = [t for t in _task_runs(runs)
+              if t.name.split("-")[0] in GPU_TASKS and t.state_name == "Cached"]
+    assert len(cached) == 6  # the other run's six came back Cached
