@@ -33,12 +33,19 @@ class BundleError(RuntimeError):
 
 
 def _run_logger() -> Any:
-    try:
-        from prefect.logging import get_run_logger
+    """The flow run's logger, so the lines reach the run's log in the UI: pull steps run before
+    the run context exists, but the worker names the run in PREFECT__FLOW_RUN_ID."""
+    run_id = os.environ.get("PREFECT__FLOW_RUN_ID")
+    if run_id:
+        try:
+            from uuid import UUID
 
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 - outside a run context: the module logger
-        return logger
+            from prefect.logging.loggers import flow_run_logger
+
+            return flow_run_logger(flow_run_id=UUID(run_id))
+        except Exception:  # noqa: BLE001 - an odd id: the module logger still has the lines
+            pass
+    return logger
 
 
 def _code_root() -> Path:
