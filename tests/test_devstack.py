@@ -273,3 +273,16 @@ def test_free_ports_leave_grpc_twins_free() -> None:
     assert len(set(ports)) == 4
     for p in ports:
         assert devstack.port_is_free(p) and devstack.port_is_free(p + devstack.GRPC_OFFSET)
+
+
+def test_external_database_and_redis_start_nothing(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configured database / Redis is used as is: `up` would start neither of its own."""
+    config = StackConfig(home=tmp_path)
+    assert config.database() == "postgres" and config.wants_postgres() and config.wants_redis()
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL",
+                       "postgresql+asyncpg://u:p@db.example:5432/prefect")
+    monkeypatch.setenv("REELFLOW_REDIS_URL", "redis://:pw@redis.example:6379/0")
+    assert config.database() == "external"
+    assert not config.wants_postgres() and not config.wants_redis()
+    assert StackConfig(home=tmp_path, db="sqlite").database() == "sqlite"  # an explicit choice
