@@ -61,24 +61,24 @@ def _task_runs(flow_run_id: Any) -> tuple[dict[str, list[str]], dict[str, float]
 
 
 def run_plain(board_text: str, profile: str) -> dict[str, Any]:
-    """The same film from `reelflow.produce.*` in a plain loop (no Prefect)."""
+    """The same film from the same job builders and `reelflow.render` steps, in a plain
+    sequential loop (no Prefect): auto approval, variant 0, the default version."""
     from reelflow.render import clips as clip_steps
     from reelflow.render import edit as edit_steps
     from reelflow.render import images as image_steps
     from reelflow.render import models as model_steps
     from reelflow.render.jobs import (
-        CaptionCue,
-        CoverJob,
-        EditClip,
-        EditJob,
-        ExportSpec,
-        VersionJob,
         clip_job,
+        cover_job,
+        cut_plan,
+        default_export,
+        edit_job,
         frame_job,
-        hires_job,
+        frame_refs,
         lora_names,
-        needs_image,
         plan_render,
+        still_plan,
+        version_job,
     )
     from reelflow.render.manifest import RunManifest
     from reelflow.render.profiles import get_profile
@@ -89,6 +89,10 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
 
     start = time.perf_counter()
     steps: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        steps[name] = time.perf_counter() - start - sum(steps.values())
+
     started = datetime.now(UTC)
     render_profile = get_profile(profile)
     board = parse_storyboard(board_text, source="<inline>")
@@ -103,72 +107,48 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         model_steps.prepare_demo_models(
             lora_names(board), render_profile.image_family or "sd15", render_profile.video_model
         )
-    steps["prepare_models"] = time.perf_counter() - start
-    plan = plan_render(board, render_profile, base_dir=base_dir)
-    jobs = {job.shot: job for job in plan.images}
+    lap("prepare_models")
+    jobs = {job.shot: job for job in plan_render(board, render_profile, base_dir=base_dir).images}
     variants = {shot: image_steps.render_variants(store, job) for shot, job in jobs.items()}
-    steps["render_variants"] = time.perf_counter() - start - sum(steps.values())
-    chosen = {
-        shot: image_steps.hires_fix(store, hires_job(job, variants[shot][0], 0, render_profile))
-        if render_profile.hires_fix
-        else variants[shot][0]
-        for shot, job in jobs.items()
-    }
-    steps["hires_fix"] = time.perf_counter() - start - sum(steps.values())
+    lap("render_variants")
+    chosen: dict[str, str] = {}
+    for shot_id, job in jobs.items():
+        plan = still_plan(job, board.shot(shot_id), variants[shot_id][0], 0, render_profile)
+        if plan.hires is not None:
+            image_steps.hires_fix(store, plan.hires)
+        if plan.retouch is not None:
+            image_steps.retouch(store, plan.retouch)
+        chosen[shot_id] = plan.final_key()
+    lap("hires_fix")
+    durations = [duration for duration, _, _ in cut_plan(board, "storyboard")]
     clips: dict[str, str] = {}
     frames: dict[str, list[str]] = {}
-    for shot in board.shots:
-        job = clip_job(board, shot, render_profile)
-        updates: dict[str, object] = {}
-        if needs_image(shot):
-            updates["image_key"] = chosen[shot.id]
-        refs = (("first_frame_key", shot.first_frame), ("last_frame_key", shot.last_frame))
-        for name, ref in refs:
-            if ref is not None:
-                fjob = frame_job(board, shot, ref, render_profile, base_dir=base_dir)
-                updates[name] = image_steps.take_frame(store, fjob, clips[ref.shot])
-                frames.setdefault(shot.id, []).append(updates[name])
-        clips[shot.id] = clip_steps.render_clip(store, job.model_copy(update=updates))
-    steps["clips_and_frames"] = time.perf_counter() - start - sum(steps.values())
-    edit = EditJob(
-        project=board.project,
-        clips=[
-            EditClip(shot=s.id, key=clips[s.id], duration=s.duration, transition=s.transition_in,
-                     transition_duration=s.transition_duration)
-            for s in board.shots
-        ],
-        width=board.width, height=board.height, fps=board.fps, crf=render_profile.crf,
+    for index, shot in enumerate(board.shots):
+        taken: dict[str, str] = {}
+        for name, ref in frame_refs(shot):
+            fjob = frame_job(board, shot, ref, render_profile, clips[ref.shot], base_dir=base_dir)
+            taken[name] = image_steps.take_frame(store, fjob)
+        if taken:
+            frames[shot.id] = list(taken.values())
+        job = clip_job(
+            board, shot, render_profile, still_key=chosen.get(shot.id), duration=durations[index],
+            **taken,
+        )
+        clips[shot.id] = clip_steps.render_clip(store, job)
+    lap("clips_and_frames")
+    edit_key = edit_steps.assemble_film(
+        store, edit_job(board, clips, cut_plan(board, "storyboard", durations), render_profile.crf)
     )
-    film_key = edit_steps.assemble_film(store, edit)
-    cover_key = edit_steps.make_cover(
-        store,
-        CoverJob(project=board.project, film_key=film_key, title=board.title,
-                 width=board.width, height=board.height),
-    )
-    # the flow's default delivery: one version (captions burned in) and a cover for it
-    captions = [
-        CaptionCue(duration=s.duration, zh=s.caption.zh if s.caption else "",
-                   en=s.caption.en if s.caption else "")
-        for s in board.shots
-    ]
-    export = ExportSpec(aspect=board.aspect if board.aspect in ("9:16", "1:1") else "16:9")
-    version_key = edit_steps.export_version(
-        store,
-        VersionJob(project=board.project, master_key=film_key, export=export, captions=captions,
-                   title=board.title),
-        board.aspect,
-    )
-    edit_steps.make_cover(
-        store,
-        CoverJob(project=board.project, film_key=version_key, title=board.title,
-                 width=board.width, height=board.height),
-    )
-    steps["assemble_cover_version"] = time.perf_counter() - start - sum(steps.values())
+    export = default_export(board)
+    film_key = edit_steps.export_version(store, version_job(board, edit_key, export, durations))
+    cover_key = edit_steps.make_cover(store, cover_job(board, edit_key, export.aspect))
+    lap("assemble_cover_version")
     manifest = RunManifest(
         run_id="plain", project=board.project, title=board.title, storyboard_key=storyboard_key,
         storyboard_hash=board.content_hash(), profile=profile, approval_policy="auto",
         started_at=started, variants=variants, chosen_images=chosen, frames=frames, clips=clips,
-        film_key=film_key, cover_key=cover_key, duration=board.duration,
+        film_key=film_key, cover_key=cover_key, edit_key=edit_key, master_key=edit_key,
+        duration=board.duration,
     )
     store.put_json(keys.manifest_key(board.project, "plain"), manifest,
                    {"kind": "manifest", "parents": [storyboard_key, film_key, cover_key]})

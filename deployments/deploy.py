@@ -17,10 +17,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from reelflow.errors import ReelflowError
+
 DEPLOY_TIMEOUT = 600
 
 
-class DeployError(RuntimeError):
+class DeployError(ReelflowError, RuntimeError):
     """A step of `reelflow deploy` failed; the message says which and why."""
 
 

@@ -20,13 +20,12 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel, Field
 
-from reelflow.render.jobs import ClipJob, HiresJob, ImageJob, clip_job, hires_job, needs_image
+from reelflow.render.jobs import ClipJob, ImageJob, StillPlan, clip_job, lora_names, needs_image
 from reelflow.render.profiles import RenderProfile
-from reelflow.store import keys
 from reelflow.storyboard import Storyboard
 from tasks.clips import render_clip
 from tasks.common import RESULTS_BLOCK, get_store
-from tasks.images import hires_fix, prepare_models, render_variants
+from tasks.images import hires_fix, prepare_models, render_variants, retouch
 
 DEPLOYMENT = "render-shot/render-shot"
 GPU_LIMIT = "gpu"
@@ -37,35 +36,38 @@ MAX_RESUBMITS = 2
 class ShotOutput(BaseModel):
     shot: str
     variants: list[str] = Field(default_factory=list)
-    hires: str | None = None
+    still: str | None = None
     clip: str | None = None
 
 
 @flow(name="render-shot", result_storage=RESULTS_BLOCK, persist_result=True, log_prints=True)
 def render_shot(
     image_job: ImageJob | None = None,
-    hires_job: HiresJob | None = None,
+    still: StillPlan | None = None,
     clip_job: ClipJob | None = None,
     tiny_models: list[str] | None = None,
 ) -> ShotOutput:
-    """Variants, then the hi-res fix, then the clip (fed the hi-res still), for one shot.
+    """Variants; or the chosen variant's still plan (hi-res fix, retouch) and then the clip fed
+    that still. Every job comes from the parent's builders, so keys and cache entries match.
 
     `tiny_models`: the full LoRA name set of the demo/test profile, so that every machine builds
-    the same tiny models (None: the job names real models).
+    the same tiny models (None: the jobs name real models).
     """
-    first = image_job or (hires_job.image if hires_job else None)
-    shot = first.shot if first else (clip_job.shot if clip_job else "?")
+    first = image_job or (still.hires.image if still and still.hires else None)
+    shot = image_job.shot if image_job else (clip_job.shot if clip_job else "?")
     out = ShotOutput(shot=shot)
     with concurrency(GPU_LIMIT, occupy=1, strict=True):
         if tiny_models is not None:
             prepare_models(tiny_models, first.model.family if first else "sd15")
         if image_job is not None:
             out.variants = render_variants(image_job)
-        if hires_job is not None:
-            out.hires = hires_fix(hires_job)
+        if still is not None:
+            if still.hires is not None:
+                hires_fix(still.hires)
+            if still.retouch is not None:
+                retouch(still.retouch)
+            out.still = still.final_key()
         if clip_job is not None:
-            if clip_job.image_key is None and out.hires:
-                clip_job = clip_job.model_copy(update={"image_key": out.hires})
             out.clip = render_clip(clip_job)
     return out
 
@@ -75,8 +77,6 @@ def render_shot(
 
 def tiny_model_names(board: Storyboard, profile: RenderProfile) -> list[str] | None:
     """The LoRA names produce_video builds tiny models for (None for real models)."""
-    from reelflow.render.jobs import lora_names
-
     return lora_names(board) if profile.image_model == "tiny" else None
 
 
@@ -132,12 +132,6 @@ def fan_out(work: list[dict[str, Any]], *, label: str) -> list[ShotOutput]:
     return [finished[i].state.result() for i in range(total)]
 
 
-def _variant_keys(job: ImageJob) -> list[str]:
-    """The keys reelflow.produce.render_variants writes for this job."""
-    base = job.spec_hash()
-    return [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
-
-
 def fan_out_variants(
     jobs: dict[str, ImageJob], board: Storyboard, profile: RenderProfile
 ) -> list[ShotOutput]:
@@ -145,8 +139,7 @@ def fan_out_variants(
     models = tiny_model_names(board, profile)
     store = get_store()
     todo = [  # a resumed run finds them in the bucket and starts no shot runs
-        job for job in jobs.values()
-        if not all(store.exists(key) for key in _variant_keys(job))
+        job for job in jobs.values() if not all(store.exists(k) for k in job.variant_keys())
     ]
     return fan_out(
         [{"image_job": job.model_dump(mode="json"), "tiny_models": models} for job in todo],
@@ -157,36 +150,30 @@ def fan_out_variants(
 def fan_out_shots(
     board: Storyboard,
     profile: RenderProfile,
-    jobs: dict[str, ImageJob],
-    variants: dict[str, list[str]],
-    picks: dict[str, int],
+    plans: dict[str, StillPlan],
+    durations: list[float],
 ) -> list[ShotOutput]:
-    """Hi-res fix and clip of every shot that needs nothing from another shot's clip.
+    """Still plan (hi-res fix, retouch) and clip of every shot that needs nothing from another
+    shot's clip, built with the same builders the parent's clips stage uses.
 
     Shots built from another clip's frames (first/last-frame transitions) stay with the parent,
-    which renders them in storyboard order once the clips they need exist.
+    which renders them once the clips they need exist.
     """
     models = tiny_model_names(board, profile)
     store = get_store()
     work: list[dict[str, Any]] = []
-    for shot in board.shots:
-        if shot.id not in jobs or not needs_image(shot):
+    for index, shot in enumerate(board.shots):
+        if shot.id not in plans or not needs_image(shot):
             continue
-        index = min(max(picks.get(shot.id, 0), 0), len(variants[shot.id]) - 1)
-        params: dict[str, Any] = {"tiny_models": models}
-        clip = clip_job(board, shot, profile)
-        still = variants[shot.id][index]
-        if profile.hires_fix:
-            hires = hires_job(jobs[shot.id], still, index, profile)
-            params["hires_job"] = hires.model_dump(mode="json")
-            still = keys.image_key(hires.image.project, hires.image.shot, hires.spec_hash())
-        else:
-            clip = clip.model_copy(update={"image_key": still})
-        wanted = [still]
+        plan = plans[shot.id]
+        params: dict[str, Any] = {"still": plan.model_dump(mode="json"), "tiny_models": models}
+        wanted = [plan.final_key()]
         if shot.first_frame is None and shot.last_frame is None:
+            clip = clip_job(
+                board, shot, profile, still_key=plan.final_key(), duration=durations[index]
+            )
             params["clip_job"] = clip.model_dump(mode="json")
-            clip = clip.model_copy(update={"image_key": still})
-            wanted.append(keys.clip_key(clip.project, clip.shot, clip.spec_hash()))
+            wanted.append(clip.output_key())
         if not all(store.exists(key) for key in wanted):
             work.append(params)
     return fan_out(work, label="shots")

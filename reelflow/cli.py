@@ -60,6 +60,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except (StoryboardError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
+    from reelflow.script.camera import propose_camera
+
+    storyboard = propose_camera(storyboard)  # as the render does: unset camera fields proposed
     plan = plan_render(storyboard, profile, base_dir=Path(args.file).resolve().parent)
     for job in plan.images:
         print(
@@ -378,14 +381,18 @@ def cmd_render(args: argparse.Namespace) -> int:
         store = ArtifactStore(S3Settings.from_env())
         out = Path(args.out) / result.project
         out.mkdir(parents=True, exist_ok=True)
+        # final.mp4 is the delivered film (captions as the storyboard asks); master.mp4 the
+        # clean picture + music it was made from; every other version by its export name.
         store.get_file(result.film_key, out / "final.mp4")
         store.get_file(result.cover_key, out / "cover.png")
+        store.get_file(result.master_key, out / "master.mp4")
         store.get_file(result.manifest_key, out / "manifest.json")
-        for name, key in result.versions.items():
+        others = {name: key for name, key in result.versions.items() if key != result.film_key}
+        for name, key in others.items():
             store.get_file(key, out / f"{name}.mp4")
             store.get_file(result.version_covers[name], out / f"cover-{name}.png")
-        print(f"downloaded to {out}/: final.mp4, cover.png, manifest.json"
-              + "".join(f", {name}.mp4" for name in result.versions))
+        print(f"downloaded to {out}/: final.mp4, cover.png, master.mp4, manifest.json"
+              + "".join(f", {name}.mp4" for name in others))
     return 0
 
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelflow.errors import StageError
 from reelflow.store.artifacts import ArtifactStore, StoreError
 from reelflow.store.settings import ENV_ENDPOINT, S3Settings, SettingsError, reelflow_home
 
@@ -64,7 +65,7 @@ files stay owned by the caller and owner-only (no system user, no world-traversa
 Db = Literal["postgres", "sqlite", "external"]
 
 
-class StackError(RuntimeError):
+class StackError(StageError, RuntimeError):
     """The stack could not be started or checked; the message says what to look at."""
 
 

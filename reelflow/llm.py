@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from reelflow.errors import StageError
+
 log = logging.getLogger("reelflow.llm")
 
 T = TypeVar("T", bound=BaseModel)
@@ -39,7 +41,7 @@ _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-class LLMError(RuntimeError):
+class LLMError(StageError, RuntimeError):
     """An LLM call failed for good; the message is one line and never contains the API key."""
 
 

@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from reelflow.errors import InputError
 from reelflow.render.jobs import ImageJob, image_job
 from reelflow.render.profiles import RenderProfile
 from reelflow.store import keys
@@ -74,7 +75,7 @@ class StyleBoard(NamedTuple):
     key: str
 
 
-class StyleBoardError(ValueError):
+class StyleBoardError(InputError, ValueError):
     """Bad candidates or a bad styles file; one line, ready for the CLI."""
 
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from prefect import task
-
 from reelflow.render import clips
 from reelflow.render.jobs import ClipJob
-from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
+from tasks.common import get_store, gpu_slot, step_task
+
+MODEL_FREE = {"animatic", "morph"}
 
 
-@task(
-    name="render-clip",
-    task_run_name="clip-{job.shot}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("render-clip", "clip-{job.shot}")
 def render_clip(job: ClipJob) -> str:
-    return clips.render_clip(get_store(), job)
+    if job.backend in MODEL_FREE:  # OpenCV camera moves and morphs: CPU work, no slot
+        return clips.render_clip(get_store(), job)
+    with gpu_slot():
+        return clips.render_clip(get_store(), job)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
+from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
 # Imported for its side effect: it registers the `minio-storage` block class, without which a
@@ -29,6 +35,43 @@ def cache_policy() -> CachePolicy:
 CACHE = cache_policy()
 RETRIES = 2
 RETRY_DELAY = 5
+
+
+def step_task(name: str, run_name: str | None = None, **options: Any) -> Callable:
+    """The decorator of a production step: cached on its inputs + source, retried.
+
+    `run_name` is a template over the task's arguments (`"variants-{job.shot}"`), so the run's
+    task list reads as the film's shots."""
+    settings: dict[str, Any] = {
+        "name": name,
+        "task_run_name": run_name or name,
+        "cache_policy": CACHE,
+        "retries": RETRIES,
+        "retry_delay_seconds": RETRY_DELAY,
+    }
+    return task(**(settings | options))
+
+
+def gpu_slots() -> int:
+    """Concurrent model steps in one worker process: REELFLOW_GPU_SLOTS, else one per visible
+    device (CUDA_VISIBLE_DEVICES), else one. Threads of a run share the resident pipelines."""
+    if os.environ.get("REELFLOW_GPU_SLOTS"):
+        return max(1, int(os.environ["REELFLOW_GPU_SLOTS"]))
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return max(1, len(visible))
+
+
+@lru_cache(maxsize=1)
+def _gpu_semaphore() -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(gpu_slots())
+
+
+@contextmanager
+def gpu_slot() -> Iterator[None]:
+    """Hold one of this process's model slots while a step runs a model. Across processes and
+    machines, the strict global concurrency limit `gpu` does the same (flows/render_shot.py)."""
+    with _gpu_semaphore():
+        yield
 
 
 @lru_cache(maxsize=1)

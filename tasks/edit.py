@@ -1,72 +1,42 @@
-"""Edit tasks: assembly of the approved clips and the cover."""
+"""Edit tasks: assembly of the approved clips, music, delivered versions and their covers."""
 
 from __future__ import annotations
 
-from prefect import task
+from pathlib import Path
+
+from prefect.cache_policies import NO_CACHE
 
 from reelflow.render import edit
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
-from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
+from tasks.common import get_store, step_task
 
 
-@task(
-    name="assemble-film",
-    task_run_name="assemble-film",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("assemble-film")
 def assemble_film(job: EditJob) -> str:
     return edit.assemble_film(get_store(), job)
 
 
-@task(
-    name="make-cover",
-    task_run_name="make-cover",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("make-cover", "cover-{job.aspect}")
 def make_cover(job: CoverJob) -> str:
     return edit.make_cover(get_store(), job)
 
 
-@task(name="upload-input", retries=RETRIES, retry_delay_seconds=RETRY_DELAY)
+@step_task("upload-input", cache_policy=NO_CACHE)
 def upload_input(project: str, path: str) -> str:
-    """Store a file the storyboard names (music); the key is its content hash."""
-    from pathlib import Path
-
+    """Store a file the storyboard names (music, a reference); the key is its content hash."""
     return edit.store_input(get_store(), project, Path(path))
 
 
-@task(
-    name="snap-to-music",
-    task_run_name="snap-to-music",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("snap-to-music")
 def snap_to_music(job: MusicJob) -> list[float]:
     return edit.snap_to_music(get_store(), job)
 
 
-@task(
-    name="master-with-music",
-    task_run_name="master-with-music",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("master-with-music")
 def master_with_music(job: MasterJob) -> str:
     return edit.master_with_music(get_store(), job)
 
 
-@task(
-    name="export-version",
-    task_run_name="version-{job.export.name}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
-def export_version(job: VersionJob, source_aspect: str) -> str:
-    return edit.export_version(get_store(), job, source_aspect)
+@step_task("export-version", "version-{job.export.name}")
+def export_version(job: VersionJob) -> str:
+    return edit.export_version(get_store(), job)

@@ -1,31 +1,27 @@
-"""Image tasks: variants per shot, hi-res fix of the chosen one, frames taken from clips."""
+"""Image tasks: variants per shot, hi-res fix and retouch of the chosen one, frames taken from
+clips, and the scores reviewers and quality-gate read."""
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
 from reelflow.render import images, models
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob
-from tasks.common import CACHE, RETRIES, RETRY_DELAY, get_store
+from tasks.common import RETRIES, get_store, gpu_slot, step_task
 
 
-@task(name="prepare-models", cache_policy=NO_CACHE, retries=RETRIES)
+@step_task("prepare-models", cache_policy=NO_CACHE, retries=RETRIES, retry_delay_seconds=0)
 def prepare_models(
     lora_names: list[str], family: str = "sd15", video_model: str | None = None
 ) -> dict[str, str]:
     return models.prepare_demo_models(lora_names, family, video_model)
 
 
-@task(
-    name="render-variants",
-    task_run_name="variants-{job.shot}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("render-variants", "variants-{job.shot}")
 def render_variants(job: ImageJob) -> list[str]:
-    keys = images.render_variants(get_store(), job)
+    with gpu_slot():
+        keys = images.render_variants(get_store(), job)
     _log_model_loads()
     return keys
 
@@ -37,36 +33,27 @@ def _log_model_loads() -> None:
     get_run_logger().info("model loads in this worker process: %d", get_pipeline_cache().loads)
 
 
-@task(
-    name="hires-fix",
-    task_run_name="hires-{job.image.shot}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("hires-fix", "hires-{job.image.shot}")
 def hires_fix(job: HiresJob) -> str:
-    key = images.hires_fix(get_store(), job)
+    with gpu_slot():
+        key = images.hires_fix(get_store(), job)
     _log_model_loads()
     return key
 
 
-@task(
-    name="take-frame",
-    task_run_name="frame-{job.shot}-from-{job.source_shot}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
-def take_frame(job: FrameJob, clip_key: str) -> str:
-    return images.take_frame(get_store(), job, clip_key)
+@step_task("take-frame", "frame-{job.shot}-from-{job.source_shot}")
+def take_frame(job: FrameJob) -> str:
+    with gpu_slot():
+        return images.take_frame(get_store(), job)
 
 
-@task(
-    name="retouch",
-    task_run_name="retouch-{job.image.shot}",
-    cache_policy=CACHE,
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAY,
-)
+@step_task("retouch", "retouch-{job.image.shot}")
 def retouch(job: RetouchJob) -> str:
-    return images.retouch(get_store(), job)
+    with gpu_slot():
+        return images.retouch(get_store(), job)
+
+
+@step_task("score-variants", cache_policy=NO_CACHE)
+def score_variants(variants: dict[str, list[str]], palette: list[str]) -> dict[str, list[float]]:
+    """Sharpness and palette fit per variant, 0..1, for the contact sheet and quality-gate."""
+    return images.score_variants(get_store(), variants, palette)

@@ -10,11 +10,9 @@ resumed or repeated run finds the answer it already paid for.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -24,17 +22,9 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
 from reelflow.llm import ChatClient, Usage
-from reelflow.script.calibration import CalibrationReport, calibrate, plot_emotion_curve
 from reelflow.script.drafts import Brief, refine_shot_prompt, revise, write_drafts
-from reelflow.script.rounds import (
-    Calibrated,
-    Drafts,
-    EndpointInfo,
-    Revised,
-    calibration_key,
-    calibration_spec,
-    curve_key,
-)
+from reelflow.script.review import review_markdown
+from reelflow.script.rounds import Calibrated, Drafts, EndpointInfo, Revised, calibrate_stored
 from reelflow.store import keys
 from reelflow.storyboard import Storyboard
 from tasks.common import get_store
@@ -137,28 +127,9 @@ def calibrate_version(storyboard_key: str, endpoint_name: str | None) -> Calibra
     The keys are a hash of (storyboard, judging model), so a report already in the bucket is read
     back instead of being paid for again, even when the Prefect result is gone.
     """
-    store = get_store()
     info = endpoint_info(endpoint_name)
-    spec = calibration_spec(storyboard_key, info)
-    report_key, png_key = calibration_key(storyboard_key, spec), curve_key(storyboard_key, spec)
-    if store.exists(report_key) and store.exists(png_key):
-        return Calibrated(storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key)
-    board = store.get_json(storyboard_key, Storyboard)
     with chat_client(endpoint_name) as client:
-        report = calibrate(board, client)
-        usage = _usage(client)
-    lineage = {
-        "spec": {"judge": info.identity() if info else "rules"},
-        "spec_hash": spec,
-        "parents": [storyboard_key],
-    }
-    with tempfile.TemporaryDirectory(prefix="reelflow-curve-") as tmp:
-        png = plot_emotion_curve(report, Path(tmp) / "curve.png")
-        store.put_file(png_key, png, "image/png", {"kind": "emotion-curve", **lineage})
-    store.put_json(report_key, report, {"kind": "calibration", **lineage})
-    return Calibrated(
-        storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key, usage=usage
-    )
+        return calibrate_stored(get_store(), storyboard_key, info, client)
 
 
 @task(name="revise-version", cache_policy=LLM_CACHE)
@@ -224,103 +195,12 @@ def zh_prompts(prompts: dict[str, str], endpoint_name: str | None) -> dict[str, 
         return {shot: zh_rendering(prompt, client, cache) for shot, prompt in prompts.items()}
 
 
-# -- the review page --------------------------------------------------------------------------
-
-
-def _cell(text: object) -> str:
-    """One markdown table cell: no pipes, no line breaks."""
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
-def _problems_cell(report: CalibrationReport, limit: int = 4) -> str:
-    counts = (
-        f"{report.count('error')} errors, {report.count('warning')} warnings, "
-        f"{report.count('info')} notes"
-    )
-    ranked = sorted(report.problems, key=lambda p: ["error", "warning", "info"].index(p.severity))
-    lines = [f"**{p.severity}** {_cell(p.message)}" for p in ranked[:limit]]
-    if len(ranked) > limit:
-        lines.append(f"... and {len(ranked) - limit} more")
-    return "<br>".join([counts, *lines])
-
-
-def review_markdown(
-    round_: int, versions: list[Calibrated], *, notes: str = "", revision: Revised | None = None
-) -> str:
-    """The storyboard gate's page: versions side by side, then each version's shot list."""
-    store = get_store()
-    boards = [store.get_json(v.storyboard_key, Storyboard) for v in versions]
-    reports = [store.get_json(v.report_key, CalibrationReport) for v in versions]
-    header = "| | " + " | ".join(f"version {k}" for k in range(len(versions))) + " |"
-    rows = [header, "|---|" + "---|" * len(versions)]
-
-    def row(label: str, cells: list[str]) -> None:
-        rows.append(f"| **{label}** | " + " | ".join(cells) + " |")
-
-    row("title", [_cell(b.title) for b in boards])
-    row("logline", [_cell(b.logline) for b in boards])
-    row("shots", [str(len(b.shots)) for b in boards])
-    row("duration", [f"{b.duration:g} s" for b in boards])
-    row(
-        "structure",
-        [
-            "complete" if r.structure_complete else "missing " + ", ".join(r.acts.missing())
-            for r in reports
-        ],
-    )
-    row("emotion", [" ".join(str(i) for i in r.intensities) for r in reports])
-    row("calibration", [f"{_cell(r.summary)} ({r.source})" for r in reports])
-    row("problems", [_problems_cell(r) for r in reports])
-    curves = []
-    for v in versions:
-        url = store.presigned_url(v.curve_key)
-        curves.append(f"![emotion curve]({url})<br>[open]({url})")
-    row("emotion curve", curves)
-    row(
-        "storyboard",
-        [
-            f"[{_cell(v.storyboard_key.rsplit('/', 1)[-1])}]"
-            f"({store.presigned_url(v.storyboard_key)})"
-            for v in versions
-        ],
-    )
-
-    intro = [f"# Script, round {round_}", ""]
-    if revision is not None:
-        intro += [f"Revision of `{revision.parent_key}` from the notes: _{_cell(notes)}_", ""]
-        if revision.summary:
-            intro += [f"What changed: {_cell(revision.summary)}", ""]
-        intro += [f"**warning:** {_cell(w)}" for w in revision.warnings]
-        intro += [""] if revision.warnings else []
-    intro += [
-        "Choose a version (`version`, counted from 0). Approve it with empty notes, or write "
-        "`notes` to have that version revised and calibrated again.",
-        "",
-    ]
-    details = []
-    for k, (board, report) in enumerate(zip(boards, reports, strict=True)):
-        details += [
-            "",
-            f"## version {k}: {_cell(board.title)}",
-            "",
-            "| shot | act | sec | camera | intensity | description |",
-            "|---|---|---|---|---|---|",
-        ]
-        for shot, beat in zip(board.shots, report.emotion_curve, strict=True):
-            camera = f"{shot.camera.size}, {shot.camera.angle}, {shot.camera.movement}"
-            details.append(
-                f"| {shot.id} | {report.acts.act_of(shot.id) or '-'} | {shot.duration:g} | "
-                f"{camera} | {beat.intensity} | {_cell(shot.description)} |"
-            )
-    return "\n".join([*intro, *rows, *details]) + "\n"
-
-
 @task(name="script-review", cache_policy=NO_CACHE)
 def script_review(
     round_: int, versions: list[Calibrated], notes: str = "", revision: Revised | None = None
 ) -> str:
     """Publish the review page as an artifact (fresh presigned URLs); returns its markdown."""
-    markdown = review_markdown(round_, versions, notes=notes, revision=revision)
+    markdown = review_markdown(get_store(), round_, versions, notes=notes, revision=revision)
     create_markdown_artifact(
         markdown,
         key="script-review",

@@ -31,6 +31,8 @@ from tests.deployed import (
 )
 from tests.webhook_receiver import WebhookReceiver
 
+pytestmark = pytest.mark.flows
+
 BUCKET = "ops"
 EXPENSIVE = ("variants", "hires", "clip", "frame", "assemble", "make", "version")
 
@@ -193,3 +195,35 @@ def test_fan_out_renders_shots_as_render_shot_runs_on_the_gpu_pool(ops: OpsStack
     for name in ("variants-a", "hires-a", "clip-a"):
         assert parent[name] == ["Cached"], (name, parent)
     assert read_run(run_id).state.is_completed()
+
+
+def test_fan_out_with_a_retouched_shot_renders_each_clip_once(ops: OpsStack) -> None:
+    """The render-shot run takes the shot's still plan (hi-res fix, then the inpaint the shot
+    asks for) and renders the clip from the retouched still: the parent's clip is Cached, so no
+    clip is rendered twice (before, the fan-out ignored the retouch and the parent re-rendered)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    started = time.time()
+    one_shot = board("ops-fan-retouch").split("  - {id: b,")[0].replace(
+        "camera: {size: wide, angle: aerial, movement: push-in}}",
+        "camera: {size: wide, angle: aerial, movement: push-in},\n"
+        "     inpaint: [{box: [0.1, 0.1, 0.5, 0.5], prompt: a red poster}]}",
+    )
+    assert "inpaint" in one_shot
+    run_id = _trigger({"storyboard": one_shot, "approval": "auto", "profile": "test",
+                       "fan_out": True})
+    wait_for_state(run_id, {"Completed"}, ops, timeout=400)
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["render-shot"]))
+        )
+    children = [c for c in children if c.created and c.created.timestamp() >= started - 5]
+    states = [task_states(c.id) for c in children] + [task_states(run_id)]
+    rendered = [s for run in states for s in run.get("clip-a", []) if s == "Completed"]
+    assert len(rendered) == 1, states  # one render of the clip, in the render-shot run
+    shot_run = next(s for s in states[:-1] if "clip-a" in s)
+    assert shot_run["retouch-a"] == ["Completed"] and shot_run["clip-a"] == ["Completed"]
+    parent = states[-1]
+    for name in ("variants-a", "hires-a", "retouch-a", "clip-a"):
+        assert parent[name] == ["Cached"], (name, parent)

@@ -20,6 +20,8 @@ from reelflow.devstack import StackConfig, StackError
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 
+pytestmark = pytest.mark.integration
+
 
 def _gone(pid: int) -> bool:
     return not devstack._alive(pid)

@@ -105,7 +105,7 @@ def test_cuts_land_on_beats_in_both_aspects(
         assert all(abs(f - e) <= 1 for f, e in zip(found, expected, strict=True)), (found, expected)
     tall = probe(tmp_path / "9x16-h264.mp4")
     assert tall.height == 180 and abs(tall.width / tall.height - 9 / 16) < 0.03
-    master = probe(store.get_file(finished.film_key, tmp_path / "master.mp4"))
+    master = probe(store.get_file(finished.master_key, tmp_path / "master.mp4"))
     assert master.has_audio and abs(master.duration - 6.0) <= 0.2
 
 
@@ -114,7 +114,7 @@ def test_captions_are_burned_into_the_picture(
 ) -> None:
     store = ArtifactStore(s3_settings.with_bucket("film"))
     captioned = store.get_file(finished.versions["16x9-h264"], tmp_path / "captioned.mp4")
-    plain = store.get_file(finished.film_key, tmp_path / "plain.mp4")
+    plain = store.get_file(finished.master_key, tmp_path / "plain.mp4")
     first_captioned = next(iter(read_frames(captioned))).astype(np.int16)
     first_plain = next(iter(read_frames(plain))).astype(np.int16)
     changed = np.abs(first_captioned - first_plain).max(axis=2) > 60  # text, not noise

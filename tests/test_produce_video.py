@@ -128,8 +128,11 @@ def test_auto_run_delivers_film_cover_and_manifest(
         )
     assert progress and max(float(a.data) for a in progress) == 100.0
 
-    # lineage: the film's parents are the clips; the restyled frame's parent is c's clip
-    assert store.lineage(result.film_key).parents == [manifest["clips"][s] for s in "abcd"]
+    # the film is the delivered version of the master (no music here: the master is the edit)
+    assert manifest["film_key"] == result.film_key and result.master_key == manifest["edit_key"]
+    assert store.lineage(result.film_key).parents == [result.master_key]
+    # lineage: the edit's parents are the clips; the restyled frame's parent is c's clip
+    assert store.lineage(result.master_key).parents == [manifest["clips"][s] for s in "abcd"]
     first, last = manifest["frames"]["d"]
     assert store.lineage(last).parents == [manifest["clips"]["c"]]
     assert store.lineage(last).extra["step"] == "restyle"
@@ -137,6 +140,28 @@ def test_auto_run_delivers_film_cover_and_manifest(
     variant = store.lineage(manifest["variants"]["a"][1])
     assert variant.extra["seed"] == variant.spec["seed"] + 1
     assert [lora["name"] for lora in variant.spec["loras"]] == ["detail", "car-body"]
+
+
+def test_independent_shots_render_concurrently(first_run: tuple[Any, Any]) -> None:
+    """The flow submits independent work at once: clips a, b and c (camera moves, no model
+    slot) run side by side on the flow's thread pool; d, the transition, starts only after c,
+    whose last frame it takes."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    _task_states(first_run[0].state_details.flow_run_id)  # states settled
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[first_run[0].state_details.flow_run_id])
+            )
+        )
+    spans = {r.name: (r.start_time, r.end_time) for r in runs if r.name.startswith("clip-")}
+    assert set(spans) == {"clip-a", "clip-b", "clip-c", "clip-d"}
+    starts = sorted(spans[name][0] for name in ("clip-a", "clip-b", "clip-c"))
+    ends = sorted(spans[name][1] for name in ("clip-a", "clip-b", "clip-c"))
+    assert starts[1] < ends[0], spans  # at least two of them were running at the same time
+    assert spans["clip-d"][0] >= spans["clip-c"][1], spans
 
 
 def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reelflow.render.jobs import plan_render, shot_seed
+from reelflow.render.jobs import frame_job, plan_render, shot_seed
 from reelflow.render.profiles import get_profile
 from reelflow.storyboard import load_storyboard
 from reelflow.storyboard.prompts import compose_prompt, count_tokens
@@ -69,8 +69,14 @@ def test_seeds_are_stable_per_shot_and_profile_is_visible() -> None:
     assert demo.images[0].spec_hash() != full.images[0].spec_hash()
     # the transition shot has two referenced frames and no still of its own
     assert "s05-winter-to-spring" not in {job.shot for job in demo.images}
-    assert [f.source_shot for f in demo.frames] == ["s04-summit", "s04-summit"]
-    assert demo.frames[1].restyle_prompt and demo.frames[1].restyle_prompt.startswith("spring")
+    transition = board.shot("s05-winter-to-spring")
+    frames = [
+        frame_job(board, transition, ref, get_profile("demo"), "projects/p/shots/s/clips/c.mp4")
+        for ref in (transition.first_frame, transition.last_frame)
+        if ref is not None
+    ]
+    assert [f.source_shot for f in frames] == ["s04-summit", "s04-summit"]
+    assert frames[1].restyle_prompt and frames[1].restyle_prompt.startswith("spring")
 
 
 def test_cut_styles_reuse_the_shots() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.review import review_images_inline
+from reelflow.render.review import review_images_inline
 
 
 def test_inline_only_when_the_browser_can_reach_the_bucket() -> None:

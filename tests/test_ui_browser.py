@@ -27,9 +27,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 DOCS = ROOT / "docs"
 BUCKET = "ui-film"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="chromium is not installed (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.flows,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="chromium is not installed (apt-get install chromium)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -310,7 +310,7 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
         .storyboard_hash == revised.content_hash()
 
     # produce-video reads the approved URI as it is
-    from flows.produce_video import read_storyboard
+    from flows.stages.run import read_storyboard
 
     assert read_storyboard(uri)[0] == revised
 
@@ -414,7 +414,7 @@ def test_missing_endpoint_block_is_named(script_env: dict[str, str]) -> None:
 def test_offline_template_drafts_auto_approved_and_cached_on_rerun(
     script_env: dict[str, str], chat: ChatServer, bucket: ArtifactStore
 ) -> None:
-    from flows.produce_video import read_storyboard
+    from flows.stages.run import read_storyboard
     from flows.write_script import write_script
 
     brief = {**make_brief("last-light-offline").model_dump(), "title": "Offline"}

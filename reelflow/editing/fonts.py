@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from reelflow.errors import ConfigError
+
 __all__ = ["DEFAULT_FONT_FAMILY", "FontNotFoundError", "cjk_font_path"]
 
 #: Family name inside the default font file, which libass (ASS ``Fontname``) matches on.
 DEFAULT_FONT_FAMILY = "Noto Sans SC"
 
 
-class FontNotFoundError(FileNotFoundError):
+class FontNotFoundError(ConfigError, FileNotFoundError):
     """No usable font: says which package to install."""
 
 

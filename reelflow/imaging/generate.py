@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from reelflow.errors import StageError
 from reelflow.imaging.checks import is_blank
 from reelflow.imaging.models import LoraSpec, ModelSource
 from reelflow.imaging.pipelines import PipelineCache, apply_loras, get_pipeline_cache
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 Direction = Literal["left", "right", "up", "down"]
 
 
-class BlankImageError(RuntimeError):
+class BlankImageError(StageError, RuntimeError):
     """The model kept returning black or NaN images (an fp16 overflow, a safety checker...)."""
 
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from reelflow.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 Family = Literal["sd15", "sdxl", "flux"]
@@ -27,15 +29,15 @@ _SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|mps|auto)$")
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(ConfigError, FileNotFoundError):
     """A model source that is neither a directory, a file, nor a cached hub id."""
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(ConfigError, ValueError):
     """A model that exists but cannot be loaded as the family it was declared as."""
 
 
-class LoraError(ValueError):
+class LoraError(ConfigError, ValueError):
     """A LoRA file that is missing or does not fit the model it is applied to."""
 
 

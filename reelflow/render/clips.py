@@ -7,7 +7,6 @@ from pathlib import Path
 
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.jobs import ClipJob, resolve_model_path
-from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
 
 
@@ -15,7 +14,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     """A shot's clip: a camera move over its still, or a transition between two frames."""
     from reelflow.motion.backends import ClipRequest
 
-    key = keys.clip_key(job.project, job.shot, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     backend = _backend(job.backend, job.backend_options)

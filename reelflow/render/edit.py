@@ -16,7 +16,7 @@ log = logging.getLogger("reelflow.render")
 def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     from reelflow.editing.assemble import AssemblyClip, assemble
 
-    key = keys.edit_key(job.project, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     with scratch() as tmp:
@@ -46,17 +46,18 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     from reelflow.editing.cover import make_cover as render_cover
 
-    key = keys.cover_key(job.project, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     with scratch() as tmp:
-        film = store.get_file(job.film_key, tmp / "film.mp4")
-        out = render_cover(film, tmp / "cover.png", job.title)
+        film = store.get_file(job.source_key, tmp / "film.mp4")
+        width, height = (int(part) for part in job.aspect.split(":"))
+        out = render_cover(film, tmp / "cover.png", job.title, aspect=(width, height))
         store.put_file(
             key,
             out,
             "image/png",
-            lineage_of("cover", job, [job.film_key]),
+            lineage_of("cover", job, [job.source_key]),
         )
     return key
 
@@ -101,11 +102,11 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
     """The film with its music bed, faded out and normalised to the target loudness."""
     from reelflow.editing.audio import mux_music
 
-    key = keys.edit_key(job.project, f"{job.spec_hash()}-master")
+    key = job.output_key()
     if store.exists(key):
         return key
     with scratch() as tmp:
-        film = store.get_file(job.film_key, tmp / "film.mp4")
+        film = store.get_file(job.edit_key, tmp / "edit.mp4")
         music = store.get_file(job.music_key, tmp / "music")
         out = mux_music(
             film, music, tmp / "master.mp4", fade_out=job.fade_out, target_lufs=job.target_lufs
@@ -114,24 +115,24 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
             key,
             out,
             "video/mp4",
-            lineage_of("edit", job, [job.film_key, job.music_key], {"step": "music"}),
+            lineage_of("edit", job, [job.edit_key, job.music_key], {"step": "music"}),
         )
     return key
 
 
-def export_version(store: ArtifactStore, job: VersionJob, source_aspect: str) -> str:
+def export_version(store: ArtifactStore, job: VersionJob) -> str:
     """One delivered version: reframed, enhanced (fps, size, denoise), then captioned."""
     from reelflow.editing.enhance import enhance
     from reelflow.editing.subtitles import Caption, burn_subtitles, mux_soft_subtitles, write_srt
     from reelflow.editing.versions import export_version as reframe
 
     export = job.export
-    key = keys.edit_key(job.project, f"{job.spec_hash()}-{export.name}")
+    key = job.output_key()
     if store.exists(key):
         return key
     with scratch() as tmp:
         current = store.get_file(job.master_key, tmp / "master.mp4")
-        if export.aspect != source_aspect or export.codec != "h264":
+        if export.aspect != job.source_aspect or export.codec != "h264":
             current = reframe(current, tmp / "framed.mp4", aspect=export.aspect, codec=export.codec)
         if export.fps or export.size or export.denoise:
             current = enhance(

@@ -9,7 +9,6 @@ from PIL import Image
 from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
 from reelflow.render.models import image_spec
-from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
 
@@ -17,8 +16,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
     from reelflow.imaging.generate import generate_variants
 
-    base = job.spec_hash()
-    wanted = [keys.image_key(job.project, job.shot, f"{base}-v{i}") for i in range(job.variants)]
+    wanted = job.variant_keys()
     if all(store.exists(key) for key in wanted):
         return wanted
     spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
@@ -45,7 +43,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             Lineage(
                 kind="image",
                 spec=job.model_dump(mode="json"),
-                spec_hash=base,
+                spec_hash=job.spec_hash(),
                 extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
                 parents=[job.reference] if job.reference else [],
             ),
@@ -57,7 +55,7 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     """Upscale the chosen variant and refine it with img2img at the same seed."""
     from reelflow.imaging.generate import hires_fix as refine
 
-    key = keys.image_key(job.image.project, job.image.shot, job.spec_hash())
+    key = job.output_key()
     if store.exists(key):
         return key
     image = load_image(store, job.variant_key)
@@ -86,7 +84,7 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
 
     from reelflow.imaging.generate import inpaint, outpaint
 
-    key = keys.image_key(job.image.project, job.image.shot, f"{job.spec_hash()}-retouch")
+    key = job.output_key()
     if store.exists(key):
         return key
     image = load_image(store, job.source_key)
@@ -127,17 +125,17 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     return key
 
 
-def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
+def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
     from reelflow.media.frames import extract_frame
 
-    key = keys.image_key(job.project, job.shot, f"{job.spec_hash()}-{clip_key_hash(clip_key)}")
+    key = job.output_key()
     if store.exists(key):
         return key
     with scratch() as tmp:
-        clip = store.get_file(clip_key, tmp / "clip.mp4")
+        clip = store.get_file(job.clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
-    parents = [clip_key]
+    parents = [job.clip_key]
     if job.restyle_prompt:
         from reelflow.imaging.generate import restyle_canny
 
@@ -162,12 +160,29 @@ def take_frame(store: ArtifactStore, job: FrameJob, clip_key: str) -> str:
     return key
 
 
-def clip_key_hash(key: str) -> str:
-    return key.rsplit("/", 1)[-1].split(".", 1)[0][:8]
-
-
 def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:
     """Restyle at a size the model handles: the frame's aspect, at most 512 px wide, /8."""
     width, height = size
     scale = min(1.0, 512 / width)
     return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
+
+
+def score_variants(
+    store: ArtifactStore, variants: dict[str, list[str]], palette: list[str]
+) -> dict[str, list[float]]:
+    """Sharpness and palette fit per variant, 0..1: the contact sheet's numbers and what
+    quality-gate compares with its threshold. A blank (black / NaN) image scores 0."""
+    from reelflow.imaging.checks import is_blank, palette_score, sharpness
+
+    scores: dict[str, list[float]] = {}
+    for shot, shot_keys in variants.items():
+        scores[shot] = []
+        for key in shot_keys:
+            image = load_image(store, key)
+            if is_blank(image):
+                scores[shot].append(0.0)
+                continue
+            sharp = min(1.0, sharpness(image) / 500.0)
+            fit = palette_score(image, palette) if palette else 1.0
+            scores[shot].append(round(0.5 * sharp + 0.5 * fit, 3))
+    return scores

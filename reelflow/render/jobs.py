@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from reelflow.render.profiles import RenderProfile
+from reelflow.store import keys
 from reelflow.store.keys import spec_hash
 from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
 from reelflow.storyboard.prompts import compose_prompt, motion_phrase
@@ -37,10 +38,14 @@ def resolve_model_path(source: str) -> str:
 
 
 class Job(BaseModel):
-    """A unit of work whose hash names its output."""
+    """A unit of work whose hash names its output: `output_key()` is where the step writes it,
+    the one formula every caller (flow, render-shot, benchmarks) uses."""
 
     def spec_hash(self) -> str:
         return spec_hash(self)
+
+    def output_key(self) -> str:
+        raise NotImplementedError
 
 
 class ModelChoice(BaseModel):
@@ -75,6 +80,16 @@ class ImageJob(Job):
     reference: str | None = None  # object key of a reference image ("keep this composition")
     reference_strength: float = 0.6
 
+    def variant_keys(self) -> list[str]:
+        """Variant i (seed + i) of this job, in variant order."""
+        base = self.spec_hash()
+        return [
+            keys.image_key(self.project, self.shot, f"{base}-v{i}") for i in range(self.variants)
+        ]
+
+    def output_key(self) -> str:
+        return self.variant_keys()[0]
+
 
 class HiresJob(Job):
     """The chosen variant, upscaled and refined with the same seed."""
@@ -85,6 +100,9 @@ class HiresJob(Job):
     scale: float
     strength: float
 
+    def output_key(self) -> str:
+        return keys.image_key(self.image.project, self.image.shot, self.spec_hash())
+
 
 class RetouchJob(Job):
     """Inpaint regions and/or outpaint the chosen image, as the storyboard's shot asks."""
@@ -94,6 +112,9 @@ class RetouchJob(Job):
     inpaint: list[dict[str, Any]]  # InpaintRegion dumps: box, prompt, strength
     outpaint: dict[str, Any] | None
 
+    def output_key(self) -> str:
+        return keys.image_key(self.image.project, self.image.shot, f"{self.spec_hash()}-retouch")
+
 
 class FrameJob(Job):
     """A frame taken from another shot's clip, optionally restyled through ControlNet Canny."""
@@ -101,6 +122,7 @@ class FrameJob(Job):
     project: str
     shot: str  # the shot that needs the frame
     source_shot: str
+    clip_key: str  # the source shot's clip the frame is taken from
     frame: Literal["first", "last"]
     restyle_prompt: str | None
     negative_prompt: str
@@ -110,6 +132,9 @@ class FrameJob(Job):
     model: ModelChoice
     controlnet: str | None
     loras: list[LoraChoice]
+
+    def output_key(self) -> str:
+        return keys.image_key(self.project, self.shot, f"{self.spec_hash()}-frame")
 
 
 class ClipJob(Job):
@@ -128,6 +153,9 @@ class ClipJob(Job):
     first_frame_key: str | None = None  # for first+last-frame transitions
     last_frame_key: str | None = None
 
+    def output_key(self) -> str:
+        return keys.clip_key(self.project, self.shot, self.spec_hash())
+
 
 class EditClip(BaseModel):
     shot: str
@@ -138,6 +166,8 @@ class EditClip(BaseModel):
 
 
 class EditJob(Job):
+    """The edit: approved clips cut to their durations and joined by their transitions."""
+
     project: str
     clips: list[EditClip]
     width: int
@@ -145,13 +175,22 @@ class EditJob(Job):
     fps: int
     crf: int
 
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, self.spec_hash())
+
 
 class CoverJob(Job):
+    """A version's cover, drawn from the clean master (never from a captioned version)."""
+
     project: str
-    film_key: str
+    source_key: str  # the master (or the edit, without music): no captions burned in
     title: str
     width: int
     height: int
+    aspect: str = "16:9"  # the version's framing: a 9:16 version gets a 9:16 cover
+
+    def output_key(self) -> str:
+        return keys.cover_key(self.project, self.spec_hash())
 
 
 class ExportSpec(BaseModel):
@@ -181,29 +220,33 @@ class ExportSpec(BaseModel):
 
 
 def cut_plan(
-    storyboard: Storyboard, cut: str, *, min_shot: float = 1.0
+    storyboard: Storyboard,
+    cut: str,
+    durations: list[float] | None = None,
+    *,
+    min_shot: float = 1.0,
 ) -> list[tuple[float, Transition, float]]:
     """(duration, transition in, transition length) per shot for a style of cut.
 
-    The second seed's "many style versions": `fast` keeps 60% of each shot (never under
-    `min_shot`) joined by hard cuts; `slow` keeps every frame and dissolves between shots over
-    40% of the shorter neighbour (at most 1.5 s). Clips are never re-rendered for either.
+    `durations` are the clips' lengths (the storyboard's, or snapped to the music); no cut asks
+    a clip for more than it has. The second seed's "many style versions": `fast` keeps 60% of
+    each shot (never under `min_shot`) joined by hard cuts; `slow` keeps every frame and
+    dissolves between shots over 40% of the shorter neighbour (at most 1.5 s). Clips are never
+    re-rendered for either.
     """
     shots = storyboard.shots
+    lengths = durations or [shot.duration for shot in shots]
     if cut == "fast":
-        return [
-            (max(min(min_shot, s.duration), round(0.6 * s.duration, 3)), "cut", 0.0) for s in shots
-        ]
+        return [(max(min(min_shot, d), round(0.6 * d, 3)), "cut", 0.0) for d in lengths]
     if cut == "slow":
-        plan: list[tuple[float, Transition, float]] = []
-        for index, shot in enumerate(shots):
-            if index == 0:
-                plan.append((shot.duration, "cut", 0.0))
-                continue
-            length = min(1.5, 0.4 * min(shot.duration, shots[index - 1].duration))
-            plan.append((shot.duration, "crossfade", round(length, 3)))
+        plan: list[tuple[float, Transition, float]] = [(lengths[0], "cut", 0.0)]
+        for index in range(1, len(shots)):
+            length = min(1.5, 0.4 * min(lengths[index], lengths[index - 1]))
+            plan.append((lengths[index], "crossfade", round(length, 3)))
         return plan
-    return [(s.duration, s.transition_in, s.transition_duration) for s in shots]
+    return [
+        (d, s.transition_in, s.transition_duration) for s, d in zip(shots, lengths, strict=True)
+    ]
 
 
 class CaptionCue(BaseModel):
@@ -224,21 +267,30 @@ class MusicJob(Job):
 
 
 class MasterJob(Job):
-    """The assembled film with its music bed: faded out and loudness-normalised."""
+    """The edit with its music bed: faded out and loudness-normalised."""
 
     project: str
-    film_key: str
+    edit_key: str
     music_key: str
     target_lufs: float = -14.0
     fade_out: float = 2.0
 
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, f"{self.spec_hash()}-master")
+
 
 class VersionJob(Job):
+    """One delivered version of the master: framing, enhancement, captions."""
+
     project: str
     master_key: str
+    source_aspect: str  # the master's framing; the version reframes when it differs
     export: ExportSpec
     captions: list[CaptionCue]
     title: str
+
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, f"{self.spec_hash()}-{self.export.name}")
 
 
 # -- building jobs ---------------------------------------------------------------------------
@@ -366,9 +418,11 @@ def frame_job(
     shot: Shot,
     ref: FrameRef,
     profile: RenderProfile,
+    clip_key: str,
     *,
     base_dir: Path = Path("."),
 ) -> FrameJob:
+    """The frame `shot` takes from `ref.shot`'s clip (`clip_key`), restyled if the ref asks."""
     style = storyboard.style
     controlnet = profile.controlnet
     if controlnet == "tiny":
@@ -382,6 +436,7 @@ def frame_job(
         project=storyboard.project,
         shot=shot.id,
         source_shot=ref.shot,
+        clip_key=clip_key,
         frame=ref.frame,
         restyle_prompt=prompt,
         negative_prompt=style.negative_prompt,
@@ -403,20 +458,72 @@ def video_options(profile: RenderProfile) -> dict[str, Any]:
     return options
 
 
-def clip_job(storyboard: Storyboard, shot: Shot, profile: RenderProfile) -> ClipJob:
+def clip_job(
+    storyboard: Storyboard,
+    shot: Shot,
+    profile: RenderProfile,
+    *,
+    still_key: str | None = None,
+    first_frame_key: str | None = None,
+    last_frame_key: str | None = None,
+    duration: float | None = None,
+    notes: list[str] | None = None,
+    seed: int | None = None,
+) -> ClipJob:
+    """A shot's clip from everything it depends on: its approved still (or the frames of a
+    transition), its duration (the storyboard's, or snapped to the music), the reviewer's notes
+    for a regeneration, and a new seed when one was asked for."""
+    motion = motion_phrase(shot)
+    if notes:
+        motion = ", ".join([motion, *notes])
     return ClipJob(
         backend_options=video_options(profile),
         project=storyboard.project,
         shot=shot.id,
-        duration=shot.duration,
+        duration=shot.duration if duration is None else duration,
         fps=storyboard.fps,
         width=storyboard.width,
         height=storyboard.height,
         movement=shot.camera.movement,
-        motion_prompt=motion_phrase(shot),
+        motion_prompt=motion,
         backend=profile.video_backend,
-        seed=shot_seed(storyboard, shot),
+        seed=shot_seed(storyboard, shot) if seed is None else seed,
+        image_key=still_key if needs_image(shot) else None,
+        first_frame_key=first_frame_key,
+        last_frame_key=last_frame_key,
     )
+
+
+class StillPlan(BaseModel):
+    """From the chosen variant to the approved still: hi-res fix and retouch, as the profile and
+    the shot ask. Built before anything runs, since every job knows its output key."""
+
+    variant_key: str
+    hires: HiresJob | None = None
+    retouch: RetouchJob | None = None
+
+    def final_key(self) -> str:
+        if self.retouch is not None:
+            return self.retouch.output_key()
+        if self.hires is not None:
+            return self.hires.output_key()
+        return self.variant_key
+
+
+def still_plan(
+    job: ImageJob, shot: Shot, variant_key: str, variant: int, profile: RenderProfile
+) -> StillPlan:
+    plan = StillPlan(variant_key=variant_key)
+    if profile.hires_fix:
+        plan.hires = hires_job(job, variant_key, variant, profile)
+    plan.retouch = retouch_job(job, shot, plan.final_key())
+    return plan
+
+
+def frame_refs(shot: Shot) -> list[tuple[str, FrameRef]]:
+    """The frames a shot takes from other shots' clips, by the ClipJob field each one fills."""
+    ends = (("first_frame_key", shot.first_frame), ("last_frame_key", shot.last_frame))
+    return [(field, ref) for field, ref in ends if ref is not None]
 
 
 def needs_image(shot: Shot) -> bool:
@@ -425,19 +532,19 @@ def needs_image(shot: Shot) -> bool:
 
 
 class RenderPlan(BaseModel):
-    """Everything known before the first image exists: used by `reelflow plan` and benchmarks."""
+    """Everything known before the first image exists: used by the flow, `reelflow plan` and the
+    benchmarks. Clips and frames depend on approved stills, so they are built later, from the
+    same builders, once their inputs exist."""
 
     project: str
     images: list[ImageJob]
-    frames: list[FrameJob]
-    clips: list[ClipJob]
     truncated_prompts: dict[str, list[str]]
 
 
 def plan_render(
     storyboard: Storyboard, profile: RenderProfile, *, base_dir: Path = Path(".")
 ) -> RenderPlan:
-    images, frames, truncated = [], [], {}
+    images, truncated = [], {}
     family = model_choice(storyboard, profile).family
     for shot in storyboard.shots:
         composed = compose_prompt(storyboard, shot, family=family)
@@ -445,14 +552,88 @@ def plan_render(
             truncated[shot.id] = composed.truncated
         if needs_image(shot):
             images.append(image_job(storyboard, shot, profile, base_dir=base_dir))
-        for ref in (shot.first_frame, shot.last_frame):
-            if ref is not None:
-                frames.append(frame_job(storyboard, shot, ref, profile, base_dir=base_dir))
-    clips = [clip_job(storyboard, shot, profile) for shot in storyboard.shots]
-    return RenderPlan(
+    return RenderPlan(project=storyboard.project, images=images, truncated_prompts=truncated)
+
+
+# -- edit and delivery ---------------------------------------------------------------------------
+
+
+def edit_job(
+    storyboard: Storyboard,
+    clips: dict[str, str],
+    cut: list[tuple[float, Transition, float]],
+    crf: int,
+) -> EditJob:
+    """The edit of a style of cut: each shot's clip at its planned duration and transition."""
+    return EditJob(
         project=storyboard.project,
-        images=images,
-        frames=frames,
-        clips=clips,
-        truncated_prompts=truncated,
+        clips=[
+            EditClip(
+                shot=shot.id,
+                key=clips[shot.id],
+                duration=duration,
+                transition=transition,
+                transition_duration=length,
+            )
+            for shot, (duration, transition, length) in zip(storyboard.shots, cut, strict=True)
+        ],
+        width=storyboard.width,
+        height=storyboard.height,
+        fps=storyboard.fps,
+        crf=crf,
+    )
+
+
+def caption_cues(storyboard: Storyboard, durations: list[float]) -> list[CaptionCue]:
+    """One caption per shot, timed by the shot's duration in this cut."""
+    return [
+        CaptionCue(
+            duration=duration,
+            zh=shot.caption.zh if shot.caption else "",
+            en=shot.caption.en if shot.caption else "",
+        )
+        for shot, duration in zip(storyboard.shots, durations, strict=True)
+    ]
+
+
+def default_export(storyboard: Storyboard) -> ExportSpec:
+    """Without --export: one version at the storyboard's own framing, captions burned in."""
+    aspect = storyboard.aspect if storyboard.aspect in ("9:16", "1:1") else "16:9"
+    return ExportSpec(aspect=aspect)
+
+
+def version_job(
+    storyboard: Storyboard, master_key: str, export: ExportSpec, durations: list[float]
+) -> VersionJob:
+    return VersionJob(
+        project=storyboard.project,
+        master_key=master_key,
+        source_aspect=storyboard.aspect,
+        export=export,
+        captions=caption_cues(storyboard, durations),
+        title=storyboard.title,
+    )
+
+
+def cover_job(storyboard: Storyboard, master_key: str, aspect: str = "16:9") -> CoverJob:
+    """A cover drawn from the clean master at a version's framing."""
+    return CoverJob(
+        project=storyboard.project,
+        source_key=master_key,
+        title=storyboard.title,
+        width=storyboard.width,
+        height=storyboard.height,
+        aspect=aspect,
+    )
+
+
+def music_job(storyboard: Storyboard, music_key: str, durations: list[float]) -> MusicJob:
+    """Snap the cuts to the music's beats: within 0.25 s, never a shot under 1 s."""
+    return MusicJob(
+        project=storyboard.project,
+        music_key=music_key,
+        durations=durations,
+        min_shot=min(1.0, min(durations)),
+        tolerance=0.25,
+        fps=storyboard.fps,
     )

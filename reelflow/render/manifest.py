@@ -11,12 +11,16 @@ from reelflow.store.keys import CODE_VERSION
 
 
 class RunManifest(BaseModel):
+    """`storyboard_key` is the board the run rendered (after any LLM prompt rewrite), and
+    `storyboard_hash` its hash; `storyboards` lists every state the run went through."""
+
     run_id: str
     flow: str = "produce-video"
     project: str
     title: str
     storyboard_key: str
     storyboard_hash: str
+    storyboards: list[str] = []
     profile: str
     approval_policy: str
     started_at: datetime
@@ -28,8 +32,10 @@ class RunManifest(BaseModel):
     chosen_images: dict[str, str] = {}
     frames: dict[str, list[str]] = {}
     clips: dict[str, str] = {}
-    film_key: str
+    film_key: str  # the delivered film: the first version, captions as the storyboard asks
     cover_key: str
+    edit_key: str = ""  # the assembled picture
+    master_key: str = ""  # the edit with its music (the edit itself without music)
     versions: dict[str, str] = {}
     version_covers: dict[str, str] = {}
     music_key: str | None = None

@@ -17,9 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from reelflow.llm import Usage
+from reelflow.llm import ChatClient, Usage
 from reelflow.script.drafts import Brief
 from reelflow.store import keys
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.storyboard import Storyboard
 
 
 class EndpointInfo(BaseModel):
@@ -189,3 +191,40 @@ def load_brief(path: str | Path) -> Brief:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or '(brief)'}: {e['msg']}"
                     for e in exc.errors()]
         raise ValueError(f"{path}: " + "; ".join(problems)) from None
+
+
+def calibrate_stored(
+    store: ArtifactStore,
+    storyboard_key: str,
+    info: EndpointInfo | None,
+    client: ChatClient | None,
+) -> Calibrated:
+    """Calibration report (JSON) and emotion curve (PNG) beside the storyboard.
+
+    The keys are a hash of (storyboard, judging model), so a report already in the bucket is read
+    back instead of being paid for again, even when the orchestrator's cache is gone.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from reelflow.script.calibration import calibrate, plot_emotion_curve
+
+    spec = calibration_spec(storyboard_key, info)
+    report_key, png_key = calibration_key(storyboard_key, spec), curve_key(storyboard_key, spec)
+    if store.exists(report_key) and store.exists(png_key):
+        return Calibrated(storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key)
+    board = store.get_json(storyboard_key, Storyboard)
+    report = calibrate(board, client)
+    usage = client.usage.model_copy() if client is not None else Usage()
+    lineage = {
+        "spec": {"judge": info.identity() if info else "rules"},
+        "spec_hash": spec,
+        "parents": [storyboard_key],
+    }
+    with tempfile.TemporaryDirectory(prefix="reelflow-curve-") as tmp:
+        png = plot_emotion_curve(report, Path(tmp) / "curve.png")
+        store.put_file(png_key, png, "image/png", {"kind": "emotion-curve", **lineage})
+    store.put_json(report_key, report, {"kind": "calibration", **lineage})
+    return Calibrated(
+        storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key, usage=usage
+    )

@@ -28,6 +28,7 @@ from minio.error import MinioException, S3Error
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from reelflow.errors import StageError
 from reelflow.store.keys import (
     CODE_VERSION,
     SIDECAR_SUFFIX,
@@ -46,7 +47,7 @@ _CHUNK = 1024 * 1024
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
 
 
-class StoreError(RuntimeError):
+class StoreError(StageError, RuntimeError):
     """An S3 operation failed; the message names the key and the S3 error code, never secrets."""
 
     def __init__(self, message: str, *, key: str | None = None, code: str | None = None):

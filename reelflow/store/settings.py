@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from reelflow.errors import ConfigError
+
 ENV_ENDPOINT = "REELFLOW_S3_ENDPOINT"
 ENV_ACCESS_KEY = "REELFLOW_S3_ACCESS_KEY"
 ENV_SECRET_KEY = "REELFLOW_S3_SECRET_KEY"
@@ -28,7 +30,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class SettingsError(RuntimeError):
+class SettingsError(ConfigError, RuntimeError):
     """Raised when the S3 connection cannot be configured; the message is one actionable line."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from reelflow.errors import InputError
 from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
 from reelflow.store.keys import character_key
 from reelflow.storyboard import Character, Storyboard
@@ -30,7 +31,7 @@ RECORD = "character.json"
 _IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
-class CharacterNotFound(KeyError):
+class CharacterNotFound(InputError, KeyError):
     """The library has no such character; the message names the key looked for."""
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ from reelflow.storyboard.model import Storyboard
 
 _FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class StoryboardError(InputError):
+class StoryboardError(InputError, ValueError):
     """Every problem in a storyboard file, one line each: `file:line field.path: message`."""
 
     def __init__(self, problems: list[str]) -> None:

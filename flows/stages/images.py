@@ -1,0 +1,159 @@
+"""Stage 4: images. K variants per shot; a person picks one or rejects a shot with notes (only
+rejected shots are regenerated); the chosen variant is then hi-res fixed and retouched."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+from pydantic import BaseModel, Field
+
+from flows.gates import ImagesReview, wait_for_review
+from flows.render_shot import fan_out_shots, fan_out_variants
+from flows.stages.run import RunContext
+from reelflow.render.jobs import ImageJob, image_job, plan_render, still_plan
+from reelflow.script.drafts import replace_shot
+from tasks.edit import upload_input
+from tasks.images import hires_fix, render_variants, retouch, score_variants
+from tasks.review import images_review
+from tasks.script import refine_prompt, zh_prompts
+
+
+class Stills(BaseModel):
+    """Everything the images stage decided, for the clips stage and the manifest."""
+
+    jobs: dict[str, ImageJob]
+    variants: dict[str, list[str]]
+    references: dict[str, tuple[str, float]] = {}  # shot -> (reference image key, strength)
+    picks: dict[str, int] = {}  # decisions so far: they carry over to the next round
+    chosen: dict[str, str] = {}  # shot -> the approved still's key
+    notes: dict[str, list[str]] = {}
+    prompt_diffs: dict[str, list[str]] = {}
+    llm_usage: list[dict[str, int]] = Field(default_factory=list)
+
+
+def images_stage(run: RunContext, quality_threshold: float) -> Stills:
+    stills = first_round(run)
+    round_ = 1
+    while rejected := review_images(run, stills, round_, quality_threshold):
+        regenerate(run, stills, rejected)
+        round_ += 1
+    approve_stills(run, stills)
+    return stills
+
+
+def first_round(run: RunContext) -> Stills:
+    """Every shot's variants, rendered concurrently; the prompts' token-budget cuts logged."""
+    board, logger = run.board, get_run_logger()
+    plan = plan_render(board, run.profile, base_dir=run.base_dir)
+    for shot, parts in plan.truncated_prompts.items():
+        logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
+    references = {
+        shot.id: (upload_input(board.project, str(run.base_dir / shot.reference.image)),
+                  shot.reference.strength)
+        for shot in board.shots
+        if shot.reference and any(job.shot == shot.id for job in plan.images)
+    }  # fmt: skip
+    stills = Stills(jobs={}, variants={}, references=references)
+    stills.jobs = {job.shot: with_reference(stills, job) for job in plan.images}
+    run.steps_total = len(stills.jobs) + len(board.shots)
+    if run.fan_out:
+        fan_out_variants(stills.jobs, board, run.profile)
+    render_all(run, stills, list(stills.jobs))
+    return stills
+
+
+def with_reference(stills: Stills, job: ImageJob) -> ImageJob:
+    if job.shot not in stills.references:
+        return job
+    key, strength = stills.references[job.shot]
+    return job.model_copy(update={"reference": key, "reference_strength": strength})
+
+
+def render_all(run: RunContext, stills: Stills, shots: list[str]) -> None:
+    futures = {shot: render_variants.submit(stills.jobs[shot]) for shot in shots}
+    for done, (shot, future) in enumerate(futures.items(), 1):
+        stills.variants[shot] = future.result()
+        run.advance(done)
+
+
+def review_images(
+    run: RunContext, stills: Stills, round_: int, quality_threshold: float
+) -> dict[str, str]:
+    """One round of the images gate; returns the rejected shots with their notes."""
+    variants = stills.variants
+    if run.attended:
+        scores = score_variants(variants, run.board.style.palette)
+    else:  # unattended: nobody reads review material before the next stage
+        scores = {shot: [0.0] * len(keys) for shot, keys in variants.items()}
+    best = {shot: max(range(len(s)), key=s.__getitem__) for shot, s in scores.items()}
+    first_choice = best if run.policy == "quality-gate" else dict.fromkeys(stills.jobs, 0)
+    description = ""
+    if run.attended:
+        prompts = {shot: job.prompt for shot, job in stills.jobs.items()}
+        diffs = {shot: d[-1] for shot, d in stills.prompt_diffs.items()}
+        zh = zh_prompts(prompts, run.llm_endpoint)
+        description = images_review(run.board.project, variants, prompts, scores, diffs, zh)
+    answer, record = wait_for_review(
+        "images",
+        round_,
+        ImagesReview,
+        description=description,
+        policy=run.policy,
+        checks_passed=all(max(s) >= quality_threshold for s in scores.values()),
+        picks=first_choice | stills.picks,
+    )
+    run.approvals.append(record)
+    unknown = sorted((set(answer.reject) | set(answer.picks)) - set(stills.jobs))
+    if unknown:
+        get_run_logger().warning("images gate: ignoring unknown shots %s", ", ".join(unknown))
+    for shot, index in (first_choice | stills.picks | answer.picks).items():
+        if shot in stills.jobs:
+            stills.picks[shot] = min(max(index, 0), len(variants[shot]) - 1)
+    return {shot: text for shot, text in answer.reject.items() if shot in stills.jobs}
+
+
+def regenerate(run: RunContext, stills: Stills, rejected: dict[str, str]) -> None:
+    """New variants for the rejected shots only: their prompts take the notes (or the LLM
+    rewrites them from the notes), and a new seed round."""
+    for shot_id, text in rejected.items():
+        stills.notes.setdefault(shot_id, []).append(text)
+        stills.picks.pop(shot_id, None)  # new variants: the old pick means nothing now
+        if run.llm_endpoint:
+            refined = refine_prompt(run.board, shot_id, text, run.llm_endpoint)
+            shot = run.board.shot(shot_id).model_copy(update={"prompt": refined.prompt})
+            run.publish(replace_shot(run.board, shot))
+            stills.prompt_diffs.setdefault(shot_id, []).append(refined.diff)
+            stills.llm_usage.append(refined.usage)
+        job = image_job(
+            run.board,
+            run.board.shot(shot_id),
+            run.profile,
+            base_dir=run.base_dir,
+            notes=None if run.llm_endpoint else stills.notes[shot_id],
+            round_=len(stills.notes[shot_id]),
+        )
+        stills.jobs[shot_id] = with_reference(stills, job)
+    render_all(run, stills, list(rejected))
+
+
+def approve_stills(run: RunContext, stills: Stills) -> None:
+    """Each chosen variant through its still plan (hi-res fix, then retouch), concurrently."""
+    plans = {
+        shot: still_plan(
+            job,
+            run.board.shot(shot),
+            stills.variants[shot][stills.picks[shot]],
+            stills.picks[shot],
+            run.profile,
+        )
+        for shot, job in stills.jobs.items()
+    }
+    if run.fan_out:  # hi-res, retouch and clip of each shot as render-shot runs on the gpu pool
+        fan_out_shots(run.board, run.profile, plans, run.durations)
+    hires = {shot: hires_fix.submit(p.hires) for shot, p in plans.items() if p.hires}
+    for shot, plan in plans.items():
+        if plan.retouch is not None:
+            if shot in hires:
+                hires[shot].result()  # the retouch starts from the hi-res still
+            stills.chosen[shot] = retouch(plan.retouch)
+        else:
+            stills.chosen[shot] = hires[shot].result() if shot in hires else plan.variant_key

@@ -1,0 +1,32 @@
+"""Stage 3: models and timing, both decided before the first image.
+
+Models: the demo/test profiles build tiny ones from configs, once per machine; real ones load
+once per worker process. Timing: the storyboard's durations, snapped to the music's beats, are
+every clip's length, so the edit never stretches a shot by freezing its last frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.stages.run import RunContext
+from reelflow.render.jobs import cut_plan, lora_names, music_job
+from tasks.edit import snap_to_music, upload_input
+from tasks.images import prepare_models
+
+
+def prepare_run_models(run: RunContext) -> None:
+    profile = run.profile
+    if profile.image_model == "tiny":
+        prepare_models(lora_names(run.board), profile.image_family or "sd15", profile.video_model)
+
+
+def plan_timing(run: RunContext) -> None:
+    """Decide each shot's clip length (`run.durations`) and store the music (`run.music_key`)."""
+    board = run.board
+    run.durations = [duration for duration, _, _ in cut_plan(board, "storyboard")]
+    if board.music is None:
+        return
+    run.music_key = upload_input(board.project, str(run.base_dir / Path(board.music.path)))
+    if board.music.snap_cuts:
+        run.durations = snap_to_music(music_job(board, run.music_key, run.durations))

@@ -1,0 +1,122 @@
+"""The run's context: what every stage reads (storyboard, profile, policy) and what the run
+records as it goes (decisions, storyboards actually rendered, progress)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from blocks.models import ImageModel, VideoModel
+from flows.gates import Approval, ApprovalRecord
+from reelflow.render.profiles import RenderProfile, get_profile
+from reelflow.script.camera import propose_camera
+from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from tasks.common import get_store
+from tasks.review import publish_storyboard
+
+
+@dataclass
+class RunContext:
+    board: Storyboard
+    base_dir: Path  # where the storyboard's relative file references resolve
+    profile_name: str
+    profile: RenderProfile
+    policy: Approval
+    llm_endpoint: str | None
+    fan_out: bool
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    approvals: list[ApprovalRecord] = field(default_factory=list)
+    storyboard_keys: list[str] = field(default_factory=list)  # every state the run rendered
+    durations: list[float] = field(default_factory=list)  # each shot's clip length (timing)
+    music_key: str | None = None  # the storyboard's music, stored by content
+    progress_id: object | None = None
+    steps_total: int = 1
+
+    @property
+    def attended(self) -> bool:
+        """Whether a person may look at the review material (`auto` skips building it)."""
+        return self.policy != "auto"
+
+    def publish(self, board: Storyboard) -> str:
+        """Adopt a (possibly rewritten) storyboard: stored by its hash, so the manifest's key
+        and hash always name the board that was actually rendered."""
+        self.board = board
+        key = publish_storyboard(board)
+        if not self.storyboard_keys or self.storyboard_keys[-1] != key:
+            self.storyboard_keys.append(key)
+        return key
+
+    def advance(self, done: int) -> None:
+        """The run's progress artifact: one step per shot's images and one per clip."""
+        if self.progress_id is None:
+            self.progress_id = create_progress_artifact(
+                0.0, key="render-progress", description="shots rendered"
+            )
+        share = min(done, self.steps_total) / self.steps_total
+        update_progress_artifact(self.progress_id, 100.0 * share)
+
+
+def read_storyboard(source: str) -> tuple[Storyboard, Path]:
+    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself."""
+    if source.startswith("s3://"):
+        key = source.split("/", 3)[3]
+        return parse_storyboard(get_store().get_bytes(key).decode(), source=source), Path.cwd()
+    if "\n" in source or source.lstrip().startswith("{"):
+        return parse_storyboard(source, source="<inline>"), Path.cwd()
+    path = Path(source)
+    return load_storyboard(path), path.resolve().parent
+
+
+def start_run(
+    storyboard: str,
+    policy: Approval,
+    profile: str,
+    image_model: str | None,
+    video_model: str | None,
+    llm_endpoint: str | None,
+    fan_out: bool,
+) -> RunContext:
+    """The storyboard, and the profile that fits it to this machine and its model blocks."""
+    render_profile = get_profile(profile)
+    if image_model:
+        render_profile = ImageModel.load(image_model).apply(render_profile)
+    if video_model:
+        render_profile = VideoModel.load(video_model).apply(render_profile)
+    board, base_dir = read_storyboard(storyboard)
+    board = with_camera_language(board)
+    run = RunContext(
+        board=board,
+        base_dir=base_dir,
+        profile_name=profile,
+        profile=render_profile,
+        policy=policy,
+        llm_endpoint=llm_endpoint,
+        fan_out=fan_out,
+    )
+    run.publish(board)
+    return run
+
+
+def with_camera_language(board: Storyboard) -> Storyboard:
+    """Camera fields the storyboard leaves out are proposed from its words and the story's
+    shape (rules, deterministic), so every shot's prompt says how it is framed and moves."""
+    proposed = propose_camera(board)
+    filled = [
+        f"{before.id}: {after.camera.size}, {after.camera.angle}, {after.camera.movement}"
+        for before, after in zip(board.shots, proposed.shots, strict=True)
+        if before.camera != after.camera
+    ]
+    if filled:
+        get_run_logger().info("camera proposed where the storyboard left it out: %s",
+                              "; ".join(filled))
+    return proposed
+
+
+def cpu_slots() -> int:
+    """Concurrent CPU-heavy steps (encodes, covers) in one run: REELFLOW_CPU_SLOTS, else cores."""
+    return max(1, int(os.environ.get("REELFLOW_CPU_SLOTS", os.cpu_count() or 1)))

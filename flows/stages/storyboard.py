@@ -1,0 +1,24 @@
+"""Stage 2: the storyboard gate. The contract is reviewed before anything is rendered."""
+
+from __future__ import annotations
+
+from flows.gates import StoryboardReview, wait_for_review
+from flows.stages.run import RunContext
+from reelflow.errors import StoryboardSentBack
+from tasks.review import storyboard_review
+
+
+def review_storyboard(run: RunContext) -> None:
+    """Approve, or stop with the reviewer's notes (revisions go through write-script)."""
+    description = storyboard_review(run.storyboard_keys[-1]) if run.attended else ""
+    answer, record = wait_for_review(
+        "storyboard",
+        1,
+        StoryboardReview,
+        description=description,
+        policy=run.policy,
+        checks_passed=True,
+    )
+    run.approvals.append(record)
+    if not answer.approve:
+        raise StoryboardSentBack(run.board.project, answer.notes)

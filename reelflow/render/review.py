@@ -1,0 +1,231 @@
+"""Review material for the gates: what a person looks at before saying yes.
+
+The core builds the markdown and stores the pictures it shows (contact sheets, frame strips) next
+to what they show; tasks/review.py publishes it as Prefect artifacts. How a picture is shown
+(inline image, or a link where the reviewer's browser cannot load the bucket) is the caller's
+`Picture` function, since only the orchestrator knows where its UI runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from PIL import Image
+
+from reelflow.render.common import png_bytes, scratch
+from reelflow.store import keys
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.storyboard import Storyboard
+
+Picture = Callable[[str, str], str]  # (object key, label) -> markdown
+MAX_PRESIGN = timedelta(days=7)  # the S3 limit for a presigned URL
+
+
+def link_lifetime() -> timedelta:
+    """Review links outlive the gate that shows them: the gate's timeout plus an hour (S3 caps
+    presigned URLs at 7 days)."""
+    gate = timedelta(seconds=int(os.environ.get("REELFLOW_GATE_TIMEOUT", str(24 * 3600))))
+    return min(MAX_PRESIGN, gate + timedelta(hours=1))
+
+
+def link(store: ArtifactStore, key: str, label: str) -> str:
+    return f"[{label}]({store.presigned_url(key, expires=link_lifetime())})"
+
+
+def review_images_inline(s3_endpoint: str, api_url: str | None, mode: str = "auto") -> bool:
+    """Whether the UI's viewers can load presigned images from the bucket.
+
+    Image artifacts render only URLs the viewer's browser can reach. `REELFLOW_REVIEW_IMAGES`
+    says `inline` or `link`; `auto` inlines when the S3 endpoint is on the Prefect server's host
+    (or both are on loopback) and otherwise falls back to link artifacts.
+    """
+    if mode in ("inline", "link"):
+        return mode == "inline"
+    s3_host = s3_endpoint.rsplit(":", 1)[0].strip("[]")
+    ui_host = urlsplit(api_url or "http://127.0.0.1").hostname or "127.0.0.1"
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    return s3_host == ui_host or (s3_host in loopback and ui_host in loopback)
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def is_chinese(text: str) -> bool:
+    """Mostly CJK: such a prompt needs no Chinese rendering beside it."""
+    letters = [c for c in text if not c.isspace() and c.isalnum()]
+    return bool(letters) and sum(bool(_CJK.match(c)) for c in letters) >= len(letters) / 3
+
+
+# -- the storyboard gate ---------------------------------------------------------------------
+
+
+def _transition(storyboard: Storyboard, index: int) -> str:
+    shot = storyboard.shots[index]
+    if shot.first_frame or shot.last_frame:
+        ends = [
+            f"{name} frame from {ref.shot}" + (f" restyled '{ref.restyle}'" if ref.restyle else "")
+            for name, ref in (("first", shot.first_frame), ("last", shot.last_frame))
+            if ref is not None
+        ]
+        return "morph: " + "; ".join(ends)
+    if index == 0:
+        return "opening"
+    if shot.transition_in == "cut":
+        return "cut"
+    return f"{shot.transition_in} {shot.transition_duration:g} s"
+
+
+def storyboard_markdown(storyboard: Storyboard, storyboard_key: str) -> str:
+    rows = [
+        "| # | shot | sec | camera | transition in | caption |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, shot in enumerate(storyboard.shots):
+        camera = f"{shot.camera.size}, {shot.camera.angle}, {shot.camera.movement}"
+        lines = (shot.caption.zh, shot.caption.en) if shot.caption else ()
+        caption = " / ".join(line for line in lines if line)
+        rows.append(
+            f"| {index} | **{shot.id}**: {shot.description} | {shot.duration:g} | {camera} | "
+            f"{_transition(storyboard, index)} | {caption} |"
+        )
+    music = (
+        f"Music: `{storyboard.music.path}`"
+        + (" (cuts snap to its beats)" if storyboard.music.snap_cuts else "")
+        if storyboard.music
+        else "No music."
+    )
+    return (
+        f"# {storyboard.title}\n\n{storyboard.logline}\n\n"
+        f"{len(storyboard.shots)} shots, {storyboard.duration:g} s, "
+        f"{storyboard.width}x{storyboard.height} ({storyboard.aspect}) @ {storyboard.fps} fps, "
+        f"model `{storyboard.style.model}`. {music} Stored as `{storyboard_key}`.\n\n"
+        + "\n".join(rows)
+    )
+
+
+# -- the images gate -------------------------------------------------------------------------
+
+
+def contact_sheet_key(
+    store: ArtifactStore, project: str, shot: str, variant_keys: list[str], scores: list[float]
+) -> str:
+    """The shot's variants side by side, numbered as the form numbers them (0, 1, ...)."""
+    from reelflow.imaging.checks import contact_sheet
+
+    labels = [f"#{i}  {score:.2f}" for i, score in enumerate(scores)]
+    key = keys.image_key(
+        project, shot, keys.spec_hash({"sheet": variant_keys, "labels": labels}) + "-sheet"
+    )
+    if store.exists(key):
+        return key
+    images = [
+        Image.open(io.BytesIO(store.get_bytes(k))).convert("RGB") for k in variant_keys
+    ]
+    sheet = contact_sheet(images, labels)
+    return store.put_bytes(
+        key, png_bytes(sheet), "image/png", {"kind": "contact-sheet", "parents": variant_keys}
+    )
+
+
+def images_markdown(
+    store: ArtifactStore,
+    project: str,
+    variants: dict[str, list[str]],
+    prompts: dict[str, str],
+    scores: dict[str, list[float]],
+    picture: Picture,
+    diffs: dict[str, str] | None = None,
+    zh: dict[str, str | None] | None = None,
+) -> str:
+    """A contact sheet per shot (variants numbered from 0, as in the form, scores under them),
+    the prompt used, its Chinese rendering, and the diff of any LLM revision from notes."""
+    rows = ["| shot | variants (#0, #1, ...) | prompt | 中文 |", "|---|---|---|---|"]
+    for shot, shot_keys in variants.items():
+        shot_scores = scores.get(shot, [0.0] * len(shot_keys))
+        sheet = contact_sheet_key(store, project, shot, shot_keys, shot_scores)
+        links = " ".join(link(store, key, f"#{i}") for i, key in enumerate(shot_keys))
+        prompt = prompts.get(shot, "")
+        if is_chinese(prompt):
+            chinese = "_(the prompt is Chinese)_"
+        else:
+            chinese = (zh or {}).get(shot) or "_no Chinese rendering (no LLM endpoint)_"
+        rows.append(f"| **{shot}** {links} | {picture(sheet, shot)} | {prompt} | {chinese} |")
+    markdown = (
+        "# Images\n\nPick a variant per shot (`picks`, numbered from 0), or reject a shot with "
+        "notes (`reject`): only rejected shots are regenerated.\n\n" + "\n".join(rows)
+    )
+    for shot, diff in (diffs or {}).items():
+        markdown += f"\n\n**{shot}**: prompt revised from the notes\n\n```diff\n{diff}\n```"
+    return markdown
+
+
+# -- the clips gate --------------------------------------------------------------------------
+
+
+def frame_strip(video: Path, count: int = 5, height: int = 90) -> Image.Image:
+    """Evenly spaced frames side by side: a clip's motion at a glance, streamed, never whole."""
+    from reelflow.media.frames import read_frames
+    from reelflow.media.probe import probe
+
+    info = probe(video)
+    width = max(2, round(info.width * height / info.height / 2) * 2)
+    wanted = {round(i * (info.frame_count - 1) / max(1, count - 1)) for i in range(count)}
+    strip = Image.new("RGB", (width * len(wanted), height))
+    slot = 0
+    for index, frame in enumerate(read_frames(video, size=(width, height))):
+        if index in wanted:
+            strip.paste(Image.fromarray(frame), (slot * width, 0))
+            slot += 1
+    return strip
+
+
+def frame_strip_key(store: ArtifactStore, project: str, shot: str, clip_key: str) -> str:
+    key = keys.image_key(project, shot, keys.spec_hash({"strip": clip_key}) + "-strip")
+    if store.exists(key):
+        return key
+    with scratch() as tmp:
+        strip = frame_strip(store.get_file(clip_key, tmp / "clip.mp4"))
+    return store.put_bytes(
+        key, png_bytes(strip), "image/png", {"kind": "frame-strip", "parents": [clip_key]}
+    )
+
+
+def clips_markdown(
+    store: ArtifactStore,
+    project: str,
+    clips: dict[str, str],
+    prompts: dict[str, str],
+    seeds: dict[str, int],
+    backend: str,
+    picture: Picture,
+) -> str:
+    """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend."""
+    rows = ["| shot | frames | motion prompt | seed | backend |", "|---|---|---|---|---|"]
+    for shot, key in clips.items():
+        strip = frame_strip_key(store, project, shot, key)
+        rows.append(
+            f"| **{shot}** {link(store, key, 'play')} | {picture(strip, shot)} | "
+            f"{prompts.get(shot, '')} | {seeds.get(shot, '')} | {backend} |"
+        )
+    return (
+        "# Clips\n\nApprove all, or ask for a regeneration per shot with notes (`regenerate`) "
+        "and/or a new seed (`new_seeds`).\n\n" + "\n".join(rows)
+    )
+
+
+def final_markdown(
+    store: ArtifactStore, film_key: str, cover_key: str, manifest_key: str, picture: Picture
+) -> str:
+    return (
+        "# Final\n\n"
+        f"- film: {link(store, film_key, store.uri(film_key))}\n"
+        f"- cover: {link(store, cover_key, store.uri(cover_key))}\n"
+        f"- manifest: {link(store, manifest_key, store.uri(manifest_key))}\n\n"
+        f"{picture(cover_key, 'cover')}\n"
+    )
