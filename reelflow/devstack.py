@@ -745,6 +745,9 @@ def up(config: StackConfig | None = None) -> StackState:
                                      lambda: _start_postgres(config), started)
             _ensure_database(config)
         prefect = dict(state.get("prefect") or {})
+        old_pid = _running_pid(config, PREFECT)
+        if old_pid is not None and not prefect.get("auth_string"):
+            _stop_pid(old_pid)  # started by an older reelflow without credentials: restart it
         auth_string = prefect.get("auth_string") or f"reelflow:{secrets.token_urlsafe(24)}"
         api_url = prefect_api_url(config)
         if prefect.get("db") not in (None, db) and _running_pid(config, PREFECT):
