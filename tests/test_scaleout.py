@@ -183,7 +183,7 @@ def test_fan_out_spreads_over_two_machines_without_a_checkout(
 ) -> None:
     run_id = _trigger({"storyboard": board("scale-two"), "approval": "auto", "profile": "test",
                        "fan_out": True})
-    wait_for_state(run_id, {"Completed"}, scale, timeout=420)
+    wait_for_state(run_id, {"Completed"}, scale, timeout=900)
     children = _children(run_id)
     assert children and all(c.state_name == "Completed" for c in children), \
         [(c.name, c.state_name) for c in children]
@@ -215,7 +215,7 @@ def test_fan_out_spreads_over_two_machines_without_a_checkout(
 
     # The same film as one machine makes: a run without fan-out renders everything itself.
     single = _trigger({"storyboard": board("scale-two"), "approval": "auto", "profile": "test"})
-    wait_for_state(single, {"Completed"}, scale, timeout=300)
+    wait_for_state(single, {"Completed"}, scale, timeout=600)
     assert _film_sha(single, s3_settings) == _film_sha(run_id, s3_settings)
     assert _rendered([single]) == {}  # ...and finds every shot already rendered
 
@@ -229,7 +229,7 @@ def _flow_logs(run_ids: list[UUID]) -> str:
     return "\n".join(log.message for log in logs)
 
 
-def _wait_for_running_child(parent: UUID, ops: OpsStack, timeout: float = 240) -> Any:
+def _wait_for_running_child(parent: UUID, ops: OpsStack, timeout: float = 600) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in _children(parent):
@@ -264,7 +264,7 @@ def test_a_killed_worker_s_shot_is_rendered_by_the_other(
     victim = next(w for w in scale.workers if w.name == victim_name)
     _kill_machine(victim)  # the machine is gone, mid-shot: its worker and the run's process
 
-    wait_for_state(run_id, {"Completed"}, scale, timeout=420)
+    wait_for_state(run_id, {"Completed"}, scale, timeout=900)
     children = _children(run_id)
     crashed = [c for c in children if c.state_name == "Crashed"]
     assert [c.id for c in crashed] == [victim_run.id], [(c.name, c.state_name) for c in children]
@@ -290,7 +290,7 @@ def test_two_runs_of_one_storyboard_at_once_render_each_shot_once(scale: OpsStac
     params = {"storyboard": board("scale-twice"), "approval": "auto", "profile": "test"}
     runs = [_trigger(params), _trigger(params)]
     for run_id in runs:
-        wait_for_state(run_id, {"Completed"}, scale, timeout=420)
+        wait_for_state(run_id, {"Completed"}, scale, timeout=900)
     counts = _rendered(runs)
     assert counts == {f"{kind}-{s}": 1 for kind in GPU_TASKS for s in "ab"}, counts
     cached = [t for t in _task_runs(runs)
