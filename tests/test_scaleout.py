@@ -81,19 +81,26 @@ def scale(tmp_path_factory: pytest.TempPathFactory, s3_settings: S3Settings,
 
     home = tmp_path_factory.mktemp("scale")
     # Crashed-run detection: Prefect's minimum heartbeat (30 s) and a short grace for the test.
+    previous = os.environ.get("REELFLOW_CRASHED_AFTER_SECONDS")
     os.environ["REELFLOW_CRASHED_AFTER_SECONDS"] = "50"
-    with ops_stack(home, s3_settings, bucket=BUCKET, pools=()) as ops:
-        assert ops.report.bundle.startswith("code/") and len(ops.report.bundle_sha256) == 64
-        with get_client(sync_client=True) as client:  # one slot per GPU: two machines, one each
-            ensure_concurrency_limit(client, ConcurrencyLimitSpec(name="gpu", limit=2))
-        ops.workers.append(_machine(ops, installed, "orchestrator", pool="cpu", gpu=None))
-        for name, gpu in MACHINES.items():
-            ops.workers.append(_machine(ops, installed, name, pool="gpu", gpu=gpu))
-        try:
-            yield ops
-        finally:
-            for worker in ops.workers:
-                worker.stop()
+    try:
+        with ops_stack(home, s3_settings, bucket=BUCKET, pools=()) as ops:
+            assert ops.report.bundle.startswith("code/") and len(ops.report.bundle_sha256) == 64
+            with get_client(sync_client=True) as client:  # one slot per GPU, one GPU a machine
+                ensure_concurrency_limit(client, ConcurrencyLimitSpec(name="gpu", limit=2))
+            ops.workers.append(_machine(ops, installed, "orchestrator", pool="cpu", gpu=None))
+            for name, gpu in MACHINES.items():
+                ops.workers.append(_machine(ops, installed, name, pool="gpu", gpu=gpu))
+            try:
+                yield ops
+            finally:
+                for worker in ops.workers:
+                    worker.stop()
+    finally:
+        if previous is None:
+            os.environ.pop("REELFLOW_CRASHED_AFTER_SECONDS", None)
+        else:
+            os.environ["REELFLOW_CRASHED_AFTER_SECONDS"] = previous
 
 
 def _machine(ops: OpsStack, installed: Path, name: str, *, pool: str,
