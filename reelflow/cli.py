@@ -310,8 +310,9 @@ def use_local_stack() -> None:
         os.environ["PREFECT_API_URL"] = url
     if url and os.environ.get("PREFECT_API_URL") == url and "PREFECT_API_AUTH_STRING" in stack:
         os.environ.setdefault("PREFECT_API_AUTH_STRING", stack["PREFECT_API_AUTH_STRING"])
-    if devstack.ENV_REDIS_URL in stack:
-        os.environ.setdefault(devstack.ENV_REDIS_URL, stack[devstack.ENV_REDIS_URL])
+    for name in (devstack.ENV_REDIS_URL, devstack.ENV_RESULTS_KEY):
+        if name in stack:
+            os.environ.setdefault(name, stack[name])
 
 
 # -- script: brief -> approved storyboard ---------------------------------------------------

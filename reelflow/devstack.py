@@ -56,6 +56,7 @@ SERVICES = (S3, POSTGRES, REDIS, PREFECT)
 
 DB_URL_ENVS = ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
 ENV_REDIS_URL = "REELFLOW_REDIS_URL"
+ENV_RESULTS_KEY = "REELFLOW_RESULTS_KEY"
 PG_DATABASE = "prefect"
 PG_USER = "postgres"
 USERNS_UID = 1000
@@ -483,7 +484,8 @@ def prefect_api_url(config: StackConfig) -> str:
 
 def client_env(home: Path | str | None = None) -> dict[str, str]:
     """What a client or worker of the recorded stack needs: the Prefect API URL (its real port),
-    its auth string, and the Redis lock manager's address. Empty without a stack file."""
+    its auth string, the Redis lock manager's address, the result-signing key. Empty without a
+    stack file."""
     state = read_state(home)
     prefect = state.get("prefect") or {}
     env: dict[str, str] = {}
@@ -494,6 +496,8 @@ def client_env(home: Path | str | None = None) -> dict[str, str]:
     redis = state.get("redis") or {}
     if redis.get("url"):
         env[ENV_REDIS_URL] = redis["url"]
+    if state.get("results_key"):
+        env[ENV_RESULTS_KEY] = state["results_key"]
     return env
 
 
@@ -705,6 +709,9 @@ def up(config: StackConfig | None = None) -> StackState:
     state = _load_state(config)
     started: list[str] = []
     pids: dict[str, int | None] = dict.fromkeys(SERVICES)
+    # One key signs task result records for every process of this stack (CLI, workers): a
+    # record one machine wrote verifies on the others (reelflow/store/signing.py).
+    state.setdefault("results_key", secrets.token_hex(32))
 
     managed = config.wants_s3()
     if managed:

@@ -178,13 +178,14 @@ def test_load_reads_recorded_ports(tmp_path: Path) -> None:
     (home / "stack.json").write_text(json.dumps({
         "host": "127.0.0.1", "ports": {"prefect": 14300, "s3": 14333, "redis": 14390},
         "prefect": {"api_url": "http://127.0.0.1:14300/api", "auth_string": "reelflow:pw"},
+        "results_key": "k" * 64,
     }))
     config = StackConfig.load(home)
     assert (config.prefect_port, config.s3_port, config.redis_port) == (14300, 14333, 14390)
     assert StackConfig.load(home, prefect_port=15000).prefect_port == 15000
     env = devstack.client_env(home)
     assert env == {"PREFECT_API_URL": "http://127.0.0.1:14300/api",
-                   "PREFECT_API_AUTH_STRING": "reelflow:pw"}
+                   "PREFECT_API_AUTH_STRING": "reelflow:pw", "REELFLOW_RESULTS_KEY": "k" * 64}
 
 
 def test_time_wait_port_counts_as_free() -> None:
