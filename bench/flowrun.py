@@ -86,6 +86,7 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
     from reelflow.store.artifacts import ArtifactStore
     from reelflow.store.settings import S3Settings
     from reelflow.storyboard import parse_storyboard
+    from reelflow.storyboard.characters import resolve_cast
 
     start = time.perf_counter()
     steps: dict[str, float] = {}
@@ -99,6 +100,7 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
     base_dir = Path.cwd()
     store = ArtifactStore(S3Settings.from_env())
     store.ensure_bucket()
+    board, _ = resolve_cast(board, store)  # library characters, as the flow's start_run does
     storyboard_key = store.put_json(
         keys.storyboard_key(board.project, board.content_hash()), board, {"kind": "storyboard"},
         if_absent=True,

@@ -7,7 +7,9 @@ implemented here and the sync ones are dispatched with Prefect's own `async_disp
 `LocalFileSystem` does in 3.8.8.
 
 Result records go to `{bucket}/{prefix}{key}` as bare objects (no lineage sidecar): they are
-Prefect's, not film artifacts.
+Prefect's, not film artifacts. Each is signed on write and verified on read (see
+reelflow/store/signing.py): a record someone planted in the bucket is refused before Prefect
+deserializes it, so bucket write access never means code execution on a renderer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
 from reelflow.store.keys import validate_key
 from reelflow.store.settings import S3Settings
+from reelflow.store.signing import sign, verify
 
 
 class MinIOStorage(WritableFileSystem):
@@ -85,14 +88,16 @@ class MinIOStorage(WritableFileSystem):
     def _read(self, path: str) -> bytes:
         key = self._key(path)
         try:
-            return self.to_store().get_bytes(key, verify=False)
+            stored = self.to_store().get_bytes(key, verify=False)
         except ObjectNotFound:
             # Prefect treats any exception as "no record"; keep the familiar type for callers.
             raise FileNotFoundError(f"s3://{self.bucket}/{key} does not exist") from None
+        return verify(key, stored)  # UnsignedRecord: Prefect sees no record, never the bytes
 
     def _write(self, path: str, content: bytes) -> str:
         key = self._key(path)
-        self.to_store().put_bytes(key, content, "application/octet-stream", sidecar=False)
+        self.to_store().put_bytes(key, sign(key, content), "application/octet-stream",
+                                  sidecar=False)
         return key
 
     # -- WritableFileSystem -------------------------------------------------------------------

@@ -21,7 +21,9 @@ from prefect.artifacts import (
 from pydantic import BaseModel, Field
 
 from flows.produce_video import produce_video
-from reelflow.storyboard import StoryboardError, parse_storyboard
+from reelflow.storyboard import StoryboardError
+from reelflow.storyboard.loading import decode_storyboard
+from reelflow.storyboard.sources import read_storyboard
 from tasks.common import RESULTS_BLOCK, get_store
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -51,12 +53,9 @@ class BatchReport(BaseModel):
 def _render_one(key: str, name: str, approval: str, profile: str) -> tuple[str, str]:
     """('', film uri) when the film was made, else (reason, '')."""
     store = get_store()
-    try:
-        text = store.get_bytes(key, verify=False).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"{name}: not UTF-8 text ({exc})", ""
-    try:
-        parse_storyboard(text, source=name)
+    try:  # bounded, UTF-8, and naming only objects under its own project (no local files)
+        text = decode_storyboard(store.get_bytes(key, verify=False), name)
+        read_storyboard(text, store, name=name)
     except StoryboardError as exc:
         return "\n".join(exc.problems), ""
     render = produce_video.with_options(flow_run_name=f"batch-{name.rsplit('.', 1)[0]}")

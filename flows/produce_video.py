@@ -20,6 +20,7 @@ from flows.stages.models import plan_timing, prepare_run_models
 from flows.stages.record import FilmResult, record_run
 from flows.stages.run import cpu_slots, start_run
 from flows.stages.storyboard import review_storyboard
+from reelflow.render.identity import IDENTITY_THRESHOLD
 from reelflow.render.jobs import ExportSpec
 from tasks.common import RESULTS_BLOCK
 
@@ -42,6 +43,8 @@ def produce_video(
     video_model: str | None = None,
     llm_endpoint: str | None = None,
     quality_threshold: float = 0.3,
+    identity_threshold: float = IDENTITY_THRESHOLD,
+    identity_retries: int = 2,
     fan_out: bool = False,
 ) -> FilmResult:
     """Render a storyboard (path, s3:// URI or inline YAML/JSON) into a film and its covers.
@@ -57,7 +60,7 @@ def produce_video(
     prepare_run_models(run)
     plan_timing(run)
     # 4. Images: K variants per shot; a person picks one or rejects with notes.
-    stills = images_stage(run, quality_threshold)
+    stills = images_stage(run, quality_threshold, identity_threshold, identity_retries)
     # 5. Clips: camera moves over the approved stills, transitions from other clips' frames.
     clips = clips_stage(run, stills.chosen)
     # 6. Delivery: the edit, its music master, every version asked for, a cover for each.

@@ -139,7 +139,7 @@ def fan_out_variants(
     models = tiny_model_names(board, profile)
     store = get_store()
     todo = [  # a resumed run finds them in the bucket and starts no shot runs
-        job for job in jobs.values() if not all(store.exists(k) for k in job.variant_keys())
+        job for job in jobs.values() if not all(store.complete(k) for k in job.variant_keys())
     ]
     return fan_out(
         [{"image_job": job.model_dump(mode="json"), "tiny_models": models} for job in todo],
@@ -174,6 +174,6 @@ def fan_out_shots(
             )
             params["clip_job"] = clip.model_dump(mode="json")
             wanted.append(clip.output_key())
-        if not all(store.exists(key) for key in wanted):
+        if not all(store.complete(key) for key in wanted):
             work.append(params)
     return fan_out(work, label="shots")

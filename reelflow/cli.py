@@ -11,8 +11,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_INVALID = 2
+MAX_VERSIONS = 5
+_FLOW_COMMANDS = {"script", "render", "approve", "pending"}
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -165,6 +168,11 @@ def _one_line_validation(exc: Exception, what: str) -> str:
     return str(exc).splitlines()[0]
 
 
+def _given(**values: object) -> dict[str, object]:
+    """The options the user gave (not None), so model defaults apply to the rest."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def cmd_characters_add(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -190,6 +198,7 @@ def cmd_characters_add(args: argparse.Namespace) -> int:
             description=args.description,
             trigger_words=list(dict.fromkeys(args.trigger)),
             lora=lora,
+            **_given(ip_adapter_scale=args.ip_adapter_scale),
         )
     except ValidationError as exc:
         return _fail(_one_line_validation(exc, "character"), EXIT_INVALID)
@@ -234,15 +243,31 @@ def cmd_characters_show(args: argparse.Namespace) -> int:
         slug(args.name, "character name")
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
+    if args.sheet == "":
+        args.sheet = f"{args.name}-sheet.png"
     store = _character_store()
     try:
         character = get_character(store, args.name)
     except CharacterNotFound as exc:
         return _fail(str(exc))
+    from reelflow.storyboard.characters import character_version
+
     print(yaml.safe_dump(character.model_dump(mode="json"), allow_unicode=True,
                          sort_keys=False).rstrip())
+    print(f"# current version (what renders record): {character_version(store, character)}")
     for key in character.reference_images:
         print(f"# {store.uri(key)}")
+    if args.sheet:
+        from reelflow.render.sheet import character_sheet
+
+        sheet, entries = character_sheet(store, args.name)
+        out = Path(args.sheet)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out)
+        for entry in entries:
+            score = "" if entry.score is None else f"  {entry.score:.2f}"
+            print(f"# sheet: {entry.label.splitlines()[0]}{score}")
+        print(f"sheet: {out} ({len(entries)} images)")
     return 0
 
 
@@ -326,10 +351,17 @@ def cmd_script(args: argparse.Namespace) -> int:
         brief = load_brief(args.file)
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
+    if not 1 <= args.versions <= MAX_VERSIONS:
+        return _fail(f"--versions {args.versions}: must be 1..{MAX_VERSIONS}", EXIT_INVALID)
     use_local_stack()
     from flows.write_script import write_script
     from tasks.common import ensure_results_block
+    from tasks.script import endpoint_info
 
+    try:  # a missing block is refused before a flow run exists
+        endpoint_info(args.llm)
+    except ValueError as exc:
+        return _fail(f"--llm {args.llm}: {str(exc).splitlines()[0]}", EXIT_INVALID)
     ensure_results_block()
     approval = "auto" if args.auto_approve else args.approval
     uri = write_script(brief, versions=args.versions, approval=approval, llm_endpoint=args.llm)
@@ -341,33 +373,53 @@ def cmd_script(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from reelflow.errors import ReelflowError
     from reelflow.render.profiles import get_profile
-    from reelflow.storyboard import StoryboardError, load_storyboard
+    from reelflow.store.uris import is_s3_uri, parse_s3_uri
+    from reelflow.storyboard import load_storyboard
 
-    remote = args.file.startswith("s3://")  # validated by the flow, after it is fetched
+    remote = is_s3_uri(args.file)  # its content is validated by the flow, after it is fetched
     try:
-        if not remote:
+        if remote:  # fetched and checked here too: no flow run for a storyboard we refuse
+            from reelflow.errors import InputError
+            from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
+            from reelflow.store.settings import S3Settings
+            from reelflow.storyboard.sources import read_storyboard
+
+            settings = S3Settings.from_env()
+            parse_s3_uri(args.file, settings.bucket, what="storyboard")
+            try:
+                read_storyboard(args.file, ArtifactStore(settings))
+            except ObjectNotFound:
+                raise InputError(f"storyboard {args.file}: no such object") from None
+        else:
             load_storyboard(args.file)
         get_profile(args.profile)
-    except (StoryboardError, ValueError) as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_INVALID
-    try:
-        exports = [parse_export(text) for text in args.export] or None
+    except ReelflowError:
+        raise  # main() prints it (a storyboard's problems one per line)
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
+    exports = [parse_export(text) for text in args.export] or None
     use_local_stack()
     from flows.produce_video import produce_video
     from tasks.common import ensure_results_block
 
+    if not remote:  # a character missing from the library: one line, before any run starts
+        from reelflow.storyboard.characters import resolve_cast
+        from tasks.common import get_store
+
+        resolve_cast(load_storyboard(args.file), get_store())
     ensure_results_block()
     approval = "auto" if args.auto_approve else args.approval
+    threshold = args.identity_threshold
+    identity = {} if threshold is None else {"identity_threshold": threshold}
     result = produce_video(
         storyboard=args.file if remote else str(Path(args.file).resolve()),
         approval=approval,
         profile=args.profile,
         exports=exports,
         llm_endpoint=args.llm,
+        **identity,
     )
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
@@ -399,26 +451,16 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def parse_export(text: str):
     """`9:16`, `16:9,codec=h265`, `16:9,fps=60`, `16:9,size=3840x2160,captions=soft`."""
-    from pydantic import ValidationError
+    from reelflow.render.jobs import parse_export as parse
 
-    from reelflow.render.jobs import ExportSpec
+    return parse(text)
 
-    aspect, *options = [part.strip() for part in text.split(",")]
-    fields: dict[str, object] = {"aspect": aspect}
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep:
-            raise ValueError(f"--export '{text}': expected NAME=VALUE, got '{option}'")
-        if name == "size":
-            width, _, height = value.partition("x")
-            fields["size"] = (int(width), int(height))
-        else:
-            fields[name] = value
+
+def _int(value: str, option: str) -> int:
     try:
-        return ExportSpec.model_validate(fields)
-    except (ValidationError, ValueError) as exc:
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"msg": str(exc)}
-        raise ValueError(f"--export '{text}': {first['msg']}") from None
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{option}: expected a whole number, got {value!r}") from None
 
 
 def _parse_pairs(values: list[str], what: str) -> dict[str, str]:
@@ -436,9 +478,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from flows.gates import approve_run
 
     try:
-        picks = {k: int(v) for k, v in _parse_pairs(args.pick, "--pick").items()}
+        picks = {k: _int(v, f"--pick {k}") for k, v in _parse_pairs(args.pick, "--pick").items()}
         rejects = _parse_pairs(args.reject, "--reject")
-        seeds = {k: int(v) for k, v in _parse_pairs(args.new_seed, "--new-seed").items()}
+        seeds = {k: _int(v, f"--new-seed {k}")
+                 for k, v in _parse_pairs(args.new_seed, "--new-seed").items()}
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
     try:
@@ -453,6 +496,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
         )
     except (LookupError, ValueError) as exc:
         return _fail(str(exc), EXIT_INVALID)
+    except Exception as exc:
+        if type(exc).__name__ == "ObjectNotFound":  # prefect.exceptions: no such flow run
+            return _fail(f"no flow run {args.run_id!r} on this Prefect server", EXIT_INVALID)
+        raise
     print(f"resumed run {args.run_id} at the {gate} gate")
     return 0
 
@@ -514,8 +561,17 @@ def _port(text: str) -> int:
     return port
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (exit 2) like every other refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelflow", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="reelflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also REELFLOW_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check storyboard files; exit 2 when one is invalid")
@@ -523,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the storyboard JSON Schema")
-    p.set_defaults(func=cmd_schema)
+    p.set_defaults(func=lambda args: cmd_schema(args))
 
     p = sub.add_parser("plan", help="show composed prompts, seeds and sizes without rendering")
     p.add_argument("file")
@@ -571,18 +627,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lora", default=None, metavar="PATH", help="the character's LoRA file")
     c.add_argument("--lora-weight", type=float, default=None, metavar="W",
                    help="LoRA weight, -4..4 (default 1)")
+    c.add_argument("--ip-adapter-scale", type=float, default=None, metavar="S",
+                   help="how strongly its first reference conditions its shots, 0..2 "
+                   "(IP-Adapter; default 0.6)")
     c.set_defaults(func=cmd_characters_add, trailing="images")
     c = chars.add_parser("list", help="every character in the library")
     c.set_defaults(func=cmd_characters_list)
     c = chars.add_parser("show", help="one character's record and reference image URIs")
     c.add_argument("name")
+    c.add_argument("--sheet", nargs="?", const="", default=None, metavar="PNG",
+                   help="also render its references and the chosen frames of its shots with "
+                   "identity scores (default file: NAME-sheet.png)")
     c.set_defaults(func=cmd_characters_show)
 
     p = sub.add_parser("script", help="write, calibrate and approve a storyboard from a brief")
     p.add_argument("file", help="brief YAML/JSON: subjects, scenes, mood, shots, total_seconds")
     p.add_argument("--llm", default=None, metavar="NAME",
                    help="saved LLM endpoint block; default: the offline template planner")
-    p.add_argument("--versions", type=int, default=3, help="versions to choose from")
+    p.add_argument("--versions", type=int, default=3,
+                   help=f"versions to choose from, 1..{MAX_VERSIONS}")
     p.add_argument("--approval", choices=["manual", "auto", "quality-gate"], default="manual")
     p.add_argument("--auto-approve", action="store_true", help="same as --approval auto")
     p.set_defaults(func=cmd_script)
@@ -599,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
                    "(codec=h264|h265|av1, captions=burn|soft|none, cut=fast|slow); "
                    "default: one at the storyboard's aspect with burned captions")
+    p.add_argument("--identity-threshold", type=float, default=None, metavar="0..1",
+                   help="quality-gate: lowest identity score (vs the character's references) "
+                   "a shot's best variant needs to pass unattended")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("approve", help="resume a paused run with the reviewer's decision")
@@ -679,11 +745,82 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every error is one line on stderr (`--debug` or REELFLOW_DEBUG=1 for the
+    traceback): exit 2 for bad input, 1 for a failure, 130 when interrupted."""
+    from reelflow.errors import ReelflowError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("REELFLOW_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     args = _parse(build_parser(), argv)
     try:
+        if not debug and args.command in _FLOW_COMMANDS:
+            use_local_stack()  # before Prefect's first import reads its settings
+            quiet_console_tracebacks()
         return args.func(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except ReelflowError as exc:
+        if debug:
+            raise
+        problems = getattr(exc, "problems", None)  # a storyboard's: `file:line field: message`
+        if not problems:
+            return _fail(_first_line(exc), exc.exit_code)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return exc.exit_code
     except _expected_errors() as exc:
-        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        if debug:
+            raise
+        return _fail(_first_line(exc))
+    except Exception as exc:
+        if debug:
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} "
+                     "(run with --debug for the traceback)")
+
+
+class _QuietKnownErrors:
+    """Wraps a console handler's `format`: a ReelflowError logged with its traceback (Prefect
+    logs every failed task and flow that way) prints as its one-line message on the console.
+    The record itself is untouched, so the run's log in Prefect keeps the full traceback."""
+
+    def __init__(self, format_record):  # type: ignore[no-untyped-def]
+        self.format_record = format_record
+
+    def __call__(self, record):  # type: ignore[no-untyped-def]
+        import copy
+
+        from reelflow.errors import ReelflowError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ReelflowError):
+            record = copy.copy(record)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return self.format_record(record)
+
+
+def quiet_console_tracebacks() -> None:
+    """Install _QuietKnownErrors on the console handlers Prefect set up (idempotent)."""
+    import logging
+
+    import prefect.main  # noqa: F401  (configures Prefect's logging, as any flow import does)
+
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if (isinstance(handler, logging.StreamHandler)
+                    and not isinstance(handler, logging.FileHandler)
+                    and not isinstance(handler.format, _QuietKnownErrors)):
+                handler.format = _QuietKnownErrors(handler.format)  # type: ignore[method-assign]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

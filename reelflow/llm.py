@@ -115,6 +115,18 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+REPAIR_QUOTE_CHARS = 4000
+"""How much of an invalid answer a repair request quotes back: a 20 MB answer must not be
+re-sent (and paid for) whole in every attempt."""
+
+
+def _excerpt(text: str, limit: int = REPAIR_QUOTE_CHARS) -> str:
+    """The start of an answer, at most `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n…[answer cut here: {len(text)} characters in all]"
+
+
 def _validation_summary(exc: ValidationError, limit: int = 8) -> str:
     """`field.path: message` per error, short enough to send back to the model."""
     parts = []
@@ -355,7 +367,7 @@ class ChatClient:
             log.warning("LLM answer for %s %s (attempt %d/%d)", name, self._scrub(problem),
                         attempt + 1, self.config.repair_attempts + 1)
             convo += [
-                assistant(result.content),
+                assistant(_excerpt(result.content)),
                 user(f"Your answer {problem}. Reply again with the complete, corrected JSON "
                      "object only."),
             ]

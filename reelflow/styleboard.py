@@ -19,7 +19,6 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, overload
 
-import yaml
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
@@ -135,12 +134,12 @@ def check_candidates(candidates: list[StyleCandidate]) -> None:
 
 def parse_candidates(text: str, source: str = "<styles>") -> list[StyleCandidate]:
     """A YAML/JSON list of candidates; errors as one `source: path: message` line."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise StyleBoardError(f"{source}{line}: not valid YAML") from None
+    from reelflow.storyboard import yamlsafe
+
+    try:  # bounded: size, alias expansion, depth, duplicate keys
+        data, _ = yamlsafe.load(text, source)
+    except yamlsafe.YamlLimitError as exc:
+        raise StyleBoardError(str(exc)) from None
     if not isinstance(data, list):
         raise StyleBoardError(f"{source}: must be a list of styles (name, visual_style, ...)")
     try:

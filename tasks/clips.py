@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from reelflow.render import clips
+from reelflow.render import clips, identity
+from reelflow.render.identity import ClipDrift
 from reelflow.render.jobs import ClipJob
 from tasks.common import get_store, gpu_slot, step_task
 
@@ -15,3 +16,11 @@ def render_clip(job: ClipJob) -> str:
         return clips.render_clip(get_store(), job)
     with gpu_slot():
         return clips.render_clip(get_store(), job)
+
+
+@step_task("check-clip-drift", "drift-{shot}")
+def check_clip_drift(
+    shot: str, clip_key: str, still_key: str, clip_model: str | None = None
+) -> ClipDrift:
+    """First/middle/last frames of a clip against its approved still; flags the drifting ones."""
+    return identity.clip_drift(get_store(), shot, clip_key, still_key, clip_model=clip_model)

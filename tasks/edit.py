@@ -22,9 +22,10 @@ def make_cover(job: CoverJob) -> str:
 
 
 @step_task("upload-input", cache_policy=NO_CACHE)
-def upload_input(project: str, path: str) -> str:
-    """Store a file the storyboard names (music, a reference); the key is its content hash."""
-    return edit.store_input(get_store(), project, Path(path))
+def upload_input(project: str, ref: str, base_dir: str | None) -> str:
+    """Store a file the storyboard names (music, a reference image), confined to the
+    storyboard's folder (`base_dir`; None: a bucket storyboard, which names project keys)."""
+    return edit.store_input(get_store(), project, ref, Path(base_dir) if base_dir else None)
 
 
 @step_task("snap-to-music")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
-from reelflow.render import images, models
+from reelflow.render import identity, images, models
+from reelflow.render.identity import IdentityReport
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob
 from tasks.common import RETRIES, get_store, gpu_slot, step_task
 
@@ -57,3 +58,12 @@ def retouch(job: RetouchJob) -> str:
 def score_variants(variants: dict[str, list[str]], palette: list[str]) -> dict[str, list[float]]:
     """Sharpness and palette fit per variant, 0..1, for the contact sheet and quality-gate."""
     return images.score_variants(get_store(), variants, palette)
+
+
+@step_task("score-identity")
+def score_identity(
+    jobs: dict[str, ImageJob], variants: dict[str, list[str]], clip_model: str | None = None
+) -> IdentityReport:
+    """Identity score per variant of each shot with characters (read from the images'
+    lineage where recorded); `clip_model` is part of the cache key since it picks the method."""
+    return identity.score_identity(get_store(), jobs, variants, clip_model)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,9 @@ from typing import Any
 
 # Before anything imports prefect: no telemetry from test servers.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# librosa's numba functions cache compiled code next to the package; several test processes
+# writing that cache at once corrupted it (a segfault in beat detection). One cache per session.
+os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="reelflow-numba-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`

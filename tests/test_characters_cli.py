@@ -107,6 +107,6 @@ def test_without_s3_settings_the_error_says_how_to_configure(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELFLOW_")}
     env["REELFLOW_HOME"] = str(tmp_path / "home")
     result = reelflow(env, "characters", "list", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration to fix (ConfigError), like bad input
     assert len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("reelflow: no S3 configured: set REELFLOW_S3_ENDPOINT")

@@ -225,3 +225,17 @@ def test_llm_endpoint_block_builds_config(server: ChatServer) -> None:
     with block.client() as client:
         assert client.complete([user("ping")]).content == "pong"
     assert server.requests[0].headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_repair_quotes_a_bounded_excerpt_of_a_huge_answer(server: ChatServer) -> None:
+    from reelflow.llm import REPAIR_QUOTE_CHARS
+
+    huge = '{"score": 7, "reason": "' + "x" * 2_000_000  # 2 MB, never closed
+    server.queue(Reply(huge), Reply(huge), Reply(GOOD))
+    with client_for(server, repair_attempts=2) as client:
+        verdict, _ = client.structured([user("rate it")], Verdict)
+    assert verdict.score == 7
+    sizes = [len(json.dumps(r.json)) for r in server.requests]
+    assert max(sizes) < sizes[0] + 3 * (REPAIR_QUOTE_CHARS + 500), sizes  # not 2 MB, 4 MB
+    quoted = server.requests[1].json["messages"][-2]["content"]
+    assert quoted.startswith('{"score": 7') and "2000024 characters in all" in quoted

@@ -60,7 +60,8 @@ def test_second_run_is_cached_from_minio(minio_block: MinIOStorage) -> None:
     assert key == _record_key(minio_block, states[0])
     assert store.exists(key)
     assert key in store.list(minio_block.prefix)
-    record = ResultRecord.deserialize(store.get_bytes(key, verify=False))
+    record = ResultRecord.deserialize(minio_block.read_path(key.removeprefix(minio_block.prefix),
+                                                            _sync=True))
     assert record.result == first
 
 

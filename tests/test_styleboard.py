@@ -153,7 +153,9 @@ def test_candidates_from_yaml_inherit_unset_fields(storyboard: Storyboard) -> No
     ("- {name: a, palette: [red]}\n- {name: b}", "styles.yaml: [0].palette[0]: String should"),
     ("- {name: a, colour: red}\n- {name: b}", "styles.yaml: [0].colour: Extra inputs"),
     ("name: a", "styles.yaml: must be a list of styles"),
-    ("- [", "styles.yaml:1: not valid YAML"),
+    ("- [", "styles.yaml:2 (syntax): did not find expected node content"),
+    ("- &a [*a, *a]\n", "styles.yaml:1 (syntax): recursive alias is not allowed"),
+    ("- {name: a, name: b}\n- {name: c}", "styles.yaml:1 name: duplicate key"),
 ])
 def test_bad_styles_files_are_one_line_errors(text: str, message: str) -> None:
     with pytest.raises(StyleBoardError) as info:

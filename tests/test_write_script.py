@@ -398,6 +398,25 @@ def test_answer_beyond_repair_fails_the_run_with_one_clear_line(
     assert bucket.list("projects/last-light-broken/") == []
 
 
+def test_cli_llm_failure_prints_no_traceback_only_the_line(
+    script_env: dict[str, str], chat: ChatServer, tmp_path: Path
+) -> None:
+    """The console shows the one-line reason, not Prefect's task/flow tracebacks of it."""
+    brief = tmp_path / "brief.yaml"
+    brief.write_text(yaml.safe_dump(make_brief("last-light-cli").model_dump(mode="json")))
+    chat.queue(*[Reply(content="I cannot write JSON today.") for _ in range(3)])
+    done = subprocess.run(
+        [sys.executable, "-m", "reelflow.cli", "script", str(brief), "--llm", ENDPOINT,
+         "--auto-approve"], cwd=ROOT, env={**os.environ, **script_env}, capture_output=True,
+        text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("reelflow: LLM gave no valid DraftSet after 3 attempts"), last
+    assert API_KEY not in output
+
+
 def test_missing_endpoint_block_is_named(script_env: dict[str, str]) -> None:
     from flows.write_script import write_script
 

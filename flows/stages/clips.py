@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from flows.gates import ClipsReview, wait_for_review
 from flows.stages.run import RunContext
 from reelflow.render.jobs import clip_job, frame_job, frame_refs, shot_seed
-from tasks.clips import render_clip
+from tasks.clips import check_clip_drift, render_clip
 from tasks.images import take_frame
 from tasks.review import clips_review
 
@@ -20,6 +20,7 @@ class Clips(BaseModel):
     motion: dict[str, str] = {}  # shot -> motion prompt used
     notes: dict[str, list[str]] = {}
     seeds: dict[str, int] = {}
+    drifting: dict[str, list[str]] = {}  # shot -> frames (first/middle/last) off its still
 
 
 def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
@@ -27,6 +28,8 @@ def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
     round_ = 1
     while True:
         render_clips(run, clips, chosen)
+        if run.attended:
+            check_drift(run, clips, chosen)
         redo = review_clips(run, clips, round_)
         if not redo:
             return clips
@@ -67,6 +70,27 @@ def render_clips(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
     clips.frames = {shot: keys for shot, keys in clips.frames.items() if keys}
 
 
+def check_drift(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
+    """A clip of a shot with characters whose first, middle or last frame drifts off its
+    approved still (off-model) is flagged before the edit."""
+    board = run.board
+    shots = [
+        shot.id
+        for shot in board.shots
+        if shot.id in chosen and shot.id in clips.keys
+        and any(board.character(name).reference_images for name in shot.characters)
+    ]  # fmt: skip
+    futures = {
+        shot: check_clip_drift.submit(shot, clips.keys[shot], chosen[shot], run.clip_model)
+        for shot in shots
+    }
+    clips.drifting = {}
+    for shot, future in futures.items():
+        drift = future.result()
+        if drift.drifts:
+            clips.drifting[shot] = drift.flagged
+
+
 def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
     """One round of the clips gate; returns shot -> notes for the clips to make again (new
     seeds are recorded on `clips`)."""
@@ -77,6 +101,10 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
         description = clips_review(
             board.project, clips.keys, clips.motion, seeds, run.profile.video_backend
         )
+        if clips.drifting:
+            description += "\n**Drifting from the approved still:** " + "; ".join(
+                f"{shot} ({', '.join(frames)})" for shot, frames in clips.drifting.items()
+            )
     answer, record = wait_for_review(
         "clips", round_, ClipsReview, description=description, policy=run.policy,
         checks_passed=True,

@@ -9,10 +9,17 @@ from pydantic import BaseModel, Field
 from flows.gates import ImagesReview, wait_for_review
 from flows.render_shot import fan_out_shots, fan_out_variants
 from flows.stages.run import RunContext
+from reelflow.render.identity import (
+    IDENTITY_THRESHOLD,
+    IdentityReport,
+    identity_failures,
+    identity_markdown,
+    pick_by_identity,
+)
 from reelflow.render.jobs import ImageJob, image_job, plan_render, still_plan
 from reelflow.script.drafts import replace_shot
 from tasks.edit import upload_input
-from tasks.images import hires_fix, render_variants, retouch, score_variants
+from tasks.images import hires_fix, render_variants, retouch, score_identity, score_variants
 from tasks.review import images_review
 from tasks.script import refine_prompt, zh_prompts
 
@@ -28,16 +35,48 @@ class Stills(BaseModel):
     notes: dict[str, list[str]] = {}
     prompt_diffs: dict[str, list[str]] = {}
     llm_usage: list[dict[str, int]] = Field(default_factory=list)
+    identity: IdentityReport | None = None  # identity score per variant (shots with characters)
+    identity_retries: dict[str, int] = {}
 
 
-def images_stage(run: RunContext, quality_threshold: float) -> Stills:
+def images_stage(
+    run: RunContext,
+    quality_threshold: float,
+    identity_threshold: float = IDENTITY_THRESHOLD,
+    identity_retries: int = 2,
+) -> Stills:
     stills = first_round(run)
+    if run.policy == "quality-gate":
+        retry_off_model(run, stills, identity_threshold, identity_retries)
     round_ = 1
-    while rejected := review_images(run, stills, round_, quality_threshold):
+    while rejected := review_images(run, stills, round_, quality_threshold, identity_threshold):
         regenerate(run, stills, rejected)
         round_ += 1
     approve_stills(run, stills)
     return stills
+
+
+def retry_off_model(run: RunContext, stills: Stills, threshold: float, bound: int) -> None:
+    """Unattended: shots none of whose variants look like their characters get the next seeds,
+    up to `bound` times; what still fails then stops at the gate with its reason."""
+    logger = get_run_logger()
+    for attempt in range(1, bound + 1):
+        report = score_identity(stills.jobs, stills.variants, run.clip_model)
+        failing = identity_failures(report, threshold)
+        if not failing:
+            return
+        for shot_id, reason in failing.items():
+            logger.warning("%s (retry %d with new seeds)", reason, attempt)
+            stills.identity_retries[shot_id] = attempt
+            job = image_job(
+                run.board,
+                run.board.shot(shot_id),
+                run.profile,
+                base_dir=run.base_dir,
+                round_=attempt,
+            )
+            stills.jobs[shot_id] = with_reference(stills, job)
+        render_all(run, stills, list(failing))
 
 
 def first_round(run: RunContext) -> Stills:
@@ -47,7 +86,8 @@ def first_round(run: RunContext) -> Stills:
     for shot, parts in plan.truncated_prompts.items():
         logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
     references = {
-        shot.id: (upload_input(board.project, str(run.base_dir / shot.reference.image)),
+        shot.id: (upload_input(board.project, shot.reference.image,
+                                 run.base_dir and str(run.base_dir)),
                   shot.reference.strength)
         for shot in board.shots
         if shot.reference and any(job.shot == shot.id for job in plan.images)
@@ -76,7 +116,11 @@ def render_all(run: RunContext, stills: Stills, shots: list[str]) -> None:
 
 
 def review_images(
-    run: RunContext, stills: Stills, round_: int, quality_threshold: float
+    run: RunContext,
+    stills: Stills,
+    round_: int,
+    quality_threshold: float,
+    identity_threshold: float = IDENTITY_THRESHOLD,
 ) -> dict[str, str]:
     """One round of the images gate; returns the rejected shots with their notes."""
     variants = stills.variants
@@ -84,7 +128,13 @@ def review_images(
         scores = score_variants(variants, run.board.style.palette)
     else:  # unattended: nobody reads review material before the next stage
         scores = {shot: [0.0] * len(keys) for shot, keys in variants.items()}
-    best = {shot: max(range(len(s)), key=s.__getitem__) for shot, s in scores.items()}
+    stills.identity = score_identity(stills.jobs, variants, run.clip_model)
+    off_model = identity_failures(stills.identity, identity_threshold)
+    if off_model:
+        get_run_logger().warning(
+            "images gate: identity under threshold: %s", "; ".join(off_model.values())
+        )
+    best = pick_by_identity(scores, stills.identity, identity_threshold)
     first_choice = best if run.policy == "quality-gate" else dict.fromkeys(stills.jobs, 0)
     description = ""
     if run.attended:
@@ -92,13 +142,16 @@ def review_images(
         diffs = {shot: d[-1] for shot, d in stills.prompt_diffs.items()}
         zh = zh_prompts(prompts, run.llm_endpoint)
         description = images_review(run.board.project, variants, prompts, scores, diffs, zh)
+        if off_model:
+            description += "\n**Identity under threshold:** " + "; ".join(off_model.values())
+        description += "\n" + identity_markdown(stills.identity, identity_threshold)
     answer, record = wait_for_review(
         "images",
         round_,
         ImagesReview,
         description=description,
         policy=run.policy,
-        checks_passed=all(max(s) >= quality_threshold for s in scores.values()),
+        checks_passed=all(max(s) >= quality_threshold for s in scores.values()) and not off_model,
         picks=first_choice | stills.picks,
     )
     run.approvals.append(record)

@@ -7,8 +7,6 @@ every clip's length, so the edit never stretches a shot by freezing its last fra
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flows.stages.run import RunContext
 from reelflow.render.jobs import cut_plan, lora_names, music_job
 from tasks.edit import snap_to_music, upload_input
@@ -27,6 +25,7 @@ def plan_timing(run: RunContext) -> None:
     run.durations = [duration for duration, _, _ in cut_plan(board, "storyboard")]
     if board.music is None:
         return
-    run.music_key = upload_input(board.project, str(run.base_dir / Path(board.music.path)))
+    run.music_key = upload_input(board.project, board.music.path,
+                                     run.base_dir and str(run.base_dir))
     if board.music.snap_cuts:
         run.durations = snap_to_music(music_job(board, run.music_key, run.durations))

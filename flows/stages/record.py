@@ -10,6 +10,7 @@ from flows.stages.clips import Clips
 from flows.stages.delivery import Delivery
 from flows.stages.images import Stills
 from flows.stages.run import RunContext
+from reelflow.render.edit import edit_trims
 from reelflow.render.manifest import RunManifest
 from reelflow.store import keys
 from tasks.common import get_store
@@ -63,6 +64,9 @@ def record_run(run: RunContext, stills: Stills, clips: Clips, delivery: Delivery
         music_key=run.music_key,
         edit_durations=delivery.durations,
         duration=board.duration,
+        characters=run.characters,
+        identity=stills.identity.model_dump(mode="json") if stills.identity else {},
+        trims=edit_trims(store, delivery.edit_key),
     )
     parents = [*run.storyboard_keys, delivery.master_key, *delivery.versions.values()]
     manifest_key = store.put_json(

@@ -13,9 +13,11 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
+from reelflow.render.identity import default_clip_model
 from reelflow.render.profiles import RenderProfile, get_profile
 from reelflow.script.camera import propose_camera
-from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from reelflow.storyboard import Storyboard
+from reelflow.storyboard.characters import resolve_cast
 from tasks.common import get_store
 from tasks.review import publish_storyboard
 
@@ -23,7 +25,7 @@ from tasks.review import publish_storyboard
 @dataclass
 class RunContext:
     board: Storyboard
-    base_dir: Path  # where the storyboard's relative file references resolve
+    base_dir: Path | None  # where its file references resolve; None: from the bucket
     profile_name: str
     profile: RenderProfile
     policy: Approval
@@ -36,6 +38,8 @@ class RunContext:
     music_key: str | None = None  # the storyboard's music, stored by content
     progress_id: object | None = None
     steps_total: int = 1
+    characters: dict[str, str] = field(default_factory=dict)  # library character -> version
+    clip_model: str | None = None  # local CLIP model for identity checks (else perceptual)
 
     @property
     def attended(self) -> bool:
@@ -61,15 +65,13 @@ class RunContext:
         update_progress_artifact(self.progress_id, 100.0 * share)
 
 
-def read_storyboard(source: str) -> tuple[Storyboard, Path]:
-    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself."""
-    if source.startswith("s3://"):
-        key = source.split("/", 3)[3]
-        return parse_storyboard(get_store().get_bytes(key).decode(), source=source), Path.cwd()
-    if "\n" in source or source.lstrip().startswith("{"):
-        return parse_storyboard(source, source="<inline>"), Path.cwd()
-    path = Path(source)
-    return load_storyboard(path), path.resolve().parent
+def read_storyboard(source: str) -> tuple[Storyboard, Path | None]:
+    """A path on disk, an s3://bucket/key in the store, or the storyboard's YAML/JSON itself;
+    checked by the core (limits, file confinement, existence) before any work starts. The
+    folder is None for a storyboard from the bucket: it names project keys, not local files."""
+    from reelflow.storyboard.sources import read_storyboard as read
+
+    return read(source, get_store())
 
 
 def start_run(
@@ -89,6 +91,9 @@ def start_run(
         render_profile = VideoModel.load(video_model).apply(render_profile)
     board, base_dir = read_storyboard(storyboard)
     board = with_camera_language(board)
+    # Library characters complete the storyboard (one-line InputError if one is missing) and
+    # version the jobs of exactly the shots they appear in.
+    board, characters = resolve_cast(board, get_store())
     run = RunContext(
         board=board,
         base_dir=base_dir,
@@ -97,6 +102,8 @@ def start_run(
         policy=policy,
         llm_endpoint=llm_endpoint,
         fan_out=fan_out,
+        characters=characters,
+        clip_model=default_clip_model(),
     )
     run.publish(board)
     return run

@@ -29,7 +29,7 @@ from reelflow.editing.assemble import AssemblyClip
 from reelflow.media.ffmpeg import PathLike, run
 from reelflow.media.probe import probe
 
-__all__ = ["Interval", "WasteReport", "detect_waste", "trim_clip"]
+__all__ = ["Interval", "Trim", "WasteReport", "detect_waste", "trim_clip", "trim_for_shot"]
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +153,65 @@ def trim_clip(clip: AssemblyClip, report: WasteReport) -> AssemblyClip:
             else min(clip.out_point, report.out_point),
         }
     )
+
+
+@dataclass(frozen=True)
+class Trim:
+    """What the edit cut from one shot's clip, for the manifest: seconds of source trimmed at
+    the head and tail, what was kept, and how long the last frame is held to fill the shot."""
+
+    shot: str
+    head: float
+    tail: float
+    source: float
+    kept: float
+    held: float
+    found: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "head": round(self.head, 4),
+            "tail": round(self.tail, 4),
+            "source": round(self.source, 4),
+            "kept": round(self.kept, 4),
+            "held": round(self.held, 4),
+            "found": list(self.found),
+        }
+
+
+STILL_SHOT = 0.9
+"""A freeze covering this fraction of a clip is a still shot by design (a static animatic),
+not waste: such clips are left alone."""
+
+
+def trim_for_shot(
+    shot: str, clip: AssemblyClip, *, max_trim: float = 1.0
+) -> tuple[AssemblyClip, Trim | None]:
+    """``clip`` trimmed past its head/tail waste (bounded by ``max_trim`` per side), and the
+    trim made (None when nothing was cut).
+
+    The shot keeps its storyboard ``duration`` in the film whatever is cut: when the kept
+    source is shorter, the assembler holds its last frame (``tpad``), so the film's length
+    never changes. A clip that is one long freeze is a still shot and is not trimmed.
+    """
+    report = detect_waste(clip.path, max_trim=max_trim)
+    if any(
+        i.kind == "freeze" and i.end - i.start >= STILL_SHOT * report.duration
+        for i in report.intervals
+    ):
+        log.info("waste %s: a still shot (one freeze), not trimmed", clip.path.name)
+        return clip, None
+    if report.head <= 0 and report.tail <= 0:
+        return clip, None
+    trimmed = trim_clip(clip, report)
+    kept = (trimmed.out_point or report.duration) - trimmed.in_point
+    trim = Trim(
+        shot=shot,
+        head=report.head,
+        tail=report.tail,
+        source=report.duration,
+        kept=kept,
+        held=max(0.0, clip.duration - kept),
+        found=tuple(f"{i.kind} {i.start:.3f}-{i.end:.3f}" for i in report.intervals),
+    )
+    return trimmed, trim

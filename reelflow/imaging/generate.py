@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reelflow.errors import StageError
 from reelflow.imaging.checks import is_blank
+from reelflow.imaging.ip_adapter import IPAdapterSpec, ip_adapter_loaded
 from reelflow.imaging.models import LoraSpec, ModelSource
 from reelflow.imaging.pipelines import PipelineCache, apply_loras, get_pipeline_cache
 
@@ -58,6 +59,7 @@ class ImageSpec(BaseModel):
     guidance: float = Field(7.0, ge=0.0, le=50.0)
     model: ModelSource
     loras: list[LoraSpec] = []
+    ip_adapter: IPAdapterSpec | None = None  # needs the conditioning image at call time
     shot: str | None = None
 
     @field_validator("width", "height")
@@ -111,14 +113,30 @@ def _to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8))
 
 
-def _single(pipe: Any, spec: ImageSpec, cache: PipelineCache, **kwargs: Any) -> Image.Image:
-    """Run one image with the spec's LoRAs and seed; a blank result is an error, not retried.
+def _ip_kwargs(spec: ImageSpec, image: Image.Image | None) -> dict[str, Any]:
+    """`ip_adapter_image` when the spec asks for IP-Adapter conditioning (then it is required)."""
+    if spec.ip_adapter is None:
+        return {}
+    if image is None:
+        raise ValueError(f"{spec.label()}: IP-Adapter {spec.ip_adapter.path} needs an image")
+    return {"ip_adapter_image": image.convert("RGB")}
+
+
+def _single(
+    pipe: Any,
+    spec: ImageSpec,
+    cache: PipelineCache,
+    ip_adapter_image: Image.Image | None = None,
+    **kwargs: Any,
+) -> Image.Image:
+    """Run one image with the spec's LoRAs (and IP-Adapter) and seed; a blank result is an
+    error, not retried.
 
     Retrying with another seed would silently change what the spec hash promises.
     """
-    with cache.lock(spec.model):
+    with cache.lock(spec.model), ip_adapter_loaded(pipe, spec.ip_adapter):
         apply_loras(pipe, spec.loras)
-        call = _text_kwargs(spec) | kwargs
+        call = _text_kwargs(spec) | _ip_kwargs(spec, ip_adapter_image) | kwargs
         array = pipe(**call, generator=_generators([spec.seed]), output_type="np").images[0]
     if is_blank(array):
         raise BlankImageError(f"{spec.label()}: {type(pipe).__name__} returned a blank image")
@@ -178,6 +196,7 @@ def generate_variants(
     batch_size: int = 4,
     max_retries: int = 3,
     cache: PipelineCache | None = None,
+    ip_adapter_image: Image.Image | None = None,
 ) -> list[tuple[int, Image.Image]]:
     """`count` variants of `spec` with seeds spec.seed + i, as (seed, image) pairs.
 
@@ -189,6 +208,7 @@ def generate_variants(
         raise ValueError("count must be at least 1")
     cache = cache or get_pipeline_cache()
     pipe = cache.text2image(spec.model)
+    conditioning = _ip_kwargs(spec, ip_adapter_image)
 
     def render(seeds: list[int]) -> list[np.ndarray]:
         arrays: list[np.ndarray] = []
@@ -196,6 +216,7 @@ def generate_variants(
             chunk = seeds[start : start + batch_size]
             result = pipe(
                 **_text_kwargs(spec, len(chunk)),
+                **conditioning,
                 width=spec.width,
                 height=spec.height,
                 generator=_generators(chunk),
@@ -204,7 +225,7 @@ def generate_variants(
             arrays.extend(result.images)
         return arrays
 
-    with cache.lock(spec.model):
+    with cache.lock(spec.model), ip_adapter_loaded(pipe, spec.ip_adapter):
         apply_loras(pipe, spec.loras)
         seeds = [spec.seed + i for i in range(count)]
         results = render_with_retries(render, seeds, max_retries, spec.label())
@@ -255,6 +276,7 @@ def img2img_from_reference(
     strength: float = 0.6,
     *,
     cache: PipelineCache | None = None,
+    ip_adapter_image: Image.Image | None = None,
 ) -> Image.Image:
     """A new image that keeps a reference's layout and colours (e.g. a sketch or a previous shot).
 
@@ -268,6 +290,7 @@ def img2img_from_reference(
         pipe,
         spec,
         cache,
+        ip_adapter_image,
         image=init,
         strength=strength,
         num_inference_steps=_steps_for_strength(spec.steps, strength),

@@ -15,7 +15,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     from reelflow.motion.backends import ClipRequest
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     backend = _backend(job.backend, job.backend_options)
     with scratch() as tmp:

@@ -8,29 +8,40 @@ from pathlib import Path
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
 from reelflow.store import keys
-from reelflow.store.artifacts import ArtifactStore, Lineage
+from reelflow.store.artifacts import ArtifactStore, Lineage, ObjectNotFound
 
 log = logging.getLogger("reelflow.render")
 
 
+MAX_TRIM = 1.0
+"""Seconds of waste the edit may cut from each end of a clip (see editing/waste.py)."""
+
+
 def assemble_film(store: ArtifactStore, job: EditJob) -> str:
+    """The clips in order at their shots' durations, black/frozen heads and tails trimmed
+    (shots with `trim_waste` on); the trims go into the film's lineage (`edit_trims`)."""
     from reelflow.editing.assemble import AssemblyClip, assemble
+    from reelflow.editing.waste import trim_for_shot
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
+    trims: dict[str, dict[str, object]] = {}
     with scratch() as tmp:
         clips = []
         for index, clip in enumerate(job.clips):
             path = store.get_file(clip.key, tmp / f"{index:03d}-{clip.shot}.mp4")
-            clips.append(
-                AssemblyClip(
-                    path=path,
-                    duration=clip.duration,
-                    transition=clip.transition if index else "cut",
-                    transition_duration=clip.transition_duration if index else 0.0,
-                )
+            placed = AssemblyClip(
+                path=path,
+                duration=clip.duration,
+                transition=clip.transition if index else "cut",
+                transition_duration=clip.transition_duration if index else 0.0,
             )
+            if clip.trim_waste and _generated(store, clip.key):
+                placed, trim = trim_for_shot(clip.shot, placed, max_trim=MAX_TRIM)
+                if trim is not None:
+                    trims[clip.shot] = trim.as_dict()
+            clips.append(placed)
         out = assemble(
             clips, tmp / "film.mp4", width=job.width, height=job.height, fps=job.fps, crf=job.crf
         )
@@ -38,16 +49,45 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
             key,
             out,
             "video/mp4",
-            lineage_of("edit", job, [clip.key for clip in job.clips]),
+            lineage_of("edit", job, [clip.key for clip in job.clips], {"trims": trims}),
         )
     return key
+
+
+UNTRIMMED_BACKENDS = {"animatic", "morph"}
+"""Backends whose motion is designed, not generated: an eased camera move starts slowly on
+purpose, and is not waste."""
+
+
+def _generated(store: ArtifactStore, key: str) -> bool:
+    """Whether a clip came from a generative backend (or from somewhere unknown)."""
+    try:
+        lineage = store.lineage(key)
+    except ObjectNotFound:
+        return True
+    backend = lineage.extra.get("backend") or lineage.spec.get("backend")
+    return backend not in UNTRIMMED_BACKENDS
+
+
+def edit_trims(store: ArtifactStore, key: str) -> dict[str, dict[str, object]]:
+    """shot -> waste trimmed, read from an edit's lineage; follows a mastered film or a
+    version back to the assembly it was made from."""
+    for _ in range(4):
+        lineage = store.lineage(key)
+        if "trims" in lineage.extra:
+            return dict(lineage.extra["trims"])
+        edits = [p for p in lineage.parents if "/edits/" in p]
+        if lineage.kind != "edit" or not edits:
+            break
+        key = edits[0]
+    return {}
 
 
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     from reelflow.editing.cover import make_cover as render_cover
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         film = store.get_file(job.source_key, tmp / "film.mp4")
@@ -62,10 +102,24 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     return key
 
 
-def store_input(store: ArtifactStore, project: str, path: Path) -> str:
-    """Upload a file the storyboard brings in (music), once per content."""
+def store_input(store: ArtifactStore, project: str, ref: str, base_dir: Path | None) -> str:
+    """The key of a file the storyboard brings in (music, a reference image), stored once per
+    content. A local file must lie inside the storyboard's folder (or REELFLOW_ALLOWED_DIRS);
+    a storyboard from the bucket (`base_dir` None) names an object under its project instead."""
     import hashlib
 
+    from reelflow.errors import InputError
+    from reelflow.storyboard.files import bucket_key, resolve_local
+
+    try:
+        if base_dir is None:
+            key = bucket_key(ref, project, store.bucket)
+            if not store.exists(key):
+                raise ValueError(f"{ref!r}: no such object in the bucket")
+            return key
+        path = resolve_local(ref, base_dir, must_exist=True)
+    except ValueError as exc:
+        raise InputError(f"storyboard file reference: {exc}") from None
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -103,7 +157,7 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
     from reelflow.editing.audio import mux_music
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         film = store.get_file(job.edit_key, tmp / "edit.mp4")
@@ -128,7 +182,7 @@ def export_version(store: ArtifactStore, job: VersionJob) -> str:
 
     export = job.export
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         current = store.get_file(job.master_key, tmp / "master.mp4")

@@ -4,12 +4,16 @@ names its output, so an object already in the bucket is returned, not recomputed
 
 from __future__ import annotations
 
+import logging
+
 from PIL import Image
 
 from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
-from reelflow.render.models import image_spec
+from reelflow.render.models import image_spec, ip_adapter_spec
 from reelflow.store.artifacts import ArtifactStore, Lineage
+
+log = logging.getLogger("reelflow.render")
 
 
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
@@ -17,9 +21,13 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     from reelflow.imaging.generate import generate_variants
 
     wanted = job.variant_keys()
-    if all(store.exists(key) for key in wanted):
+    if all(store.complete(key) for key in wanted):
         return wanted
     spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
+    condition = None
+    if job.ip_adapter:  # feature lock: the character's reference conditions every variant
+        spec = spec.model_copy(update={"ip_adapter": ip_adapter_spec(job.ip_adapter)})
+        condition = load_image(store, job.ip_adapter.image)
     if job.reference:  # keep the reference's composition: each variant is img2img from it
         from reelflow.imaging.generate import img2img_from_reference
 
@@ -28,14 +36,25 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             (
                 seed,
                 img2img_from_reference(
-                    reference, spec.model_copy(update={"seed": seed}), job.reference_strength
+                    reference,
+                    spec.model_copy(update={"seed": seed}),
+                    job.reference_strength,
+                    ip_adapter_image=condition,
                 ),
             )
             for seed in range(job.seed, job.seed + job.variants)
         ]
     else:
-        results = generate_variants(spec, job.variants)
+        results = generate_variants(spec, job.variants, ip_adapter_image=condition)
+    identity = _identity_scorer(store, job)
     for index, (seed, image) in enumerate(results):
+        extra = {"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt}
+        if job.characters:
+            extra["characters"] = job.characters
+        if identity is not None:
+            extra["identity"] = identity(image)
+        if job.ip_adapter:
+            extra["ip_adapter"] = job.ip_adapter.model_dump(mode="json")
         store.put_bytes(
             wanted[index],
             png_bytes(image),
@@ -44,11 +63,36 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
                 kind="image",
                 spec=job.model_dump(mode="json"),
                 spec_hash=job.spec_hash(),
-                extra={"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt},
-                parents=[job.reference] if job.reference else [],
+                extra=extra,
+                parents=[k for k in (job.reference, job.ip_adapter and job.ip_adapter.image) if k],
             ),
         )
     return wanted
+
+
+def _identity_scorer(store: ArtifactStore, job: ImageJob):
+    """Scores a variant against the shot's characters for its lineage (None: no references).
+
+    A check that cannot run (a reference gone from the bucket) is logged, never fatal: the
+    review scores the variants again and says so."""
+    if not job.character_refs:
+        return None
+    from reelflow.render.identity import (
+        default_clip_model,
+        identity_lineage,
+        identity_method,
+        load_references,
+        score_image,
+    )
+
+    model = default_clip_model()
+    try:
+        references = load_references(store, job)
+    except Exception as exc:  # noqa: BLE001 - the images themselves must still be stored
+        log.warning("identity check skipped for %s: %s", job.shot, exc)
+        return None
+    method = identity_method(model)
+    return lambda image: identity_lineage(score_image(image, references, model), method)
 
 
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
@@ -56,7 +100,7 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     from reelflow.imaging.generate import hires_fix as refine
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     image = load_image(store, job.variant_key)
     base = job.image
@@ -85,7 +129,7 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     from reelflow.imaging.generate import inpaint, outpaint
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     image = load_image(store, job.source_key)
     base = job.image
@@ -130,7 +174,7 @@ def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     from reelflow.media.frames import extract_frame
 
     key = job.output_key()
-    if store.exists(key):
+    if store.complete(key):
         return key
     with scratch() as tmp:
         clip = store.get_file(job.clip_key, tmp / "clip.mp4")

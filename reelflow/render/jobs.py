@@ -12,8 +12,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from reelflow.errors import InputError
 from reelflow.render.profiles import RenderProfile
 from reelflow.store import keys
 from reelflow.store.keys import spec_hash
@@ -61,6 +62,16 @@ class LoraChoice(BaseModel):
     weight: float
 
 
+class IPAdapterChoice(BaseModel):
+    """Feature lock: `image` (a character's reference, an object key) conditions the shot
+    through the IP-Adapter at `path` (`@models/...` or a local path) at `scale`."""
+
+    path: str
+    scale: float
+    image: str
+    character: str
+
+
 class ImageJob(Job):
     """K variants of one shot's still."""
 
@@ -79,6 +90,11 @@ class ImageJob(Job):
     variants: int
     reference: str | None = None  # object key of a reference image ("keep this composition")
     reference_strength: float = 0.6
+    # library characters in the shot: name -> version (a changed character re-renders exactly
+    # its shots) and name -> reference image keys (identity checks, IP-Adapter)
+    characters: dict[str, str] = {}
+    character_refs: dict[str, list[str]] = {}
+    ip_adapter: IPAdapterChoice | None = None
 
     def variant_keys(self) -> list[str]:
         """Variant i (seed + i) of this job, in variant order."""
@@ -163,6 +179,7 @@ class EditClip(BaseModel):
     duration: float
     transition: Transition
     transition_duration: float
+    trim_waste: bool = True  # the shot's `trim_waste`: cut black/frozen heads and tails
 
 
 class EditJob(Job):
@@ -193,12 +210,20 @@ class CoverJob(Job):
         return keys.cover_key(self.project, self.spec_hash())
 
 
+EXPORT_MAX_SIDE = 7680
+EXPORT_MAX_PIXELS = 7680 * 4320
+EXPORT_FPS = (1, 120)
+
+
 class ExportSpec(BaseModel):
     """One delivered version of the film: framing, codec, frame rate, size, captions."""
 
+    model_config = ConfigDict(extra="forbid")
+
     aspect: Literal["16:9", "9:16", "1:1"] = "16:9"
     codec: Literal["h264", "h265", "av1"] = "h264"
-    fps: int | None = Field(None, description="interpolate to this frame rate (e.g. 60)")
+    fps: int | None = Field(None, ge=EXPORT_FPS[0], le=EXPORT_FPS[1],
+                            description="interpolate to this frame rate (e.g. 60)")
     size: tuple[int, int] | None = Field(None, description="upscale to (width, height)")
     denoise: Literal["hqdn3d", "nlmeans"] | None = None
     captions: Literal["burn", "soft", "none"] = "burn"
@@ -206,6 +231,29 @@ class ExportSpec(BaseModel):
         "storyboard",
         description="fast: shots trimmed to 60% with hard cuts; slow: long dissolves between shots",
     )
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        if size is None:
+            return None
+        width, height = size
+        for side in (width, height):
+            if not 64 <= side <= EXPORT_MAX_SIDE:
+                raise ValueError(f"{width}x{height}: each side must be 64..{EXPORT_MAX_SIDE}")
+            if side % 2:
+                raise ValueError(f"{width}x{height}: sides must be even (H.264 needs even sizes)")
+        if width * height > EXPORT_MAX_PIXELS:
+            raise ValueError(f"{width}x{height}: more than {EXPORT_MAX_PIXELS} pixels (8K)")
+        return size
+
+    @model_validator(mode="after")
+    def _size_fits_aspect(self) -> ExportSpec:
+        if self.size is not None:
+            a, b = (int(part) for part in self.aspect.split(":"))
+            if abs(self.size[0] / self.size[1] - a / b) / (a / b) > 0.02:
+                raise ValueError(f"size {self.size[0]}x{self.size[1]} is not {self.aspect}")
+        return self
 
     @property
     def name(self) -> str:
@@ -293,6 +341,43 @@ class VersionJob(Job):
         return keys.edit_key(self.project, f"{self.spec_hash()}-{self.export.name}")
 
 
+def parse_export(text: str) -> ExportSpec:
+    """`9:16`, `16:9,codec=h265`, `16:9,fps=60`, `16:9,size=3840x2160,captions=soft`: the
+    `--export` option; InputError naming the option for anything else."""
+    where = f"--export {text[:80]!r}"
+    aspect, *options = [part.strip() for part in text.split(",")]
+    fields: dict[str, object] = {"aspect": aspect}
+    for option in options:
+        name, sep, value = option.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise InputError(f"{where}: expected NAME=VALUE, got {option!r}")
+        if name not in ExportSpec.model_fields or name == "aspect":
+            known = ", ".join(n for n in ExportSpec.model_fields if n != "aspect")
+            raise InputError(f"{where}: unknown option {name!r} (known: {known})")
+        if name in fields:
+            raise InputError(f"{where}: option {name} given twice")
+        if name == "size":
+            width, x, height = value.lower().partition("x")
+            if not (x and width.isdigit() and height.isdigit()):
+                raise InputError(f"{where}: size must be WIDTHxHEIGHT in pixels, got {value!r}")
+            fields["size"] = (int(width), int(height))
+        elif name == "fps":
+            if not value.isdigit():
+                raise InputError(f"{where}: fps must be a whole number "
+                                 f"{EXPORT_FPS[0]}..{EXPORT_FPS[1]}, got {value!r}")
+            fields["fps"] = int(value)
+        else:
+            fields[name] = value
+    try:
+        return ExportSpec.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "size"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{where}: {field}: {message}") from None
+
+
 # -- building jobs ---------------------------------------------------------------------------
 
 
@@ -324,13 +409,26 @@ def _guess_family(model: str) -> Literal["sd15", "sdxl", "flux"]:
     return "sd15"
 
 
-def lora_choices(refs: list[LoraRef], profile: RenderProfile, base_dir: Path) -> list[LoraChoice]:
+def lora_choices(
+    refs: list[LoraRef], profile: RenderProfile, base_dir: Path | None
+) -> list[LoraChoice]:
+    """LoRA files for a job; a storyboard's own paths stay inside its folder (see
+    storyboard/files.py); a storyboard from the bucket (`base_dir` None) names files in the
+    renderer's models folder."""
+    from reelflow.errors import InputError
+    from reelflow.storyboard.files import in_models_folder, resolve_local
+
     out: list[LoraChoice] = []
     for ref in refs:
-        if profile.tiny_loras:
-            path = f"{MODELS_PREFIX}loras/{ref.name}.safetensors"
-        else:
-            path = str(Path(ref.path) if Path(ref.path).is_absolute() else base_dir / ref.path)
+        try:
+            if profile.tiny_loras:
+                path = f"{MODELS_PREFIX}loras/{ref.name}.safetensors"
+            elif base_dir is None:  # a storyboard from the bucket: the models folder only
+                path = in_models_folder(ref.path)
+            else:
+                path = str(resolve_local(ref.path, base_dir, must_exist=False))
+        except ValueError as exc:
+            raise InputError(f"lora {ref.name}: {exc}") from None
         out.append(LoraChoice(name=ref.name, path=path, weight=ref.weight))
     return out
 
@@ -368,7 +466,7 @@ def image_job(
     shot: Shot,
     profile: RenderProfile,
     *,
-    base_dir: Path = Path("."),
+    base_dir: Path | None = Path("."),
     notes: list[str] | None = None,
     round_: int = 0,
 ) -> ImageJob:
@@ -389,7 +487,39 @@ def image_job(
         model=model,
         loras=lora_choices(shot_loras(storyboard, shot), profile, base_dir),
         variants=profile.variants or style.variants,
+        **shot_characters(storyboard, shot),
+        ip_adapter=ip_adapter_choice(storyboard, shot, profile),
     )
+
+
+def ip_adapter_choice(
+    storyboard: Storyboard, shot: Shot, profile: RenderProfile
+) -> IPAdapterChoice | None:
+    """The shot's first character with reference images locks its features through the
+    profile's IP-Adapter (its first reference, at the character's scale); None without one."""
+    if not profile.ip_adapter:
+        return None
+    path = f"{MODELS_PREFIX}tiny-ip-adapter" if profile.ip_adapter == "tiny" else profile.ip_adapter
+    for name in shot.characters:
+        character = storyboard.character(name)
+        if character.reference_images and character.ip_adapter_scale > 0:
+            return IPAdapterChoice(
+                path=path,
+                scale=character.ip_adapter_scale,
+                image=character.reference_images[0],
+                character=name,
+            )
+    return None
+
+
+def shot_characters(storyboard: Storyboard, shot: Shot) -> dict[str, Any]:
+    """The ImageJob fields naming the shot's characters: versions (set when the storyboard was
+    resolved against the library) and reference image keys."""
+    cast = [storyboard.character(name) for name in shot.characters]
+    return {
+        "characters": {c.name: c.version for c in cast if c.version},
+        "character_refs": {c.name: list(c.reference_images) for c in cast if c.reference_images},
+    }
 
 
 def hires_job(job: ImageJob, variant_key: str, variant: int, profile: RenderProfile) -> HiresJob:
@@ -420,7 +550,7 @@ def frame_job(
     profile: RenderProfile,
     clip_key: str,
     *,
-    base_dir: Path = Path("."),
+    base_dir: Path | None = Path("."),
 ) -> FrameJob:
     """The frame `shot` takes from `ref.shot`'s clip (`clip_key`), restyled if the ref asks."""
     style = storyboard.style
@@ -542,7 +672,7 @@ class RenderPlan(BaseModel):
 
 
 def plan_render(
-    storyboard: Storyboard, profile: RenderProfile, *, base_dir: Path = Path(".")
+    storyboard: Storyboard, profile: RenderProfile, *, base_dir: Path | None = Path(".")
 ) -> RenderPlan:
     images, truncated = [], {}
     family = model_choice(storyboard, profile).family
@@ -574,6 +704,7 @@ def edit_job(
                 duration=duration,
                 transition=transition,
                 transition_duration=length,
+                trim_waste=shot.trim_waste,
             )
             for shot, (duration, transition, length) in zip(storyboard.shots, cut, strict=True)
         ],

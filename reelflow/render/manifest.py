@@ -43,3 +43,6 @@ class RunManifest(BaseModel):
     duration: float
     code_version: str = CODE_VERSION
     llm_usage: dict[str, int] = {}
+    characters: dict[str, str] = {}  # library character -> version rendered with
+    identity: dict[str, Any] = {}  # {"method": ..., "scores": {shot: [per variant]}}
+    trims: dict[str, dict[str, Any]] = {}  # shot -> waste trimmed by the edit (see edit_trims)

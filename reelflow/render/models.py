@@ -4,8 +4,10 @@ translation of a job's model/LoRA choice into what imaging loads."""
 from __future__ import annotations
 
 from reelflow.render.jobs import (
+    MODELS_PREFIX,
     FrameJob,
     ImageJob,
+    IPAdapterChoice,
     LoraChoice,
     ModelChoice,
     models_dir,
@@ -58,6 +60,19 @@ def image_spec(job: ImageJob | FrameJob, *, prompt: str, width: int, height: int
         loras=[lora_spec(lora) for lora in job.loras],
         shot=job.shot,
     )
+
+
+def ip_adapter_spec(choice: IPAdapterChoice):
+    """What imaging loads for the job's IP-Adapter; the tiny one is built on first use (it
+    is shaped after the tiny SD model, which exists by then)."""
+    from reelflow.imaging.ip_adapter import IPAdapterSpec
+
+    path = resolve_model_path(choice.path)
+    if choice.path == f"{MODELS_PREFIX}tiny-ip-adapter":
+        from reelflow.imaging.ip_adapter import build_tiny_ip_adapter
+
+        build_tiny_ip_adapter(models_dir() / "tiny-sd", path)
+    return IPAdapterSpec(path=path, scale=choice.scale)
 
 
 def model_source(model: ModelChoice):

@@ -33,6 +33,11 @@ class RenderProfile(BaseModel):
         description="replace the storyboard's LoRA files by tiny ones that fit the tiny model",
     )
     controlnet: str | None = Field(None, description="ControlNet Canny model; 'tiny' for demo")
+    ip_adapter: str | None = Field(
+        None,
+        description="IP-Adapter (folder or weights file) that conditions every shot with its "
+        "characters' reference images; 'tiny' builds one for the tiny model",
+    )
     video_backend: str = "animatic"
     video_model: str | None = Field(
         None, description="model of a generative video backend; 'tiny-ltx'/'tiny-wan' for tests"
@@ -64,6 +69,7 @@ PROFILES: dict[str, RenderProfile] = {
         steps=4,
         tiny_loras=True,
         controlnet="tiny",
+        ip_adapter="tiny",
     ),
     "test": RenderProfile(
         name="test",

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from reelflow.llm import ChatClient, Usage
@@ -176,13 +175,17 @@ def rounds_key(project: str, run_id: str) -> str:
 
 def load_brief(path: str | Path) -> Brief:
     """A brief from a YAML or JSON file; a ValueError names the file and each bad field."""
+    from reelflow.storyboard import yamlsafe
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:  # the bounded reader: size, alias expansion, depth, duplicate keys, UTF-8
+        with path.open("rb") as fh:
+            data, _ = yamlsafe.load(yamlsafe.decode(fh.read(yamlsafe.MAX_BYTES + 1), path.name),
+                                    path.name)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except yamlsafe.YamlLimitError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a brief is a mapping (subjects, scenes, mood, shots, ...)")
     try:
@@ -211,7 +214,7 @@ def calibrate_stored(
 
     spec = calibration_spec(storyboard_key, info)
     report_key, png_key = calibration_key(storyboard_key, spec), curve_key(storyboard_key, spec)
-    if store.exists(report_key) and store.exists(png_key):
+    if store.complete(report_key) and store.complete(png_key):
         return Calibrated(storyboard_key=storyboard_key, report_key=report_key, curve_key=png_key)
     board = store.get_json(storyboard_key, Storyboard)
     report = calibrate(board, client)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from reelflow.store.keys import (
 from reelflow.store.settings import S3Settings
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("reelflow.store")
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 """Multipart part size: files above it upload in parts; at most ~3 parts are held in memory."""
@@ -128,29 +130,72 @@ def _safe_code(err: BaseException) -> str:
     return type(err).__name__
 
 
+class _LoggedRetry(urllib3.Retry):
+    """urllib3's retry, saying in the log what is retried and why (a hung or restarting S3
+    shows up as warnings, not as silence)."""
+
+    def increment(self, method: str | None = None, url: str | None = None,  # type: ignore[override]
+                  response: Any = None, error: Exception | None = None, _pool: Any = None,
+                  _stacktrace: Any = None) -> urllib3.Retry:
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        status = getattr(response, "status", "?")
+        why = type(error).__name__ if error is not None else f"HTTP {status}"
+        path = (url or "").split("?", 1)[0]
+        log.warning("S3 %s %s: %s; retrying (%s retries left)", method, path, why, new.total)
+        return new
+
+
 class ArtifactStore:
-    """Typed, verified access to the artifact bucket. One minio client per instance."""
+    """Typed, verified access to the artifact bucket.
+
+    Timeouts are per operation: metadata and small objects use `small_timeout` (seconds: a hung
+    server is noticed in seconds, not minutes); transfers get a read timeout sized to the object
+    (`size / min_rate`, between `small_timeout * 3` and `read_timeout`). Each try that fails is
+    retried `retries` times with backoff, and logged."""
+
+    SMALL_OBJECT = 1 << 20
 
     def __init__(self, settings: S3Settings, *, part_size: int = DEFAULT_PART_SIZE,
-                 connect_timeout: float = 5.0, read_timeout: float = 300.0, retries: int = 3):
+                 connect_timeout: float = 5.0, read_timeout: float = 300.0, retries: int = 3,
+                 small_timeout: float = 10.0, min_rate: float = 1 << 20):
         self.settings = settings
         self.part_size = part_size
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.small_timeout = small_timeout
+        self.min_rate = min_rate
+        self.retries = retries
+        self.client = self._make_client(small_timeout)  # stat, sidecars, lists, small objects
+        self._bulk: dict[int, Minio] = {}
+        self._bucket_ready = False
+
+    def _make_client(self, read_timeout: float) -> Minio:
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            timeout=urllib3.Timeout(connect=min(self.connect_timeout, read_timeout),
+                                    read=read_timeout),
             maxsize=10,
-            retries=urllib3.Retry(
-                total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            retries=_LoggedRetry(
+                total=self.retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
             ),
         )
-        self.client = Minio(
-            settings.endpoint,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key.get_secret_value(),
-            secure=settings.secure,
-            region=settings.region,
+        return Minio(
+            self.settings.endpoint,
+            access_key=self.settings.access_key,
+            secret_key=self.settings.secret_key.get_secret_value(),
+            secure=self.settings.secure,
+            region=self.settings.region,
             http_client=http,
         )
-        self._bucket_ready = False
+
+    def client_for(self, size: int | None) -> Minio:
+        """The client whose read timeout fits an object of `size` bytes (None: unknown, large)."""
+        if size is not None and size <= self.SMALL_OBJECT:
+            return self.client
+        wanted = self.read_timeout if size is None else size / self.min_rate
+        timeout = int(min(self.read_timeout, max(3 * self.small_timeout, wanted)))
+        if timeout not in self._bulk:
+            self._bulk[timeout] = self._make_client(timeout)
+        return self._bulk[timeout]
 
     def __repr__(self) -> str:
         return f"ArtifactStore(endpoint={self.settings.endpoint!r}, bucket={self.bucket!r})"
@@ -231,6 +276,11 @@ class ArtifactStore:
         """True when both the object and its sidecar exist (an idempotent write can skip)."""
         return self.exists(key) and self.exists(sidecar_key(key))
 
+    def complete(self, key: str) -> bool:
+        """An artifact is there only with its sidecar: a crash between the two writes leaves an
+        object that reads as absent, so the produce step makes it again (and repairs it)."""
+        return self._complete(key)
+
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream",
                   lineage: Lineage | dict[str, Any] | None = None, *,
                   if_absent: bool = False, sidecar: bool = True) -> str:
@@ -251,7 +301,7 @@ class ArtifactStore:
         lin = self._make_lineage(key, lineage, sha256=hashlib.sha256(data).hexdigest(),
                                  size=len(data), content_type=content_type)
         with self._s3("put", key):  # the sha rides along, so a read needs one request
-            self.client.put_object(self.bucket, key, io.BytesIO(data), len(data),
+            self.client_for(len(data)).put_object(self.bucket, key, io.BytesIO(data), len(data),
                                    content_type=content_type, metadata={"sha256": lin.sha256})
         self._write_sidecar(key, lin)
         return key
@@ -270,8 +320,9 @@ class ArtifactStore:
         with path.open("rb") as fh:
             reader = _HashingReader(fh)
             with self._s3("put", key):
-                self.client.put_object(self.bucket, key, reader, size, content_type=content_type,
-                                       part_size=self.part_size, num_parallel_uploads=3)
+                self.client_for(min(size, self.part_size)).put_object(
+                    self.bucket, key, reader, size, content_type=content_type,
+                    part_size=self.part_size, num_parallel_uploads=3)
         if reader.size != size:
             raise StoreError(f"file {path} changed size while uploading to {key!r}", key=key)
         lin = self._make_lineage(key, lineage, sha256=reader.sha.hexdigest(), size=size,
@@ -323,7 +374,7 @@ class ArtifactStore:
         """Read an object whole (for small artifacts) and check its sha256 against the sidecar."""
         validate_key(key)
         with self._s3("get", key):
-            resp = self.client.get_object(self.bucket, key)
+            resp = self.client.get_object(self.bucket, key)  # small: the short timeout
             try:
                 data = resp.read()
                 expected = resp.headers.get("x-amz-meta-sha256")
@@ -352,7 +403,8 @@ class ArtifactStore:
         sha = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out, self._s3("get", key):
-                resp = self.client.get_object(self.bucket, key)
+                size = self.client.stat_object(self.bucket, key).size
+                resp = self.client_for(size).get_object(self.bucket, key)
                 try:
                     for chunk in resp.stream(_CHUNK):
                         sha.update(chunk)

@@ -13,7 +13,9 @@ it from the library, keeping whatever the storyboard did set explicitly.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -98,7 +100,7 @@ def add_character(
         log.warning("character %s: reference images %s are not in the library; pass them as "
                     "files to upload them", character.name, dropped)
     refs = sorted(set(existing) | set(kept) | set(keys))
-    record = character.model_copy(update={"reference_images": refs}, deep=True)
+    record = character.model_copy(update={"reference_images": refs, "version": ""}, deep=True)
     store.put_json(character_key(character.name, RECORD), record, {"kind": "character"})
     return record
 
@@ -146,3 +148,37 @@ def resolve_characters(storyboard: Storyboard, store: ArtifactStore) -> Storyboa
             f"characters {', '.join(missing)} have no description and are not in the library"
         )
     return storyboard.model_copy(update={"characters": characters}, deep=True)
+
+
+def character_version(store: ArtifactStore, character: Character) -> str:
+    """12 hex digits naming this state of a character: its record and its reference images'
+    bytes (their sha256, read from the sidecars, so no image is downloaded).
+
+    Re-adding a reference image under the same name with new pixels changes the version, and
+    with it the jobs (so the cache keys and object keys) of exactly the shots it appears in.
+    """
+    shas = []
+    for key in character.reference_images:
+        try:
+            shas.append(store.lineage(key).sha256)
+        except ObjectNotFound:
+            raise CharacterNotFound(
+                f"character {character.name!r}: reference image {key!r} is not in the bucket"
+            ) from None
+    record = character.model_dump(mode="json", exclude={"version"})
+    blob = json.dumps({"record": record, "images": shas}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def resolve_cast(storyboard: Storyboard, store: ArtifactStore) -> tuple[Storyboard, dict[str, str]]:
+    """The storyboard with its characters completed from the library and versioned, and the
+    versions by name: call once, before anything renders.
+
+    Raises `CharacterNotFound` (an `InputError`: one line, exit 2) for a character that is
+    neither described in the storyboard nor in the library, or whose reference images are
+    missing, so a bad name costs nothing.
+    """
+    resolved = resolve_characters(storyboard, store)
+    versions = {c.name: character_version(store, c) for c in resolved.characters}
+    characters = [c.model_copy(update={"version": versions[c.name]}) for c in resolved.characters]
+    return resolved.model_copy(update={"characters": characters}), versions

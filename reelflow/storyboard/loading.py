@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from reelflow.errors import InputError
+from reelflow.storyboard import yamlsafe
 from reelflow.storyboard.model import Storyboard
 
-_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 class StoryboardError(InputError, ValueError):
     """Every problem in a storyboard file, one line each: `file:line field.path: message`."""
@@ -20,28 +19,6 @@ class StoryboardError(InputError, ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-def _line_index(text: str) -> dict[tuple[Any, ...], int]:
-    """Map every field path in a YAML/JSON document to its 1-based line number."""
-    index: dict[tuple[Any, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
-        index[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = key_node.value
-                index[(*path, key)] = key_node.start_mark.line + 1
-                walk(value_node, (*path, key))
-                index[(*path, key)] = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
-        walk(root, ())
-    return index
 
 
 def _format_path(loc: tuple[Any, ...]) -> str:
@@ -62,6 +39,11 @@ def _message(error: dict[str, Any]) -> str:
         return f"must be >= {ctx['ge']:g}"
     if kind == "less_than_equal":
         return f"must be <= {ctx['le']:g}"
+    if kind in ("float_type", "int_type", "int_from_float"):
+        got = error.get("input")
+        shown = "true/false" if isinstance(got, bool) else type(got).__name__
+        what = "an integer" if kind != "float_type" else "a number"
+        return f"must be {what}, not {shown}"
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
@@ -71,24 +53,31 @@ def _message(error: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _error_location(error: dict[str, Any]) -> tuple[Any, ...]:
+    """The field path of an error; cross-reference checks carry theirs on the exception."""
+    loc = tuple(error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    extra = getattr(cause, "loc", None)
+    return (*loc, *extra) if extra else loc
+
+
 def parse_storyboard(text: str, source: str = "<storyboard>") -> Storyboard:
-    """Parse YAML or JSON text; raise StoryboardError with `source:line path: message` lines."""
+    """Parse YAML or JSON text; raise StoryboardError with `source:line path: message` lines.
+
+    The text is read with the bounded loader (size, alias expansion, depth, duplicate keys)."""
     try:
-        data = yaml.load(text, Loader=_FastLoader)  # libyaml when present: 8x on long boards
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise StoryboardError([f"{source}{line} (syntax): {problem}"]) from None
+        data, root = yamlsafe.load(text, source)
+    except yamlsafe.YamlLimitError as exc:
+        raise StoryboardError([str(exc)]) from None
     if not isinstance(data, dict):
         raise StoryboardError([f"{source}:1 (root): must be a mapping of storyboard fields"])
     try:
         return Storyboard.model_validate(data)
     except ValidationError as exc:
-        lines = _line_index(text)
+        lines = yamlsafe.line_index(root)
         problems = []
         for error in exc.errors():
-            loc = tuple(error["loc"])
+            loc = _error_location(error)
             # walk up until a path with a known line (missing keys have none of their own)
             probe = loc
             while probe and probe not in lines:
@@ -98,13 +87,30 @@ def parse_storyboard(text: str, source: str = "<storyboard>") -> Storyboard:
         raise StoryboardError(problems) from None
 
 
-def load_storyboard(path: str | Path) -> Storyboard:
+def decode_storyboard(data: bytes, source: str) -> str:
+    """Bytes from a file or the bucket as text: size-capped, UTF-8 or one line saying where."""
+    try:
+        return yamlsafe.decode(data, source)
+    except yamlsafe.YamlLimitError as exc:
+        raise StoryboardError([str(exc)]) from None
+
+
+def load_storyboard(path: str | Path, *, check_files: bool = True) -> Storyboard:
+    """A storyboard file, validated, with its local file references confined to its folder (or
+    REELFLOW_ALLOWED_DIRS) and present: a missing music file fails here, not minutes later."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data = fh.read(yamlsafe.MAX_BYTES + 1)
     except OSError as exc:
         raise StoryboardError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse_storyboard(text, source=path.name)
+    text = decode_storyboard(data, path.name)
+    storyboard = parse_storyboard(text, source=path.name)
+    if check_files:
+        from reelflow.storyboard.files import check_references
+
+        check_references(storyboard, text, path.name, base_dir=path.resolve().parent)
+    return storyboard
 
 
 def save_storyboard(storyboard: Storyboard, path: str | Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from typing import Annotated, Literal
 
 import yaml
@@ -17,6 +16,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -44,6 +45,21 @@ Transition = Literal[
     "cut", "crossfade", "dip-to-black", "wipe-left", "wipe-right", "slide-left", "slide-right"
 ]
 Sampler = Literal["euler", "euler-a", "dpm++", "ddim"]
+Aspect = Literal["16:9", "9:16", "1:1", "4:3", "21:9"]
+
+MAX_SHOTS = 500
+MAX_TOTAL_SECONDS = 3600.0
+ASPECT_TOLERANCE = 0.10
+"""width/height may differ from the declared aspect by this fraction (160x96 is "16:9")."""
+
+
+class RefError(ValueError):
+    """A cross-field problem that knows where it is: `loc` is the field path under the model,
+    so the loader points at the shot's line rather than the storyboard's first line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        self.loc = loc
+        super().__init__(message)
 
 
 class Strict(BaseModel):
@@ -57,7 +73,7 @@ class LoraRef(Strict):
 
     name: Slug
     path: str
-    weight: float = Field(1.0, ge=-4.0, le=4.0)
+    weight: StrictFloat = Field(1.0, ge=-4.0, le=4.0)
     trigger_words: list[str] = []
     role: Literal["subject", "scene", "detail", "style"] = "detail"
 
@@ -81,22 +97,34 @@ class StyleLock(Strict):
     model: str = "tiny-sd"
     loras: list[LoraRef] = []
     sampler: Sampler = "euler"
-    steps: int = Field(30, gt=0, le=200)
-    guidance: float = Field(7.0, ge=0.0, le=30.0)
-    width: int = Field(1536, ge=64, le=4096)
-    height: int = Field(864, ge=64, le=4096)
-    base_seed: int = Field(0, ge=0, lt=2**32)
-    variants: int = Field(3, ge=1, le=16)
+    steps: StrictInt = Field(30, gt=0, le=200)
+    guidance: StrictFloat = Field(7.0, ge=0.0, le=30.0)
+    width: StrictInt = Field(1536, ge=64, le=4096)
+    height: StrictInt = Field(864, ge=64, le=4096)
+    base_seed: StrictInt = Field(0, ge=0, lt=2**32)
+    variants: StrictInt = Field(3, ge=1, le=16)
 
 
 class Character(Strict):
-    """A recurring subject; its trigger words and LoRA keep it consistent across shots."""
+    """A recurring subject; its trigger words and LoRA keep it consistent across shots.
+
+    A library character may be named with nothing else (`- name: su7`): the run fills the rest
+    from `characters/{name}/` in the bucket and sets `version` (a hash of the record and its
+    reference images' bytes), which goes into the jobs of every shot the character is in.
+    """
 
     name: Slug
-    description: str
+    description: str = ""
     trigger_words: list[str] = []
     lora: LoraRef | None = None
-    reference_images: list[str] = []
+    reference_images: list[str] = Field(
+        [], description="object keys in the bucket (characters/{name}/...) of reference images"
+    )
+    ip_adapter_scale: float = Field(
+        0.6, ge=0.0, le=2.0,
+        description="how strongly its first reference image conditions its shots (IP-Adapter)",
+    )
+    version: str = Field("", description="set by the run from the library; not written by hand")
 
 
 class FrameRef(Strict):
@@ -112,15 +140,17 @@ class Reference(Strict):
     """"Keep this composition": variants start from this image (img2img at `strength`)."""
 
     image: str = Field(description="path relative to the storyboard's folder")
-    strength: float = Field(0.6, gt=0, le=1)
+    strength: StrictFloat = Field(0.6, gt=0, le=1)
 
 
 class InpaintRegion(Strict):
     """Repaint a box of the chosen image (fractions of width and height) from a prompt."""
 
-    box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in 0..1")
+    box: tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat] = Field(
+        description="x0, y0, x1, y1 in 0..1"
+    )
     prompt: str = Field(min_length=1)
-    strength: float = Field(1.0, gt=0, le=1)
+    strength: StrictFloat = Field(1.0, gt=0, le=1)
 
     @field_validator("box")
     @classmethod
@@ -134,9 +164,11 @@ class InpaintRegion(Strict):
 class Outpaint(Strict):
     """Widen the chosen image: to an aspect ratio, or by a fraction in one direction."""
 
-    target_aspect: float | None = Field(None, gt=0.2, lt=5, description="e.g. 2.33 for 21:9")
+    target_aspect: StrictFloat | None = Field(None, gt=0.2, lt=5, description="e.g. 2.33 for 21:9")
     direction: Literal["left", "right", "up", "down"] | None = None
-    expand: float = Field(0.25, gt=0, le=1, description="fraction of the side, with direction")
+    expand: StrictFloat = Field(
+        0.25, gt=0, le=1, description="fraction of the side, with direction"
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Outpaint:
@@ -153,16 +185,16 @@ class Caption(Strict):
 class Shot(Strict):
     id: Slug
     description: str = Field(min_length=1)
-    duration: float = Field(gt=0, le=600)
+    duration: StrictFloat = Field(gt=0, le=600)
     camera: Camera = Camera()
     characters: list[Slug] = []
     scene: str = ""
     prompt: str | None = Field(None, description="replaces the composed subject/scene part")
     motion_prompt: str | None = None
     loras: list[LoraRef] = []
-    seed: int | None = Field(None, ge=0, lt=2**32)
+    seed: StrictInt | None = Field(None, ge=0, lt=2**32)
     transition_in: Transition = "cut"
-    transition_duration: float = Field(0.5, ge=0, le=5)
+    transition_duration: StrictFloat = Field(0.5, ge=0, le=5)
     first_frame: FrameRef | None = None
     last_frame: FrameRef | None = None
     reference: Reference | None = None
@@ -170,11 +202,14 @@ class Shot(Strict):
     outpaint: Outpaint | None = None
     caption: Caption | None = None
     dialogue: str | None = None
+    trim_waste: bool = Field(
+        True, description="the edit trims black/frozen heads and tails of this shot's clip"
+    )
 
 
 class Music(Strict):
     path: str
-    bpm: float | None = Field(None, gt=0)
+    bpm: StrictFloat | None = Field(None, gt=0)
     snap_cuts: bool = True
 
 
@@ -182,10 +217,10 @@ class Storyboard(Strict):
     title: str = Field(min_length=1)
     project: Slug
     logline: str = ""
-    aspect: Literal["16:9", "9:16", "1:1", "4:3", "21:9"] = "16:9"
-    width: int = Field(1280, ge=64, le=7680)
-    height: int = Field(720, ge=64, le=4320)
-    fps: int = Field(24, ge=1, le=120)
+    aspect: Aspect = "16:9"
+    width: StrictInt = Field(1280, ge=64, le=7680)
+    height: StrictInt = Field(720, ge=64, le=4320)
+    fps: StrictInt = Field(24, ge=1, le=120)
     style: StyleLock = StyleLock()
     characters: list[Character] = []
     shots: list[Shot] = Field(min_length=1)
@@ -200,29 +235,42 @@ class Storyboard(Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Storyboard:
-        ids = [shot.id for shot in self.shots]
-        duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if duplicates:
-            raise ValueError(f"duplicate shot ids: {', '.join(duplicates)}")
+        if len(self.shots) > MAX_SHOTS:
+            raise RefError(("shots",), f"{len(self.shots)} shots; the limit is {MAX_SHOTS} shots")
+        total = sum(shot.duration for shot in self.shots)
+        if total > MAX_TOTAL_SECONDS:
+            raise RefError(("shots",), f"total duration {total:g} s; the limit is "
+                           f"{MAX_TOTAL_SECONDS:g} s")
+        want_w, want_h = (int(part) for part in self.aspect.split(":"))
+        ratio, want = self.width / self.height, want_w / want_h
+        if abs(ratio - want) / want > ASPECT_TOLERANCE:
+            raise RefError(("aspect",), f"{self.aspect} does not match width x height "
+                           f"{self.width}x{self.height}; change the aspect or the size")
         names = {c.name for c in self.characters}
         seen: set[str] = set()
+        min_duration = 1.0 / self.fps
         for index, shot in enumerate(self.shots):
-            for name in shot.characters:
+            if shot.id in seen:
+                raise RefError(("shots", index, "id"), f"duplicate shot id '{shot.id}'")
+            if shot.duration < min_duration:
+                raise RefError(("shots", index, "duration"), f"{shot.duration:g} s is shorter "
+                               f"than one frame at {self.fps} fps (min {min_duration:.4g} s)")
+            for pos, name in enumerate(shot.characters):
                 if name not in names:
-                    raise ValueError(f"shots[{index}] ({shot.id}): unknown character '{name}'")
+                    raise RefError(("shots", index, "characters", pos),
+                                   f"unknown character '{name}' in shot {shot.id}")
             for field in ("first_frame", "last_frame"):
                 ref: FrameRef | None = getattr(shot, field)
                 if ref is not None and ref.shot not in seen:
-                    raise ValueError(
-                        f"shots[{index}] ({shot.id}).{field}: shot '{ref.shot}' must come earlier"
-                    )
+                    raise RefError((("shots", index, field, "shot")),
+                                   f"shot '{ref.shot}' must come earlier than shot {shot.id}")
             if index > 0 and shot.transition_in != "cut":
                 previous = self.shots[index - 1]
                 limit = min(shot.duration, previous.duration)
                 if shot.transition_duration >= limit:
-                    raise ValueError(
-                        f"shots[{index}] ({shot.id}).transition_duration: must be shorter than "
-                        f"both neighbouring shots ({limit:g} s)"
+                    raise RefError(
+                        ("shots", index, "transition_duration"),
+                        f"must be shorter than both neighbouring shots ({limit:g} s)",
                     )
             seen.add(shot.id)
         return self

@@ -1,0 +1,184 @@
+"""Library characters and identity checks through produce-video (real Prefect, S3, diffusers).
+
+A storyboard names `su7` only; the run takes its description, trigger words, LoRA and
+references from the library. Changing the references re-renders exactly the shot it is in;
+`quality-gate` stops at the images gate when no variant reaches the identity threshold.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from PIL import Image, ImageDraw
+
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
+from reelflow.storyboard import Character, LoraRef
+from reelflow.storyboard.characters import add_character
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+STORYBOARD = """
+title: 角色库 · Cast
+project: cast-film
+width: 128
+height: 72
+fps: 8
+style: {model: some-real-model, base_seed: 3}
+characters:
+  - name: su7
+shots:
+  - {id: snow, description: the car on a snowy road, duration: 1.0, characters: [su7]}
+  - {id: city, description: an empty city street, duration: 1.0,
+     transition_in: crossfade, transition_duration: 0.25}
+"""
+
+SU7 = Character(
+    name="su7",
+    description="bright yellow sports car with black stripes",
+    trigger_words=["su7ultra"],
+    lora=LoraRef(name="su7-body", path="loras/su7.safetensors", weight=0.8, role="subject"),
+)
+
+
+def png(stripe: tuple[int, int, int]) -> bytes:
+    image = Image.new("RGB", (64, 40), (250, 210, 0))
+    ImageDraw.Draw(image).rectangle((20, 0, 28, 40), fill=stripe)
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _states(flow_run_id: UUID) -> dict[str, list[str]]:
+    from test_produce_video import _task_states
+
+    return _task_states(flow_run_id)
+
+
+@pytest.fixture(scope="module")
+def film_store(film_env: dict[str, str], s3_settings: S3Settings) -> ArtifactStore:
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    store.ensure_bucket()
+    add_character(store, SU7, {"front.png": png((0, 0, 0))})
+    return store
+
+
+@pytest.fixture(scope="module")
+def first_run(film_store: ArtifactStore) -> Any:
+    from flows.produce_video import produce_video
+
+    state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test", return_state=True)
+    assert state.is_completed(), state.message
+    return state.result()
+
+
+def test_library_character_renders_into_prompt_lineage_and_manifest(
+    first_run: Any, film_store: ArtifactStore
+) -> None:
+    manifest = json.loads(film_store.get_bytes(first_run.manifest_key))
+    version = manifest["characters"]["su7"]
+    assert len(version) == 12
+    variant = film_store.lineage(manifest["variants"]["snow"][0])
+    assert "su7ultra" in variant.spec["prompt"] and "yellow sports car" in variant.spec["prompt"]
+    assert [lora["name"] for lora in variant.spec["loras"]] == ["su7-body"]
+    assert variant.spec["characters"] == {"su7": version}
+    assert variant.spec["character_refs"] == {"su7": ["characters/su7/front.png"]}
+    assert variant.extra["identity"]["method"] == "perceptual"
+    city = film_store.lineage(manifest["variants"]["city"][0])
+    assert city.spec["characters"] == {} and "identity" not in city.extra
+    assert manifest["identity"]["method"] == "perceptual"
+    assert list(manifest["identity"]["scores"]) == ["snow"]
+    assert isinstance(manifest["trims"], dict)
+
+
+def test_changed_references_rerender_exactly_their_shots(
+    first_run: Any, film_store: ArtifactStore
+) -> None:
+    from flows.produce_video import produce_video
+
+    add_character(film_store, SU7, {"front.png": png((255, 255, 255))})
+    try:
+        state = produce_video(
+            storyboard=STORYBOARD, approval="auto", profile="test", return_state=True
+        )
+        assert state.is_completed(), state.message
+    finally:
+        add_character(film_store, SU7, {"front.png": png((0, 0, 0))})
+    states = _states(state.state_details.flow_run_id)
+    assert states["variants-snow"] == ["Completed"]
+    assert states["clip-snow"] == ["Completed"]
+    assert states["variants-city"] == ["Cached"]
+    assert states["clip-city"] == ["Cached"]
+    manifest = json.loads(film_store.get_bytes(state.result().manifest_key))
+    assert manifest["characters"]["su7"] != json.loads(
+        film_store.get_bytes(first_run.manifest_key)
+    )["characters"]["su7"]
+
+
+def test_quality_gate_stops_on_identity_and_passes_a_reachable_threshold(
+    first_run: Any, film_store: ArtifactStore
+) -> None:
+    from test_produce_video import _run_logs
+
+    from flows.gates import approve_run, pending_runs
+    from flows.produce_video import produce_video
+
+    # reachable: passes unattended, nothing new rendered
+    state = produce_video(storyboard=STORYBOARD, approval="quality-gate", profile="test",
+                          identity_threshold=0.0, return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    assert _states(state.state_details.flow_run_id)["variants-snow"] == ["Cached"]
+
+    # unreachable: one retry with the next seeds, then the run waits at the images gate
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result["state"] = produce_video(
+            storyboard=STORYBOARD, approval="quality-gate", profile="test",
+            identity_threshold=1.01, identity_retries=1, return_state=True,
+        )  # fmt: skip
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300
+    run_id = None
+    while run_id is None and time.monotonic() < deadline:
+        waiting = [r for r in pending_runs() if r["gate"] == "images-1"]
+        run_id = waiting[0]["id"] if waiting else None
+        time.sleep(1)
+    assert run_id, "the run did not stop at the images gate"
+    logs = "\n".join(_run_logs(UUID(run_id)))
+    assert "identity under threshold: snow: best identity score" in logs
+    assert "(su7; perceptual)" in logs and "retry 1 with new seeds" in logs
+    assert approve_run(run_id, reviewer="director") == "images"
+    thread.join(timeout=300)
+    assert result["state"].is_completed(), result["state"].message
+    assert _states(UUID(run_id))["variants-snow"] == ["Cached", "Completed"]
+
+
+def test_cli_render_with_an_unknown_character_is_one_line(
+    film_env: dict[str, str], tmp_path: Path
+) -> None:
+    import os
+
+    board = tmp_path / "ghost.yaml"
+    board.write_text(STORYBOARD.replace("name: su7", "name: ghost").replace("[su7]", "[ghost]"))
+    done = subprocess.run(
+        [sys.executable, "-m", "reelflow.cli", "render", str(board), "--profile", "test",
+         "--approval", "auto"],
+        cwd=ROOT, env={**os.environ, **film_env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "ghost" in last and "library" in last and "Traceback" not in done.stderr
