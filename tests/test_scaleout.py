@@ -35,8 +35,8 @@ MACHINES = {"machine-a": "0", "machine-b": "1"}
 BOARD = """
 title: "Scale test"
 project: PROJECT
-width: 96
-height: 64
+width: 128
+height: 72
 fps: 6
 style:
   palette: ["#f5c518", "#e8f1f8"]
