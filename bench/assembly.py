@@ -107,7 +107,8 @@ def run(ctx: Context) -> Section:
         method=(
             f"The seed film's {len(board['shots'])} shots as animatic clips ({w}x{h} @ {fps} "
             "fps, the storyboard's durations and transitions). `assemble()` (one ffmpeg per "
-            "shot segment + a stream-copy join) vs one hand-written ffmpeg command "
+            "part: each shot's body and each transition, + a stream-copy join) vs one "
+            "hand-written ffmpeg command "
             "(single filter graph, single encode), same libx264 preset/crf; sides alternate."
         ),
     )
@@ -129,7 +130,7 @@ def run(ctx: Context) -> Section:
         a, b = probe(outs["reelflow"]), probe(outs["ffmpeg"])
     section.add("reelflow", "assemble() of the demo clips", samples["reelflow"])
     section.add("ffmpeg", "one hand-written ffmpeg command, same output", samples["ffmpeg"])
-    section.ratio("reelflow / ffmpeg", "reelflow", "ffmpeg", goal=1.20)
+    section.ratio("reelflow / ffmpeg", "reelflow", "ffmpeg", goal=1.0)
     section.notes.append(f"rendering the {len(paths)} demo clips (not timed in the ratio): "
                          f"{render_s:.1f} s")
     section.notes.append(

@@ -86,6 +86,18 @@ def with_changed_prompt(
     return out
 
 
+def with_changed_caption(
+    board: dict[str, Any], edit: int = 0, shot_id: str = CHANGED_SHOT
+) -> dict[str, Any]:
+    """The same storyboard with one shot's caption reworded (no picture of any shot changes)."""
+    out = copy.deepcopy(board)
+    shot = next(s for s in out["shots"] if s["id"] == shot_id)
+    caption = shot.setdefault("caption", {"zh": "", "en": ""})
+    caption["zh"] = f"{caption.get('zh', '')}（第{edit + 2}稿）"
+    caption["en"] = f"{caption.get('en', '')} (take {edit + 2})"
+    return out
+
+
 def scaled_board(n: int) -> dict[str, Any]:
     """The seed film's shots repeated to `n` shots (ids and frame references renamed)."""
     board = yaml.safe_load(SEED.read_text(encoding="utf-8"))

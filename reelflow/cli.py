@@ -410,17 +410,21 @@ def cmd_render(args: argparse.Namespace) -> int:
 
         resolve_cast(load_storyboard(args.file), get_store())
     ensure_results_block()
+    from reelflow.progress import ProgressPrinter, listening
+
     approval = "auto" if args.auto_approve else args.approval
     threshold = args.identity_threshold
     identity = {} if threshold is None else {"identity_threshold": threshold}
-    result = produce_video(
-        storyboard=args.file if remote else str(Path(args.file).resolve()),
-        approval=approval,
-        profile=args.profile,
-        exports=exports,
-        llm_endpoint=args.llm,
-        **identity,
-    )
+    with listening(ProgressPrinter()) as printer:  # "images 3/9", "clips 5/9", "edit" on stderr
+        result = produce_video(
+            storyboard=args.file if remote else str(Path(args.file).resolve()),
+            approval=approval,
+            profile=args.profile,
+            exports=exports,
+            llm_endpoint=args.llm,
+            **identity,
+        )
+    print(f"rendered in {printer.clock() - printer.start:.0f} s")
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
     print(f"manifest: {result.manifest_uri}")
@@ -713,7 +717,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project-dir", default=None,
                    help="checkout runs execute in when a deployment has no code bundle")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("lineage", help="what made an object: the chain back to its storyboard")
+    p.add_argument("target", help="object key, s3://bucket/key, or a downloaded file (by sha256)")
+    p.add_argument("--project", default=None, help="search a file only in this project")
+    p.add_argument("--json", action="store_true", help="the tree as JSON")
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser(
+        "regenerate", help="re-run the step that made an image or clip; exit 0 when bit-identical"
+    )
+    p.add_argument("target", help="object key, s3://bucket/key, or a downloaded file")
+    p.add_argument("--save", default=None, help="write the regenerated image (or clip) here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_regenerate)
     return parser
+
+
+# -- lineage and regenerate ------------------------------------------------------------------
+
+
+def _bucket_store():
+    from reelflow.store.artifacts import ArtifactStore
+    from reelflow.store.settings import S3Settings
+
+    return ArtifactStore(S3Settings.from_env())
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """The chain from an object (a key, s3:// URI or a downloaded file) back to its inputs."""
+    from reelflow.errors import ReelflowError
+    from reelflow.render.lineage import lineage_tree, render_text, resolve_target
+
+    store = _bucket_store()
+    prefix = f"projects/{args.project}/" if args.project else "projects/"
+    try:
+        key = resolve_target(store, args.target, prefix)
+        tree = lineage_tree(store, key)
+    except ReelflowError as exc:
+        return _fail(str(exc), exc.exit_code)
+    if args.json:
+        print(tree.model_dump_json(indent=2))
+    else:
+        print(render_text(tree))
+    return 0
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    """Re-run the step that made an image or clip from its sidecar; exit 0 only when
+    bit-identical."""
+    from reelflow.errors import ReelflowError
+    from reelflow.render.lineage import resolve_target
+    from reelflow.render.regenerate import regenerate
+
+    store = _bucket_store()
+    try:
+        key = resolve_target(store, args.target)
+        result = regenerate(store, key, Path(args.save) if args.save else None)
+    except ReelflowError as exc:
+        return _fail(str(exc), exc.exit_code)
+    print(result.model_dump_json(indent=2) if args.json else result.summary())
+    return 0 if result.identical else 1
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

@@ -6,17 +6,42 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from prefect.cache_policies import TASK_SOURCE, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.utilities.hashing import hash_objects
 
 # Imported for its side effect: it registers the `minio-storage` block class, without which a
 # worker's flow-run process cannot load RESULTS_BLOCK ("No block class found for slug").
 import blocks.minio_storage  # noqa: F401
+from reelflow.render.jobs import Job
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
+
+
+@dataclass
+class JobInputs(CachePolicy):
+    """The task's inputs, each job replaced by its spec hash: weights count by content, not
+    path, so the same checkpoint at another path is Cached and an overwritten LoRA misses."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        if not inputs:
+            return None
+        hashed = {
+            name: {type(value).__name__: value.spec_hash()} if isinstance(value, Job) else value
+            for name, value in inputs.items()
+        }
+        return hash_objects(hashed, raise_on_failure=True)
 
 
 def cache_policy() -> CachePolicy:
@@ -25,7 +50,7 @@ def cache_policy() -> CachePolicy:
     SERIALIZABLE too: concurrent runs of one task input wait for each other, never both render."""
     from tasks.locking import lock_manager_from_env
 
-    policy = INPUTS + TASK_SOURCE
+    policy = JobInputs() + TASK_SOURCE
     manager = lock_manager_from_env()
     if manager is None:
         return policy

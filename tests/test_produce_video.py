@@ -318,3 +318,33 @@ def _run_logs(flow_run_id: UUID) -> list[str]:
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
         )
     return [log.message for log in logs]
+
+
+def test_lineage_of_the_downloaded_film_reaches_every_variant(
+    first_run: tuple[Any, Any], s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    """`reelflow lineage final.mp4`: film -> master -> clips -> stills -> the chosen variants,
+    with prompt, seed and weight hashes, and the run that chose them (issue 16)."""
+    from reelflow.render.lineage import lineage_tree, render_text, resolve_target
+
+    _, result = first_run
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    final = store.get_file(result.film_key, tmp_path / "final.mp4")
+    key = resolve_target(store, str(final))
+    assert key == result.film_key
+    tree = lineage_tree(store, key)
+    nodes, todo = [], [tree.root]
+    while todo:
+        nodes.append(todo.pop())
+        todo.extend(nodes[-1].parents)
+    variants = {n.shot: n for n in nodes if n.step == "variant"}
+    assert set(variants) == {"a", "b", "c"}
+    for node in variants.values():
+        assert node.details["prompt"] and node.details["seed"] >= 0
+        assert {w["name"] for w in node.weights} >= {"@models/tiny-sd", "detail"}
+        assert all(len(w["sha256"]) == 64 for w in node.weights)
+    restyled = [n for n in nodes if n.step == "restyle"]
+    assert restyled and "controlnet" in {w["role"] for w in restyled[0].weights}
+    assert tree.runs and "film" in tree.runs[0].roles
+    text = render_text(tree)
+    assert "prompt: " in text and "lora car-body x0.8  sha256 " in text

@@ -53,7 +53,7 @@ def test_reference_inpaint_and_outpaint(
     reference = Image.new("RGB", (64, 40), (20, 20, 160))
     ImageDraw.Draw(reference).rectangle((8, 8, 30, 30), fill=(240, 220, 20))
     reference.save(tmp_path / "ref.png")
-    ref_key = edit.store_input(store, board.project, tmp_path / "ref.png")
+    ref_key = edit.store_input(store, board.project, "ref.png", tmp_path)
 
     plain = image_job(board, shot, profile)
     guided = plain.model_copy(update={"reference": ref_key, "reference_strength": 0.5})

@@ -13,6 +13,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
+from reelflow.progress import report
 from reelflow.render.identity import default_clip_model
 from reelflow.render.profiles import RenderProfile, get_profile
 from reelflow.script.camera import propose_camera
@@ -63,6 +64,13 @@ class RunContext:
             )
         share = min(done, self.steps_total) / self.steps_total
         update_progress_artifact(self.progress_id, 100.0 * share)
+        # the same steps for whoever watches this process (`reelflow render` prints them)
+        shots = len(self.board.shots)
+        images = self.steps_total - shots
+        if done <= images:
+            report("images", done, images)
+        else:
+            report("clips", min(done - images, shots), shots)
 
 
 def read_storyboard(source: str) -> tuple[Storyboard, Path | None]:

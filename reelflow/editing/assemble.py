@@ -16,14 +16,17 @@ of shortening the film, and::
 
 A transition can be at most as long as the shot it enters.
 
-Streaming and memory
---------------------
+Parts, streaming and memory
+---------------------------
 A single filter graph over every clip would open one decoder per shot at once, so memory would
-grow with the film. Instead each shot is rendered by its own ffmpeg process as one *segment*:
-its body plus the transition out of it (at most two inputs open), encoded with identical
-libx264 settings into MPEG-TS, and the segments are joined by the concat demuxer with stream
-copy (no second encode, every frame is encoded exactly once). Peak memory is that of one
-two-input ffmpeg, whatever the number of shots.
+grow with the film. Instead the film is cut into *parts* (:func:`plan_parts`): each shot's
+*body* (the frames no transition touches, one input) and each *transition* (the outgoing clip's
+tail blended with the incoming clip's head, two inputs). Every part is its own ffmpeg process,
+encoded with identical, deterministic libx264 settings into MPEG-TS, and the parts are joined by
+the concat demuxer with stream copy (every frame is encoded exactly once). Peak memory is that
+of one two-input ffmpeg, whatever the number of shots; and since a part depends only on the
+clips it reads, a cache of parts (:func:`reelflow.render.edit.assemble_film`) re-encodes only
+the parts that touch a changed shot.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -39,7 +43,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reelflow.media.ffmpeg import PathLike, fps_arg, run
 
-__all__ = ["XFADE", "AssemblyClip", "Transition", "assemble", "plan_segments"]
+__all__ = [
+    "XFADE", "AssemblyClip", "Part", "Transition", "assemble", "join_parts", "plan_parts",
+    "plan_segments", "render_part",
+]  # fmt: skip
 
 Transition = Literal[
     "cut", "crossfade", "dip-to-black", "wipe-left", "wipe-right", "slide-left", "slide-right"
@@ -159,30 +166,143 @@ def _input_args(clip: AssemblyClip) -> list[str]:
     return [*args, "-i", str(clip.path)]
 
 
-def _render_segment(
-    seg: Segment, out: Path, *, width: int, height: int, fps: float, crf: int, preset: str
-) -> None:
-    pad_s = (seg.end_frame + 2) / fps
+class Part(BaseModel):
+    """One encode of the film, cached on its own: a shot's *body* or the *transition* between two.
+
+    A body reads one clip, a transition two (the outgoing clip's tail after its out-point and
+    the incoming clip's head), so changing one shot's clip changes only its body and the
+    transitions on either side of it; every other part (and its object key) stays the same.
+    """
+
+    index: int  # position in the film
+    kind: Literal["body", "transition"]
+    shots: tuple[int, ...]  # indices of the clips it reads (one, or two for a transition)
+    clip: AssemblyClip
+    start_frame: int  # first frame of the normalised ``clip`` it shows
+    end_frame: int  # one past the last
+    next_clip: AssemblyClip | None = None  # transitions: the incoming clip, frames [0, frames)
+    first_frame: int = 0  # where this part starts in the film
+
+    @property
+    def frames(self) -> int:
+        return self.end_frame - self.start_frame
+
+    def spec(self, sources: Sequence[str]) -> dict[str, object]:
+        """What decides this part's pixels, with clip identities (e.g. object keys) in
+        ``sources`` (indexed like the timeline) instead of local paths."""
+
+        def source(i: int, clip: AssemblyClip) -> dict[str, object]:
+            return {"source": sources[i], "in": clip.in_point, "out": clip.out_point}
+
+        spec: dict[str, object] = {
+            "kind": self.kind,
+            "a": source(self.shots[0], self.clip),
+            "frames": [self.start_frame, self.end_frame],
+            "version": PART_VERSION,
+            "threads": ENCODE_THREADS,
+        }
+        if self.next_clip is not None:
+            spec["b"] = source(self.shots[1], self.next_clip)
+            spec["transition"] = XFADE[self.next_clip.transition]
+        return spec
+
+
+#: A fixed x264 thread count makes the encode deterministic across machines (x264's output
+#: depends on its thread count), so a part cached on one worker equals one encoded on another.
+ENCODE_THREADS = int(os.environ.get("REELFLOW_ENCODE_THREADS", "2"))
+
+
+def part_workers() -> int:
+    """Parts encoded at once (``REELFLOW_EDIT_WORKERS``, default: the cores). Each x264 runs
+    ``ENCODE_THREADS`` threads, but a short part spends much of its time starting ffmpeg and
+    decoding, so one per core keeps the cores busy."""
+    env = os.environ.get("REELFLOW_EDIT_WORKERS")
+    return max(1, int(env)) if env else max(1, os.cpu_count() or 1)
+
+
+#: Bump when a part's filter graph or encode changes: it is in every part's spec.
+PART_VERSION = 1
+
+
+def plan_parts(clips: Sequence[AssemblyClip], fps: float) -> list[Part]:
+    """The film as bodies and transitions, in order (pure arithmetic on :func:`plan_segments`)."""
+    parts: list[Part] = []
+    at = 0
+    for seg in plan_segments(clips, fps):
+        body_end = seg.start_frame + seg.body_frames
+        if seg.body_frames > 0:
+            parts.append(Part(index=len(parts), kind="body", shots=(seg.index,), clip=seg.clip,
+                              start_frame=seg.start_frame, end_frame=body_end, first_frame=at))
+            at += seg.body_frames
+        if seg.next_clip is not None:
+            parts.append(Part(index=len(parts), kind="transition",
+                              shots=(seg.index, seg.index + 1), clip=seg.clip,
+                              start_frame=body_end, end_frame=body_end + seg.overlap_frames,
+                              next_clip=seg.next_clip, first_frame=at))
+            at += seg.overlap_frames
+    return parts
+
+
+def render_part(
+    part: Part,
+    out: PathLike,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    crf: int = 18,
+    preset: str = "medium",
+) -> Path:
+    """Encode one part to MPEG-TS at ``out`` (same x264 settings for every part, so the parts
+    join by stream copy). Deterministic for the same inputs: x264 is, at a fixed thread count."""
+    out = Path(out)
     size = {"width": width, "height": height, "fps": fps}
-    args = _input_args(seg.clip)
-    chains = [_normalise("0:v", start=seg.start_frame, end=seg.end_frame, pad_s=pad_s, **size)]
-    if seg.next_clip is not None:
-        nxt = seg.next_clip
-        args += _input_args(nxt)
-        m = seg.overlap_frames
+    m = part.frames
+    args = _input_args(part.clip)
+    chains = [
+        _normalise("0:v", start=part.start_frame, end=part.end_frame,
+                   pad_s=(part.end_frame + 2) / fps, **size)
+    ]  # fmt: skip
+    if part.next_clip is not None:
+        args += _input_args(part.next_clip)
         chains[0] += "[a]"
         chains.append(_normalise("1:v", start=0, end=m, pad_s=(m + 2) / fps, **size) + "[b]")
         chains.append(
-            f"[a][b]xfade=transition={XFADE[nxt.transition]}:"
-            f"duration={m / fps:.6f}:offset={seg.body_frames / fps:.6f}"
+            f"[a][b]xfade=transition={XFADE[part.next_clip.transition]}:"
+            f"duration={m / fps:.6f}:offset=0"
         )
     chains[-1] += "[v]"
     args += [
         "-filter_complex", ";".join(chains), "-map", "[v]", "-an",
         "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-r", fps_arg(fps), "-frames:v", str(seg.frames), "-f", "mpegts", str(out),
+        "-threads", str(ENCODE_THREADS), "-fflags", "+bitexact", "-flags:v", "+bitexact",
+        "-r", fps_arg(fps), "-frames:v", str(m), "-f", "mpegts", str(out),
     ]  # fmt: skip
-    run(args, what=f"assemble segment {seg.index} ({seg.clip.path.name})")
+    run(args, what=f"assemble {part.kind} {part.index} ({part.clip.path.name})")
+    return out
+
+
+def join_parts(
+    parts: Sequence[PathLike], out: PathLike, *, fps: float, extra: Sequence[str] = ()
+) -> Path:
+    """Join encoded parts by stream copy (concat demuxer) into a faststart MP4 at ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="reelflow-join-", dir=out.parent))
+    try:
+        listing = work / "parts.txt"
+        listing.write_text("".join(f"file '{Path(p).resolve()}'\n" for p in parts))
+        tmp_out = work / f"joined{out.suffix or '.mp4'}"
+        run(
+            ["-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v", "-c", "copy",
+             "-r", fps_arg(fps), *extra, "-fflags", "+bitexact", "-movflags", "+faststart",
+             str(tmp_out)],
+            what=f"join {len(parts)} parts into {out.name}",
+        )  # fmt: skip
+        os.replace(tmp_out, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def assemble(
@@ -198,49 +318,26 @@ def assemble(
     """Render ``clips`` into one H.264/yuv420p MP4 (faststart) at ``out``; return its path.
 
     The film lasts ``round(sum(durations) * fps)`` frames (see the module docstring for why
-    transitions do not shorten it). The file appears at ``out`` only when complete.
+    transitions do not shorten it). The file appears at ``out`` only when complete. Every part
+    is encoded here; :func:`reelflow.render.edit.assemble_film` caches them in the bucket.
     """
     if width % 2 or height % 2:
         raise ValueError(f"yuv420p needs even dimensions, got {width}x{height}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    segments = plan_segments(clips, fps)
-    for seg in segments:
-        if not seg.clip.path.is_file():
-            raise FileNotFoundError(seg.clip.path)
+    parts = plan_parts(clips, fps)
+    for clip in clips:
+        if not clip.path.is_file():
+            raise FileNotFoundError(clip.path)
     work = Path(tempfile.mkdtemp(prefix="reelflow-assemble-", dir=out.parent))
     try:
-        listing = []
-        for seg in segments:
-            seg_path = work / f"seg{seg.index:05d}.ts"
-            _render_segment(
-                seg, seg_path, width=width, height=height, fps=fps, crf=crf, preset=preset
-            )
-            listing.append(f"file '{seg_path.name}'")
-        concat_list = work / "segments.txt"
-        concat_list.write_text("\n".join(listing) + "\n")
-        tmp_out = work / f"joined{out.suffix or '.mp4'}"
-        run(
-            [
-                "-f",
-                "concat",
-                "-safe",
-                "0",
-                "-i",
-                str(concat_list),
-                "-map",
-                "0:v",
-                "-c",
-                "copy",
-                "-r",
-                fps_arg(fps),
-                "-movflags",
-                "+faststart",
-                str(tmp_out),
-            ],  # fmt: skip
-            what=f"join {len(segments)} segments into {out.name}",
-        )
-        os.replace(tmp_out, out)
+        with ThreadPoolExecutor(max_workers=part_workers()) as pool:
+            paths = list(pool.map(
+                lambda part: render_part(part, work / f"part{part.index:05d}.ts", width=width,
+                                         height=height, fps=fps, crf=crf, preset=preset),
+                parts,
+            ))  # fmt: skip
+        join_parts(paths, out, fps=fps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out

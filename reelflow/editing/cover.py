@@ -14,8 +14,8 @@ Frame score (each term in [0, 1], higher is better)
   on a third scores higher than a centred or empty frame.
 
 The frames are sampled evenly (``samples`` of them, skipping the very first and last frame,
-which are the likeliest to be black or mid-transition) in one streaming ffmpeg pass; only the
-current and the best frame are held in memory.
+which are the likeliest to be black or mid-transition), each reached by seeking, so the cost
+does not grow with the film's length; only the current and the best frame are held in memory.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from reelflow.editing.fonts import cjk_font_path
 from reelflow.media.ffmpeg import PathLike
-from reelflow.media.frames import iter_frames
+from reelflow.media.frames import frames_at
 from reelflow.media.probe import probe
 
 __all__ = [
@@ -118,10 +118,9 @@ def best_frame(video: PathLike, samples: int = 12) -> np.ndarray:
     # there are enough frames to do so).
     picks = {int(round(n * (k + 1) / (samples + 1))) for k in range(samples)}
     picks = {min(max(p, 0), n - 1) for p in picks}
-    select = "select='" + "+".join(f"eq(n\\,{p})" for p in sorted(picks)) + "'"
     best: np.ndarray | None = None
     best_score = -1.0
-    for frame in iter_frames(video, size=(info.width, info.height), vf=select):
+    for _, frame in frames_at(video, sorted(picks), size=(info.width, info.height)):
         score = score_frame(frame).total
         if score > best_score:
             best, best_score = frame.copy(), score

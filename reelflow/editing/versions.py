@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +36,10 @@ from reelflow.media.ffmpeg import PathLike, has_encoder, run
 from reelflow.media.frames import iter_frames
 from reelflow.media.probe import probe
 
-__all__ = ["ASPECTS", "available_codecs", "codec_args", "export_version", "subject_path"]
+__all__ = [
+    "ASPECTS", "available_codecs", "codec_args", "crop_window", "export_version",
+    "reframe_filter", "render_version_part", "subject_path",
+]  # fmt: skip
 
 ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
 Codec = Literal["h264", "h265", "av1"]
@@ -122,6 +126,52 @@ def subject_path(
     return np.asarray(times), smoothed(xs), smoothed(ys)
 
 
+def crop_window(src_w: int, src_h: int, aspect: str, height: int | None = None
+                ) -> tuple[int, int, int, int]:
+    """``(cw, ch, out_w, out_h)``: the crop window in the source and the output size."""
+    if aspect not in ASPECTS:
+        raise ValueError(f"aspect must be one of {sorted(ASPECTS)}, got {aspect!r}")
+    aw, ah = ASPECTS[aspect]
+    if src_w / src_h > aw / ah:  # window narrower than the source: move horizontally
+        cw, ch = int(src_h * aw / ah) // 2 * 2, src_h // 2 * 2
+    else:
+        cw, ch = src_w // 2 * 2, int(src_w * ah / aw) // 2 * 2
+    out_h = (height or ch) // 2 * 2
+    out_w = max(2, round(out_h * cw / ch / 2) * 2)
+    return cw, ch, out_w, out_h
+
+
+def reframe_filter(
+    video: PathLike,
+    work: Path,
+    *,
+    aspect: str,
+    height: int | None = None,
+    follow: Literal["motion", "center"] = "motion",
+    smooth: float = 1.0,
+) -> tuple[str, int, int]:
+    """The subject-following crop as a filter chain (its ``sendcmd`` file written to
+    ``work``), and the output ``(width, height)``: reusable inside a larger encode."""
+    info = probe(video)
+    src_w, src_h = info.width, info.height
+    cw, ch, out_w, out_h = crop_window(src_w, src_h, aspect, height)
+    times, xs, ys = subject_path(video, follow=follow, smooth=smooth)
+    cmds = work / "crop.cmd"
+    x0 = np.clip(np.round(xs * src_w - cw / 2), 0, src_w - cw).astype(int)
+    y0 = np.clip(np.round(ys * src_h - ch / 2), 0, src_h - ch).astype(int)
+    with cmds.open("w") as f:  # one command per output frame, positions interpolated
+        for n in range(max(1, info.frame_count)):
+            t = n / info.fps if info.fps else 0.0
+            x = int(round(np.interp(t, times, x0)))
+            y = int(round(np.interp(t, times, y0)))
+            f.write(f"{t:.6f} crop@follow x {x}, crop@follow y {y};\n")
+    vf = (
+        f"sendcmd=f={cmds},crop@follow=w={cw}:h={ch}:x={x0[0]}:y={y0[0]},"
+        f"scale={out_w}:{out_h}:flags=lanczos,setsar=1"
+    )
+    return vf, out_w, out_h
+
+
 def export_version(
     video: PathLike,
     out: PathLike,
@@ -139,30 +189,10 @@ def export_version(
     """
     if aspect not in ASPECTS:
         raise ValueError(f"aspect must be one of {sorted(ASPECTS)}, got {aspect!r}")
-    info = probe(video)
-    aw, ah = ASPECTS[aspect]
-    src_w, src_h = info.width, info.height
-    if src_w / src_h > aw / ah:  # window narrower than the source: move horizontally
-        cw, ch = int(src_h * aw / ah) // 2 * 2, src_h // 2 * 2
-    else:
-        cw, ch = src_w // 2 * 2, int(src_w * ah / aw) // 2 * 2
-    out_h = (height or ch) // 2 * 2
-    out_w = max(2, round(out_h * cw / ch / 2) * 2)
-    times, xs, ys = subject_path(video, follow=follow, smooth=smooth)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="reelflow-version-") as tmp:
-        cmds = Path(tmp) / "crop.cmd"
-        x0 = np.clip(np.round(xs * src_w - cw / 2), 0, src_w - cw).astype(int)
-        y0 = np.clip(np.round(ys * src_h - ch / 2), 0, src_h - ch).astype(int)
-        with cmds.open("w") as f:  # one command per output frame, positions interpolated
-            for n in range(max(1, info.frame_count)):
-                t = n / info.fps if info.fps else 0.0
-                x = int(round(np.interp(t, times, x0)))
-                y = int(round(np.interp(t, times, y0)))
-                f.write(f"{t:.6f} crop@follow x {x}, crop@follow y {y};\n")
-        vf = (
-            f"sendcmd=f={cmds},crop@follow=w={cw}:h={ch}:x={x0[0]}:y={y0[0]},"
-            f"scale={out_w}:{out_h}:flags=lanczos,setsar=1"
+        vf, _, _ = reframe_filter(
+            video, Path(tmp), aspect=aspect, height=height, follow=follow, smooth=smooth
         )
         tmp_out = out.with_name(out.stem + ".tmp" + (out.suffix or ".mp4"))
         run(
@@ -172,4 +202,48 @@ def export_version(
             what=f"export {aspect} {codec} version of {Path(video).name}",
         )  # fmt: skip
     os.replace(tmp_out, out)
+    return out
+
+
+def render_version_part(
+    part: PathLike,
+    out: PathLike,
+    *,
+    frames: int,
+    aspect: str | None = None,
+    codec: Codec = "h264",
+    crf: int | None = None,
+    preset: str | None = None,
+    threads: int | None = None,
+    enhance: Sequence[str] = (),
+    subtitles: PathLike | None = None,
+    fonts_dir: PathLike | None = None,
+) -> Path:
+    """One part of a delivered version in ONE encode: reframe (``aspect``), then the
+    ``enhance`` filters, then the captions of ``subtitles`` (an ASS file for the output size)
+    burned in; exactly ``frames`` frames, MPEG-TS so the parts join by stream copy."""
+    out = Path(out)
+    chain: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="reelflow-vpart-") as tmp:
+        if aspect is not None:
+            vf, _, _ = reframe_filter(part, Path(tmp), aspect=aspect)
+            chain.append(vf)
+        chain += list(enhance)
+        if subtitles is not None:
+            sub = f"subtitles=filename={subtitles}"
+            chain.append(sub + (f":fontsdir={fonts_dir}" if fonts_dir else ""))
+        encode = codec_args(codec, crf)
+        if "-tag:v" in encode:  # an MP4 tag: the join sets it, MPEG-TS has no such field
+            i = encode.index("-tag:v")
+            del encode[i : i + 2]
+        if preset is not None and codec == "h264":
+            encode[encode.index("-preset") + 1] = preset
+        if threads is not None:
+            encode += ["-threads", str(threads)]
+        run(
+            ["-i", str(part), "-map", "0:v:0", "-vf", ",".join(chain or ["null"]), *encode,
+             "-pix_fmt", "yuv420p", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+             "-frames:v", str(frames), "-f", "mpegts", str(out)],
+            what=f"version part {out.name}",
+        )  # fmt: skip
     return out

@@ -12,6 +12,7 @@ Prefect runs tasks in threads, so each base model has a lock: hold `cache.lock(s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import weakref
@@ -59,7 +60,19 @@ PIPELINE_CLASSES: dict[str, dict[str, str]] = {
     },
 }
 
-CacheKey = tuple[str, str, str | None, str, str]  # family, location, config, dtype, device
+# family, location, config, dtype, device, stat fingerprint of the files
+CacheKey = tuple[str, str, str | None, str, str, str]
+
+
+def _fingerprint(where: str) -> str:
+    """Sizes and mtimes of a model's files: a folder or checkpoint overwritten in place (a
+    retrained model) is loaded again instead of served from memory under its new hash."""
+    path = Path(where)
+    if not path.exists():  # a hub id: its snapshot folder is immutable
+        return ""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha1(repr(stats).encode()).hexdigest()[:16]
 
 
 def _diffusers_class(name: str) -> Any:
@@ -194,7 +207,8 @@ class PipelineCache:
 
     def key(self, source: ModelSource) -> CacheKey:
         _, where = source.locate()
-        return (source.family, where, source.config, source.dtype, source.resolved_device())
+        return (source.family, where, source.config, source.dtype, source.resolved_device(),
+                _fingerprint(where))
 
     @contextmanager
     def lock(self, source: ModelSource) -> Iterator[None]:
@@ -210,6 +224,10 @@ class PipelineCache:
         key = self.key(source)
         with self._guard:
             if key not in self._bases:
+                for old in [k for k in self._bases if k[:5] == key[:5]]:  # changed on disk
+                    del self._bases[old]
+                    for derived in [d for d in self._derived if d[0] == old]:
+                        del self._derived[derived]
                 self._bases[key] = self._load(source)
             return self._bases[key]
 
@@ -250,7 +268,7 @@ class PipelineCache:
             return pipe
 
     def _load_controlnet(self, source: ModelSource, path: str) -> Any:
-        ckey = (source.family, path, source.dtype, source.resolved_device())
+        ckey = (source.family, path, source.dtype, source.resolved_device(), _fingerprint(path))
         if ckey not in self._controlnets:
             if not Path(path).exists():
                 raise ModelNotFoundError(f"ControlNet not found: {path}")
@@ -306,6 +324,16 @@ def get_pipeline_cache() -> PipelineCache:
 # Adapters live on the denoiser, which `from_pipe` shares between the base pipeline and its
 # derivatives; tracking them by module means an adapter loaded through one is known to all.
 _LOADED: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Path]] = weakref.WeakKeyDictionary()
+# The stat of each loaded LoRA file: a file overwritten with new weights (a retrained LoRA) is
+# reloaded, so a long-lived worker never renders the old weights under the new content hash.
+_STATS: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, tuple[int, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _stat(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _denoiser(pipe: Any) -> torch.nn.Module:
@@ -329,9 +357,14 @@ def apply_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
     Errors are one line naming the file: missing, or not fitting the model.
     """
     loaded = _LOADED.setdefault(_denoiser(pipe), {})
+    stats = _STATS.setdefault(_denoiser(pipe), {})
     for spec in loras:
         path = spec.checked_path()
         name = spec.adapter_name()
+        if name in loaded and loaded[name] == path and stats.get(name) != _stat(path):
+            pipe.delete_adapters(name)  # the file changed since it was loaded
+            del loaded[name]
+            log.info("LoRA %s changed on disk: reloading adapter %s", path, name)
         if name in loaded:
             if loaded[name] != path:
                 raise LoraError(
@@ -349,6 +382,7 @@ def apply_loras(pipe: Any, loras: Sequence[LoraSpec]) -> None:
         if name not in _adapter_names(pipe):
             raise LoraError(f"LoRA does not fit the model: {spec.path} (no layer matched)")
         loaded[name] = path
+        stats[name] = _stat(path)
         log.info("loaded LoRA %s as adapter %s", path, name)
 
     if not loras:

@@ -34,6 +34,7 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "extract_frame",
+    "frames_at",
     "iter_frames",
     "probe",
     "read_frames",
@@ -302,6 +303,22 @@ def extract_frame(
     if last is None:
         raise IndexError(f"no frame {which!r} in {p}")
     return last.copy()
+
+
+def frames_at(
+    path: PathLike, indices: Sequence[int], *, size: tuple[int, int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, frame)`` for each 0-based frame index, each found by seeking (decoding from the
+    keyframe before it) rather than by decoding the whole video: a cover's dozen samples of a
+    long film cost a dozen short decodes."""
+    info = probe(path)
+    rate = info.fps or 1.0
+    for index in indices:
+        # half a frame early: the first frame at or after the seek point is frame `index`
+        at = max(0.0, (index - 0.5) / rate)
+        for frame in _decode(Path(path), size=size, input_args=["-ss", f"{at:.6f}"],
+                             max_frames=1):  # fmt: skip
+            yield index, frame
 
 
 def iter_frames(

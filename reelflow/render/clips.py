@@ -3,45 +3,23 @@ through the video backend the job names; the backend stays resident per process.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
-from reelflow.render.common import lineage_of, scratch
+from reelflow.render.common import lineage_of, require_weights, scratch
 from reelflow.render.jobs import ClipJob, resolve_model_path
 from reelflow.store.artifacts import ArtifactStore
 
 
 def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     """A shot's clip: a camera move over its still, or a transition between two frames."""
-    from reelflow.motion.backends import ClipRequest
-
     key = job.output_key()
     if store.complete(key):
         return key
-    backend = _backend(job.backend, job.backend_options)
+    require_weights(job, f"shot {job.shot} clip")
     with scratch() as tmp:
-        out = tmp / "clip.mp4"
-        request_images: list[Path] = []
-        parents: list[str] = []
-        for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
-            if source:
-                path = store.get_file(source, tmp / f"in{index}.png")
-                request_images.append(path)
-                parents.append(source)
-        request = ClipRequest(
-            images=request_images,
-            motion_prompt=job.motion_prompt,
-            movement=job.movement,
-            duration=job.duration,
-            fps=job.fps,
-            width=job.width,
-            height=job.height,
-            seed=job.seed,
-        )
-        if job.first_frame_key or job.last_frame_key:
-            first, last = _transition_ends(job, request_images)
-            info = backend.render_transition(first, last, request, out)
-        else:
-            info = backend.render_shot(request, out)
+        out, info, backend = clip_file(store, job, tmp)
         store.put_file(
             key,
             out,
@@ -49,26 +27,64 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
             lineage_of(
                 "clip",
                 job,
-                parents,
-                {"backend": backend.name, "frames": info.frame_count, "shot": job.shot},
+                job_parents(job),
+                {"backend": backend, "frames": info.frame_count, "shot": job.shot},
             ),
         )
     return key
 
 
+def job_parents(job: ClipJob) -> list[str]:
+    return [k for k in (job.image_key, job.first_frame_key, job.last_frame_key) if k]
+
+
+def clip_file(store: ArtifactStore, job: ClipJob, tmp: Path) -> tuple[Path, Any, str]:
+    """Render the clip into `tmp` (not stored): (file, backend's info, backend name). Also what
+    `regenerate` runs."""
+    from reelflow.motion.backends import ClipRequest
+
+    backend = _backend(job.backend, job.backend_options)
+    out = tmp / "clip.mp4"
+    request_images: list[Path] = []
+    for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
+        if source:
+            request_images.append(store.get_file(source, tmp / f"in{index}.png"))
+    request = ClipRequest(
+        images=request_images,
+        motion_prompt=job.motion_prompt,
+        movement=job.movement,
+        duration=job.duration,
+        fps=job.fps,
+        width=job.width,
+        height=job.height,
+        seed=job.seed,
+    )
+    if job.first_frame_key or job.last_frame_key:
+        first, last = _transition_ends(job, request_images)
+        info = backend.render_transition(first, last, request, out)
+    else:
+        info = backend.render_shot(request, out)
+    return out, info, backend.name
+
+
 _BACKENDS: dict[str, object] = {}
+_BACKENDS_LOCK = threading.Lock()
 
 
 def _backend(name: str, options: dict):
     """One backend instance per (name, options) per process: a generative one keeps its
-    pipeline resident across clips instead of reloading it for every shot."""
+    pipeline resident across clips instead of reloading it for every shot.
+
+    Shots render in parallel threads: the lock makes two first calls share one instance (a
+    generative backend then serialises its calls on its pipeline's own lock)."""
     from reelflow.motion.backends import get_backend
 
     resolved = {k: resolve_model_path(v) if k == "model" else v for k, v in options.items()}
     cache_key = f"{name}:{sorted(resolved.items())}"
-    if cache_key not in _BACKENDS:
-        _BACKENDS[cache_key] = get_backend(name, **resolved)
-    return _BACKENDS[cache_key]
+    with _BACKENDS_LOCK:
+        if cache_key not in _BACKENDS:
+            _BACKENDS[cache_key] = get_backend(name, **resolved)
+        return _BACKENDS[cache_key]
 
 
 def _transition_ends(job: ClipJob, images: list[Path]) -> tuple[Path, Path]:

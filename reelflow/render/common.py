@@ -11,7 +11,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from reelflow.render.jobs import Job
+from reelflow.errors import ConfigError
+from reelflow.render import weights
+from reelflow.render.jobs import Job, resolve_model_path
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
 
@@ -24,14 +26,26 @@ def scratch() -> Iterator[Path]:
 def lineage_of(
     kind: str, job: Job, parents: list[str], extra: dict[str, object] | None = None
 ) -> Lineage:
-    """The sidecar of an object a job made: the job itself is the spec, its hash the name."""
+    """The sidecar of an object a job made: the job itself is the spec, its hash the name;
+    a job that runs weights also records them (path + content hash) and the runtime."""
+    merged = dict(extra or {})
+    if weights.used_weights(job):
+        merged = {**weights.render_lineage(job), **merged}
     return Lineage(
         kind=kind,
         spec=job.model_dump(mode="json"),
         spec_hash=job.spec_hash(),
         parents=parents,
-        extra=extra or {},
+        extra=merged,
     )
+
+
+def require_weights(job: Job, what: str) -> None:
+    """Refuse to render under a key whose weights are not the ones on this machine (a worker
+    with another copy of a LoRA would otherwise store its picture under the job's key)."""
+    problems = weights.check_weights(job, resolve_model_path)
+    if problems:
+        raise ConfigError(f"{what}: weights differ from the job's: {'; '.join(problems)}")
 
 
 def png_bytes(image: Image.Image) -> bytes:

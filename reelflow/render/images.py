@@ -8,7 +8,8 @@ import logging
 
 from PIL import Image
 
-from reelflow.render.common import lineage_of, load_image, png_bytes, scratch
+from reelflow.render import weights
+from reelflow.render.common import lineage_of, load_image, png_bytes, require_weights, scratch
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob, resolve_model_path
 from reelflow.render.models import image_spec, ip_adapter_spec
 from reelflow.store.artifacts import ArtifactStore, Lineage
@@ -18,34 +19,11 @@ log = logging.getLogger("reelflow.render")
 
 def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     """K variants of a shot; variant i uses seed + i. Returns their keys, variant order."""
-    from reelflow.imaging.generate import generate_variants
-
     wanted = job.variant_keys()
     if all(store.complete(key) for key in wanted):
         return wanted
-    spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
-    condition = None
-    if job.ip_adapter:  # feature lock: the character's reference conditions every variant
-        spec = spec.model_copy(update={"ip_adapter": ip_adapter_spec(job.ip_adapter)})
-        condition = load_image(store, job.ip_adapter.image)
-    if job.reference:  # keep the reference's composition: each variant is img2img from it
-        from reelflow.imaging.generate import img2img_from_reference
-
-        reference = load_image(store, job.reference).resize((job.width, job.height))
-        results = [
-            (
-                seed,
-                img2img_from_reference(
-                    reference,
-                    spec.model_copy(update={"seed": seed}),
-                    job.reference_strength,
-                    ip_adapter_image=condition,
-                ),
-            )
-            for seed in range(job.seed, job.seed + job.variants)
-        ]
-    else:
-        results = generate_variants(spec, job.variants, ip_adapter_image=condition)
+    require_weights(job, f"shot {job.shot}")
+    results = variant_images(store, job)
     identity = _identity_scorer(store, job)
     for index, (seed, image) in enumerate(results):
         extra = {"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt}
@@ -55,6 +33,7 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             extra["identity"] = identity(image)
         if job.ip_adapter:
             extra["ip_adapter"] = job.ip_adapter.model_dump(mode="json")
+        extra.update(weights.render_lineage(job))
         store.put_bytes(
             wanted[index],
             png_bytes(image),
@@ -68,6 +47,34 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
             ),
         )
     return wanted
+
+
+def variant_images(store: ArtifactStore, job: ImageJob) -> list[tuple[int, Image.Image]]:
+    """(seed, image) of every variant, computed, not stored (also what `regenerate` runs)."""
+    from reelflow.imaging.generate import generate_variants
+
+    spec = image_spec(job, prompt=job.prompt, width=job.width, height=job.height, seed=job.seed)
+    condition = None
+    if job.ip_adapter:  # feature lock: the character's reference conditions every variant
+        spec = spec.model_copy(update={"ip_adapter": ip_adapter_spec(job.ip_adapter)})
+        condition = load_image(store, job.ip_adapter.image)
+    if job.reference:  # keep the reference's composition: each variant is img2img from it
+        from reelflow.imaging.generate import img2img_from_reference
+
+        reference = load_image(store, job.reference).resize((job.width, job.height))
+        return [
+            (
+                seed,
+                img2img_from_reference(
+                    reference,
+                    spec.model_copy(update={"seed": seed}),
+                    job.reference_strength,
+                    ip_adapter_image=condition,
+                ),
+            )
+            for seed in range(job.seed, job.seed + job.variants)
+        ]
+    return generate_variants(spec, job.variants, ip_adapter_image=condition)
 
 
 def _identity_scorer(store: ArtifactStore, job: ImageJob):
@@ -97,17 +104,12 @@ def _identity_scorer(store: ArtifactStore, job: ImageJob):
 
 def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     """Upscale the chosen variant and refine it with img2img at the same seed."""
-    from reelflow.imaging.generate import hires_fix as refine
-
     key = job.output_key()
     if store.complete(key):
         return key
-    image = load_image(store, job.variant_key)
+    require_weights(job, f"shot {job.image.shot} hi-res")
     base = job.image
-    spec = image_spec(
-        base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
-    )
-    refined = refine(image, spec, scale=job.scale, strength=job.strength)
+    refined = hires_image(store, job)
     store.put_bytes(
         key,
         png_bytes(refined),
@@ -122,15 +124,39 @@ def hires_fix(store: ArtifactStore, job: HiresJob) -> str:
     return key
 
 
+def hires_image(store: ArtifactStore, job: HiresJob) -> Image.Image:
+    """The hi-res image, computed, not stored."""
+    from reelflow.imaging.generate import hires_fix as refine
+
+    base = job.image
+    spec = image_spec(
+        base, prompt=base.prompt, width=base.width, height=base.height, seed=job.seed
+    )
+    return refine(load_image(store, job.variant_key), spec, scale=job.scale, strength=job.strength)
+
+
 def retouch(store: ArtifactStore, job: RetouchJob) -> str:
     """Inpaint the shot's regions, then outpaint, on the chosen (hi-res) image."""
+    key = job.output_key()
+    if store.complete(key):
+        return key
+    require_weights(job, f"shot {job.image.shot} retouch")
+    image = retouched_image(store, job)
+    store.put_bytes(
+        key,
+        png_bytes(image),
+        "image/png",
+        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": job.image.shot}),
+    )
+    return key
+
+
+def retouched_image(store: ArtifactStore, job: RetouchJob) -> Image.Image:
+    """The retouched image, computed, not stored."""
     from PIL import ImageDraw
 
     from reelflow.imaging.generate import inpaint, outpaint
 
-    key = job.output_key()
-    if store.complete(key):
-        return key
     image = load_image(store, job.source_key)
     base = job.image
     width, height = image.size
@@ -160,26 +186,37 @@ def retouch(store: ArtifactStore, job: RetouchJob) -> str:
             target_aspect=job.outpaint.get("target_aspect"),
             expand_px=expand if side else None,
         )
-    store.put_bytes(
-        key,
-        png_bytes(image),
-        "image/png",
-        lineage_of("image", job, [job.source_key], {"step": "retouch", "shot": base.shot}),
-    )
-    return key
+    return image
 
 
 def take_frame(store: ArtifactStore, job: FrameJob) -> str:
     """A frame of another shot's clip, restyled through ControlNet Canny when the job asks."""
-    from reelflow.media.frames import extract_frame
-
     key = job.output_key()
     if store.complete(key):
         return key
+    if job.restyle_prompt:
+        require_weights(job, f"shot {job.shot} restyled frame")
+    store.put_bytes(
+        key,
+        png_bytes(frame_image(store, job)),
+        "image/png",
+        lineage_of(
+            "image",
+            job,
+            [job.clip_key],
+            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
+        ),
+    )
+    return key
+
+
+def frame_image(store: ArtifactStore, job: FrameJob) -> Image.Image:
+    """The (restyled) frame, computed, not stored."""
+    from reelflow.media.frames import extract_frame
+
     with scratch() as tmp:
         clip = store.get_file(job.clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
-    parents = [job.clip_key]
     if job.restyle_prompt:
         from reelflow.imaging.generate import restyle_canny
 
@@ -190,18 +227,7 @@ def take_frame(store: ArtifactStore, job: FrameJob) -> str:
         frame = restyle_canny(
             frame.resize((width, height), Image.LANCZOS), spec, resolve_model_path(job.controlnet)
         )
-    store.put_bytes(
-        key,
-        png_bytes(frame),
-        "image/png",
-        lineage_of(
-            "image",
-            job,
-            parents,
-            {"step": "restyle" if job.restyle_prompt else "frame", "shot": job.shot},
-        ),
-    )
-    return key
+    return frame
 
 
 def _generation_size(size: tuple[int, int], job: FrameJob) -> tuple[int, int]:

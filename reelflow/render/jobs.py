@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reelflow.errors import InputError
+from reelflow.render import weights
 from reelflow.render.profiles import RenderProfile
 from reelflow.store import keys
 from reelflow.store.keys import spec_hash
@@ -43,7 +44,8 @@ class Job(BaseModel):
     the one formula every caller (flow, render-shot, benchmarks) uses."""
 
     def spec_hash(self) -> str:
-        return spec_hash(self)
+        """Of the job without the paths of weights whose content hash it carries."""
+        return spec_hash(weights.identity_view(self.model_dump(mode="json")))
 
     def output_key(self) -> str:
         raise NotImplementedError
@@ -54,12 +56,14 @@ class ModelChoice(BaseModel):
     source: str  # a local directory, a single .safetensors file, a cached hub id, or "tiny"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
+    sha256: str | None = None  # content hash of the weights (identify_weights); keys use it
 
 
 class LoraChoice(BaseModel):
     name: str
     path: str
     weight: float
+    sha256: str | None = None  # content hash of the LoRA file (identify_weights)
 
 
 class IPAdapterChoice(BaseModel):
@@ -148,6 +152,7 @@ class FrameJob(Job):
     model: ModelChoice
     controlnet: str | None
     loras: list[LoraChoice]
+    controlnet_sha256: str | None = None  # (identify_weights)
 
     def output_key(self) -> str:
         return keys.image_key(self.project, self.shot, f"{self.spec_hash()}-frame")
@@ -168,6 +173,7 @@ class ClipJob(Job):
     image_key: str | None = None  # the approved still
     first_frame_key: str | None = None  # for first+last-frame transitions
     last_frame_key: str | None = None
+    model_sha256: str | None = None  # content hash of backend_options["model"] (identify_weights)
 
     def output_key(self) -> str:
         return keys.clip_key(self.project, self.shot, self.spec_hash())
@@ -380,6 +386,32 @@ def parse_export(text: str) -> ExportSpec:
 
 # -- building jobs ---------------------------------------------------------------------------
 
+J = TypeVar("J", bound=Job)
+
+
+def identify_weights(job: J) -> J:
+    """Fill the content hash of every weight the job names (model, LoRAs, ControlNet, video
+    model) that is on this machine; the spec hash then uses the hash instead of the path.
+    Hashes already set are kept (a job built elsewhere names what it was keyed with)."""
+    def known(source: str | None, current: str | None) -> str | None:
+        return current or weights.try_content_hash(resolve_model_path(source) if source else None)
+
+    updates: dict[str, Any] = {}
+    model = getattr(job, "model", None)
+    if isinstance(model, ModelChoice):
+        updates["model"] = model.model_copy(update={"sha256": known(model.source, model.sha256)})
+    if getattr(job, "loras", None):
+        updates["loras"] = [
+            lora.model_copy(update={"sha256": known(lora.path, lora.sha256)})
+            for lora in job.loras  # type: ignore[attr-defined]
+        ]
+    if isinstance(job, FrameJob) and job.controlnet:
+        updates["controlnet_sha256"] = known(job.controlnet, job.controlnet_sha256)
+    if isinstance(job, ClipJob) and isinstance(job.backend_options.get("model"), str):
+        updates["model_sha256"] = known(job.backend_options["model"], job.model_sha256)
+    return job.model_copy(update=updates)
+
+
 
 def shot_seed(storyboard: Storyboard, shot: Shot) -> int:
     """Stable per shot: reordering or adding shots does not change another shot's seed."""
@@ -473,7 +505,7 @@ def image_job(
     style = storyboard.style
     model = model_choice(storyboard, profile)
     composed = compose_prompt(storyboard, shot, family=model.family, notes=notes)
-    return ImageJob(
+    job = ImageJob(
         project=storyboard.project,
         shot=shot.id,
         prompt=composed.prompt,
@@ -490,6 +522,7 @@ def image_job(
         **shot_characters(storyboard, shot),
         ip_adapter=ip_adapter_choice(storyboard, shot, profile),
     )
+    return identify_weights(job)
 
 
 def ip_adapter_choice(
@@ -562,7 +595,7 @@ def frame_job(
     if ref.restyle:
         composed = compose_prompt(storyboard, shot, family=model.family)
         prompt = f"{ref.restyle}, {composed.prompt}"
-    return FrameJob(
+    job = FrameJob(
         project=storyboard.project,
         shot=shot.id,
         source_shot=ref.shot,
@@ -577,6 +610,7 @@ def frame_job(
         controlnet=controlnet,
         loras=lora_choices([*style.loras, *ref.loras], profile, base_dir),
     )
+    return identify_weights(job)
 
 
 def video_options(profile: RenderProfile) -> dict[str, Any]:
@@ -606,7 +640,7 @@ def clip_job(
     motion = motion_phrase(shot)
     if notes:
         motion = ", ".join([motion, *notes])
-    return ClipJob(
+    job = ClipJob(
         backend_options=video_options(profile),
         project=storyboard.project,
         shot=shot.id,
@@ -622,6 +656,7 @@ def clip_job(
         first_frame_key=first_frame_key,
         last_frame_key=last_frame_key,
     )
+    return identify_weights(job)
 
 
 class StillPlan(BaseModel):

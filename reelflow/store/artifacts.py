@@ -16,8 +16,11 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -46,6 +49,19 @@ DEFAULT_PART_SIZE = 16 * 1024 * 1024
 """Multipart part size: files above it upload in parts; at most ~3 parts are held in memory."""
 
 _CHUNK = 1024 * 1024
+#: How long a reader waits for a sidecar written alongside an object it already sees.
+_SIDECAR_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
+_POOL_LOCK = threading.Lock()
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _sidecar_pool() -> ThreadPoolExecutor:
+    """One small pool per process for sidecar writes (stores stay picklable, no thread each)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reelflow-sidecar")
+        return _POOL
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
 
 
@@ -272,6 +288,30 @@ class ArtifactStore:
             self.client.put_object(self.bucket, skey, io.BytesIO(data), len(data),
                                    content_type="application/json")
 
+    def _put_with_sidecar(self, key: str, lin: Lineage, put_object: Callable[[], None]) -> None:
+        """The sidecar and the object written at the same time (one round trip, not two).
+
+        Why it is safe: the sidecar is sent first and the object is the commit (``exists``
+        checks the object); a reader who finds the object while its sidecar is still in flight
+        waits for it in :meth:`lineage`; and when either write fails the other is removed, so a
+        failed put leaves neither an object without lineage nor a stray sidecar.
+        """
+        sidecar = _sidecar_pool().submit(self._write_sidecar, key, lin)
+        try:
+            put_object()
+        except BaseException:
+            with suppress(Exception):
+                sidecar.result()
+            with suppress(Exception), self._s3("delete sidecar", sidecar_key(key)):
+                self.client.remove_object(self.bucket, sidecar_key(key))
+            raise
+        try:
+            sidecar.result()
+        except BaseException:
+            with suppress(Exception), self._s3("delete", key):
+                self.client.remove_object(self.bucket, key)
+            raise
+
     def _complete(self, key: str) -> bool:
         """True when both the object and its sidecar exist (an idempotent write can skip)."""
         return self.exists(key) and self.exists(sidecar_key(key))
@@ -284,7 +324,8 @@ class ArtifactStore:
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream",
                   lineage: Lineage | dict[str, Any] | None = None, *,
                   if_absent: bool = False, sidecar: bool = True) -> str:
-        """Write `data` then its sidecar; returns the key. `if_absent` skips an existing object.
+        """Write `data` and its sidecar (concurrently); returns the key. `if_absent` skips an
+        existing object.
 
         `sidecar=False` writes a bare object (Prefect result records; read with `verify=False`).
         """
@@ -300,34 +341,52 @@ class ArtifactStore:
             return key
         lin = self._make_lineage(key, lineage, sha256=hashlib.sha256(data).hexdigest(),
                                  size=len(data), content_type=content_type)
-        with self._s3("put", key):  # the sha rides along, so a read needs one request
-            self.client_for(len(data)).put_object(self.bucket, key, io.BytesIO(data), len(data),
-                                   content_type=content_type, metadata={"sha256": lin.sha256})
-        self._write_sidecar(key, lin)
+
+        def put() -> None:
+            with self._s3("put", key):  # the sha rides along, so a read needs one request
+                self.client_for(len(data)).put_object(self.bucket, key, io.BytesIO(data),
+                                                      len(data), content_type=content_type,
+                                                      metadata={"sha256": lin.sha256})
+
+        self._put_with_sidecar(key, lin, put)
         return key
 
     def put_file(self, key: str, path: Path | str,
                  content_type: str = "application/octet-stream",
                  lineage: Lineage | dict[str, Any] | None = None, *,
                  if_absent: bool = False) -> str:
-        """Stream a file up (multipart above `part_size`), hashing as it goes; returns the key."""
+        """Stream a file up (multipart above `part_size`) with its sidecar; returns the key.
+
+        The file is hashed first (a local read, far faster than the upload), so the sha256
+        rides on the object (reads need one request) and the sidecar goes up alongside it.
+        """
         validate_key(key)
         self.ensure_bucket()
         if if_absent and self._complete(key):
             return key
         path = Path(path)
         size = path.stat().st_size
+        sha = hashlib.sha256()
         with path.open("rb") as fh:
-            reader = _HashingReader(fh)
-            with self._s3("put", key):
-                self.client_for(min(size, self.part_size)).put_object(
-                    self.bucket, key, reader, size, content_type=content_type,
-                    part_size=self.part_size, num_parallel_uploads=3)
-        if reader.size != size:
-            raise StoreError(f"file {path} changed size while uploading to {key!r}", key=key)
-        lin = self._make_lineage(key, lineage, sha256=reader.sha.hexdigest(), size=size,
+            for block in iter(lambda: fh.read(_CHUNK), b""):
+                sha.update(block)
+        lin = self._make_lineage(key, lineage, sha256=sha.hexdigest(), size=size,
                                  content_type=content_type)
-        self._write_sidecar(key, lin)
+
+        def put() -> None:
+            with path.open("rb") as fh:
+                reader = _HashingReader(fh)
+                with self._s3("put", key):
+                    self.client_for(min(size, self.part_size)).put_object(
+                        self.bucket, key, reader, size, content_type=content_type,
+                        part_size=self.part_size, num_parallel_uploads=3,
+                        metadata={"sha256": lin.sha256})
+            if reader.size != size or reader.sha.hexdigest() != lin.sha256:
+                with suppress(Exception), self._s3("delete", key):
+                    self.client.remove_object(self.bucket, key)
+                raise StoreError(f"file {path} changed while uploading to {key!r}", key=key)
+
+        self._put_with_sidecar(key, lin, put)
         return key
 
     def put_json(self, key: str, model_or_dict: BaseModel | dict[str, Any] | list[Any],
@@ -346,13 +405,22 @@ class ArtifactStore:
     def lineage(self, key: str) -> Lineage:
         """The sidecar of `key`; ObjectNotFound when there is none."""
         skey = sidecar_key(key)
-        with self._s3("get sidecar", skey):
-            resp = self.client.get_object(self.bucket, skey)
+        for delay in (*_SIDECAR_WAITS, None):
             try:
-                raw = resp.read()
-            finally:
-                resp.close()
-                resp.release_conn()
+                with self._s3("get sidecar", skey):
+                    resp = self.client.get_object(self.bucket, skey)
+                    try:
+                        raw = resp.read()
+                    finally:
+                        resp.close()
+                        resp.release_conn()
+                break
+            except ObjectNotFound:
+                # the object may be there with its sidecar still in flight (they are written
+                # concurrently): wait for it briefly, never return an object without lineage
+                if delay is None or not self.exists(key):
+                    raise
+                time.sleep(delay)
         try:
             return Lineage.model_validate_json(raw)
         except ValueError:
@@ -396,7 +464,6 @@ class ArtifactStore:
         """Stream an object to `dest` (atomically replaced), verifying sha256 on the way."""
         validate_key(key)
         dest = Path(dest)
-        expected = self._expected_sha(key) if verify else None
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         tmp = Path(tmp_name)
@@ -406,12 +473,17 @@ class ArtifactStore:
                 size = self.client.stat_object(self.bucket, key).size
                 resp = self.client_for(size).get_object(self.bucket, key)
                 try:
+                    # the sha written with the object: no sidecar request; older objects: the
+                    # sidecar
+                    expected = resp.headers.get("x-amz-meta-sha256") if verify else None
                     for chunk in resp.stream(_CHUNK):
                         sha.update(chunk)
                         out.write(chunk)
                 finally:
                     resp.close()
                     resp.release_conn()
+            if verify and not expected:
+                expected = self._expected_sha(key)
             if expected is not None and sha.hexdigest() != expected:
                 raise IntegrityError(
                     f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, "
@@ -465,6 +537,19 @@ class ArtifactStore:
             and not (n.endswith(SIDECAR_SUFFIX) and n[: -len(SIDECAR_SUFFIX)] in stems)
         ]
         return sorted(out)
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every object under `prefix` (sidecars included) with its size in bytes: finding a
+        downloaded file in the bucket needs only the few objects of the same size."""
+        if prefix:
+            validate_key(prefix.rstrip("/") or "x")
+        with self._s3("list", prefix or None):
+            return {
+                o.object_name: int(o.size or 0)
+                for o in self.client.list_objects(self.bucket, prefix=prefix or None,
+                                                  recursive=True)
+                if o.object_name
+            }
 
     # -- moves --------------------------------------------------------------------------------
 

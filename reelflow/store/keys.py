@@ -105,6 +105,15 @@ def edit_key(project: str, spec_hash: str, ext: str = "mp4") -> str:
     return f"projects/{slug(project, 'project')}/edits/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
 
 
+def part_key(project: str, spec_hash: str, ext: str = "ts") -> str:
+    """One cached encode of the film (a shot's body or a transition): shared by every edit and
+    version that contains it, so a changed shot re-encodes only the parts that touch it."""
+    return (
+        f"projects/{slug(project, 'project')}/edits/parts/"
+        f"{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
+    )
+
+
 def cover_key(project: str, spec_hash: str, ext: str = "png") -> str:
     return (
         f"projects/{slug(project, 'project')}/covers/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
