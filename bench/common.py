@@ -256,7 +256,7 @@ class Stack:
         raise RuntimeError(f"could not start weed mini: {last}")
 
     def start_prefect(self) -> str:
-        """A Prefect server (SQLite) for flow benchmarks; returns its API URL."""
+        """A Prefect server (PostgreSQL, Redis, auth) for flow benchmarks; returns its API URL."""
         if self.prefect_url:
             return self.prefect_url
         from reelflow import devstack
@@ -290,9 +290,14 @@ class Stack:
 
     def flow_env(self, bucket: str, models: Path) -> dict[str, str]:
         """Everything a produce_video run needs: S3, Prefect API, models folder, a quiet log."""
+        from reelflow import devstack
+
+        url = self.start_prefect()
+        assert self.prefect_config is not None
         return {
             **self.s3_env(bucket),
-            "PREFECT_API_URL": self.start_prefect(),
+            **devstack.client_env(self.prefect_config.home),  # the server's auth string, Redis
+            "PREFECT_API_URL": url,
             "PREFECT_HOME": str(self.home / "prefect-client"),
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -83,3 +83,60 @@ def ensure_gate_notifications(client: Any, spec: NotificationSpec, ui_url: str) 
         client.delete_automation(automation.id)
     client.update_automation(first.id, wanted)
     return "updated"
+
+
+# -- crashed-run detection ----------------------------------------------------------------------
+
+ZOMBIE_AUTOMATION = "reelflow-crash-zombie-flow-runs"
+HEARTBEAT_SECONDS = 30
+"""What `reelflow worker` sets PREFECT_FLOWS_HEARTBEAT_FREQUENCY to (Prefect's minimum; its
+default, 180 s, would make the grace below either useless or slow)."""
+FINAL_EVENTS = {
+    "prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", "prefect.flow-run.Suspended",
+    "prefect.flow-run.Paused",
+}
+
+
+def zombie_automation(grace_seconds: int) -> Any:
+    """Prefect's recipe for runs whose process died (a worker or machine lost): a flow run that
+    sent a heartbeat and then nothing (no heartbeat, no final state) for `grace_seconds` is
+    marked Crashed, which the parent's fan-out sees and re-submits."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    return AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        description=f"Mark flow runs Crashed after {grace_seconds}s without a heartbeat.",
+        enabled=True,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect=set(FINAL_EVENTS),
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=grace_seconds),
+        ),
+        actions=[ChangeFlowRunState(
+            state=StateType.CRASHED,
+            message=f"No heartbeat for {grace_seconds}s: its worker or machine is gone",
+        )],
+    )
+
+
+def ensure_zombie_automation(client: Any, grace_seconds: int) -> str:
+    """Create or update the crashed-run automation; returns 'created' or 'updated'."""
+    wanted = zombie_automation(grace_seconds)
+    existing = client.read_automations_by_name(ZOMBIE_AUTOMATION)
+    if not existing:
+        client.create_automation(wanted)
+        return "created"
+    first, *extra = existing
+    for automation in extra:
+        client.delete_automation(automation.id)
+    client.update_automation(first.id, wanted)
+    return "updated"

@@ -50,6 +50,8 @@ class OpsConfig(BaseModel):
     work_pools: list[WorkPoolSpec] = Field(default_factory=list)
     concurrency_limits: list[ConcurrencyLimitSpec] = Field(default_factory=list)
     notifications: NotificationSpec = Field(default_factory=NotificationSpec)
+    crashed_after_seconds: int = Field(default=90, ge=45)
+    """A flow run silent this long (workers send a heartbeat every 30 s) is marked Crashed."""
 
 
 def read_prefect_file(path: Path | str = PREFECT_FILE) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""How a reelflow worker is started: a Prefect process worker on this checkout.
+"""How a reelflow worker is started: a Prefect process worker.
 
-The deployments' pull step chdirs into `$REELFLOW_PROJECT_DIR`, so the worker passes it on to
-every flow-run process. A GPU worker serves exactly one GPU: `CUDA_VISIBLE_DEVICES` is set per
-worker, and its flow runs inherit it.
+The code comes from the deployment's pull step (deployments/pull.py): the bundle `reelflow
+deploy` uploaded, unpacked under the worker's `$REELFLOW_HOME/code/`; so a worker needs only the
+installed package, the Prefect API URL (+ auth string) and the S3 settings. Without a bundle the
+runs execute the checkout named by `$REELFLOW_PROJECT_DIR` (set here when there is one). A GPU
+worker serves exactly one GPU: `CUDA_VISIBLE_DEVICES` is set per worker, and its runs inherit it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from deployments.automations import HEARTBEAT_SECONDS
 from deployments.config import PROJECT_DIR
+from reelflow.store.settings import ENV_HOME, reelflow_home
 
 
 def worker_command(pool: str, *, name: str | None = None, limit: int | None = None) -> list[str]:
@@ -24,15 +28,28 @@ def worker_command(pool: str, *, name: str | None = None, limit: int | None = No
     return cmd
 
 
+def _checkout(project_dir: Path | str | None) -> Path | None:
+    """The checkout runs fall back to: the one given, else this package's if it is one."""
+    if project_dir is not None:
+        return Path(project_dir).resolve()
+    return PROJECT_DIR if (PROJECT_DIR / "prefect.yaml").is_file() else None
+
+
 def worker_env(*, project_dir: Path | str | None = None, gpu: str | None = None,
                base: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment: the checkout its runs execute in, and its GPU if any."""
+    """The worker's environment: its GPU, an absolute REELFLOW_HOME (flow runs start in temporary
+    directories: bundles are unpacked under it), and the fallback checkout if there is one."""
     env = dict(os.environ if base is None else base)
-    env["REELFLOW_PROJECT_DIR"] = str(Path(project_dir or PROJECT_DIR).resolve())
+    home = env.get(ENV_HOME) or reelflow_home(Path.cwd() / ".reelflow")
+    env[ENV_HOME] = str(Path(home).expanduser().resolve())
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
-    root = str(Path(env["REELFLOW_PROJECT_DIR"]))
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in paths:  # flows import `flows`, `tasks`, `reelflow` from the checkout
-        env["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    # Heartbeats let the crashed-run automation (deployments/automations.py) notice a dead worker.
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
+    checkout = _checkout(project_dir)
+    if checkout is not None:
+        env["REELFLOW_PROJECT_DIR"] = str(checkout)
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if str(checkout) not in paths:  # fallback runs import the checkout's packages
+            env["PYTHONPATH"] = os.pathsep.join([str(checkout), *paths])
     return env

@@ -30,6 +30,7 @@ from tasks.images import hires_fix, prepare_models, render_variants, retouch
 DEPLOYMENT = "render-shot/render-shot"
 GPU_LIMIT = "gpu"
 POLL_SECONDS = 1.0
+MAX_RESUBMITS = 2
 
 
 class ShotOutput(BaseModel):
@@ -82,7 +83,9 @@ def tiny_model_names(board: Storyboard, profile: RenderProfile) -> list[str] | N
 def fan_out(work: list[dict[str, Any]], *, label: str) -> list[ShotOutput]:
     """One render-shot deployment run per item, all at once on the `gpu` pool; wait for all.
 
-    Raises when a shot run does not complete (its state message says why).
+    A shot run that ends Crashed (its worker or machine died; the crashed-run automation marks
+    it) is re-submitted, up to MAX_RESUBMITS times, and another worker takes it. Raises when a
+    shot run does not complete (its state message says why).
     """
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -90,25 +93,34 @@ def fan_out(work: list[dict[str, Any]], *, label: str) -> list[ShotOutput]:
     logger = get_run_logger()
     if not work:
         return []
-    runs = [
-        run_deployment(DEPLOYMENT, parameters=params, timeout=0, as_subflow=True)
-        for params in work
-    ]
+
+    def submit(params: dict[str, Any]) -> Any:
+        return run_deployment(DEPLOYMENT, parameters=params, timeout=0, as_subflow=True)
+
+    runs = [submit(params) for params in work]
+    resubmits = [0] * len(runs)
     total = len(runs)
     artifact_id = create_progress_artifact(
         0.0, description=f"{label}: {total} shot runs on the gpu pool"
     )
-    finished: dict[Any, Any] = {}
+    finished: dict[int, Any] = {}
     with get_client(sync_client=True) as client:
         while len(finished) < total:
-            for run in runs:
-                if run.id in finished:
+            for i, run in enumerate(runs):
+                if i in finished:
                     continue
                 current = client.read_flow_run(run.id)
-                if current.state and current.state.is_final():
-                    finished[run.id] = current
-                    logger.info("%s: %s %s", label, current.name, current.state.name)
-                    update_progress_artifact(artifact_id, 100.0 * len(finished) / total)
+                if not (current.state and current.state.is_final()):
+                    continue
+                if current.state.is_crashed() and resubmits[i] < MAX_RESUBMITS:
+                    runs[i] = submit(work[i])
+                    resubmits[i] += 1
+                    logger.warning("%s: %s crashed (%s); re-submitted as %s", label,
+                                   current.name, current.state.message, runs[i].name)
+                    continue
+                finished[i] = current
+                logger.info("%s: %s %s", label, current.name, current.state.name)
+                update_progress_artifact(artifact_id, 100.0 * len(finished) / total)
             if len(finished) < total:
                 time.sleep(POLL_SECONDS)
     failed = [r for r in finished.values() if not r.state.is_completed()]
@@ -117,7 +129,7 @@ def fan_out(work: list[dict[str, Any]], *, label: str) -> list[ShotOutput]:
             f"{label}: {len(failed)} of {total} shot runs failed: "
             + "; ".join(f"{r.name}: {r.state.message}" for r in failed)
         )
-    return [finished[run.id].state.result() for run in runs]
+    return [finished[i].state.result() for i in range(total)]
 
 
 def fan_out_variants(

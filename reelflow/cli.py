@@ -284,18 +284,29 @@ def cmd_characters_show(args: argparse.Namespace) -> int:
 # -- local stack -----------------------------------------------------------------------------
 
 
+def _stack_config(args: argparse.Namespace):
+    """The recorded stack (its real ports), with the ports and database given as options."""
+    from reelflow import devstack
+
+    overrides = {k: getattr(args, k, None) for k in ("s3_port", "prefect_port", "redis_port", "db")}
+    return devstack.StackConfig.load(**overrides)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from reelflow import devstack
 
     try:
-        state = devstack.up(devstack.StackConfig())
+        state = devstack.up(_stack_config(args))
     except devstack.StackError as exc:
         return _fail(str(exc))
     started = ", ".join(state.started) or "nothing (already running)"
     print(f"started: {started}")
     print(f"s3:      {state.s3_endpoint} ({'embedded' if state.s3_managed else 'external'})")
     if state.prefect_api_url:
-        print(f"prefect: {state.prefect_api_url.removesuffix('/api')} (UI and API)")
+        print(f"prefect: {state.prefect_api_url.removesuffix('/api')} (UI and API, database: "
+              f"{state.db}; login: the auth_string in the state file)")
+    if state.redis_pid:
+        print(f"redis:   pid {state.redis_pid} (lock manager)")
     print(f"state:   {state.home}/stack.json")
     return 0
 
@@ -303,7 +314,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from reelflow import devstack
 
-    stopped = devstack.down(devstack.StackConfig())
+    stopped = devstack.down(devstack.StackConfig.load())
     print(f"stopped: {', '.join(map(str, stopped)) or 'nothing was running'}")
     return 0
 
@@ -311,9 +322,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from reelflow import devstack
 
-    report = devstack.status(devstack.StackConfig())
-    for name in ("s3", "prefect"):
-        service = report[name]
+    report = devstack.status(devstack.StackConfig.load())
+    for name in devstack.SERVICES:
+        service = report.get(name)
+        if service is None:
+            continue
         health = "healthy" if service["healthy"] else "down"
         owner = "managed" if service["managed"] else "external"
         pid = f" pid {service['pid']}" if service.get("pid") else ""
@@ -322,14 +335,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def use_local_stack() -> None:
-    """Point Prefect at the local stack's server unless the user configured one."""
-    if os.environ.get("PREFECT_API_URL"):
-        return
+    """Point Prefect at the local stack's server (its recorded port, with its credentials) unless
+    the user configured another one; pass the stack's Redis on for the lock manager."""
     from reelflow import devstack
 
-    config = devstack.StackConfig()
-    if config.stack_file.exists():
-        os.environ["PREFECT_API_URL"] = devstack.prefect_api_url(config)
+    stack = devstack.client_env()
+    url = stack.get("PREFECT_API_URL")
+    if not os.environ.get("PREFECT_API_URL") and url:
+        os.environ["PREFECT_API_URL"] = url
+    if url and os.environ.get("PREFECT_API_URL") == url and "PREFECT_API_AUTH_STRING" in stack:
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", stack["PREFECT_API_AUTH_STRING"])
+    for name in (devstack.ENV_REDIS_URL, devstack.ENV_RESULTS_KEY):
+        if name in stack:
+            os.environ.setdefault(name, stack[name])
 
 
 # -- script: brief -> approved storyboard ---------------------------------------------------
@@ -543,12 +561,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     env = worker_env(project_dir=args.project_dir, gpu=args.gpu)
     name = args.name or (f"{args.pool}-{args.gpu}" if args.gpu is not None else None)
-    cmd = worker_command(args.pool, name=name, limit=args.limit)
+    # one GPU renders one run at a time: a GPU worker takes the next run when its GPU is free
+    limit = args.limit or (1 if args.gpu is not None else None)
+    cmd = worker_command(args.pool, name=name, limit=limit)
     os.execvpe(cmd[0], cmd, env)  # the worker replaces this process (signals reach it)
     return 0
 
 
 # -- entry point -----------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1024 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1024-65535")
+    return port
 
 
 class _Parser(argparse.ArgumentParser):
@@ -576,8 +606,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="full")
     p.set_defaults(func=cmd_plan)
 
+    p = sub.add_parser("up", help="start the local stack: S3, PostgreSQL, Redis, Prefect")
+    p.add_argument("--db", choices=["postgres", "sqlite"], default=None,
+                   help="Prefect's database (default: postgres, or the last choice; an external "
+                   "PREFECT_API_DATABASE_CONNECTION_URL is used when set)")
+    p.add_argument("--prefect-port", type=_port, default=None, metavar="PORT",
+                   help="Prefect UI/API port (default 4200, or the last one used)")
+    p.add_argument("--s3-port", type=_port, default=None, metavar="PORT",
+                   help="S3 port (default 8333, or the last one used)")
+    p.add_argument("--redis-port", type=_port, default=None, metavar="PORT",
+                   help="Redis port (default 6390, or the last one used)")
+    p.set_defaults(func=cmd_up)
     for name, func, text in (
-        ("up", cmd_up, "start the local S3 and Prefect servers"),
         ("down", cmd_down, "stop the local stack"),
         ("status", cmd_status, "say what runs where"),
     ):
@@ -684,12 +724,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="webhook for 'run waits at a gate' (default: $REELFLOW_NOTIFY_URL)")
     p.set_defaults(func=cmd_deploy)
 
-    p = sub.add_parser("worker", help="start a process worker on this checkout")
+    p = sub.add_parser("worker", help="start a process worker (code: the deployed bundle)")
     p.add_argument("--pool", default="cpu", help="cpu | gpu")
     p.add_argument("--gpu", default=None, help="CUDA_VISIBLE_DEVICES for this worker, e.g. 0")
     p.add_argument("--name", default=None)
-    p.add_argument("--limit", type=int, default=None, help="max concurrent runs")
-    p.add_argument("--project-dir", default=None, help="checkout the runs execute in")
+    p.add_argument("--limit", type=int, default=None,
+                   help="max concurrent runs (default: 1 with --gpu, else unlimited)")
+    p.add_argument("--project-dir", default=None,
+                   help="checkout runs execute in when a deployment has no code bundle")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("lineage", help="what made an object: the chain back to its storyboard")

@@ -44,9 +44,20 @@ class JobInputs(CachePolicy):
         return hash_objects(hashed, raise_on_failure=True)
 
 
-# Inputs + source, not the run id: a cache entry made by one run is found by the next one,
-# on any machine that shares the result storage.
-CACHE = JobInputs() + TASK_SOURCE
+def cache_policy() -> CachePolicy:
+    """Inputs + source, not the run id: a cache entry made by one run is found by the next one,
+    on any machine that shares the result storage. With Redis configured (tasks/locking.py),
+    SERIALIZABLE too: concurrent runs of one task input wait for each other, never both render."""
+    from tasks.locking import lock_manager_from_env
+
+    policy = JobInputs() + TASK_SOURCE
+    manager = lock_manager_from_env()
+    if manager is None:
+        return policy
+    return policy.configure(lock_manager=manager, isolation_level="SERIALIZABLE")
+
+
+CACHE = cache_policy()
 RETRIES = 2
 RETRY_DELAY = 5
 

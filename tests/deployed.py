@@ -54,6 +54,7 @@ class Worker:
     pool: str
     process: subprocess.Popen[bytes]
     log: Path
+    name: str = ""
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -86,22 +87,32 @@ class OpsStack:
         return self.api_url.removesuffix("/api")
 
     def logs(self) -> str:
-        return "\n\n".join(f"--- worker {w.pool}\n{w.tail()}" for w in self.workers)
+        return "\n\n".join(f"--- worker {w.name or w.pool}\n{w.tail()}" for w in self.workers)
 
 
-def start_worker(pool: str, env: dict[str, str], home: Path) -> Worker:
+def start_worker(pool: str, env: dict[str, str], home: Path, *, name: str | None = None,
+                 project_dir: Path | None = ROOT, extra: dict[str, str] | None = None,
+                 limit: int | None = None) -> Worker:
     """A real `prefect worker start --pool POOL` in its own process group, run from `home` (not
-    the checkout: the deployments' pull step must find the code through REELFLOW_PROJECT_DIR)."""
+    the checkout: the deployments' pull step brings the code). `project_dir=None`: no checkout
+    fallback either; `extra` overrides the environment (PYTHONPATH, REELFLOW_HOME, GPU)."""
     from deployments.worker import worker_command, worker_env
 
-    log = home / f"worker-{pool}.log"
+    name = name or f"test-{pool}"
+    base = dict(env)
+    if project_dir is None:
+        base.pop("REELFLOW_PROJECT_DIR", None)
+    base.update(extra or {})
+    wenv = worker_env(project_dir=project_dir, base=base)
+    if project_dir is None:
+        wenv.pop("REELFLOW_PROJECT_DIR", None)
+    log = home / f"worker-{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            worker_command(pool, name=f"test-{pool}"),
-            env=worker_env(project_dir=ROOT, base=env),
+            worker_command(pool, name=name, limit=limit), env=wenv,
             cwd=home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    return Worker(pool=pool, process=process, log=log)
+    return Worker(pool=pool, process=process, log=log, name=name)
 
 
 @contextmanager
@@ -116,7 +127,7 @@ def ops_stack(
 ) -> Iterator[OpsStack]:
     """Prefect server (a fresh `prefect server start` unless `api_url` is given), `reelflow
     deploy`, and one worker per pool; the environment points this process at them too."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from deployments.deploy import deploy
     from tasks.common import get_store
@@ -130,8 +141,13 @@ def ops_stack(
             state = devstack.up(config)
             assert state.prefect_api_url
             api_url = state.prefect_api_url
+            stack_env = devstack.client_env(config.home)  # auth string, Redis
+        else:
+            stack_env = {k: os.environ[k] for k in ("PREFECT_API_AUTH_STRING",)
+                         if os.environ.get(k)}
         settings = s3.with_bucket(bucket)
         env = {
+            **stack_env,
             "PREFECT_API_URL": api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": "1",
@@ -149,7 +165,10 @@ def ops_stack(
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         stack.callback(_restore, saved)
-        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
+        updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
+        if env.get("PREFECT_API_AUTH_STRING"):
+            updates[PREFECT_API_AUTH_STRING] = env["PREFECT_API_AUTH_STRING"]
+        stack.enter_context(temporary_settings(updates=updates))
         get_store.cache_clear()
         stack.callback(get_store.cache_clear)
         ops = OpsStack(api_url=api_url, env=dict(os.environ), home=home)

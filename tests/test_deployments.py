@@ -71,11 +71,12 @@ def test_deploy_is_idempotent(ops: OpsStack) -> None:
     first = ops.report
     assert first.work_pools == {"cpu": "created", "gpu": "created"}
     assert first.concurrency_limits == {"gpu": "created"}
-    assert first.notifications == "created"
+    assert first.notifications == "created" and first.crashed_runs == "created"
     again = deploy()
     assert again.work_pools == {"cpu": "unchanged", "gpu": "unchanged"}
     assert again.concurrency_limits == {"gpu": "unchanged"}
-    assert again.notifications == "updated"
+    assert again.notifications == "updated" and again.crashed_runs == "updated"
+    assert again.bundle == first.bundle  # same code, same bundle: nothing new uploaded
     assert again.deployments == first.deployments
     assert set(first.deployments) == {
         "produce-video/produce-video", "render-shot/render-shot", "batch-render/batch-render"
@@ -90,13 +91,19 @@ def test_deploy_is_idempotent(ops: OpsStack) -> None:
     assert [(s.slug, s.schedule.cron) for s in batch.schedules] == [("nightly", "0 2 * * *")]
     assert batch.parameters["approval"] == "auto"
     assert (produce.work_pool_name, shot.work_pool_name) == ("cpu", "gpu")
-    # no path of this machine is baked in: the worker's environment names the checkout
-    assert produce.pull_steps == [{"prefect.deployments.steps.set_working_directory": {
-        "directory": "{{ $REELFLOW_PROJECT_DIR }}"}}]
+    # code to the workers: the bundle in the bucket, by key and sha256; no path of this machine
+    # is baked in (the fallback checkout is the worker's REELFLOW_PROJECT_DIR)
+    assert produce.pull_steps == shot.pull_steps == [{"deployments.pull.fetch_bundle": {
+        "key": ops.report.bundle, "sha256": ops.report.bundle_sha256,
+        "project_dir": "{{ $REELFLOW_PROJECT_DIR }}"}}]
+    assert ops.report.bundle == f"code/{ops.report.bundle_sha256}.tar.gz"
     schema = produce.parameter_openapi_schema["properties"]
     assert {"storyboard", "approval", "profile", "fan_out"} <= set(schema)
     assert (limit.limit, limit.active) == (1, True)
     assert len(automations) == 1
+    with get_client(sync_client=True) as client:
+        [zombies] = client.read_automations_by_name("reelflow-crash-zombie-flow-runs")
+    assert zombies.trigger.within.total_seconds() == 90 and zombies.trigger.posture == "Proactive"
     assert pools["cpu"] == pools["gpu"] == "process"
 
 

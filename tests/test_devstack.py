@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reelflow import devstack
@@ -25,18 +30,23 @@ def _gone(pid: int) -> bool:
 @pytest.mark.slow
 def test_up_status_idempotent_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REELFLOW_S3_ENDPOINT", raising=False)
+    for name in (*devstack.DB_URL_ENVS, devstack.ENV_REDIS_URL):
+        monkeypatch.delenv(name, raising=False)
     config = StackConfig.with_free_ports(tmp_path / "home", timeout=120)
     try:
         state = devstack.up(config)
-        assert sorted(state.started) == ["prefect", "s3"]
+        assert sorted(state.started) == ["postgres", "prefect", "redis", "s3"]
+        assert state.db == "postgres"
         assert state.s3_managed and state.s3_pid and state.prefect_pid
+        assert state.postgres_pid and state.redis_pid
         assert state.prefect_api_url == devstack.prefect_api_url(config)
         assert state.prefect_api_url == f"http://127.0.0.1:{config.prefect_port}/api"
 
         st = devstack.status(config)
-        assert st["healthy"] is True
+        assert st["healthy"] is True and st["db"] == "postgres"
         assert st["s3"]["healthy"] and st["s3"]["pid"] == state.s3_pid
         assert st["prefect"]["healthy"] and st["prefect"]["pid"] == state.prefect_pid
+        assert st["postgres"]["healthy"] and st["redis"]["healthy"]
 
         # The state file holds working credentials, readable by the owner only.
         assert stat.S_IMODE(os.stat(config.stack_file).st_mode) == 0o600
@@ -46,27 +56,152 @@ def test_up_status_idempotent_down(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         store.put_bytes("smoke/hello.txt", b"hi", "text/plain")
         assert store.get_bytes("smoke/hello.txt") == b"hi"
 
-        # Everything listens on loopback only.
-        listening = _listening_ports({state.s3_pid, state.prefect_pid})
+        _assert_prefect_on_postgres(config)
+        _assert_authenticated(config)
+        # weed chmods its volume files (.vif) 0644 after start, inside the 0700 s3-data/:
+        # nobody else can reach them, and every `up`/`down` tightens them.
+        assert stat.S_IMODE(config.s3_data_dir.stat().st_mode) == 0o700
+
+        # Everything listens on loopback only; PostgreSQL on its unix socket alone.
+        listening = _listening_ports({state.s3_pid, state.prefect_pid, state.redis_pid})
         assert listening, "expected listening sockets for the stack's processes"
         assert all(addr == "127.0.0.1" for addr, _ in listening), listening
         assert ("127.0.0.1", config.s3_port) in listening
         assert ("127.0.0.1", config.prefect_port) in listening
+        assert ("127.0.0.1", config.redis_port) in listening
+        assert not _listening_ports({state.postgres_pid})
 
         again = devstack.up(config)
         assert again.started == []
         assert (again.s3_pid, again.prefect_pid) == (state.s3_pid, state.prefect_pid)
         assert S3Settings.from_env(config.home) == settings  # same keys on the second up
+        _assert_owner_only(config.home)
+
+        # A crash (every process SIGKILLed, their connections left in TIME-WAIT): `up` restarts
+        # at once on the same ports, with the same data and credentials.
+        for pid in (state.prefect_pid, state.postgres_pid, state.redis_pid, state.s3_pid):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(devstack._alive(p) for p in (state.prefect_pid, state.s3_pid)):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        restarted = devstack.up(config)
+        assert sorted(restarted.started) == ["postgres", "prefect", "redis", "s3"]
+        assert store.get_bytes("smoke/hello.txt") == b"hi"
+        assert devstack.read_state(config.home)["prefect"]["auth_string"] == auth_string(config)
+        state = restarted
     finally:
         stopped = devstack.down(config)
 
-    assert sorted(stopped) == sorted([state.s3_pid, state.prefect_pid])
-    assert _gone(state.s3_pid) and _gone(state.prefect_pid)
+    assert sorted(stopped) == sorted([state.s3_pid, state.prefect_pid, state.postgres_pid,
+                                      state.redis_pid])
+    assert all(_gone(p) for p in stopped)
     assert not list((config.home / "run").glob("*.pid"))
     after = devstack.status(config)
     assert not after["s3"]["running"] and not after["prefect"]["running"]
+    assert not after["postgres"]["running"]
     assert after["healthy"] is False
     assert devstack.down(config) == []  # nothing left to stop
+
+
+def auth_string(config: StackConfig) -> str:
+    return devstack.read_state(config.home)["prefect"]["auth_string"]
+
+
+def _assert_prefect_on_postgres(config: StackConfig) -> None:
+    """Prefect's tables are in the embedded PostgreSQL, and no SQLite database was made."""
+    out = subprocess.run(
+        [devstack.pg_bin("psql"), "-h", str(config.pg_data_dir), "-U", "postgres", "-d",
+         "prefect", "-tAc", "select count(*) from flow_run"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert out.isdigit()
+    assert not list(config.prefect_home.glob("*.db"))
+
+
+def _assert_authenticated(config: StackConfig) -> None:
+    """No credentials: 401 everywhere but /health, block secrets unreadable; with them: works."""
+    api = devstack.prefect_api_url(config)
+    secrets_query = {"include_secrets": True}
+    for auth in (None, ("reelflow", "wrong")):
+        r = httpx.post(f"{api}/block_documents/filter", json=secrets_query, auth=auth)
+        assert r.status_code == 401, r.text
+        assert httpx.post(f"{api}/flow_runs/filter", json={}, auth=auth).status_code == 401
+    user, _, password = auth_string(config).partition(":")
+    r = httpx.post(f"{api}/block_documents/filter", json=secrets_query, auth=(user, password))
+    assert r.status_code == 200
+    assert httpx.get(f"{api}/health").status_code == 200
+    assert auth_string(config) not in (config.log_dir / "prefect.log").read_text()
+
+    # The CLI finds the stack (its real port) and its credentials in the stack file alone.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["REELFLOW_HOME"] = str(config.home)
+    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "pending"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Unauthorized" not in done.stdout + done.stderr
+
+
+def _assert_owner_only(home: Path) -> None:
+    loose = []
+    for root, dirs, files in os.walk(home):
+        for name in dirs + files:
+            p = Path(root) / name
+            if not p.is_symlink() and p.lstat().st_mode & 0o077:
+                loose.append(f"{oct(p.lstat().st_mode)} {p}")
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert not loose, loose[:10]
+
+
+@pytest.mark.slow
+def test_sqlite_option(tmp_path: Path) -> None:
+    """`--db sqlite`: no PostgreSQL started; the database file is owner-only; the choice sticks."""
+    config = StackConfig.with_free_ports(tmp_path / "home", start_s3=False, start_redis=False,
+                                         db="sqlite", timeout=120)
+    try:
+        state = devstack.up(config)
+        assert state.db == "sqlite" and state.started == ["prefect"]
+        assert state.postgres_pid is None and not config.pg_data_dir.exists()
+        dbs = list(config.prefect_home.glob("*.db"))
+        assert dbs and all(stat.S_IMODE(d.stat().st_mode) == 0o600 for d in dbs)
+        _assert_owner_only(config.home)
+        later = StackConfig.load(config.home, start_s3=False, start_redis=False)
+        assert later.database() == "sqlite" and later.prefect_port == config.prefect_port
+    finally:
+        devstack.down(config)
+
+
+def test_load_reads_recorded_ports(tmp_path: Path) -> None:
+    """`down`, `status` and clients use the ports `up` recorded, not the defaults."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "stack.json").write_text(json.dumps({
+        "host": "127.0.0.1", "ports": {"prefect": 14300, "s3": 14333, "redis": 14390},
+        "prefect": {"api_url": "http://127.0.0.1:14300/api", "auth_string": "reelflow:pw"},
+        "results_key": "k" * 64,
+    }))
+    config = StackConfig.load(home)
+    assert (config.prefect_port, config.s3_port, config.redis_port) == (14300, 14333, 14390)
+    assert StackConfig.load(home, prefect_port=15000).prefect_port == 15000
+    env = devstack.client_env(home)
+    assert env == {"PREFECT_API_URL": "http://127.0.0.1:14300/api",
+                   "PREFECT_API_AUTH_STRING": "reelflow:pw", "REELFLOW_RESULTS_KEY": "k" * 64}
+
+
+def test_time_wait_port_counts_as_free() -> None:
+    """A port whose only socket is in TIME-WAIT is free for a server (SO_REUSEADDR)."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the server side closes first: its end goes to TIME-WAIT
+        client.close()
+        assert not devstack.port_is_free(port)  # still listening
+    time.sleep(0.2)
+    assert devstack.port_is_free(port)
 
 
 def _listening_ports(pids: set[int]) -> set[tuple[str, int]]:
@@ -141,3 +276,16 @@ def test_free_ports_leave_grpc_twins_free() -> None:
     assert len(set(ports)) == 4
     for p in ports:
         assert devstack.port_is_free(p) and devstack.port_is_free(p + devstack.GRPC_OFFSET)
+
+
+def test_external_database_and_redis_start_nothing(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configured database / Redis is used as is: `up` would start neither of its own."""
+    config = StackConfig(home=tmp_path)
+    assert config.database() == "postgres" and config.wants_postgres() and config.wants_redis()
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL",
+                       "postgresql+asyncpg://u:p@db.example:5432/prefect")
+    monkeypatch.setenv("REELFLOW_REDIS_URL", "redis://:pw@redis.example:6379/0")
+    assert config.database() == "external"
+    assert not config.wants_postgres() and not config.wants_redis()
+    assert StackConfig(home=tmp_path, db="sqlite").database() == "sqlite"  # an explicit choice

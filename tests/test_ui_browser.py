@@ -8,6 +8,7 @@ run's artifacts go to docs/.
 from __future__ import annotations
 
 import contextvars
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -43,13 +44,20 @@ def ops(tmp_path_factory: pytest.TempPathFactory, s3_settings: S3Settings) -> It
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Any]:
+def page(ops: OpsStack) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+            new_page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # The stack's server requires its auth string; the UI keeps what a user types on its
+            # login page in localStorage `prefect-password` (base64), so log in the same way.
+            auth = ops.env.get("PREFECT_API_AUTH_STRING")
+            if auth:
+                new_page.add_init_script(
+                    f"localStorage.setItem('prefect-password', btoa({json.dumps(auth)}))")
+            yield new_page
         finally:
             browser.close()
 
