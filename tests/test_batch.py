@@ -13,7 +13,7 @@ import pytest
 
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from tests.deployed import OpsStack, board, ops_stack, read_run, wait_for_state
+from tests.support.deployed import OpsStack, board, ops_stack, read_run, wait_for_state
 
 BUCKET = "batch"
 

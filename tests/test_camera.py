@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chat_server import ChatServer, Reply, Request
 from pydantic import SecretStr
 
 from reelflow.llm import ChatClient, LLMConfig
 from reelflow.script.camera import check_sequence, keyword_camera, propose_camera
 from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from tests.support.chat_server import ChatServer, Reply, Request
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
 

@@ -20,7 +20,7 @@ import pytest
 from reelflow.media.probe import probe
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from tests.deployed import (
+from tests.support.deployed import (
     OpsStack,
     board,
     ops_stack,
@@ -29,7 +29,7 @@ from tests.deployed import (
     wait_for_gate,
     wait_for_state,
 )
-from tests.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.flows
 

@@ -9,11 +9,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from chat_server import ChatServer, Reply
 from pydantic import BaseModel, Field, SecretStr
 
 from blocks.llm_endpoint import LLMEndpoint
 from reelflow.llm import ChatClient, LLMConfig, LLMError, extract_json, user
+from tests.support.chat_server import ChatServer, Reply
 
 KEY = "sk-test-6f1d0c9e-DO-NOT-LEAK"
 

@@ -203,11 +203,11 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
 ) -> None:
     """Approvals from the CLI's code path; the rejected shot's prompt is rewritten by an LLM
     (a real OpenAI-compatible server on loopback) and only that shot is regenerated."""
-    from chat_server import ChatServer, Reply, Request
     from pydantic import SecretStr
 
     from blocks.llm_endpoint import LLMEndpoint
     from flows.gates import approve_run
+    from tests.support.chat_server import ChatServer, Reply, Request
 
     board = tmp_path / "tiny.yaml"
     board.write_text(STORYBOARD, encoding="utf-8")

@@ -87,7 +87,7 @@ def test_the_models_own_tokenizer_counts_when_it_is_a_real_one(tmp_path: Path) -
 
 
 def test_chinese_prompts_are_translated_through_the_llm(tmp_path: Path) -> None:
-    from chat_server import ChatServer, Reply, Request
+    from tests.support.chat_server import ChatServer, Reply, Request
 
     def answer(request: Request) -> Reply:
         return Reply(content={"en": "a bright yellow sports car on a winding snowy road"})

@@ -24,7 +24,7 @@ import pytest
 
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from tests.deployed import ROOT, OpsStack, Worker, ops_stack, start_worker, wait_for_state
+from tests.support.deployed import ROOT, OpsStack, Worker, ops_stack, start_worker, wait_for_state
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +178,7 @@ def _rendered(run_ids: list[UUID]) -> dict[str, int]:
 
 
 def _film_sha(run_id: UUID, s3: S3Settings) -> str:
-    from tests.deployed import read_run
+    from tests.support.deployed import read_run
 
     result = read_run(run_id).state.result()
     data = ArtifactStore(s3.with_bucket(BUCKET)).get_bytes(result.film_key)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_server import ChatServer, Reply, Request
 from PIL import Image
 from pydantic import SecretStr, ValidationError
 
@@ -30,6 +29,7 @@ from reelflow.script.drafts import (
 )
 from reelflow.script.translate import prompt_hash, zh_rendering
 from reelflow.storyboard import Storyboard, load_storyboard
+from tests.support.chat_server import ChatServer, Reply, Request
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
 

@@ -23,7 +23,6 @@ from uuid import UUID
 
 import pytest
 import yaml
-from chat_server import ChatServer, Reply, Request
 from pydantic import SecretStr
 
 from reelflow.script.calibration import ACTS, CalibrationReport
@@ -32,6 +31,7 @@ from reelflow.script.rounds import ScriptRounds, rounds_key
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 from reelflow.storyboard import Storyboard
+from tests.support.chat_server import ChatServer, Reply, Request
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = f"sk-reelflow-secret-{uuid.uuid4().hex}"

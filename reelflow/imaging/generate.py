@@ -67,18 +67,6 @@ class ImageSpec(BaseModel):
     def _multiple_of_8(cls, value: int, info: Any) -> int:
         return snap8(value, info.field_name)
 
-    def hash_payload(self) -> dict[str, Any]:
-        """The fields the hash covers: the request, the model identity (not device), the LoRAs."""
-        data = self.model_dump(mode="json", exclude={"shot", "model"})
-        data["model"] = self.model.identity()
-        return data
-
-    def spec_hash(self) -> str:
-        """16 hex chars of sha256 over the canonical JSON (shared with artifact keys)."""
-        from reelflow.store.keys import spec_hash
-
-        return spec_hash(self.hash_payload())
-
     def label(self) -> str:
         return f"shot {self.shot}" if self.shot else f"prompt {self.prompt[:40]!r}"
 

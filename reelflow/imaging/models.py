@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -91,14 +91,6 @@ class ModelSource(BaseModel):
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device
 
-    def identity(self) -> dict[str, Any]:
-        """What determines the model's output: everything but the device."""
-        return {
-            "family": self.family,
-            "source": self.source,
-            "dtype": self.dtype,
-            "config": self.config,
-        }
 
 
 def _in_hub_cache(repo_id: str) -> bool:

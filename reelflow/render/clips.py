@@ -28,7 +28,13 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
                 "clip",
                 job,
                 job_parents(job),
-                {"backend": backend, "frames": info.frame_count, "shot": job.shot},
+                {
+                    "backend": backend,
+                    # which pipeline class and code version made it (model weights: `weights`)
+                    "backend_identity": _backend(job.backend, job.backend_options).identity,
+                    "frames": info.frame_count,
+                    "shot": job.shot,
+                },
             ),
         )
     return key

@@ -19,7 +19,7 @@ from uuid import UUID
 from reelflow import devstack
 from reelflow.store.settings import S3Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Two shots, the test profile: one still-based shot and a crossfade into the second.
 SMALL_BOARD = """
