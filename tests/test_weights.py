@@ -244,3 +244,33 @@ def test_resident_pipeline_reloads_a_model_changed_on_disk(env: Path, tmp_path: 
     os.utime(weights_file, ns=(1, 1))
     assert cache.text2image(source) is not first and cache.loads == 2
     assert len(cache._bases) == 1  # the stale pipeline was dropped, not kept beside it
+
+
+def test_ip_adapter_is_keyed_by_content(env: Path, tmp_path: Path) -> None:
+    """The IP-Adapter a shot is locked with is a weight like the others: its hash is in the
+    job, the key leaves its path out, and other weights under the same path change the key."""
+    from reelflow.render.jobs import IPAdapterChoice, identify_weights
+
+    adapter = tmp_path / "ip-adapter"
+    adapter.mkdir()
+    (adapter / "ip_adapter.safetensors").write_bytes(b"weights v1")
+    board = parse_storyboard(BOARD)
+    job = image_job(board, board.shots[0], get_profile("test"))
+    choice = IPAdapterChoice(path=str(adapter), scale=0.6, image="projects/x/ref.png",
+                             character="ink")
+    locked = identify_weights(job.model_copy(update={"ip_adapter": choice}))
+    assert locked.ip_adapter and locked.ip_adapter.sha256 == weights.content_hash(str(adapter))
+    assert any(w["role"] == "ip-adapter" for w in weights.used_weights(locked))
+    elsewhere = tmp_path / "moved"
+    shutil.copytree(adapter, elsewhere)
+    moved = identify_weights(
+        job.model_copy(update={"ip_adapter": choice.model_copy(update={"path": str(elsewhere)})})
+    )
+    assert moved.spec_hash() == locked.spec_hash()
+    retrained = tmp_path / "retrained"
+    shutil.copytree(adapter, retrained)
+    (retrained / "ip_adapter.safetensors").write_bytes(b"weights v2")
+    changed = identify_weights(
+        job.model_copy(update={"ip_adapter": choice.model_copy(update={"path": str(retrained)})})
+    )
+    assert changed.spec_hash() != locked.spec_hash()

@@ -88,6 +88,7 @@ class IPAdapterChoice(BaseModel):
     scale: float
     image: str
     character: str
+    sha256: str | None = None  # content of the adapter (and its image encoder): in the key
 
 
 class ImageJob(Job):
@@ -406,8 +407,9 @@ J = TypeVar("J", bound=Job)
 
 
 def identify_weights(job: J) -> J:
-    """Fill the content hash of every weight the job names (model, LoRAs, ControlNet, video
-    model) that is on this machine; the spec hash then uses the hash instead of the path.
+    """Fill the content hash of every weight the job names (model, LoRAs, IP-Adapter,
+    ControlNet, video model) that is on this machine; the spec hash then uses the hash
+    instead of the path.
     Hashes already set are kept (a job built elsewhere names what it was keyed with)."""
     def known(source: str | None, current: str | None) -> str | None:
         return current or weights.try_content_hash(resolve_model_path(source) if source else None)
@@ -421,6 +423,11 @@ def identify_weights(job: J) -> J:
             lora.model_copy(update={"sha256": known(lora.path, lora.sha256)})
             for lora in job.loras  # type: ignore[attr-defined]
         ]
+    ip_adapter = getattr(job, "ip_adapter", None)
+    if isinstance(ip_adapter, IPAdapterChoice):
+        updates["ip_adapter"] = ip_adapter.model_copy(
+            update={"sha256": known(ip_adapter.path, ip_adapter.sha256)}
+        )
     if isinstance(job, FrameJob) and job.controlnet:
         updates["controlnet_sha256"] = known(job.controlnet, job.controlnet_sha256)
     if isinstance(job, ClipJob) and isinstance(job.backend_options.get("model"), str):

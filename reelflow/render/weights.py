@@ -177,6 +177,10 @@ def used_weights(job: Any) -> list[dict[str, Any]]:
     for lora in getattr(job, "loras", None) or []:
         out.append({"role": "lora", "name": lora.name, "source": lora.path,
                     "sha256": lora.sha256, "weight": lora.weight})
+    adapter = getattr(job, "ip_adapter", None)
+    if adapter is not None and getattr(adapter, "path", None):
+        out.append({"role": "ip-adapter", "name": adapter.path, "source": adapter.path,
+                    "sha256": adapter.sha256, "weight": adapter.scale})
     if getattr(job, "controlnet", None):
         out.append({"role": "controlnet", "name": job.controlnet, "source": job.controlnet,
                     "sha256": job.controlnet_sha256})
