@@ -343,7 +343,9 @@ def use_local_stack() -> None:
     url = stack.get("PREFECT_API_URL")
     if not os.environ.get("PREFECT_API_URL") and url:
         os.environ["PREFECT_API_URL"] = url
-    if url and os.environ.get("PREFECT_API_URL") == url and "PREFECT_API_AUTH_STRING" in stack:
+    if url and os.environ.get("PREFECT_API_URL") != url:
+        return  # another server: the stack's credentials, Redis and results key are not its own
+    if "PREFECT_API_AUTH_STRING" in stack:
         os.environ.setdefault("PREFECT_API_AUTH_STRING", stack["PREFECT_API_AUTH_STRING"])
     for name in (devstack.ENV_REDIS_URL, devstack.ENV_RESULTS_KEY):
         if name in stack:

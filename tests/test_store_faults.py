@@ -99,4 +99,13 @@ def test_hung_and_killed_s3(own_s3: tuple[devstack.StackConfig, int],
                 raise
             time.sleep(3)
     fresh = _quick_store(config)
-    assert fresh.get_bytes("projects/p/x.json") == b"{}"  # nothing lost across the restart
+    deadline = time.monotonic() + 60
+    while True:  # `up` returns when the S3 port answers; the volume may load a moment later
+        try:
+            data = fresh.get_bytes("projects/p/x.json")
+            break
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    assert data == b"{}"  # nothing lost across the restart
