@@ -215,12 +215,10 @@ class _Move:
 
 
 def _plan(
-    *,
-    n_frames: int,
-    width: int,
-    height: int,
-    source_size: tuple[int, int],
     movement: str,
+    n_frames: int,
+    size: tuple[int, int],
+    source_size: tuple[int, int],
     easing: str,
     strength: float,
     depth: np.ndarray | None,
@@ -235,7 +233,7 @@ def _plan(
         raise ValueError(f"unknown movement {movement!r}; choose from {list(MOVEMENTS)}")
     ease(easing, 0.0)  # validate the name before any work
 
-    w0, h0 = source_size
+    (width, height), (w0, h0) = size, source_size
     cover = max(width / w0, height / h0)
     cover_w, cover_h = w0 * cover, h0 * cover
 
@@ -287,16 +285,7 @@ def camera_frames(
     """
     src = load_rgb(image)
     h0, w0 = src.shape[:2]
-    move = _plan(
-        n_frames=n_frames,
-        width=width,
-        height=height,
-        source_size=(w0, h0),
-        movement=movement,
-        easing=easing,
-        strength=strength,
-        depth=depth,
-    )
+    move = _plan(movement, n_frames, (width, height), (w0, h0), easing, strength, depth)
     cam, poses, zooms, dmap = move.camera, move.poses, move.zooms, move.camera.depth
     cover, cover_w, cover_h = move.cover, cam.cover_w, cam.cover_h
     z_max = max(zooms)
@@ -358,16 +347,8 @@ def visible_region(
     innermost edge of every frame, so it is inside the view of all of them. The extremes of
     every move are its first and last frames, which any ``n_frames`` >= 2 includes.
     """
-    move = _plan(
-        n_frames=max(2, n_frames),
-        width=width,
-        height=height,
-        source_size=(width, height),
-        movement=movement,
-        easing=easing,
-        strength=strength,
-        depth=depth,
-    )
+    size = (width, height)
+    move = _plan(movement, max(2, n_frames), size, size, easing, strength, depth)
     cam = move.camera
     ys = np.linspace(0, height, 65)
     xs = np.linspace(0, width, 65)
