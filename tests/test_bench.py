@@ -24,7 +24,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
 
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = list(tmp_path.glob("bench-quick-*.json"))
