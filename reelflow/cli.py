@@ -69,7 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     storyboard = propose_camera(storyboard)  # as the render does: unset camera fields proposed
     plan = plan_render(storyboard, profile, base_dir=Path(args.file).resolve().parent)
-    model = model_choice(storyboard, profile)
+    model = model_choice(storyboard, profile, Path(args.file).resolve().parent)
     counter = token_counter(model)
     how = "counted by the model's tokenizer" if counter else "estimated"
     for job in plan.images:
