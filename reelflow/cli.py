@@ -928,7 +928,7 @@ class _QuietKnownErrors:
         from reelflow.errors import ReelflowError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, ReelflowError | _unreachable_errors()):
+        if isinstance(exc, (ReelflowError, *_unreachable_errors())):
             record = copy.copy(record)
             record.exc_info, record.exc_text, record.stack_info = None, None, None
         return self.format_record(record)
