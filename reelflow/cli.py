@@ -937,7 +937,8 @@ class _QuietKnownErrors:
 def _not_an_event_dump(record) -> bool:  # type: ignore[no-untyped-def]
     """While the server is away, Prefect logs each event it could not send as an ERROR holding
     the whole event (kilobytes); its `Unable to connect to ...` warning already says it."""
-    return not str(record.msg).startswith("Service 'EventsWorker' failed to process item")
+    return not (record.msg == "Service %r failed to process item %r"
+                and record.args and record.args[0] == "EventsWorker")
 
 
 def quiet_console_tracebacks() -> None:

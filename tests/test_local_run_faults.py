@@ -370,4 +370,5 @@ def test_prefect_server_gone_for_good_is_one_line(stack: Stack, tmp_path: Path) 
     assert last.startswith("reelflow: the Prefect API at ") and stack.api_url in last, last
     assert "Traceback" not in output, output[-4000:]
     assert "Error logging to API" not in output
+    assert "failed to process item" not in output  # no kilobyte event dumps on the console
     assert took < 120, f"took {took:.0f} s to give up"
