@@ -33,7 +33,10 @@ from reelflow import devstack
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 
-pytestmark = [pytest.mark.flows, pytest.mark.slow]
+def on_own_stack(test: Any) -> Any:
+    """The marks of the tests that start their own stack and render through the CLI."""
+    return pytest.mark.flows(pytest.mark.slow(test))
+
 
 ROOT = Path(__file__).resolve().parents[1]
 LLM_KEY = "sk-fault-scan-4f1c9e7a2b8d6035"
@@ -182,6 +185,7 @@ def _run_of(stack: Stack, project: str, after: set[str]) -> dict[str, Any]:
 # -- 3. secrets ---------------------------------------------------------------------------------
 
 
+@on_own_stack
 def test_no_secret_in_plain_text_after_a_full_run(stack: Stack, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
     from pydantic import SecretStr
@@ -265,6 +269,7 @@ def test_no_secret_in_plain_text_after_a_full_run(stack: Stack, tmp_path: Path) 
 # -- 2. the render process SIGKILLed ------------------------------------------------------------
 
 
+@on_own_stack
 def test_sigkilled_render_redoes_at_most_the_shots_in_flight(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -331,6 +336,7 @@ def _kill_prefect(stack: Stack) -> None:
     devstack._stop_pid(pid, first=signal.SIGKILL)
 
 
+@on_own_stack
 def test_render_rides_out_a_prefect_server_restart(stack: Stack, tmp_path: Path) -> None:
     project = "restart-film"
     board = _write_board(tmp_path / "film", project, SHOTS[:2])
@@ -352,6 +358,7 @@ def test_render_rides_out_a_prefect_server_restart(stack: Stack, tmp_path: Path)
     assert run["state_type"] == "COMPLETED"
 
 
+@on_own_stack
 def test_prefect_server_gone_for_good_is_one_line(stack: Stack, tmp_path: Path) -> None:
     """Beyond the client's retries: one line naming the API URL, exit 1, in bounded time. The
     bound is scaled down here (2 retries: 2 + 4 s per call; the CLI's default is 5: ~1 min)."""
@@ -372,3 +379,23 @@ def test_prefect_server_gone_for_good_is_one_line(stack: Stack, tmp_path: Path) 
     assert "Error logging to API" not in output
     assert "failed to process item" not in output  # no kilobyte event dumps on the console
     assert took < 120, f"took {took:.0f} s to give up"
+
+
+@pytest.mark.unit
+def test_local_runs_heartbeat_within_the_crash_grace(tmp_path: Path) -> None:
+    """The crashed-run automation marks a run Crashed after `crashed_after_seconds` without a
+    heartbeat. A `reelflow render` run must beat faster than that, or a healthy local run longer
+    than the grace is marked Crashed while it works (Prefect's default beat is 180 s)."""
+    from deployments.config import load_ops_config
+
+    grace = load_ops_config().crashed_after_seconds
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REELFLOW_"))}
+    env.update(PYTHONPATH=str(ROOT), REELFLOW_HOME=str(tmp_path))
+    code = ("from reelflow.cli import use_local_stack; use_local_stack(); "
+            "from prefect.settings import get_current_settings as s; "
+            "print(s().flows.heartbeat_frequency, s().client.max_retries)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    beat, retries = int(out[-2]), int(out[-1])
+    assert beat * 2 <= grace, f"heartbeat every {beat} s, crash grace {grace} s"
+    assert retries == int(devstack.CLIENT_RETRY_ENV["PREFECT_CLIENT_MAX_RETRIES"])
