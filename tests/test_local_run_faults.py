@@ -33,6 +33,7 @@ from reelflow import devstack
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 
+
 def on_own_stack(test: Any) -> Any:
     """The marks of the tests that start their own stack and render through the CLI."""
     return pytest.mark.flows(pytest.mark.slow(test))
