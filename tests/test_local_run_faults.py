@@ -109,6 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             REELFLOW_HOME=str(config.home),
             REELFLOW_MODELS=str(home / "models"),
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_HOME=str(home / "client-prefect-home"),  # the CLI's own Prefect files
         )
         user, password = state["prefect"]["auth_string"].split(":", 1)
         yield Stack(config=config, env=env, api_url=state["prefect"]["api_url"],
@@ -223,6 +224,13 @@ def test_no_secret_in_plain_text_after_a_full_run(stack: Stack, tmp_path: Path) 
     haystacks: dict[str, bytes] = {"the CLI's output": output.encode()}
     for path in sorted(stack.config.log_dir.glob("*")):
         haystacks[f"log {path.name}"] = path.read_bytes()
+    # every other file the stack or the CLI wrote (raw S3 volumes, Prefect homes, local result
+    # storage), but the two 0600 files that exist to hold credentials
+    credential_files = {stack.config.stack_file, stack.config.home / "results.key"}
+    roots = [stack.config.home, Path(stack.env["PREFECT_HOME"])]
+    for path in sorted(p for root in roots for p in root.rglob("*")):
+        if path.is_file() and path not in credential_files:
+            haystacks[f"file {path}"] = path.read_bytes()
     store = stack.store()
     buckets = [b.name for b in store.client.list_buckets()]
     objects = 0
