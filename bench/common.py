@@ -96,6 +96,15 @@ class Section:
         self.ratios.append(r)
         return r
 
+    def within(self, name: str, fig: str, limit: float) -> Ratio:
+        """An absolute goal (`fig`'s median at most `limit`, in its unit), as the ratio
+        median / limit <= 1, so the report's goal table lists it with the others."""
+        unit = self.figure(fig).unit
+        r = Ratio(name=name, numerator=fig, denominator=f"{limit:g} {unit} limit",
+                  value=self.figure(fig).median / limit, goal=1.0)
+        self.ratios.append(r)
+        return r
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,

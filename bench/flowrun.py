@@ -10,7 +10,10 @@ flow does; it has no Prefect, no review artifacts and no variant scoring.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,14 +21,28 @@ from typing import Any
 
 def run_flow(board_text: str, profile: str, results_bucket: str) -> dict[str, Any]:
     """`produce_video(approval='auto')` once; seconds plus per-task states and run times."""
+    return run_flow_series([board_text], profile, results_bucket)["runs"][0]
+
+
+def run_flow_series(
+    board_texts: list[str], profile: str, results_bucket: str, warmup_text: str | None = None
+) -> dict[str, Any]:
+    """Several `produce_video` runs, one after another, in this one interpreter: a long-lived
+    worker's view, where the pipelines stay resident between runs. `warmup_text` (another
+    project, so it shares no keys) is rendered first, outside the series, to load them."""
     from blocks.minio_storage import MinIOStorage
-    from flows.produce_video import produce_video
     from reelflow.store.settings import S3Settings
     from tasks.common import RESULTS_BLOCK
 
     block = MinIOStorage.from_settings(S3Settings.from_env().with_bucket(results_bucket))
     block.to_store().ensure_bucket()
     block.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
+    warmup = _one_flow(warmup_text, profile)["seconds"] if warmup_text else None
+    return {"warmup_seconds": warmup, "runs": [_one_flow(text, profile) for text in board_texts]}
+
+
+def _one_flow(board_text: str, profile: str) -> dict[str, Any]:
+    from flows.produce_video import produce_video
 
     start = time.perf_counter()
     state = produce_video(
@@ -60,9 +77,44 @@ def _task_runs(flow_run_id: Any) -> tuple[dict[str, list[str]], dict[str, float]
     return states, seconds
 
 
-def run_plain(board_text: str, profile: str) -> dict[str, Any]:
-    """The same film from the same job builders and `reelflow.render` steps, in a plain
-    sequential loop (no Prefect): auto approval, variant 0, the default version."""
+class _Steps:
+    """How the plain loop runs its steps: one after another, or with the flow's parallelism.
+
+    In parallel, steps go to a thread pool as wide as the flow's task runner
+    (`flows.stages.run.cpu_slots`) and model steps hold one of the process's model slots
+    (`tasks.common.gpu_slots`), as the flow's tasks do; sequentially every step runs at once.
+    """
+
+    def __init__(self, parallel: bool) -> None:
+        from flows.stages.run import cpu_slots
+        from tasks.common import gpu_slots
+
+        self.pool = ThreadPoolExecutor(cpu_slots()) if parallel else None
+        self.model_slot = threading.BoundedSemaphore(gpu_slots())
+
+    def submit(self, fn: Callable[..., Any], *args: Any, model: bool = False) -> Future:
+        def call() -> Any:
+            if not model:
+                return fn(*args)
+            with self.model_slot:
+                return fn(*args)
+
+        if self.pool is not None:
+            return self.pool.submit(call)
+        done: Future = Future()
+        done.set_result(call())
+        return done
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def run_plain(board_text: str, profile: str, parallel: bool = False) -> dict[str, Any]:
+    """The same film from the same job builders and `reelflow.render` steps, in a plain loop
+    (no Prefect): auto approval, variant 0, the default version. `parallel` gives the loop the
+    flow's own parallelism (independent shots at once, a transition waiting only for the clip
+    it takes a frame from, version and cover together) so the comparison isolates Prefect."""
     from reelflow.render import clips as clip_steps
     from reelflow.render import edit as edit_steps
     from reelflow.render import images as image_steps
@@ -88,6 +140,7 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
     from reelflow.storyboard import parse_storyboard
     from reelflow.storyboard.characters import resolve_cast
 
+    steps_runner = _Steps(parallel)
     start = time.perf_counter()
     steps: dict[str, float] = {}
 
@@ -111,39 +164,53 @@ def run_plain(board_text: str, profile: str) -> dict[str, Any]:
         )
     lap("prepare_models")
     jobs = {job.shot: job for job in plan_render(board, render_profile, base_dir=base_dir).images}
-    variants = {shot: image_steps.render_variants(store, job) for shot, job in jobs.items()}
+    pending = {shot: steps_runner.submit(image_steps.render_variants, store, job, model=True)
+               for shot, job in jobs.items()}
+    variants = {shot: future.result() for shot, future in pending.items()}
     lap("render_variants")
-    chosen: dict[str, str] = {}
-    for shot_id, job in jobs.items():
-        plan = still_plan(job, board.shot(shot_id), variants[shot_id][0], 0, render_profile)
+
+    def finish_still(shot_id: str) -> str:
+        plan = still_plan(jobs[shot_id], board.shot(shot_id), variants[shot_id][0], 0,
+                          render_profile)
         if plan.hires is not None:
-            image_steps.hires_fix(store, plan.hires)
+            steps_runner.submit(image_steps.hires_fix, store, plan.hires, model=True).result()
         if plan.retouch is not None:
-            image_steps.retouch(store, plan.retouch)
-        chosen[shot_id] = plan.final_key()
+            steps_runner.submit(image_steps.retouch, store, plan.retouch, model=True).result()
+        return plan.final_key()
+
+    with ThreadPoolExecutor(len(jobs) if parallel else 1) as shots_pool:
+        finishing = {shot_id: shots_pool.submit(finish_still, shot_id) for shot_id in jobs}
+        chosen = {shot_id: future.result() for shot_id, future in finishing.items()}
     lap("hires_fix")
     durations = [duration for duration, _, _ in cut_plan(board, "storyboard")]
-    clips: dict[str, str] = {}
+    clip_futures: dict[str, Future] = {}
     frames: dict[str, list[str]] = {}
     for index, shot in enumerate(board.shots):
         taken: dict[str, str] = {}
         for name, ref in frame_refs(shot):
-            fjob = frame_job(board, shot, ref, render_profile, clips[ref.shot], base_dir=base_dir)
-            taken[name] = image_steps.take_frame(store, fjob)
+            source = clip_futures[ref.shot].result()
+            fjob = frame_job(board, shot, ref, render_profile, source, base_dir=base_dir)
+            taken[name] = steps_runner.submit(
+                image_steps.take_frame, store, fjob, model=True).result()
         if taken:
             frames[shot.id] = list(taken.values())
         job = clip_job(
             board, shot, render_profile, still_key=chosen.get(shot.id), duration=durations[index],
             **taken,
         )
-        clips[shot.id] = clip_steps.render_clip(store, job)
+        clip_futures[shot.id] = steps_runner.submit(clip_steps.render_clip, store, job, model=True)
+    clips = {shot_id: future.result() for shot_id, future in clip_futures.items()}
     lap("clips_and_frames")
     edit_key = edit_steps.assemble_film(
         store, edit_job(board, clips, cut_plan(board, "storyboard", durations), render_profile.crf)
     )
     export = default_export(board)
-    film_key = edit_steps.export_version(store, version_job(board, edit_key, export, durations))
-    cover_key = edit_steps.make_cover(store, cover_job(board, edit_key, export.aspect))
+    film = steps_runner.submit(
+        edit_steps.export_version, store, version_job(board, edit_key, export, durations))
+    cover = steps_runner.submit(
+        edit_steps.make_cover, store, cover_job(board, edit_key, export.aspect))
+    film_key, cover_key = film.result(), cover.result()
+    steps_runner.close()
     lap("assemble_cover_version")
     manifest = RunManifest(
         run_id="plain", project=board.project, title=board.title, storyboard_key=storyboard_key,

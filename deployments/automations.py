@@ -73,8 +73,14 @@ def ensure_gate_notifications(client: Any, spec: NotificationSpec, ui_url: str) 
             client.delete_automation(automation_id)
         return "off"
     block_id = ensure_webhook_block(spec)
-    wanted = gate_automation(spec, block_id, ui_url)
-    existing = client.read_automations_by_name(spec.automation)
+    return _upsert_automation(client, spec.automation, gate_automation(spec, block_id, ui_url))
+
+
+def _upsert_automation(client: Any, name: str, wanted: Any) -> str:
+    """Make the automation called ``name`` read ``wanted``: create it, or update the first of
+    that name and delete any others (names are not unique in Prefect; ours must be).
+    Returns 'created' or 'updated'."""
+    existing = client.read_automations_by_name(name)
     if not existing:
         client.create_automation(wanted)
         return "created"
@@ -130,13 +136,4 @@ def zombie_automation(grace_seconds: int) -> Any:
 
 def ensure_zombie_automation(client: Any, grace_seconds: int) -> str:
     """Create or update the crashed-run automation; returns 'created' or 'updated'."""
-    wanted = zombie_automation(grace_seconds)
-    existing = client.read_automations_by_name(ZOMBIE_AUTOMATION)
-    if not existing:
-        client.create_automation(wanted)
-        return "created"
-    first, *extra = existing
-    for automation in extra:
-        client.delete_automation(automation.id)
-    client.update_automation(first.id, wanted)
-    return "updated"
+    return _upsert_automation(client, ZOMBIE_AUTOMATION, zombie_automation(grace_seconds))

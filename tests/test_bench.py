@@ -57,3 +57,22 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path) -> None:
     for section in report["sections"]:
         assert f"## {section['title']}" in markdown
     assert "| benchmark | ratio | value | goal | result |" in markdown
+
+    # every ratio the speed issue asks for is in the one report
+    names = {(s["key"], r["name"]) for s in report["sections"] for r in s["ratios"]}
+    for wanted in [
+        ("orchestration", "1. flow / plain sequential"),
+        ("orchestration", "1b. flow / plain parallel"),
+        ("incremental", "2. changed / cold"),
+        ("incremental", "2b. caption changed / cold"),
+        ("assembly", "reelflow / ffmpeg"),
+        ("storage", "images put"),
+        ("storage", "images get"),
+        ("demo", "9. demo render wall time"),
+    ]:
+        assert wanted in names, wanted
+    # the three sides of section 1 made the same film; the demo delivered its final.mp4
+    orchestration = sections["orchestration"]
+    assert {f["name"] for f in orchestration["figures"]} == {"flow", "plain", "plain parallel"}
+    assert any("identical jobs): yes" in note for note in orchestration["notes"])
+    assert not any("MISSING" in note for note in sections["demo"]["notes"])

@@ -13,8 +13,15 @@ from reelflow.editing.assemble import AssemblyClip, plan_parts
 from reelflow.media.ffmpeg import run
 from reelflow.media.probe import probe
 from reelflow.progress import ProgressEvent, listening
-from reelflow.render.edit import assemble_film, export_version, film_parts
-from reelflow.render.jobs import CaptionCue, EditClip, EditJob, ExportSpec, VersionJob
+from reelflow.render.edit import assemble_film, export_version, film_parts, make_cover
+from reelflow.render.jobs import (
+    CaptionCue,
+    CoverJob,
+    EditClip,
+    EditJob,
+    ExportSpec,
+    VersionJob,
+)
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
 
@@ -101,6 +108,57 @@ def test_one_changed_shot_reencodes_only_its_parts(store: ArtifactStore, tmp_pat
     cold = other.get_file(assemble_film(other, changed), tmp_path / "cold.mp4")
     assert _frame_md5(cold) == _frame_md5(inc)
     assert cold.read_bytes() == inc.read_bytes()
+
+
+def _analyses(store: ArtifactStore, kind: str) -> set[str]:
+    """Analysis objects (measurements kept beside the parts) of one kind: waste or cover-score."""
+    found = set()
+    for key in store.list("projects/inc/edits/analysis/"):
+        if key.endswith(".json") and not key.endswith(".lineage.json"):
+            spec = store.lineage(key).spec
+            if kind in spec:
+                found.add(key)
+    return found
+
+
+@pytest.mark.slow
+def test_a_changed_shot_is_measured_again_only_where_it_changed(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    """The edit's waste check and the cover's frame scores are kept per clip and per film part:
+    after one shot changed, only its clip is decoded for waste and only the cover samples in
+    the re-encoded parts are scored again; the cover is the one a cold build makes."""
+    sources = ["testsrc2", "color=c=red", "rgbtestsrc", "color=c=blue", "smptebars"]
+    clip_keys = [_clip(store, tmp_path, f"m{i}", s) for i, s in enumerate(sources)]
+    cold_job = _job(clip_keys[:4])
+    cold_film = assemble_film(store, cold_job)
+    waste = _analyses(store, "waste")
+    assert len(waste) >= 4  # one per clip (other tests of this module may add their own)
+    make_cover(store, CoverJob(project="inc", source_key=cold_film, title="冬去春来",
+                               width=W, height=H))
+    scores = _analyses(store, "cover-score")
+    assert scores
+
+    changed = _job([clip_keys[0], clip_keys[1], clip_keys[4], clip_keys[3]])
+    film = assemble_film(store, changed)
+    assert len(_analyses(store, "waste") - waste) == 1  # the new clip only
+    cover_key = make_cover(store, CoverJob(project="inc", source_key=film, title="冬去春来",
+                                           width=W, height=H))
+    new_scores = _analyses(store, "cover-score") - scores
+    encoded = set(store.lineage(film).extra["encoded"])
+    assert new_scores  # the changed shot's parts hold some samples...
+    assert {store.lineage(k).spec["cover-score"] for k in new_scores} <= encoded  # ...only they
+
+    # the same cover from a cold build in another bucket: byte-identical
+    other = ArtifactStore(store.settings.with_bucket(store.bucket + "-cover"))
+    other.ensure_bucket()
+    for k in clip_keys:
+        other.put_file(k, store.get_file(k, tmp_path / Path(k).name), "video/mp4", {"kind": "clip"})
+    cold_cover = make_cover(other, CoverJob(project="inc", source_key=assemble_film(other, changed),
+                                            title="冬去春来", width=W, height=H))
+    assert cold_cover == cover_key
+    assert other.get_bytes(cold_cover) == store.get_bytes(cover_key)
+    assert store.lineage(film).extra["trims"] == other.lineage(film).extra["trims"]
 
 
 def _version(clip_keys: list[str], captions: list[tuple[str, str]], aspect: str) -> VersionJob:

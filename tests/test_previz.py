@@ -23,8 +23,9 @@ SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yam
 
 
 def _text_band(image: np.ndarray) -> np.ndarray:
-    """The band across the top where the panel sets the shot id and description."""
-    return image[: image.shape[0] // 6]
+    """The band across the top where the panel sets the shot id and description: its top third,
+    since the card sits inside what the camera move keeps in view (lower for a tilt)."""
+    return image[: image.shape[0] // 3]
 
 
 def _ink(region: np.ndarray) -> float:

@@ -21,6 +21,7 @@ does not grow with the film's length; only the current and the best frame are he
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,8 @@ from reelflow.media.probe import probe
 __all__ = [
     "FrameScore",
     "best_frame",
+    "sample_indices",
+    "score_samples",
     "crop_to_aspect",
     "make_cover",
     "render_title",
@@ -109,25 +112,44 @@ def score_frame(frame: np.ndarray) -> FrameScore:
     return FrameScore(sharpness, exposure, composition)
 
 
-def best_frame(video: PathLike, samples: int = 12) -> np.ndarray:
-    """Return the highest-scoring of ``samples`` evenly spaced frames (RGB uint8, full size)."""
+def sample_indices(frame_count: int, samples: int = 12) -> list[int]:
+    """Evenly spaced frame indices strictly inside the clip (first and last frames skipped
+    when there are enough frames to do so), sorted: where a cover looks."""
     if samples < 1:
         raise ValueError("samples must be >= 1")
-    info = probe(video)
-    n = max(1, info.frame_count)
-    # Evenly spaced indices strictly inside the clip (first and last frames skipped when
-    # there are enough frames to do so).
+    n = max(1, frame_count)
     picks = {int(round(n * (k + 1) / (samples + 1))) for k in range(samples)}
-    picks = {min(max(p, 0), n - 1) for p in picks}
-    best: np.ndarray | None = None
-    best_score = -1.0
-    for _, frame in frames_at(video, sorted(picks), size=(info.width, info.height)):
-        score = score_frame(frame).total
-        if score > best_score:
-            best, best_score = frame.copy(), score
-    if best is None:
+    return sorted({min(max(p, 0), n - 1) for p in picks})
+
+
+def score_samples(
+    video: PathLike, samples: int = 12, known: Mapping[int, float] | None = None
+) -> dict[int, float]:
+    """Score (``FrameScore.total``) of each sample frame, by index; frames whose score is in
+    ``known`` (from an earlier look at the same pixels) are not decoded again."""
+    info = probe(video)
+    known = known or {}
+    picks = sample_indices(info.frame_count, samples)
+    scores = {i: known[i] for i in picks if i in known}
+    todo = [i for i in picks if i not in scores]
+    for index, frame in frames_at(video, todo, size=(info.width, info.height)):
+        scores[index] = score_frame(frame).total
+    return scores
+
+
+def best_frame(
+    video: PathLike, samples: int = 12, known: Mapping[int, float] | None = None
+) -> np.ndarray:
+    """Return the highest-scoring of ``samples`` evenly spaced frames (RGB uint8, full size);
+    the earliest wins a tie. ``known`` scores are reused (see :func:`score_samples`)."""
+    scores = score_samples(video, samples, known)
+    if not scores:
         raise ValueError(f"no frames decoded from {video}")
-    return best
+    winner = max(sorted(scores), key=scores.__getitem__)
+    info = probe(video)
+    for _, frame in frames_at(video, [winner], size=(info.width, info.height)):
+        return frame.copy()
+    raise ValueError(f"no frame {winner} in {video}")
 
 
 def crop_to_aspect(frame: np.ndarray, aspect: tuple[int, int]) -> np.ndarray:
@@ -305,11 +327,13 @@ def make_cover(
     samples: int = 12,
     aspect: tuple[int, int] | None = None,
     size: tuple[int, int] | None = None,
+    known_scores: Mapping[int, float] | None = None,
     **title_options: object,
 ) -> Path:
     """Write a PNG cover for ``video``: best frame, optionally cropped to ``aspect`` (w, h) around
-    its subject and resized to ``size`` (w, h), with the title from :func:`render_title`."""
-    frame = best_frame(video, samples=samples)
+    its subject and resized to ``size`` (w, h), with the title from :func:`render_title`.
+    ``known_scores`` are sample scores already measured (see :func:`score_samples`)."""
+    frame = best_frame(video, samples=samples, known=known_scores)
     if aspect is not None:
         frame = crop_to_aspect(frame, aspect)
     image = Image.fromarray(np.ascontiguousarray(frame))

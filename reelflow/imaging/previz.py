@@ -10,7 +10,9 @@ What directors check timing with before anything is generated: each shot's panel
 - the **angle** as the horizon's height (low angle: low horizon; aerial/overhead: none),
 - the **camera move** as arrows (push-in, pull-out, pans, tilts, tracking, orbit),
 - the **shot id** and its framing words, and the shot's **description** in the storyboard's own
-  language, set in the pip-installed CJK font and wrapped by width.
+  language, set in the pip-installed CJK font and wrapped by width, on a card inside the part
+  of the frame the animatic shows throughout the shot's camera move (a push-in or a tracking
+  shot crops the panel; the caption must not start cut off).
 
 Deterministic: the same panel spec and seed always give the same pixels; variants (seed + i)
 differ slightly (subject position, gradient direction), as generated variants do. The hi-res fix
@@ -21,15 +23,16 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from reelflow.editing.caption_layout import wrap_text
 from reelflow.editing.fonts import cjk_font_path
+from reelflow.motion.animatic import MOVEMENTS, visible_region
 
-__all__ = ["PREVIZ_SOURCE", "SUBJECT_SCALE", "draw_panel", "hex_rgb"]
+__all__ = ["PREVIZ_SOURCE", "SUBJECT_SCALE", "draw_panel", "hex_rgb", "safe_box"]
 
 #: `ModelChoice.source` (and `RenderProfile.image_model`) that selects this backend
 PREVIZ_SOURCE = "previz"
@@ -47,6 +50,18 @@ SUBJECT_SCALE = {
 HORIZON = {"eye-level": 0.55, "low": 0.78, "high": 0.3, "dutch": 0.55}
 
 DEFAULT_PALETTE = ["#31363f", "#76818e", "#d9d9d9"]
+
+Box = tuple[float, float, float, float]
+
+
+def safe_box(movement: str, width: int, height: int) -> Box:
+    """The panel's pixels (x0, y0, x1, y1) that stay in view for the whole camera move, as the
+    animatic clip step moves it (default strength and easing); the whole panel for a move the
+    animatic does not know."""
+    if movement not in MOVEMENTS:
+        return (0.0, 0.0, float(width), float(height))
+    x0, y0, x1, y1 = visible_region(movement, width, height)
+    return (x0 * width, y0 * height, x1 * width, y1 * height)
 
 
 def hex_rgb(color: str) -> tuple[int, int, int]:
@@ -94,10 +109,13 @@ def _camera_move(
     h: int,
     center: tuple[float, float],
     color: tuple[int, int, int],
+    safe: Box,
 ) -> None:
     lw = max(2, round(min(w, h) * 0.012))
     cx, cy = center
     s = min(w, h)
+    # marks near an edge stay an arrow head inside what the move keeps in view
+    right, bottom = safe[2] - lw * 4, safe[3] - lw * 4
     if movement in ("push-in", "pull-out"):
         for fx, fy in ((0.12, 0.2), (0.88, 0.2), (0.12, 0.85), (0.88, 0.85)):
             corner = (fx * w, fy * h)
@@ -106,11 +124,11 @@ def _camera_move(
             _arrow(draw, a, b, color, lw)
     elif movement in ("pan-left", "pan-right", "tracking"):
         direction = -1 if movement == "pan-left" else 1
-        y = h * 0.9 if movement != "tracking" else min(h * 0.92, cy + s * 0.1)
+        y = min(bottom, h * 0.9 if movement != "tracking" else min(h * 0.92, cy + s * 0.1))
         _arrow(draw, (w / 2 - direction * w * 0.2, y), (w / 2 + direction * w * 0.2, y), color, lw)
     elif movement in ("tilt-up", "tilt-down"):
         direction = -1 if movement == "tilt-up" else 1
-        x = w * 0.93
+        x = min(right, w * 0.93)
         _arrow(draw, (x, h / 2 - direction * h * 0.2), (x, h / 2 + direction * h * 0.2), color, lw)
     elif movement == "orbit":
         r = s * 0.3
@@ -119,7 +137,7 @@ def _camera_move(
         end = (cx + r * math.cos(math.radians(340)), cy + r * 0.45 * math.sin(math.radians(340)))
         _arrow(draw, (end[0] - lw * 4, end[1] - lw * 2), end, color, lw)
     else:  # static: a small tripod mark
-        x, y = w * 0.93, h * 0.88
+        x, y = min(right, w * 0.93), min(bottom, h * 0.88)
         draw.rectangle((x - lw * 3, y - lw * 3, x + lw * 3, y + lw * 3), outline=color, width=lw)
 
 
@@ -220,31 +238,59 @@ def draw_panel(
     center = (width * (side + rng.uniform(-0.03, 0.03)), height * (0.5 + rng.uniform(-0.02, 0.02)))
     accent = max(colors, key=lambda c: abs(_luma(c) - _luma(_mix(sky, ground, 0.5))))
     _subject(panel, size, center, fill=accent, outline=ink, reference=reference)
-    _camera_move(ImageDraw.Draw(panel), movement, width, height, center, ink)
-    _text(panel, shot, f"{size} · {angle} · {movement}", description, ink)
+    safe = safe_box(movement, width, height)
+    _camera_move(ImageDraw.Draw(panel), movement, width, height, center, ink, safe)
+    _text(panel, shot, f"{size} · {angle} · {movement}", description, ink, safe)
     return panel
 
 
+def _fit_ellipsis(line: str, width: float, measure: Callable[[str], float]) -> str:
+    """``line`` cut short enough to end in an ellipsis within ``width``: the text goes on."""
+    while line and measure(line + "…") > width:
+        line = line[:-1]
+    return line.rstrip() + "…"
+
+
 def _text(
-    panel: Image.Image, shot: str, framing: str, description: str, ink: tuple[int, int, int]
-) -> None:
-    """Shot id, framing words and the description on a band across the top of the panel."""
+    panel: Image.Image,
+    shot: str,
+    framing: str,
+    description: str,
+    ink: tuple[int, int, int],
+    safe: Box,
+) -> Box:
+    """Shot id, framing words and the description on a card across the top of ``safe`` (the
+    part of the panel the camera move keeps in view); returns the card's box."""
     w, h = panel.size
     font_file = str(cjk_font_path())
     small = ImageFont.truetype(font_file, max(8, round(min(w, h) * 0.045)))
     body = ImageFont.truetype(font_file, max(8, round(min(w, h) * 0.055)))
-    margin = round(w * 0.04)
-    lines = wrap_text(description, w - 2 * margin, lambda s: float(body.getlength(s)))[:3]
-    line_h = round(body.size * 1.3)
-    band_h = round(small.size * 1.5) + line_h * len(lines) + margin // 2
+    pad = round(min(w, h) * 0.03)
+    # the card sits half a pad inside the safe box: in view, and never flush with the frame
+    left, top = math.ceil(safe[0]) + pad // 2, math.ceil(safe[1]) + pad // 2
+    right = math.floor(safe[2]) - pad // 2
+    text_w = right - left - 2 * pad
+    label_h, line_h = round(small.size * 1.5), round(body.size * 1.3)
+    room = (math.floor(safe[3]) - pad // 2 - top - pad - label_h) // line_h
+    max_lines = max(1, min(3 if w >= h else 4, room))  # portrait: narrower, one more line
+    measure: Callable[[str], float] = lambda s: float(body.getlength(s))  # noqa: E731
+    lines = wrap_text(description, text_w, measure)
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], _fit_ellipsis(lines[max_lines - 1], text_w, measure)]
+    label = f"{shot}   {framing}"
+    if small.getlength(label) > text_w:  # a narrow card: the shot id first, framing cut short
+        label = _fit_ellipsis(label, text_w, lambda s: float(small.getlength(s)))
+    bottom = top + pad + label_h + line_h * len(lines)
+    card = (left, top, right, bottom)
     back = (0, 0, 0, 150) if ink[0] > 128 else (255, 255, 255, 170)
     overlay = Image.new("RGBA", panel.size, (0, 0, 0, 0))
-    ImageDraw.Draw(overlay).rectangle((0, 0, w, band_h + margin // 2), fill=back)
+    ImageDraw.Draw(overlay).rectangle(card, fill=back)
     panel.paste(Image.alpha_composite(panel.convert("RGBA"), overlay).convert("RGB"))
     draw = ImageDraw.Draw(panel)
-    y = margin // 2
-    draw.text((margin, y), f"{shot}   {framing}", font=small, fill=ink)
-    y += round(small.size * 1.5)
+    y = top + pad // 2
+    draw.text((left + pad, y), label, font=small, fill=ink)
+    y += label_h
     for line in lines:
-        draw.text((margin, y), line, font=body, fill=ink)
+        draw.text((left + pad, y), line, font=body, fill=ink)
         y += line_h
+    return card

@@ -29,7 +29,14 @@ from reelflow.media.probe import VideoInfo
 from reelflow.motion.common import ImageLike, ease, frame_count, frame_times, load_rgb
 from reelflow.storyboard import Movement
 
-__all__ = ["MOVEMENTS", "camera_frames", "pseudo_depth", "render_camera_move"]
+__all__ = [
+    "DEFAULT_STRENGTH",
+    "MOVEMENTS",
+    "camera_frames",
+    "pseudo_depth",
+    "render_camera_move",
+    "visible_region",
+]
 
 #: Movement names the animatic understands. The first nine are the storyboard vocabulary;
 #: orbit and tracking default to moving right, and take an explicit ``-left``/``-right`` too.
@@ -42,6 +49,10 @@ MOVEMENTS: tuple[str, ...] = (
 )
 
 _MAX_ZOOM = 4.0
+
+#: how far a move travels unless told (a fraction of the composition); the clip step's default,
+#: and what :func:`visible_region` assumes when a drawn still lays out its text
+DEFAULT_STRENGTH = 0.15
 
 
 @dataclass(frozen=True)
@@ -193,23 +204,27 @@ class _Camera:
         return hi
 
 
-def camera_frames(
-    image: ImageLike,
-    *,
-    n_frames: int,
-    width: int,
-    height: int,
-    movement: str,
-    easing: str = "ease-in-out",
-    strength: float = 0.15,
-    depth: np.ndarray | None = None,
-) -> Iterator[np.ndarray]:
-    """Yield ``n_frames`` HxWx3 uint8 RGB frames of ``movement`` over ``image``, one at a time.
+@dataclass(frozen=True)
+class _Move:
+    """A fitted move: the camera, each frame's pose and zoom, and the source's cover scale."""
 
-    ``strength`` is how far the camera travels, as a fraction of the composition: 0.15 pans
-    across 15 % of the width, or pushes in 15 %. ``depth`` (HxW, any size, larger = nearer)
-    drives the parallax of tracking/orbit; without it :func:`pseudo_depth` is used.
-    """
+    camera: _Camera
+    poses: list[_Pose]
+    zooms: list[float]
+    cover: float
+
+
+def _plan(
+    movement: str,
+    n_frames: int,
+    size: tuple[int, int],
+    source_size: tuple[int, int],
+    easing: str,
+    strength: float,
+    depth: np.ndarray | None,
+) -> _Move:
+    """Validate a move and fit every frame's zoom: what rendering and :func:`visible_region`
+    share, so the region a panel lays its text in is the one the frames really show."""
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if not 0 <= strength <= 1:
@@ -218,8 +233,7 @@ def camera_frames(
         raise ValueError(f"unknown movement {movement!r}; choose from {list(MOVEMENTS)}")
     ease(easing, 0.0)  # validate the name before any work
 
-    src = load_rgb(image)
-    h0, w0 = src.shape[:2]
+    (width, height), (w0, h0) = size, source_size
     cover = max(width / w0, height / h0)
     cover_w, cover_h = w0 * cover, h0 * cover
 
@@ -249,6 +263,31 @@ def camera_frames(
     if movement not in ("push-in", "pull-out"):
         base = max(z / p.zoom for z, p in zip(zooms, poses, strict=True))
         zooms = [p.zoom * base for p in poses]
+    return _Move(cam, poses, zooms, cover)
+
+
+def camera_frames(
+    image: ImageLike,
+    *,
+    n_frames: int,
+    width: int,
+    height: int,
+    movement: str,
+    easing: str = "ease-in-out",
+    strength: float = DEFAULT_STRENGTH,
+    depth: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield ``n_frames`` HxWx3 uint8 RGB frames of ``movement`` over ``image``, one at a time.
+
+    ``strength`` is how far the camera travels, as a fraction of the composition: 0.15 pans
+    across 15 % of the width, or pushes in 15 %. ``depth`` (HxW, any size, larger = nearer)
+    drives the parallax of tracking/orbit; without it :func:`pseudo_depth` is used.
+    """
+    src = load_rgb(image)
+    h0, w0 = src.shape[:2]
+    move = _plan(movement, n_frames, (width, height), (w0, h0), easing, strength, depth)
+    cam, poses, zooms, dmap = move.camera, move.poses, move.zooms, move.camera.depth
+    cover, cover_w, cover_h = move.cover, cam.cover_w, cam.cover_h
     z_max = max(zooms)
 
     # Pre-scale once so the tightest frame samples the source at ~1:1 (sharp) and wider
@@ -289,6 +328,48 @@ def camera_frames(
         yield frame
 
 
+def visible_region(
+    movement: str,
+    width: int,
+    height: int,
+    *,
+    easing: str = "ease-in-out",
+    strength: float = DEFAULT_STRENGTH,
+    depth: np.ndarray | None = None,
+    n_frames: int = 25,
+) -> tuple[float, float, float, float]:
+    """The part of a still that every frame of ``movement`` shows, as fractions of the still
+    (x0, y0, x1, y1), for a ``width`` x ``height`` output of the still's own shape.
+
+    What a drawn still (a previz panel) keeps its text inside, so a push-in or a tracking shot
+    never starts with a cut-off caption. Each frame sees, row by row, the source between its
+    left and right edges' samples (the map is continuous along a row); the box takes the
+    innermost edge of every frame, so it is inside the view of all of them. The extremes of
+    every move are its first and last frames, which any ``n_frames`` >= 2 includes.
+    """
+    size = (width, height)
+    move = _plan(movement, max(2, n_frames), size, size, easing, strength, depth)
+    cam = move.camera
+    ys = np.linspace(0, height, 65)
+    xs = np.linspace(0, width, 65)
+    rows = np.clip(ys.astype(int), 0, height - 1)
+    cols = np.clip(xs.astype(int), 0, width - 1)
+    edges = {  # output boundary points and their depth: left, right, top, bottom
+        "left": (np.zeros_like(ys), ys, cam.depth[rows, 0]),
+        "right": (np.full_like(ys, width), ys, cam.depth[rows, -1]),
+        "top": (xs, np.zeros_like(xs), cam.depth[0, cols]),
+        "bottom": (xs, np.full_like(xs, height), cam.depth[-1, cols]),
+    }
+    x0, y0, x1, y1 = 0.0, 0.0, 1.0, 1.0
+    for pose, zoom in zip(move.poses, move.zooms, strict=True):
+        seen = {name: cam.sample(pose, zoom, *points) for name, points in edges.items()}
+        x0 = max(x0, float(seen["left"][0].max()) / cam.cover_w)
+        x1 = min(x1, float(seen["right"][0].min()) / cam.cover_w)
+        y0 = max(y0, float(seen["top"][1].max()) / cam.cover_h)
+        y1 = min(y1, float(seen["bottom"][1].min()) / cam.cover_h)
+    return x0, y0, x1, y1
+
+
 def render_camera_move(
     image: ImageLike,
     out: Path,
@@ -299,7 +380,7 @@ def render_camera_move(
     height: int,
     movement: str,
     easing: str = "ease-in-out",
-    strength: float = 0.15,
+    strength: float = DEFAULT_STRENGTH,
     depth: np.ndarray | None = None,
     crf: int = 18,
     preset: str = "medium",

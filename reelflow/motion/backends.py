@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reelflow.media.probe import VideoInfo
-from reelflow.motion.animatic import MOVEMENTS, render_camera_move
+from reelflow.motion.animatic import DEFAULT_STRENGTH, MOVEMENTS, render_camera_move
 from reelflow.motion.common import EASINGS, frame_count
 from reelflow.motion.morph import render_morph
 
@@ -125,7 +125,7 @@ class ClipRequest(BaseModel):
     negative_prompt: str = ""
     movement: str = "static"
     easing: str = "ease-in-out"
-    strength: float = Field(0.15, ge=0.0, le=1.0)
+    strength: float = Field(DEFAULT_STRENGTH, ge=0.0, le=1.0)
     duration: float = Field(gt=0, le=600)
     fps: int = Field(24, gt=0, le=120)
     width: int = Field(gt=0, le=7680)

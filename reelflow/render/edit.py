@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,9 @@ PART_PRESET = "medium"
 MAX_TRIM = 1.0
 """Seconds of waste the edit may cut from each end of a clip (see editing/waste.py)."""
 
+#: Bump when a cached measurement (a clip's waste, a cover sample's score) changes meaning.
+ANALYSIS_VERSION = 1
+
 
 def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     """The film, from parts cached in the bucket: only parts not there yet are encoded (in
@@ -68,7 +72,6 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     the film's lineage (`edit_trims`).
     """
     from reelflow.editing.assemble import join_parts, part_workers, render_part
-    from reelflow.editing.waste import trim_for_shot
 
     key = job.output_key()
     if store.complete(key):
@@ -79,12 +82,13 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
         local: dict[int, Path] = {}
         for index, clip in enumerate(job.clips):
             if clip.trim_waste and _generated(store, clip.key):
-                local[index] = store.get_file(clip.key, tmp / f"{index:03d}-{clip.shot}.mp4")
-                placed = timeline[index].model_copy(update={"path": local[index]})
-                placed, trim = trim_for_shot(clip.shot, placed, max_trim=MAX_TRIM)
-                timeline[index] = placed
+                dest = tmp / f"{index:03d}-{clip.shot}.mp4"
+                timeline[index], trim, path = _trim_waste(store, job.project, clip.key,
+                                                          clip.shot, timeline[index], dest)
+                if path is not None:
+                    local[index] = path
                 if trim is not None:
-                    trims[clip.shot] = trim.as_dict()
+                    trims[clip.shot] = trim
         parts = film_parts(job, timeline)
         # dict: a part that appears twice (the same clip and frames) is encoded once
         missing = list({k: part for k, part in parts if not store.complete(k)}.items())
@@ -141,6 +145,33 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
     return key
 
 
+def _trim_waste(
+    store: ArtifactStore, project: str, clip_key: str, shot: str, placed: AssemblyClip,
+    dest: Path,
+) -> tuple[AssemblyClip, dict[str, object] | None, Path | None]:
+    """``placed`` with its in/out points past the clip's black/frozen head and tail, the trim
+    made (None: nothing cut), and the clip's local copy when it had to be downloaded.
+
+    The measurement is kept in the bucket beside the edit's parts, so the next edit (after
+    another shot changed) reads it instead of downloading and decoding this clip again."""
+    from reelflow.editing.waste import trim_for_shot
+
+    spec = {"waste": clip_key, "duration": placed.duration, "in": placed.in_point,
+            "out": placed.out_point, "max_trim": MAX_TRIM, "version": ANALYSIS_VERSION}
+    place = keys.analysis_key(project, spec_hash(spec))
+    with suppress(ObjectNotFound):
+        known = store.get_json(place)
+        cut = placed.model_copy(update={"in_point": known["in"], "out_point": known["out"]})
+        return cut, known["trim"], None
+    path = store.get_file(clip_key, dest)
+    cut, trim = trim_for_shot(shot, placed.model_copy(update={"path": path}), max_trim=MAX_TRIM)
+    found = trim.as_dict() if trim is not None else None
+    store.put_json(place, {"in": cut.in_point, "out": cut.out_point, "trim": found},
+                   Lineage(kind="analysis", spec=spec, spec_hash=spec_hash(spec),
+                           parents=[clip_key]))  # fmt: skip
+    return cut, found, path
+
+
 UNTRIMMED_BACKENDS = {"animatic", "morph"}
 """Backends whose motion is designed, not generated: an eased camera move starts slowly on
 purpose, and is not waste."""
@@ -173,8 +204,13 @@ def edit_trims(store: ArtifactStore, key: str) -> dict[str, dict[str, object]]:
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     """The cover of a version: a frame of the clean master (``job.source_key``: never a
     captioned version), cropped to ``job.aspect`` around the subject, with the title in the
-    emptiest band outside the caption band."""
+    emptiest band outside the caption band.
+
+    Each sample frame's score is kept in the bucket under the film part it lies in, so after
+    one shot changed only the samples in the parts that were encoded again are decoded."""
     from reelflow.editing.cover import make_cover as render_cover
+    from reelflow.editing.cover import score_samples
+    from reelflow.media.probe import probe
 
     key = job.output_key()
     if store.complete(key):
@@ -182,8 +218,21 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     report("cover", detail=job.title)
     with scratch() as tmp:
         film = store.get_file(job.source_key, tmp / "film.mp4")
+        places = _sample_places(store, job.project, job.source_key, probe(film).frame_count)
+        known = {}
+        for index, (place, _) in places.items():
+            with suppress(ObjectNotFound):
+                known[index] = float(store.get_json(place)["score"])
+        scores = score_samples(film, known=known)
+        for index, score in scores.items():
+            if index in places and index not in known:
+                place, spec = places[index]
+                store.put_json(place, {"score": score}, Lineage(
+                    kind="analysis", spec=spec, spec_hash=spec_hash(spec),
+                    parents=[spec["cover-score"]]))  # fmt: skip
         width, height = (int(part) for part in job.aspect.split(":"))
-        out = render_cover(film, tmp / "cover.png", job.title, aspect=(width, height))
+        out = render_cover(film, tmp / "cover.png", job.title, aspect=(width, height),
+                           known_scores=scores)
         store.put_file(
             key,
             out,
@@ -191,6 +240,30 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
             lineage_of("cover", job, [job.source_key]),
         )
     return key
+
+
+def _sample_places(
+    store: ArtifactStore, project: str, film_key: str, frame_count: int
+) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Cover sample index -> (analysis key, spec) of its score: the film part the frame lies
+    in and the frame's offset in it (a part's pixels are the same in every film that joins
+    it). Empty for a film without recorded parts."""
+    from reelflow.editing.cover import sample_indices
+
+    parts, _ = _film_parts(store, film_key)
+    starts, at = [], 0
+    for part in parts:
+        starts.append(at)
+        at += int(part["frames"])
+    places: dict[int, tuple[str, dict[str, Any]]] = {}
+    for index in sample_indices(frame_count):
+        if not parts or index >= at:
+            continue
+        n = max(i for i, start in enumerate(starts) if start <= index)
+        spec = {"cover-score": parts[n]["key"], "frame": index - starts[n],
+                "version": ANALYSIS_VERSION}
+        places[index] = (keys.analysis_key(project, spec_hash(spec)), spec)
+    return places
 
 
 def store_input(store: ArtifactStore, project: str, ref: str, base_dir: Path | None) -> str:

@@ -78,6 +78,9 @@ class PanelSpec(BaseModel):
     movement: str
     palette: list[str]
     reference: str | None = None  # object key of the character's library reference image
+    # the panel's layout; bumped when the drawing changes, so stored panels are redrawn
+    # (2: text inside the region the camera move keeps in view)
+    layout: int = 2
 
 
 class IPAdapterChoice(BaseModel):

@@ -114,6 +114,14 @@ def part_key(project: str, spec_hash: str, ext: str = "ts") -> str:
     )
 
 
+def analysis_key(project: str, spec_hash: str) -> str:
+    """A measurement of a stored object (a clip's waste, a film part's cover scores), kept so
+    that the next edit reads it instead of decoding the object again."""
+    return (
+        f"projects/{slug(project, 'project')}/edits/analysis/{_hash(spec_hash, 'spec hash')}.json"
+    )
+
+
 def cover_key(project: str, spec_hash: str, ext: str = "png") -> str:
     return (
         f"projects/{slug(project, 'project')}/covers/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
