@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deployments.automations import HEARTBEAT_SECONDS
 from deployments.config import PROJECT_DIR
+from reelflow.devstack import CLIENT_RETRY_ENV
 from reelflow.store.settings import ENV_HOME, reelflow_home
 
 
@@ -46,6 +47,8 @@ def worker_env(*, project_dir: Path | str | None = None, gpu: str | None = None,
         env["CUDA_VISIBLE_DEVICES"] = gpu
     # Heartbeats let the crashed-run automation (deployments/automations.py) notice a dead worker.
     env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
+    for name, value in CLIENT_RETRY_ENV.items():  # ride out a Prefect server restart
+        env.setdefault(name, value)
     checkout = _checkout(project_dir)
     if checkout is not None:
         env["REELFLOW_PROJECT_DIR"] = str(checkout)

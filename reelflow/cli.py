@@ -69,7 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     storyboard = propose_camera(storyboard)  # as the render does: unset camera fields proposed
     plan = plan_render(storyboard, profile, base_dir=Path(args.file).resolve().parent)
-    model = model_choice(storyboard, profile)
+    model = model_choice(storyboard, profile, Path(args.file).resolve().parent)
     counter = token_counter(model)
     how = "counted by the model's tokenizer" if counter else "estimated"
     for job in plan.images:
@@ -336,9 +336,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def use_local_stack() -> None:
     """Point Prefect at the local stack's server (its recorded port, with its credentials) unless
-    the user configured another one; pass the stack's Redis on for the lock manager."""
+    the user configured another one; pass the stack's Redis on for the lock manager. Prefect's
+    client retries (devstack.CLIENT_RETRY_ENV) are set for any server."""
+    from deployments.automations import HEARTBEAT_SECONDS
     from reelflow import devstack
 
+    for name, value in devstack.CLIENT_RETRY_ENV.items():  # ride out a server restart
+        os.environ.setdefault(name, value)
+    # a local run killed with its process is marked Crashed by the zombie automation
+    # (`reelflow deploy` applies it) once its heartbeats stop, as a worker's runs are
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     stack = devstack.client_env()
     url = stack.get("PREFECT_API_URL")
     if not os.environ.get("PREFECT_API_URL") and url:
@@ -831,6 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     traceback): exit 2 for bad input, 1 for a failure, 130 when interrupted."""
     from reelflow.errors import ReelflowError
 
+    argv_given = argv is not None  # called in-process (tests): never os._exit
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("REELFLOW_DEBUG", "") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
@@ -858,8 +866,52 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        if _prefect_unreachable(exc):
+            code = _fail(f"the Prefect API at {_api_url()} stopped answering "
+                         f"({type(exc).__name__}: {_first_line(exc)}) and did not come back "
+                         "within the client's retries; is the server up? (`reelflow status`)")
+            if argv_given:
+                return code
+            # The real command: Prefect's exit hooks would now try, for minutes, to send queued
+            # events and logs to the server that is gone. Nothing more can reach it: stop here.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         return _fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} "
                      "(run with --debug for the traceback)")
+
+
+def _unreachable_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+
+    return (httpx.TransportError,)
+
+
+def _prefect_unreachable(exc: BaseException) -> bool:
+    """A network error of a request to the Prefect API (not, say, the LLM's): what is left once
+    Prefect's client has retried (devstack.CLIENT_RETRY_ENV)."""
+    import httpx
+
+    if not isinstance(exc, httpx.TransportError):
+        return False
+    try:
+        url = exc.request.url
+    except RuntimeError:  # no request attached
+        return False
+    api = httpx.URL(_api_url()) if _api_url().startswith("http") else None
+    return api is not None and (url.host, url.port) == (api.host, api.port)
+
+
+def _api_url() -> str:
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        try:
+            from prefect.settings import PREFECT_API_URL
+
+            url = PREFECT_API_URL.value()
+        except Exception:  # noqa: BLE001 - only for the message
+            url = None
+    return url or "(no PREFECT_API_URL)"
 
 
 class _QuietKnownErrors:
@@ -876,17 +928,28 @@ class _QuietKnownErrors:
         from reelflow.errors import ReelflowError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, ReelflowError):
+        if isinstance(exc, (ReelflowError, *_unreachable_errors())):
             record = copy.copy(record)
             record.exc_info, record.exc_text, record.stack_info = None, None, None
         return self.format_record(record)
 
 
+def _not_an_event_dump(record) -> bool:  # type: ignore[no-untyped-def]
+    """While the server is away, Prefect logs each event it could not send as an ERROR holding
+    the whole event (kilobytes); its `Unable to connect to ...` warning already says it."""
+    return not (record.msg == "Service %r failed to process item %r"
+                and record.args and record.args[0] == "EventsWorker")
+
+
 def quiet_console_tracebacks() -> None:
-    """Install _QuietKnownErrors on the console handlers Prefect set up (idempotent)."""
+    """Install _QuietKnownErrors on the console handlers Prefect set up (idempotent); keep event
+    dumps off the console, and Prefect's API log handler from printing its own failures
+    ("--- Error logging to API ---": the CLI's last line says the server is gone)."""
     import logging
 
     import prefect.main  # noqa: F401  (configures Prefect's logging, as any flow import does)
+
+    logging.raiseExceptions = False
 
     loggers = [logging.getLogger()] + [
         logger for logger in logging.root.manager.loggerDict.values()
@@ -898,6 +961,7 @@ def quiet_console_tracebacks() -> None:
                     and not isinstance(handler, logging.FileHandler)
                     and not isinstance(handler.format, _QuietKnownErrors)):
                 handler.format = _QuietKnownErrors(handler.format)  # type: ignore[method-assign]
+                handler.addFilter(_not_an_event_dump)
 
 
 def _first_line(exc: BaseException) -> str:

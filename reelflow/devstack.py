@@ -477,6 +477,16 @@ def _s3_settings(config: StackConfig, state: dict[str, Any]) -> S3Settings:
     return S3Settings(**fields)
 
 
+CLIENT_RETRY_ENV = {
+    "PREFECT_CLIENT_MAX_RETRIES": "5",
+    "PREFECT_CLIENT_RETRY_JITTER_FACTOR": "0.2",
+}
+"""Prefect's own client retries, set for the CLI and every worker (a user's values win). Prefect
+retries a refused connection once its client has connected (a server restart), and timeouts,
+502/503/429 always, backing off 2, 4, 8, 16, 32 s: a restart of up to about a minute is ridden
+out; a server away longer fails the call, and the CLI says so in one line (reelflow/cli.py)."""
+
+
 def prefect_api_url(config: StackConfig) -> str:
     """The API URL clients and workers should use (`PREFECT_API_URL`)."""
     return f"http://{config.host}:{config.prefect_port}/api"

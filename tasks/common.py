@@ -62,8 +62,17 @@ RETRIES = 2
 RETRY_DELAY = 5
 
 
+def retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """`retry_condition_fn` of every step: bad input or configuration (InputError, ConfigError)
+    fails the same way on every try, so it surfaces at once instead of after the retries."""
+    from reelflow.errors import ConfigError, InputError
+
+    return not isinstance(state.data, InputError | ConfigError)
+
+
 def step_task(name: str, run_name: str | None = None, **options: Any) -> Callable:
-    """The decorator of a production step: cached on its inputs + source, retried.
+    """The decorator of a production step: cached on its inputs + source, retried (except for
+    input and configuration errors, see `retryable`).
 
     `run_name` is a template over the task's arguments (`"variants-{job.shot}"`), so the run's
     task list reads as the film's shots."""
@@ -73,6 +82,7 @@ def step_task(name: str, run_name: str | None = None, **options: Any) -> Callabl
         "cache_policy": CACHE,
         "retries": RETRIES,
         "retry_delay_seconds": RETRY_DELAY,
+        "retry_condition_fn": retryable,
     }
     return task(**(settings | options))
 

@@ -79,7 +79,7 @@ def prompts_for_encoder(run: RunContext) -> None:
         for warning in untranslated:
             logger.warning("%s", warning)
         return
-    family = model_choice(run.board, run.profile).family
+    family = model_choice(run.board, run.profile, run.base_dir).family
     for warning in language_warnings(run.board, family).values():
         logger.warning("%s", warning)
 

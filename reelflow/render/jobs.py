@@ -482,8 +482,13 @@ def token_counter(model: ModelChoice) -> TokenCounter | None:
     return _tokenizer_counter(path, model.family)
 
 
-def model_choice(storyboard: Storyboard, profile: RenderProfile) -> ModelChoice:
-    source = profile.image_model or storyboard.style.model
+def model_choice(
+    storyboard: Storyboard, profile: RenderProfile, base_dir: Path | None = Path(".")
+) -> ModelChoice:
+    """The base model of a job. A storyboard's model *path* resolves as `validate` checked it:
+    against the storyboard's folder (`base_dir`), not the worker's cwd; from the bucket
+    (`base_dir` None), inside the machine's models folder. Hub ids and names pass as they are."""
+    source = profile.image_model or model_source(storyboard.style.model, base_dir)
     if source == "tiny":
         source = f"{MODELS_PREFIX}tiny-sd"
     return ModelChoice(
@@ -492,6 +497,22 @@ def model_choice(storyboard: Storyboard, profile: RenderProfile) -> ModelChoice:
         dtype=profile.dtype,
         device=profile.device,
     )
+
+
+def model_source(value: str, base_dir: Path | None) -> str:
+    """`style.model` as the renderer loads it (see model_choice); InputError when it leaves the
+    storyboard's folder or the models folder."""
+    from reelflow.errors import InputError
+    from reelflow.storyboard.files import _looks_like_path, in_models_folder, resolve_local
+
+    if value.startswith(MODELS_PREFIX) or not _looks_like_path(value):
+        return value
+    try:
+        if base_dir is None:
+            return in_models_folder(value)
+        return str(resolve_local(value, base_dir, must_exist=False))
+    except ValueError as exc:
+        raise InputError(f"style.model: {exc}") from None
 
 
 def _guess_family(model: str) -> Literal["sd15", "sdxl", "flux"]:
@@ -592,7 +613,7 @@ def image_job(
     round_: int = 0,
 ) -> ImageJob:
     style = storyboard.style
-    model = model_choice(storyboard, profile)
+    model = model_choice(storyboard, profile, base_dir)
     composed = compose_prompt(
         storyboard, shot, family=model.family, notes=notes, count=token_counter(model)
     )
@@ -707,7 +728,7 @@ def frame_job(
     controlnet = profile.controlnet
     if controlnet == "tiny":
         controlnet = f"{MODELS_PREFIX}tiny-controlnet"
-    model = model_choice(storyboard, profile)
+    model = model_choice(storyboard, profile, base_dir)
     prompt = None
     if ref.restyle:
         composed = compose_prompt(
@@ -829,7 +850,7 @@ def plan_render(
     storyboard: Storyboard, profile: RenderProfile, *, base_dir: Path | None = Path(".")
 ) -> RenderPlan:
     images, truncated = [], {}
-    model = model_choice(storyboard, profile)
+    model = model_choice(storyboard, profile, base_dir)
     count = token_counter(model)
     for shot in storyboard.shots:
         composed = compose_prompt(storyboard, shot, family=model.family, count=count)
