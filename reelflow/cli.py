@@ -307,8 +307,35 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"{state.db}; login: the auth_string in the state file)")
     if state.redis_pid:
         print(f"redis:   pid {state.redis_pid} (lock manager)")
+    if state.prefect_api_url:
+        try:
+            grace = _watch_for_crashed_runs(state.prefect_api_url, state.home)
+            print(f"crashed: a run whose heartbeats stop is marked Crashed after {grace} s")
+        except Exception as exc:  # the stack works without it: say so, do not fail `up`
+            print(f"crashed: the crashed-run automation was not applied "
+                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})")
     print(f"state:   {state.home}/stack.json")
     return 0
+
+
+def _watch_for_crashed_runs(api_url: str, home: Path) -> int:
+    """Apply the crashed-run automation to the stack's own server (as `reelflow deploy` does),
+    so a local render killed with its process does not stay Running before any deploy.
+    Returns its grace in seconds."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    from deployments.automations import ensure_zombie_automation
+    from deployments.config import load_ops_config
+    from reelflow import devstack
+
+    grace = int(os.environ.get("REELFLOW_CRASHED_AFTER_SECONDS")
+                or load_ops_config().crashed_after_seconds)
+    auth = devstack.client_env(home).get("PREFECT_API_AUTH_STRING")
+    with temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}):
+        with get_client(sync_client=True) as client:
+            ensure_zombie_automation(client, grace)
+    return grace
 
 
 def cmd_down(args: argparse.Namespace) -> int:

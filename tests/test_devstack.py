@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deployments.automations import ZOMBIE_AUTOMATION
 from reelflow import devstack
 from reelflow.devstack import StackConfig, StackError
 from reelflow.store.artifacts import ArtifactStore
@@ -140,6 +141,16 @@ def _assert_authenticated(config: StackConfig) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Unauthorized" not in done.stdout + done.stderr
+
+    # `reelflow up` (nothing to start here) applies the crashed-run automation, so a local
+    # render killed with its process is marked Crashed even before any `reelflow deploy`
+    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "up"], env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "marked Crashed after 90 s" in done.stdout, done.stdout
+    r = httpx.post(f"{api}/automations/filter", json={}, auth=(user, password))
+    assert r.status_code == 200, r.text
+    assert ZOMBIE_AUTOMATION in [a["name"] for a in r.json()]
 
 
 def _assert_owner_only(home: Path) -> None:
