@@ -1,8 +1,10 @@
 """Faults of a local run (`reelflow render` in the CLI's own process) on a stack of the test's own:
-real `weed mini`, a real Prefect server (SQLite), the real CLI as a subprocess.
+real `weed mini`, a real Prefect server on PostgreSQL (the stack's default), the real CLI as a
+subprocess.
 
 - secrets: after a full render (with an LLM call), no secret of the stack appears in plain text in
-  its logs, the bucket, the runs' parameters, artifacts and logs, or the database file;
+  its logs, the bucket, the runs' parameters, artifacts and logs, or the database (its files and
+  a plain-text dump);
 - the render SIGKILLed once a clip is done: the same command finishes, only what was in flight is
   redone, and the killed run is marked Crashed (heartbeats + the zombie automation);
 - the Prefect server restarted mid-run: the render rides it out (Prefect's client retries);
@@ -17,7 +19,6 @@ import base64
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -98,7 +99,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("faultstack")
     config = devstack.StackConfig.with_free_ports(
-        home / "reelflow", start_s3=True, start_redis=False, db="sqlite", timeout=120)
+        home / "reelflow", start_s3=True, start_redis=False, db="postgres", timeout=120)
     try:
         devstack.up(config)
         state = devstack.read_state(config.home)
@@ -254,15 +255,15 @@ def test_no_secret_in_plain_text_after_a_full_run(stack: Stack, tmp_path: Path) 
     haystacks["run logs"] = repr(logs).encode()
     blocks = stack.api("block_documents/filter", {"include_secrets": False})
     haystacks["block documents"] = repr(blocks).encode()
-    databases = [p for p in stack.config.prefect_home.glob("*.db*") if p.is_file()]
-    assert databases
-    for path in databases:
-        haystacks[f"database file {path.name}"] = path.read_bytes()
-    main_db = next(p for p in databases if p.suffix == ".db")
-    with sqlite3.connect(f"file:{main_db}?mode=ro", uri=True) as db:  # WAL content included
-        dump = "\n".join(db.iterdump())
+    # the database's raw files are among the stack's files above; its rows, as plain text:
+    dump = subprocess.run(
+        [devstack.pg_bin("pg_dump"), "-h", str(stack.config.pg_data_dir), "-U", "postgres",
+         "--data-only", "prefect"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
     haystacks["database dump"] = dump.encode()
     assert "secret-film" in dump  # the dump holds the runs
+    assert "fault-llm" in dump  # and the LLM block (its key encrypted, as Prefect stores it)
 
     # as sent on the wire too: the Authorization header's base64 of `user:password`
     secrets["prefect basic auth header"] = base64.b64encode(":".join(stack.auth).encode()).decode()
