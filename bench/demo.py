@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench import boards
 from bench.common import ROOT, Context, Section, scratch_dir, worker_env
+from reelflow.devstack import free_ports
 
 GOAL_SECONDS = 150.0
 
@@ -28,14 +29,6 @@ def reelflow_exe() -> str:
     """The console script beside this interpreter (what `make demo` calls), else the module."""
     script = Path(sys.executable).with_name("reelflow")
     return str(script) if script.exists() else f"{sys.executable} -m reelflow.cli"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_command(args: list[str], cwd: Path, timeout: float = 900) -> tuple[float, str]:
@@ -79,8 +72,9 @@ def run(ctx: Context) -> Section:
             else:
                 storyboard = ROOT / "examples" / "su7-winter-spring.yaml"
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            ports = [f"--prefect-port={free_port()}", f"--s3-port={free_port()}",
-                     f"--redis-port={free_port()}"]
+            # free ports whose S3 gRPC twins (port + 10000) are free too, as the tests pick them
+            prefect, s3, redis = free_ports(3)
+            ports = [f"--prefect-port={prefect}", f"--s3-port={s3}", f"--redis-port={redis}"]
             try:
                 up_s, _ = run_command([*exe, "up", *ports], folder)
                 render_s, output = run_command(
