@@ -1,4 +1,5 @@
-"""7. Scale of the storyboard: validation + prompt composition + planning for 9/90/900 shots.
+"""7. Scale of the storyboard: validation + prompt composition + planning for 5/50/500 shots
+(500 is the most a storyboard may hold: `reelflow.storyboard.model.MAX_SHOTS`).
 
 In-process and CPU-only: `parse_storyboard` (YAML + pydantic validation and cross-references),
 `compose_all` and `plan_render` (every job built and hashed) on the seed film's shots repeated
@@ -15,9 +16,10 @@ def run(ctx: Context) -> Section:
     from reelflow.render.jobs import plan_render
     from reelflow.render.profiles import get_profile
     from reelflow.storyboard import parse_storyboard
+    from reelflow.storyboard.model import MAX_SHOTS
     from reelflow.storyboard.prompts import compose_all
 
-    sizes = (9, 90) if ctx.quick else (9, 90, 900)
+    sizes = (5, 50) if ctx.quick else (5, 50, MAX_SHOTS)
     reps = max(ctx.reps, 3)
     profile = get_profile("demo")
     section = Section(
@@ -46,8 +48,8 @@ def run(ctx: Context) -> Section:
         breakdown[n] = {k: sorted(v)[len(v) // 2] for k, v in parts.items()}
     big, mid = sizes[-1], sizes[-2]
     section.ratio(f"per shot {big} / {mid}", f"{big} shots", f"{mid} shots", goal=1.5)
-    if mid != 9:
-        section.ratio(f"per shot {mid} / 9", f"{mid} shots", "9 shots")
+    if mid != sizes[0]:
+        section.ratio(f"per shot {mid} / {sizes[0]}", f"{mid} shots", f"{sizes[0]} shots")
     for n, parts in breakdown.items():
         section.notes.append(
             f"{n} shots, median seconds: " + ", ".join(f"{k} {v:.4f}" for k, v in parts.items())
