@@ -251,6 +251,21 @@ def _fit_ellipsis(line: str, width: float, measure: Callable[[str], float]) -> s
     return line.rstrip() + "…"
 
 
+def label_lines(
+    shot: str, framing: str, width: float, measure: Callable[[str], float]
+) -> list[str]:
+    """The card's label: shot id and framing on one line; on a narrow card (9:16) the framing
+    goes on a line of its own before any of it is cut short."""
+    one = f"{shot}   {framing}"
+    if measure(one) <= width:
+        return [one]
+    first = shot if measure(shot) <= width else _fit_ellipsis(shot, width, measure)
+    rest = wrap_text(framing, width, measure)
+    if len(rest) > 1:
+        rest = [_fit_ellipsis(" ".join(rest), width, measure)]
+    return [first, *rest]
+
+
 def _text(
     panel: Image.Image,
     shot: str,
@@ -270,16 +285,15 @@ def _text(
     left, top = math.ceil(safe[0]) + pad // 2, math.ceil(safe[1]) + pad // 2
     right = math.floor(safe[2]) - pad // 2
     text_w = right - left - 2 * pad
-    label_h, line_h = round(small.size * 1.5), round(body.size * 1.3)
+    labels = label_lines(shot, framing, text_w, lambda s: float(small.getlength(s)))
+    label_line_h, line_h = round(small.size * 1.5), round(body.size * 1.3)
+    label_h = label_line_h * len(labels)
     room = (math.floor(safe[3]) - pad // 2 - top - pad - label_h) // line_h
     max_lines = max(1, min(3 if w >= h else 4, room))  # portrait: narrower, one more line
     measure: Callable[[str], float] = lambda s: float(body.getlength(s))  # noqa: E731
     lines = wrap_text(description, text_w, measure)
     if len(lines) > max_lines:
         lines = [*lines[: max_lines - 1], _fit_ellipsis(lines[max_lines - 1], text_w, measure)]
-    label = f"{shot}   {framing}"
-    if small.getlength(label) > text_w:  # a narrow card: the shot id first, framing cut short
-        label = _fit_ellipsis(label, text_w, lambda s: float(small.getlength(s)))
     bottom = top + pad + label_h + line_h * len(lines)
     card = (left, top, right, bottom)
     back = (0, 0, 0, 150) if ink[0] > 128 else (255, 255, 255, 170)
@@ -288,8 +302,9 @@ def _text(
     panel.paste(Image.alpha_composite(panel.convert("RGBA"), overlay).convert("RGB"))
     draw = ImageDraw.Draw(panel)
     y = top + pad // 2
-    draw.text((left + pad, y), label, font=small, fill=ink)
-    y += label_h
+    for label in labels:
+        draw.text((left + pad, y), label, font=small, fill=ink)
+        y += label_line_h
     for line in lines:
         draw.text((left + pad, y), line, font=body, fill=ink)
         y += line_h
