@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def _gone(pid: int) -> bool:
-    return not devstack._alive(pid)
+    return not devstack.alive(pid)
 
 
 @pytest.mark.slow
@@ -83,7 +83,7 @@ def test_up_status_idempotent_down(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         for pid in (state.prefect_pid, state.postgres_pid, state.redis_pid, state.s3_pid):
             os.killpg(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while any(devstack._alive(p) for p in (state.prefect_pid, state.s3_pid)):
+        while any(devstack.alive(p) for p in (state.prefect_pid, state.s3_pid)):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         restarted = devstack.up(config)
