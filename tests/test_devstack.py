@@ -300,3 +300,82 @@ def test_external_database_and_redis_start_nothing(tmp_path: Path,
     assert config.database() == "external"
     assert not config.wants_postgres() and not config.wants_redis()
     assert StackConfig(home=tmp_path, db="sqlite").database() == "sqlite"  # an explicit choice
+
+
+TWIN_BOARD = """
+title: "Twin {name}"
+project: twin-{name}
+width: 128
+height: 72
+fps: 8
+style:
+  palette: ["#f5c518", "#e8f1f8"]
+  visual_style: cinematic
+  negative_prompt: blurry
+  model: some-real-model
+  base_seed: 5
+shots:
+  - {{id: a, description: a yellow car on a snowy road, duration: 1.0,
+      camera: {{size: wide, angle: eye-level, movement: static}}}}
+"""
+
+
+@pytest.mark.flows
+@pytest.mark.slow
+def test_two_checkouts_run_side_by_side(tmp_path: Path) -> None:
+    """Two checkouts' stacks at once on one host, moved by REELFLOW_BASE_PORT alone (a number for
+    one, `auto` for the other): every port either stack listens on lies in its own block, and
+    each renders a film into its own bucket through the CLI."""
+    root = Path(__file__).resolve().parents[1]
+    base = devstack.free_base_port()
+    checkouts = {"a": str(base), "b": "auto"}
+    envs: dict[str, dict[str, str]] = {}
+    for name, base_port in checkouts.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "board.yaml").write_text(TWIN_BOARD.format(name=name), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REELFLOW_"))}
+        env.update(PYTHONPATH=str(root), REELFLOW_HOME=str(folder / ".reelflow"),
+                   REELFLOW_BASE_PORT=base_port, REELFLOW_MODELS=str(folder / "models"),
+                   PREFECT_HOME=str(folder / "client-prefect"),
+                   PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        envs[name] = env
+
+    def run_both(*args: str, timeout: float) -> None:
+        procs = {name: subprocess.Popen([sys.executable, "-m", "reelflow.cli", *args],
+                                        cwd=tmp_path / name, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for name, env in envs.items()}
+        for name, proc in procs.items():
+            out, _ = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"{name}: reelflow {args[0]}\n{out[-3000:]}"
+
+    configs = {name: StackConfig(home=tmp_path / name / ".reelflow") for name in checkouts}
+    try:
+        run_both("up", timeout=300)
+        configs = {name: StackConfig.load(tmp_path / name / ".reelflow") for name in checkouts}
+        assert configs["a"].ports() == devstack.ports_at(base)
+        blocks = {}
+        for name, config in configs.items():
+            block = set(devstack.block_ports(config.s3_port))
+            assert set(config.ports().values()) <= block
+            pids = {int(rec["pid"]) for svc in devstack.SERVICES
+                    if (rec := devstack.read_pid(config, svc))}
+            listening = {port for _, port in _listening_ports(pids)}
+            assert set(config.ports().values()) <= listening, (name, config.ports(), listening)
+            assert listening <= block, f"{name} listens outside its block: {listening - block}"
+            blocks[name] = block
+        assert not blocks["a"] & blocks["b"]
+
+        run_both("render", "board.yaml", "--profile", "previz", "--auto-approve",
+                 "--out", "out", timeout=600)
+        for name, config in configs.items():
+            film = tmp_path / name / "out" / f"twin-{name}" / "final.mp4"
+            assert film.stat().st_size > 1000 and b"ftyp" in film.read_bytes()[:16]
+            store = ArtifactStore(S3Settings.from_stack_file(config.stack_file))
+            other = "b" if name == "a" else "a"
+            assert store.list(f"projects/twin-{name}/")
+            assert not store.list(f"projects/twin-{other}/")
+    finally:
+        for config in configs.values():
+            devstack.down(config)
