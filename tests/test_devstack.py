@@ -379,3 +379,51 @@ def test_two_checkouts_run_side_by_side(tmp_path: Path) -> None:
     finally:
         for config in configs.values():
             devstack.down(config)
+
+
+def test_base_port_moves_every_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One base port (an option or REELFLOW_BASE_PORT) moves all seven ports; a port given by
+    name still wins; a bad value is one line naming the variable."""
+    monkeypatch.setenv(devstack.ENV_BASE_PORT, "30000")
+    config = StackConfig.load(tmp_path)
+    assert config.ports() == {"s3": 30000, "master": 30001, "filer": 30002, "volume": 30003,
+                              "admin": 30004, "prefect": 30005, "redis": 30006}
+    assert config.s3_endpoint == "127.0.0.1:30000"
+    assert StackConfig.load(tmp_path, prefect_port=4444).prefect_port == 4444
+    assert StackConfig.load(tmp_path, base_port=31000).master_port == 31001  # the option wins
+    assert StackConfig.load(tmp_path, base_port=31000).filer_port == 31002
+    for bad, says in (("abc", "REELFLOW_BASE_PORT='abc'"), ("60000", "out of range")):
+        monkeypatch.setenv(devstack.ENV_BASE_PORT, bad)
+        with pytest.raises(StackError, match=says):
+            StackConfig.load(tmp_path)
+    monkeypatch.setenv(devstack.ENV_BASE_PORT, "auto")
+    assert StackConfig.load(tmp_path).base_port == "auto"  # nothing recorded: `up` picks
+
+
+def test_free_port_choice_retries_a_taken_block(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`base_port=auto`: a block whose port a neighbour holds is given up for another; the
+    chosen block is recorded, kept by `auto`, and a running stack refuses to move."""
+    from reelflow.devstack import stack as stack_module
+
+    taken, good = devstack.free_base_port(), devstack.free_base_port()
+    assert not set(devstack.block_ports(taken)) & set(devstack.block_ports(good))
+    offers = iter([taken, good])
+    monkeypatch.setattr(stack_module, "free_base_port", lambda host: next(offers))
+    home = tmp_path / "home"
+    with socket.socket() as neighbour:
+        neighbour.bind(("127.0.0.1", taken + 2))  # the filer port of the first block offered
+        neighbour.listen()
+        try:
+            config, state = devstack.start_on_free_ports(home, start_s3=True,
+                                                         start_prefect=False, timeout=60)
+            assert config.ports() == devstack.ports_at(good) and state.started == ["s3"]
+            assert state.s3_endpoint == f"127.0.0.1:{good}"
+            assert devstack.read_state(home)["ports"] == devstack.ports_at(good)
+            monkeypatch.setenv(devstack.ENV_BASE_PORT, "auto")
+            assert StackConfig.load(home).ports() == devstack.ports_at(good)
+            with pytest.raises(StackError, match="runs on other ports.*`reelflow down` first"):
+                devstack.up(StackConfig.load(home, base_port=taken + 100))
+        finally:
+            devstack.down(StackConfig(home=home))
+    assert not devstack.status(StackConfig.load(home))["s3"]["running"]
