@@ -43,9 +43,12 @@ from reelflow.devstack.errors import PortsTaken, StackError
 from reelflow.devstack.ports import (
     ENV_BASE_PORT,
     GRPC_OFFSET,
+    MAX_BASE_PORT,
+    MIN_BASE_PORT,
     block_ports,
     free_base_port,
     free_ports,
+    parse_base_port,
     port_is_free,
     ports_at,
 )
@@ -65,10 +68,11 @@ from reelflow.devstack.stack import (
 
 __all__ = [
     "CLIENT_RETRY_ENV", "DB_URL_ENVS", "ENV_BASE_PORT", "ENV_REDIS_URL", "ENV_RESULTS_KEY",
-    "GRPC_OFFSET", "PG_DATABASE", "PG_USER", "POSTGRES", "PREFECT", "REDIS", "S3", "SERVICES",
-    "Db", "PortsTaken", "ServiceStatus", "StackConfig", "StackError", "StackState", "alive",
-    "block_ports", "client_env", "down", "free_base_port", "free_ports", "make_private", "pg_bin",
-    "port_is_free", "ports_at", "postgres_healthy", "postgres_url", "prefect_api_url",
-    "prefect_healthy", "read_pid", "read_state", "redis_binary", "redis_healthy", "running_pid",
-    "s3_healthy", "start_on_free_ports", "status", "stop_pid", "up", "weed_binary",
+    "GRPC_OFFSET", "MAX_BASE_PORT", "MIN_BASE_PORT", "PG_DATABASE", "PG_USER", "POSTGRES",
+    "PREFECT", "REDIS", "S3", "SERVICES", "Db", "PortsTaken", "ServiceStatus", "StackConfig",
+    "StackError", "StackState", "alive", "block_ports", "client_env", "down", "free_base_port",
+    "free_ports", "make_private", "parse_base_port", "pg_bin", "port_is_free", "ports_at",
+    "postgres_healthy", "postgres_url", "prefect_api_url", "prefect_healthy", "read_pid",
+    "read_state", "redis_binary", "redis_healthy", "running_pid", "s3_healthy",
+    "start_on_free_ports", "status", "stop_pid", "up", "weed_binary",
 ]
