@@ -341,9 +341,9 @@ def test_sigkilled_render_redoes_at_most_the_shots_in_flight(
 
 
 def _kill_prefect(stack: Stack) -> None:
-    pid = devstack._running_pid(stack.config, devstack.PREFECT)
+    pid = devstack.running_pid(stack.config, devstack.PREFECT)
     assert pid is not None
-    devstack._stop_pid(pid, first=signal.SIGKILL)
+    devstack.stop_pid(pid, first=signal.SIGKILL)
 
 
 @on_own_stack
