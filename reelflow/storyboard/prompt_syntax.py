@@ -27,7 +27,8 @@ class Fragment(BaseModel):
 def parse_weighted(prompt: str) -> list[Fragment]:
     """Split a prompt in A1111 syntax into text fragments with their weights.
 
-    Unbalanced brackets are read as text, as A1111 does, rather than refused: a prompt is prose.
+    A stray closing bracket is text and an unclosed group adds no weight: a prompt is prose, and
+    is never refused for its punctuation.
     """
     fragments: list[Fragment] = []
     stack: list[tuple[str, int]] = []  # open bracket, index in `fragments` where its text starts
