@@ -109,3 +109,22 @@ def test_a_weight_changes_the_embeddings_but_a_short_plain_prompt_does_not(
     heavy = long_prompts.prompt_embedding_kwargs(pipe, "a (red:1.5) car", None, 1)
     assert heavy["prompt_embeds"].shape == plain.shape == (1, 77, 32)
     assert not torch.allclose(heavy["prompt_embeds"], plain)
+
+
+def test_plan_readout_counts_with_each_encoders_tokenizer(models: dict[str, Path]) -> None:
+    from reelflow.render.prompt_readout import readouts
+
+    sdxl = readouts(LONG, "sdxl", str(models["sdxl"]))
+    assert [r.encoder for r in sdxl] == ["clip-l", "clip-g"]
+    pipe = PipelineCache().text2image(
+        ModelSource(family="sdxl", source=str(models["sdxl"]), device="cpu"))
+    real = long_prompts.text_tokens(pipe, LONG)
+    windows = math.ceil(real / 75)
+    for readout in sdxl:
+        assert readout.counted and readout.tokens == real
+        assert readout.line().endswith(f"all of them, in {windows} windows of 75")
+    estimated = readouts("(red:1.4) car", "sd15")
+    assert estimated[0].tokens == 2 and not estimated[0].counted
+    flux = {r.encoder: r for r in readouts(" ".join(["word"] * 600), "flux")}
+    assert flux["t5"].receives == "the first 512: 88 cut"
+    assert flux["clip-l"].receives.startswith("the first 75 (a pooled summary")
