@@ -274,3 +274,12 @@ def test_ip_adapter_is_keyed_by_content(env: Path, tmp_path: Path) -> None:
         job.model_copy(update={"ip_adapter": choice.model_copy(update={"path": str(retrained)})})
     )
     assert changed.spec_hash() != locked.spec_hash()
+
+
+def test_auto_device_is_recorded_as_the_device_it_picks() -> None:
+    """One film's objects name one device: "auto" is never written as such."""
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert weights.environment("auto", "float32")["device"] == expected
+    assert weights.environment("cpu", "float32")["device"] == "cpu"
