@@ -3,7 +3,7 @@ naming the field/option, before any work, and writes nothing to the bucket.
 
 Storyboards are written into a project folder beside a real `music.wav` and `ref.png`; `render`
 runs with REELFLOW_S3_* pointing at a real (SeaweedFS) bucket that must still be empty after
-every case. `reelflow.cli.main([...])` runs in-process: the same code path as the command.
+every case. `cli.main.main([...])` runs in-process: the same code path as the command.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.cli import main
+from cli.main import main
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 
