@@ -36,8 +36,9 @@ def characters() -> None:
     pass
 
 
-@characters.command(help="add or update a character, uploading reference images "
-                         "(PNG/JPEG/WebP)")
+@characters.command(short_help="add or update a character, uploading reference images",
+                    help="add or update a character, uploading reference images (PNG/JPEG/"
+                    "WebP). NAME: a slug (lowercase letters, digits and dashes).")
 @click.argument("name")
 @click.argument("images", nargs=-1, metavar="[IMAGE]...")
 @click.option("--description", required=True)
@@ -49,7 +50,6 @@ def characters() -> None:
               "(IP-Adapter; default 0.6)")
 def add(name: str, images: tuple[str, ...], description: str, trigger: tuple[str, ...],
         lora: str | None, lora_weight: float | None, ip_adapter_scale: float | None) -> int:
-    """NAME is a slug: lowercase letters, digits and dashes."""
     from pydantic import ValidationError
 
     from reelflow.storyboard import Character, LoraRef

@@ -13,7 +13,7 @@ TARGET = "TARGET: an object key, an s3://bucket/key URI, or a downloaded file (b
 
 
 @click.command(short_help="what made an object: the chain back to its storyboard",
-               help="What made an object: the chain back to its storyboard. " + TARGET)
+               help="what made an object: the chain back to its storyboard. " + TARGET)
 @click.argument("target")
 @click.option("--project", help="search a file only in this project")
 @click.option("--json", "as_json", is_flag=True, help="the tree as JSON")
@@ -28,7 +28,7 @@ def lineage(target: str, project: str | None, as_json: bool) -> int:
 
 
 @click.command(short_help="re-run the step that made an image or clip",
-               help="Re-run the step that made an image or clip; exit 0 when the result is "
+               help="re-run the step that made an image or clip; exit 0 when the result is "
                "bit-identical. " + TARGET)
 @click.argument("target")
 @click.option("--save", metavar="PATH", help="write the regenerated image (or clip) here")

@@ -126,7 +126,7 @@ def _download(result, folder: Path) -> None:  # type: ignore[no-untyped-def]
 @click.option("--notes", default="", help="storyboard gate: notes for a revision")
 @click.option("--version", type=WHOLE, help="storyboard gate: the version chosen")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "reviewer"),
-              show_default="$USER")
+              show_default=False, help="who decides (default: $USER)")
 def approve(run_id: str, pick: tuple[tuple[str, int], ...], reject: tuple[tuple[str, str], ...],
             new_seed: tuple[tuple[str, int], ...], notes: str, version: int | None,
             reviewer: str) -> int:
