@@ -137,14 +137,14 @@ def _assert_authenticated(config: StackConfig) -> None:
     # The CLI finds the stack (its real port) and its credentials in the stack file alone.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["REELFLOW_HOME"] = str(config.home)
-    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "pending"], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli", "pending"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Unauthorized" not in done.stdout + done.stderr
 
     # `reelflow up` (nothing to start here) applies the crashed-run automation, so a local
     # render killed with its process is marked Crashed even before any `reelflow deploy`
-    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "up"], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli", "up"], env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "marked Crashed after 90 s" in done.stdout, done.stdout
@@ -342,7 +342,7 @@ def test_two_checkouts_run_side_by_side(tmp_path: Path) -> None:
         envs[name] = env
 
     def run_both(*args: str, timeout: float) -> None:
-        procs = {name: subprocess.Popen([sys.executable, "-m", "reelflow.cli", *args],
+        procs = {name: subprocess.Popen([sys.executable, "-m", "cli", *args],
                                         cwd=tmp_path / name, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                  for name, env in envs.items()}

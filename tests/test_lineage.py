@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow import cli
+import cli.main as cli
 from reelflow.render import clips, edit, images, models, weights
 from reelflow.render.jobs import EditClip, EditJob, clip_job, hires_job, image_job
 from reelflow.render.lineage import lineage_tree, render_text

@@ -50,7 +50,7 @@ def test_chinese_is_counted_per_character_and_what_is_cut_is_reported(tmp_path: 
 
 def test_plan_warns_about_chinese_prompts_for_an_english_encoder(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "reelflow.cli", "plan", str(_chinese_board(tmp_path)),
+        [sys.executable, "-m", "cli", "plan", str(_chinese_board(tmp_path)),
          "--profile", "demo"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
