@@ -35,6 +35,7 @@ from reelflow.editing.caption_layout import (
     preset_for,
 )
 from reelflow.editing.fonts import DEFAULT_FONT_FAMILY, cjk_font_path
+from reelflow.media.encode import VideoEncode
 from reelflow.media.ffmpeg import PathLike, has_filter, run
 from reelflow.media.probe import probe
 
@@ -166,10 +167,7 @@ def write_ass(
 
 
 def _encode_args(crf: int) -> list[str]:
-    return [
-        "-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-c:a", "copy", "-movflags", "+faststart",
-    ]  # fmt: skip
+    return [*VideoEncode(crf=crf).args(), "-c:a", "copy", "-movflags", "+faststart"]
 
 
 def _burn_libass(
