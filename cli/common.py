@@ -59,6 +59,21 @@ class Port(click.ParamType):
         return port
 
 
+class BasePort(click.ParamType):
+    """`N` (the first of the stack's ports: every port is N + offset) or `auto` (a free block)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from reelflow import devstack
+
+        try:
+            return devstack.parse_base_port(str(value))
+        except devstack.StackError:
+            self.fail(f"expected a port number ({devstack.MIN_BASE_PORT}-"
+                      f"{devstack.MAX_BASE_PORT}) or `auto`, got {value!r}", param, ctx)
+
+
 class ShotValue(click.ParamType):
     """`SHOT=VALUE` (`--pick s01=2`, `--reject s02="too dark"`): a (shot, value) pair, the value
     converted by `kind`."""
@@ -84,4 +99,5 @@ class ShotValue(click.ParamType):
 WHOLE = Number(int)
 DECIMAL = Number(float)
 PORT = Port()
+BASE_PORT = BasePort()
 APPROVALS = click.Choice(["manual", "auto", "quality-gate"])

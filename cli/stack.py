@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import PORT, fail
+from cli.common import BASE_PORT, PORT, fail
 
 
 def use_local_stack() -> None:
@@ -64,13 +64,17 @@ def _watch_for_crashed_runs(api_url: str, home: Path) -> int:
               help="Prefect UI/API port (default 4200, or the last one used)")
 @click.option("--s3-port", type=PORT, help="S3 port (default 8333, or the last one used)")
 @click.option("--redis-port", type=PORT, help="Redis port (default 6390, or the last one used)")
+@click.option("--base-port", type=BASE_PORT,
+              help="move every port of the stack (S3 and its storage servers, Prefect, Redis) "
+              "to N..N+6 (+10000 for gRPC), or `auto` for a free block: two checkouts side by "
+              "side (also $REELFLOW_BASE_PORT)")
 def up(db: str | None, prefect_port: int | None, s3_port: int | None,
-       redis_port: int | None) -> int:
+       redis_port: int | None, base_port: int | str | None) -> int:
     from reelflow import devstack
 
     # the recorded stack (its real ports), with the ports and database given as options
     config = devstack.StackConfig.load(s3_port=s3_port, prefect_port=prefect_port,
-                                       redis_port=redis_port, db=db)
+                                       redis_port=redis_port, db=db, base_port=base_port)
     try:
         state = devstack.up(config)
     except devstack.StackError as exc:

@@ -381,6 +381,8 @@ CLI_OPTIONS: list[tuple[list[str], str]] = [
     (["characters", "add", "c", "--description", "d", "--lora-weight", "heavy"],
      "argument --lora-weight"),
     (["worker", "--limit", "many"], "argument --limit"),
+    (["up", "--base-port", "abc"], "--base-port: expected a port number"),
+    (["up", "--base-port", "80"], "--base-port: expected a port number"),
     (["nope"], "invalid choice"),
 ]
 

@@ -323,12 +323,12 @@ shots:
 @pytest.mark.flows
 @pytest.mark.slow
 def test_two_checkouts_run_side_by_side(tmp_path: Path) -> None:
-    """Two checkouts' stacks at once on one host, moved by REELFLOW_BASE_PORT alone (a number for
-    one, `auto` for the other): every port either stack listens on lies in its own block, and
+    """Two checkouts' stacks at once on one host, one moved by `up --base-port N`, the other by
+    REELFLOW_BASE_PORT=auto: every port either stack listens on lies in its own block, and
     each renders a film into its own bucket through the CLI."""
     root = Path(__file__).resolve().parents[1]
     base = devstack.free_base_port()
-    checkouts = {"a": str(base), "b": "auto"}
+    checkouts = {"a": "", "b": "auto"}  # a: the option below
     envs: dict[str, dict[str, str]] = {}
     for name, base_port in checkouts.items():
         folder = tmp_path / name
@@ -336,13 +336,16 @@ def test_two_checkouts_run_side_by_side(tmp_path: Path) -> None:
         (folder / "board.yaml").write_text(TWIN_BOARD.format(name=name), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REELFLOW_"))}
         env.update(PYTHONPATH=str(root), REELFLOW_HOME=str(folder / ".reelflow"),
-                   REELFLOW_BASE_PORT=base_port, REELFLOW_MODELS=str(folder / "models"),
+                   REELFLOW_MODELS=str(folder / "models"),
                    PREFECT_HOME=str(folder / "client-prefect"),
                    PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        if base_port:
+            env["REELFLOW_BASE_PORT"] = base_port
         envs[name] = env
 
-    def run_both(*args: str, timeout: float) -> None:
-        procs = {name: subprocess.Popen([sys.executable, "-m", "cli", *args],
+    def run_both(*args: str, timeout: float, extra: dict[str, list[str]] | None = None) -> None:
+        procs = {name: subprocess.Popen([sys.executable, "-m", "cli", *args,
+                                         *(extra or {}).get(name, [])],
                                         cwd=tmp_path / name, env=env, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                  for name, env in envs.items()}
@@ -352,7 +355,7 @@ def test_two_checkouts_run_side_by_side(tmp_path: Path) -> None:
 
     configs = {name: StackConfig(home=tmp_path / name / ".reelflow") for name in checkouts}
     try:
-        run_both("up", timeout=300)
+        run_both("up", timeout=300, extra={"a": ["--base-port", str(base)]})
         configs = {name: StackConfig.load(tmp_path / name / ".reelflow") for name in checkouts}
         assert configs["a"].ports() == devstack.ports_at(base)
         blocks = {}
