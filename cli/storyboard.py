@@ -11,6 +11,7 @@ import click
 
 from cli.common import APPROVALS, EXIT_INVALID, WHOLE, artifact_store, fail
 from cli.console import PrefectCommand
+from reelflow.errors import InputError
 from reelflow.render.profiles import PROFILES
 
 MAX_VERSIONS = 5
@@ -174,7 +175,23 @@ def script(file: str, llm: str | None, versions: int, approval: str, auto_approv
     uri = write_script(brief, versions=versions, approval="auto" if auto_approve else approval,
                        llm_endpoint=llm)
     print(f"storyboard: {uri}")
+    print(f"editable:   {_save_beside(Path(file), uri)}")
     return 0
+
+
+def _save_beside(brief: Path, uri: str) -> Path:
+    """The approved storyboard as YAML next to the brief, to edit and render; an existing file
+    (perhaps edited by hand) is never overwritten: the next free name is taken."""
+    from reelflow.storyboard.sources import read_storyboard
+
+    text = read_storyboard(uri, artifact_store())[0].to_yaml()
+    stem = brief.name.split(".")[0]
+    for k in range(1, 1000):
+        path = brief.with_name(f"{stem}.storyboard{'' if k == 1 else f'-{k}'}.yaml")
+        if not path.exists() or path.read_text(encoding="utf-8") == text:
+            path.write_text(text, encoding="utf-8")
+            return path
+    raise InputError(f"{brief}: too many storyboard files beside it; remove some")
 
 
 def register(group: click.Group) -> None:

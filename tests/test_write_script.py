@@ -30,7 +30,7 @@ from reelflow.script.drafts import Brief, plan_acts, template_plan
 from reelflow.script.rounds import ScriptRounds, rounds_key
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from reelflow.storyboard import Storyboard
+from reelflow.storyboard import Storyboard, load_storyboard
 from tests.support.chat_server import ChatServer, Reply, Request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,6 +316,10 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
     from flows.stages.run import read_storyboard
 
     assert read_storyboard(uri)[0] == revised
+    # ...and the creator gets it as YAML beside the brief, to edit and render
+    beside = tmp_path / "brief.storyboard.yaml"
+    assert f"editable:   {beside}" in output
+    assert load_storyboard(beside) == revised
 
     # what the model was asked, and with which key: the key did travel, in the header only
     requests = chat.requests[first_request:]
