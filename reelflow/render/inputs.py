@@ -83,10 +83,11 @@ def check_parameters(
         low, high = BOUNDS[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"{name} {value!r}: must be a number in {low:g}..{high:g}")
+        # `{value:g}`: the same line for 5 (the CLI) and 5.0 (a flow parameter typed float)
         if name == "identity_retries" and not float(value).is_integer():
-            raise InputError(f"{name} {value!r}: must be a whole number in {low:g}..{high:g}")
+            raise InputError(f"{name} {value:g}: must be a whole number in {low:g}..{high:g}")
         if not low <= value <= high:
-            raise InputError(f"{name} {value!r}: must be in {low:g}..{high:g}")
+            raise InputError(f"{name} {value:g}: must be in {low:g}..{high:g}")
     for name, block in (
         ("image_model", image_model), ("video_model", video_model), ("llm_endpoint", llm_endpoint)
     ):  # fmt: skip
