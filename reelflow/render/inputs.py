@@ -53,6 +53,7 @@ class RunInputs(BaseModel):
     profile: RenderProfile  # the named profile (model blocks are applied by the flow)
     exports: list[ExportSpec] | None
     cast: dict[str, str] = {}  # library character -> version (with store)
+    cast_resolved: bool = False  # checked against the character library (a store was given)
 
 
 _kept: dict[str, RunInputs] = {}
@@ -207,13 +208,16 @@ def check_inputs(
     with _kept_lock:
         kept = None if keep_for_run else _kept.pop(key, None)
     if kept is not None:
-        return kept.model_copy(update={"profile": render_profile, "exports": checked_exports})
-    board, base_dir = read_checked_storyboard(storyboard, store)
-    cast: dict[str, str] = {}
-    if store is not None:
+        board, base_dir, cast = kept.storyboard, kept.base_dir, kept.cast
+        resolved = kept.cast_resolved
+    else:
+        board, base_dir = read_checked_storyboard(storyboard, store)
+        cast, resolved = {}, False
+    if store is not None and not resolved:
         from reelflow.storyboard.characters import resolve_cast
 
         board, cast = resolve_cast(board, store)
+        resolved = True
     check_models(board, render_profile, base_dir)
     inputs = RunInputs(
         storyboard=board,
@@ -221,6 +225,7 @@ def check_inputs(
         profile=render_profile,
         exports=checked_exports,
         cast=cast,
+        cast_resolved=resolved,
     )
     if keep_for_run:
         with _kept_lock:
