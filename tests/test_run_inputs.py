@@ -45,7 +45,6 @@ shots:
         ({"exports": ["4:3"]}, "--export '4:3': aspect: Input should be '16:9', '9:16' or '1:1'"),
         ({"exports": [{"aspect": "9:16", "fps": 500}]},
          "exports[0].fps: Input should be less than or equal to 120"),
-        ({"exports": ["9:16", "9:16"]}, "exports: 9x16-h264 asked for twice"),
         ({"image_model": " "}, "image_model: empty block name (leave it unset for none)"),
     ],
 )

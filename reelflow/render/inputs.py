@@ -121,11 +121,7 @@ def check_exports(exports: list[Any] | None) -> list[ExportSpec] | None:
                 field = ".".join(str(p) for p in error["loc"])
                 message = str(error["msg"]).removeprefix("Value error, ")
                 raise InputError(f"exports[{index}].{field}: {message}") from None
-    names = [export.name for export in out]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise InputError(f"exports: {', '.join(twice)} asked for twice")
-    return out
+    return out  # a version asked for twice is made once (flows/stages/delivery.py)
 
 
 def check_models(storyboard: Storyboard, profile: RenderProfile, base_dir: Path | None) -> None:
