@@ -129,6 +129,7 @@ def run_plain(board_text: str, profile: str, parallel: bool = False) -> dict[str
         frame_refs,
         lora_names,
         plan_render,
+        resolve_run_facts,
         still_plan,
         version_job,
     )
@@ -153,7 +154,7 @@ def run_plain(board_text: str, profile: str, parallel: bool = False) -> dict[str
     base_dir = Path.cwd()
     store = ArtifactStore(S3Settings.from_env())
     store.ensure_bucket()
-    board, _ = resolve_cast(board, store)  # library characters, as the flow's start_run does
+    board, cast = resolve_cast(board, store)  # library characters, as the flow's start_run does
     storyboard_key = store.put_json(
         keys.storyboard_key(board.project, board.content_hash()), board, {"kind": "storyboard"},
         if_absent=True,
@@ -162,8 +163,11 @@ def run_plain(board_text: str, profile: str, parallel: bool = False) -> dict[str
         model_steps.prepare_demo_models(
             lora_names(board), render_profile.image_family or "sd15", render_profile.video_model
         )
+    # the run's facts (model, LoRAs, weight hashes) once, as the flow's step 3 does
+    facts = resolve_run_facts(board, render_profile, base_dir, cast=cast)
     lap("prepare_models")
-    jobs = {job.shot: job for job in plan_render(board, render_profile, base_dir=base_dir).images}
+    plan = plan_render(board, render_profile, base_dir=base_dir, facts=facts)
+    jobs = {job.shot: job for job in plan.images}
     pending = {shot: steps_runner.submit(image_steps.render_variants, store, job, model=True)
                for shot, job in jobs.items()}
     variants = {shot: future.result() for shot, future in pending.items()}
@@ -189,14 +193,14 @@ def run_plain(board_text: str, profile: str, parallel: bool = False) -> dict[str
         taken: dict[str, str] = {}
         for name, ref in frame_refs(shot):
             source = clip_futures[ref.shot].result()
-            fjob = frame_job(board, shot, ref, render_profile, source, base_dir=base_dir)
+            fjob = frame_job(board, shot, ref, render_profile, source, facts=facts)
             taken[name] = steps_runner.submit(
                 image_steps.take_frame, store, fjob, model=True).result()
         if taken:
             frames[shot.id] = list(taken.values())
         job = clip_job(
             board, shot, render_profile, still_key=chosen.get(shot.id), duration=durations[index],
-            **taken,
+            facts=facts, **taken,
         )
         clip_futures[shot.id] = steps_runner.submit(clip_steps.render_clip, store, job, model=True)
     clips = {shot_id: future.result() for shot_id, future in clip_futures.items()}

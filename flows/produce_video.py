@@ -53,11 +53,17 @@ def produce_video(
     `fan_out`: each shot's GPU work also runs as a `render-shot` deployment run on the `gpu`
     pool (flows/render_shot.py); the steps below then find it Cached.
     """
-    # 1. Start the run: the storyboard, and the profile that fits it to this machine.
-    run = start_run(storyboard, approval, profile, image_model, video_model, llm_endpoint, fan_out)
+    # 1. Start the run: every input checked (as the CLI checks them), the storyboard, the
+    #    profile that fits it to this machine.
+    run = start_run(
+        storyboard, approval, profile, image_model, video_model, llm_endpoint, fan_out,
+        exports=exports, quality_threshold=quality_threshold,
+        identity_threshold=identity_threshold, identity_retries=identity_retries,
+    )  # fmt: skip
     # 2. The storyboard gate: the contract is approved before anything is rendered.
     review_storyboard(run)
-    # 3. Models, built or loaded once; timing: each clip's length, snapped to the music.
+    # 3. Models, built or loaded once, and the run's facts (model, LoRAs, weight hashes)
+    #    resolved once; timing: each clip's length, snapped to the music.
     prepare_run_models(run)
     plan_timing(run)
     # 4. Images: K variants per shot; a person picks one or rejects with notes.
@@ -66,6 +72,6 @@ def produce_video(
     clips = clips_stage(run, stills.chosen)
     # 6. Delivery: the edit, its music master, every version asked for, a cover for each.
     report("edit", detail=f"{len(run.board.shots)} shots")
-    delivery = deliver(run, clips.keys, exports)
+    delivery = deliver(run, clips.keys, run.exports)
     # 7. The record: the manifest of inputs, decisions and outputs.
     return record_run(run, stills, clips, delivery)

@@ -20,7 +20,15 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel, Field
 
-from reelflow.render.jobs import ClipJob, ImageJob, StillPlan, clip_job, lora_names, needs_image
+from reelflow.render.jobs import (
+    ClipJob,
+    ImageJob,
+    RunFacts,
+    StillPlan,
+    clip_job,
+    lora_names,
+    needs_image,
+)
 from reelflow.render.profiles import RenderProfile
 from reelflow.storyboard import Storyboard
 from tasks.clips import render_clip
@@ -152,6 +160,7 @@ def fan_out_shots(
     profile: RenderProfile,
     plans: dict[str, StillPlan],
     durations: list[float],
+    facts: RunFacts | None = None,
 ) -> list[ShotOutput]:
     """Still plan (hi-res fix, retouch) and clip of every shot that needs nothing from another
     shot's clip, built with the same builders the parent's clips stage uses.
@@ -170,7 +179,12 @@ def fan_out_shots(
         wanted = [plan.final_key()]
         if shot.first_frame is None and shot.last_frame is None:
             clip = clip_job(
-                board, shot, profile, still_key=plan.final_key(), duration=durations[index]
+                board,
+                shot,
+                profile,
+                still_key=plan.final_key(),
+                duration=durations[index],
+                facts=facts,
             )
             params["clip_job"] = clip.model_dump(mode="json")
             wanted.append(clip.output_key())

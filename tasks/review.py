@@ -41,9 +41,10 @@ def publish_storyboard(storyboard: Storyboard) -> str:
 
 
 @task(name="storyboard-review")
-def storyboard_review(storyboard_key: str) -> str:
-    board = Storyboard.model_validate_json(get_store().get_bytes(storyboard_key))
-    markdown = review.storyboard_markdown(board, storyboard_key)
+def storyboard_review(storyboard: Storyboard, storyboard_key: str) -> str:
+    """The board as the run holds it (just published under `storyboard_key`): not read back
+    from the bucket and validated again in the same process."""
+    markdown = review.storyboard_markdown(storyboard, storyboard_key)
     create_markdown_artifact(markdown, key="storyboard-review", description="storyboard gate")
     return markdown
 

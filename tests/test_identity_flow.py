@@ -146,7 +146,7 @@ def test_quality_gate_stops_on_identity_and_passes_a_reachable_threshold(
     def run() -> None:
         result["state"] = produce_video(
             storyboard=STORYBOARD, approval="quality-gate", profile="test",
-            identity_threshold=1.01, identity_retries=1, return_state=True,
+            identity_threshold=1.0, identity_retries=1, return_state=True,
         )  # fmt: skip
 
     thread = threading.Thread(target=run, daemon=True)

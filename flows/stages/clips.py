@@ -49,7 +49,9 @@ def render_clips(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
         frames: dict[str, str] = {}
         for field, ref in frame_refs(shot):
             source = futures[ref.shot].result()
-            job = frame_job(board, shot, ref, run.profile, source, base_dir=run.base_dir)
+            job = frame_job(
+                board, shot, ref, run.profile, source, base_dir=run.base_dir, facts=run.facts
+            )
             frames[field] = take_frame(job)
         job = clip_job(
             board,
@@ -59,6 +61,7 @@ def render_clips(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
             duration=run.durations[index],
             notes=clips.notes.get(shot.id),
             seed=clips.seeds.get(shot.id),
+            facts=run.facts,
             **frames,
         )
         clips.frames[shot.id] = list(frames.values())

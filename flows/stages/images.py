@@ -21,7 +21,6 @@ from reelflow.render.jobs import (
     PREVIZ,
     ImageJob,
     image_job,
-    model_choice,
     plan_render,
     still_plan,
 )
@@ -79,8 +78,7 @@ def prompts_for_encoder(run: RunContext) -> None:
         for warning in untranslated:
             logger.warning("%s", warning)
         return
-    family = model_choice(run.board, run.profile, run.base_dir).family
-    for warning in language_warnings(run.board, family).values():
+    for warning in language_warnings(run.board, run.facts.model.family).values():
         logger.warning("%s", warning)
 
 
@@ -102,6 +100,7 @@ def retry_off_model(run: RunContext, stills: Stills, threshold: float, bound: in
                 run.profile,
                 base_dir=run.base_dir,
                 round_=attempt,
+                facts=run.facts,
             )
             stills.jobs[shot_id] = with_reference(stills, job)
         render_all(run, stills, list(failing))
@@ -111,7 +110,7 @@ def first_round(run: RunContext) -> Stills:
     """Every shot's variants, rendered concurrently; the prompts' token-budget cuts logged."""
     prompts_for_encoder(run)
     board, logger = run.board, get_run_logger()
-    plan = plan_render(board, run.profile, base_dir=run.base_dir)
+    plan = plan_render(board, run.profile, base_dir=run.base_dir, facts=run.facts)
     for shot, parts in plan.truncated_prompts.items():
         logger.warning("%s: prompt over the token budget, left out: %s", shot, " | ".join(parts))
     references = {
@@ -218,6 +217,7 @@ def regenerate(run: RunContext, stills: Stills, rejected: dict[str, str]) -> Non
             base_dir=run.base_dir,
             notes=None if run.llm_endpoint else stills.notes[shot_id],
             round_=len(stills.notes[shot_id]),
+            facts=run.facts,
         )
         stills.jobs[shot_id] = with_reference(stills, job)
     render_all(run, stills, list(rejected))
@@ -236,7 +236,7 @@ def approve_stills(run: RunContext, stills: Stills) -> None:
         for shot, job in stills.jobs.items()
     }
     if run.fan_out:  # hi-res, retouch and clip of each shot as render-shot runs on the gpu pool
-        fan_out_shots(run.board, run.profile, plans, run.durations)
+        fan_out_shots(run.board, run.profile, plans, run.durations, run.facts)
     hires = {shot: hires_fix.submit(p.hires) for shot, p in plans.items() if p.hires}
     for shot, plan in plans.items():
         if plan.retouch is not None:

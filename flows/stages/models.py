@@ -1,7 +1,8 @@
 """Stage 3: models and timing, both decided before the first image.
 
 Models: the demo/test profiles build tiny ones from configs, once per machine; real ones load
-once per worker process. Timing: the storyboard's durations, snapped to the music's beats, are
+once per worker process; the run's facts (weight hashes included) are resolved once they exist.
+Timing: the storyboard's durations, snapped to the music's beats, are
 every clip's length, so the edit never stretches a shot by freezing its last frame.
 """
 
@@ -14,9 +15,12 @@ from tasks.images import prepare_models
 
 
 def prepare_run_models(run: RunContext) -> None:
+    """Build the tiny models where the profile asks for them, then resolve the run's facts
+    (model, tokenizer, LoRA files, weight hashes) once, for every builder of the run."""
     profile = run.profile
     if profile.image_model == "tiny":
         prepare_models(lora_names(run.board), profile.image_family or "sd15", profile.video_model)
+    run.resolve_facts()
 
 
 def plan_timing(run: RunContext) -> None:

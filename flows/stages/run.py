@@ -1,5 +1,8 @@
-"""The run's context: what every stage reads (storyboard, profile, policy) and what the run
-records as it goes (decisions, storyboards actually rendered, progress)."""
+"""The run's context: what every stage reads (storyboard, profile, policy, the run's facts) and
+what the run records as it goes (decisions, storyboards actually rendered, progress).
+
+Step 1 of produce-video is `start_run`: the core's `check_inputs` (the same check the CLI makes
+before a run exists, parameters included). The run's facts are resolved once, in step 3."""
 
 from __future__ import annotations
 
@@ -14,11 +17,12 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
 from reelflow.progress import report
-from reelflow.render.identity import default_clip_model
-from reelflow.render.profiles import RenderProfile, get_profile
+from reelflow.render.identity import IDENTITY_THRESHOLD, default_clip_model
+from reelflow.render.inputs import check_inputs
+from reelflow.render.jobs import ExportSpec, RunFacts, resolve_run_facts
+from reelflow.render.profiles import RenderProfile
 from reelflow.script.camera import propose_camera
 from reelflow.storyboard import Storyboard
-from reelflow.storyboard.characters import resolve_cast
 from tasks.common import get_store
 from tasks.review import publish_storyboard
 
@@ -32,6 +36,8 @@ class RunContext:
     policy: Approval
     llm_endpoint: str | None
     fan_out: bool
+    exports: list[ExportSpec] | None = None
+    resolved_facts: RunFacts | None = None  # set in step 3, once the run's models exist
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     approvals: list[ApprovalRecord] = field(default_factory=list)
     storyboard_keys: list[str] = field(default_factory=list)  # every state the run rendered
@@ -41,6 +47,20 @@ class RunContext:
     steps_total: int = 1
     characters: dict[str, str] = field(default_factory=dict)  # library character -> version
     clip_model: str | None = None  # local CLIP model for identity checks (else perceptual)
+
+    @property
+    def facts(self) -> RunFacts:
+        """Model, token counter, LoRAs, weight hashes, cast: resolved once per run, in step 3
+        (`resolve_facts`), after the models are built, so the weights' hashes are known."""
+        if self.resolved_facts is None:
+            raise RuntimeError("the run's facts are resolved in step 3 (prepare_run_models)")
+        return self.resolved_facts
+
+    def resolve_facts(self) -> RunFacts:
+        self.resolved_facts = resolve_run_facts(
+            self.board, self.profile, self.base_dir, cast=self.characters
+        )
+        return self.resolved_facts
 
     @property
     def attended(self) -> bool:
@@ -90,27 +110,47 @@ def start_run(
     video_model: str | None,
     llm_endpoint: str | None,
     fan_out: bool,
+    *,
+    exports: list[ExportSpec] | None = None,
+    quality_threshold: float = 0.3,
+    identity_threshold: float = IDENTITY_THRESHOLD,
+    identity_retries: int = 2,
 ) -> RunContext:
-    """The storyboard, and the profile that fits it to this machine and its model blocks."""
-    render_profile = get_profile(profile)
+    """Check the run's inputs (one-line InputError naming the field, before any work), then the
+    profile that fits the storyboard to this machine and its model blocks, and the run's facts.
+
+    The storyboard is parsed here once (or taken from the caller in this process that checked
+    it, see `check_inputs(keep_for_run=True)`); library characters complete it and version the
+    jobs of exactly the shots they appear in."""
+    inputs = check_inputs(
+        storyboard,
+        approval=policy,
+        profile=profile,
+        exports=exports,
+        quality_threshold=quality_threshold,
+        identity_threshold=identity_threshold,
+        identity_retries=identity_retries,
+        image_model=image_model,
+        video_model=video_model,
+        llm_endpoint=llm_endpoint,
+        store=get_store(),
+    )
+    render_profile = inputs.profile
     if image_model:
         render_profile = ImageModel.load(image_model).apply(render_profile)
     if video_model:
         render_profile = VideoModel.load(video_model).apply(render_profile)
-    board, base_dir = read_storyboard(storyboard)
-    board = with_camera_language(board)
-    # Library characters complete the storyboard (one-line InputError if one is missing) and
-    # version the jobs of exactly the shots they appear in.
-    board, characters = resolve_cast(board, get_store())
+    board = with_camera_language(inputs.storyboard)
     run = RunContext(
         board=board,
-        base_dir=base_dir,
+        base_dir=inputs.base_dir,
         profile_name=profile,
         profile=render_profile,
         policy=policy,
         llm_endpoint=llm_endpoint,
         fan_out=fan_out,
-        characters=characters,
+        exports=inputs.exports,
+        characters=inputs.cast,
         clip_model=default_clip_model(),
     )
     run.publish(board)

@@ -11,7 +11,9 @@ from tasks.review import storyboard_review
 
 def review_storyboard(run: RunContext) -> None:
     """Approve, or stop with the reviewer's notes (revisions go through write-script)."""
-    description = storyboard_review(run.storyboard_keys[-1]) if run.attended else ""
+    description = (
+        storyboard_review(run.board, run.storyboard_keys[-1]) if run.attended else ""
+    )
     answer, record = wait_for_review(
         "storyboard",
         1,

@@ -1,0 +1,429 @@
+"""Builders: (storyboard, profile, the run's facts, reviewer notes) -> jobs. The flow,
+render-shot and the benchmark's plain loop call these, so every caller computes the same keys."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+from reelflow.render.jobs.exports import ExportSpec
+from reelflow.render.jobs.resolve import (
+    MODELS_PREFIX,
+    PREVIZ,
+    RunFacts,
+    identify_weights,
+    resolve_run_facts,
+)
+from reelflow.render.jobs.specs import (
+    CaptionCue,
+    ClipJob,
+    CoverJob,
+    EditClip,
+    EditJob,
+    FrameJob,
+    HiresJob,
+    ImageJob,
+    IPAdapterChoice,
+    MusicJob,
+    PanelSpec,
+    RenderPlan,
+    RetouchJob,
+    StillPlan,
+    VersionJob,
+)
+from reelflow.render.profiles import RenderProfile
+from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
+from reelflow.storyboard.prompts import compose_prompt, motion_phrase
+
+
+def run_facts(
+    storyboard: Storyboard, profile: RenderProfile, base_dir: Path | None, facts: RunFacts | None
+) -> RunFacts:
+    """The run's facts when the caller resolved them (once per run; their `base_dir` then
+    stands), else resolved now (a single job built on its own)."""
+    if facts is None:
+        return resolve_run_facts(storyboard, profile, base_dir)
+    if facts.profile != profile:
+        raise ValueError("run facts were resolved for another profile")
+    return facts
+
+
+def shot_seed(storyboard: Storyboard, shot: Shot) -> int:
+    """Stable per shot: reordering or adding shots does not change another shot's seed."""
+    if shot.seed is not None:
+        return shot.seed
+    return (storyboard.style.base_seed + zlib.crc32(shot.id.encode()) % 1_000_000) % 2**32
+
+
+def shot_loras(storyboard: Storyboard, shot: Shot) -> list[LoraRef]:
+    """Style LoRAs, then the characters', then the shot's own (scene/detail), without repeats."""
+    refs: dict[str, LoraRef] = {}
+    for ref in storyboard.style.loras:
+        refs[ref.name] = ref
+    for name in shot.characters:
+        character = storyboard.character(name)
+        if character.lora is not None:
+            refs[character.lora.name] = character.lora
+    for ref in shot.loras:
+        refs[ref.name] = ref
+    return list(refs.values())
+
+
+def lora_names(storyboard: Storyboard) -> list[str]:
+    """Every LoRA the storyboard uses: its shots' stacks and its restyled frames' (the tiny
+    profiles build one tiny LoRA per name)."""
+    names = {lora.name for shot in storyboard.shots for lora in shot_loras(storyboard, shot)}
+    names |= {
+        lora.name
+        for shot in storyboard.shots
+        for ref in (shot.first_frame, shot.last_frame)
+        if ref
+        for lora in ref.loras
+    }
+    return sorted(names)
+
+
+#: the latent stride each family's sizes must be a multiple of (Flux packs 2x2 latents)
+SIZE_MULTIPLE = {"sd15": 8, "sdxl": 8, "flux": 16}
+
+
+def generation_size(
+    storyboard: Storyboard, profile: RenderProfile, family: str = "sd15"
+) -> tuple[int, int]:
+    """The stills' size: the profile's (or the style's) pixel budget in the film's aspect.
+
+    A profile or style size of another shape (the demo's 128x72 on a 9:16 board, the default
+    1536x864 on a vertical film) keeps its number of pixels and takes the storyboard's shape,
+    so a vertical film is previewed from portrait stills, not crops of landscape ones.
+    """
+    width = profile.image_width or storyboard.style.width
+    height = profile.image_height or storyboard.style.height
+    a, b = (int(v) for v in storyboard.aspect.split(":"))
+    ratio = a / b
+    multiple = SIZE_MULTIPLE.get(family, 8)
+    if abs(width / height - ratio) > 0.02 * ratio:
+        budget = width * height
+        width, height = (budget * ratio) ** 0.5, (budget / ratio) ** 0.5
+    return (
+        max(multiple, round(width / multiple) * multiple),
+        max(multiple, round(height / multiple) * multiple),
+    )
+
+
+def image_job(
+    storyboard: Storyboard,
+    shot: Shot,
+    profile: RenderProfile,
+    *,
+    base_dir: Path | None = Path("."),
+    notes: list[str] | None = None,
+    round_: int = 0,
+    facts: RunFacts | None = None,
+) -> ImageJob:
+    """A shot's variants. `facts`: the run's (resolve_run_facts), else resolved here."""
+    style = storyboard.style
+    facts = run_facts(storyboard, profile, base_dir, facts)
+    model = facts.model
+    composed = compose_prompt(
+        storyboard, shot, family=model.family, notes=notes, count=facts.count
+    )
+    width, height = generation_size(storyboard, profile, model.family)
+    panel = panel_spec(storyboard, shot) if model.source == PREVIZ else None
+    job = ImageJob(
+        project=storyboard.project,
+        shot=shot.id,
+        prompt=composed.prompt,
+        negative_prompt=composed.negative_prompt,
+        seed=shot_seed(storyboard, shot) + 1000 * round_,
+        width=width,
+        height=height,
+        steps=profile.steps or style.steps,
+        guidance=style.guidance,
+        sampler=style.sampler,
+        model=model,
+        # previz draws panels: LoRA files are not read (nor need to exist)
+        loras=[] if panel else facts.lora_choices(shot_loras(storyboard, shot)),
+        variants=profile.variants or style.variants,
+        panel=panel,
+        **shot_characters(storyboard, shot),
+        ip_adapter=ip_adapter_choice(storyboard, shot, profile),
+    )
+    return identify_weights(job, facts)
+
+
+def panel_spec(storyboard: Storyboard, shot: Shot) -> PanelSpec:
+    """The previz panel of a shot: its description, framing, the palette, and the first
+    character's reference image when the library has one (an object key under characters/)."""
+    reference = next(
+        (
+            ref
+            for name in shot.characters
+            for ref in storyboard.character(name).reference_images
+            if ref.startswith("characters/")
+        ),
+        None,
+    )
+    return PanelSpec(
+        description=shot.description,
+        size=shot.camera.size,
+        angle=shot.camera.angle,
+        movement=shot.camera.movement,
+        palette=list(storyboard.style.palette),
+        reference=reference,
+    )
+
+
+def ip_adapter_choice(
+    storyboard: Storyboard, shot: Shot, profile: RenderProfile
+) -> IPAdapterChoice | None:
+    """The shot's first character with reference images locks its features through the
+    profile's IP-Adapter (its first reference, at the character's scale); None without one."""
+    if not profile.ip_adapter:
+        return None
+    path = f"{MODELS_PREFIX}tiny-ip-adapter" if profile.ip_adapter == "tiny" else profile.ip_adapter
+    for name in shot.characters:
+        character = storyboard.character(name)
+        if character.reference_images and character.ip_adapter_scale > 0:
+            return IPAdapterChoice(
+                path=path,
+                scale=character.ip_adapter_scale,
+                image=character.reference_images[0],
+                character=name,
+            )
+    return None
+
+
+def shot_characters(storyboard: Storyboard, shot: Shot) -> dict[str, Any]:
+    """The ImageJob fields naming the shot's characters: versions (set when the storyboard was
+    resolved against the library) and reference image keys."""
+    cast = [storyboard.character(name) for name in shot.characters]
+    return {
+        "characters": {c.name: c.version for c in cast if c.version},
+        "character_refs": {c.name: list(c.reference_images) for c in cast if c.reference_images},
+    }
+
+
+def hires_job(job: ImageJob, variant_key: str, variant: int, profile: RenderProfile) -> HiresJob:
+    return HiresJob(
+        image=job,
+        variant_key=variant_key,
+        seed=job.seed + variant,
+        scale=profile.hires_scale,
+        strength=profile.hires_strength,
+    )
+
+
+def retouch_job(job: ImageJob, shot: Shot, source_key: str) -> RetouchJob | None:
+    if not shot.inpaint and shot.outpaint is None:
+        return None
+    return RetouchJob(
+        image=job,
+        source_key=source_key,
+        inpaint=[region.model_dump(mode="json") for region in shot.inpaint],
+        outpaint=shot.outpaint.model_dump(mode="json") if shot.outpaint else None,
+    )
+
+
+def frame_job(
+    storyboard: Storyboard,
+    shot: Shot,
+    ref: FrameRef,
+    profile: RenderProfile,
+    clip_key: str,
+    *,
+    base_dir: Path | None = Path("."),
+    facts: RunFacts | None = None,
+) -> FrameJob:
+    """The frame `shot` takes from `ref.shot`'s clip (`clip_key`), restyled if the ref asks."""
+    style = storyboard.style
+    controlnet = profile.controlnet
+    if controlnet == "tiny":
+        controlnet = f"{MODELS_PREFIX}tiny-controlnet"
+    facts = run_facts(storyboard, profile, base_dir, facts)
+    model = facts.model
+    prompt = None
+    if ref.restyle:
+        composed = compose_prompt(storyboard, shot, family=model.family, count=facts.count)
+        prompt = f"{ref.restyle}, {composed.prompt}"
+    job = FrameJob(
+        project=storyboard.project,
+        shot=shot.id,
+        source_shot=ref.shot,
+        clip_key=clip_key,
+        frame=ref.frame,
+        restyle_prompt=prompt,
+        negative_prompt=style.negative_prompt,
+        seed=shot_seed(storyboard, shot),
+        steps=profile.steps or style.steps,
+        guidance=style.guidance,
+        model=model,
+        controlnet=controlnet,
+        loras=facts.lora_choices([*style.loras, *ref.loras]),
+    )
+    return identify_weights(job, facts)
+
+
+def video_options(profile: RenderProfile) -> dict[str, Any]:
+    """The generative backend's options, with its model named machine-independently."""
+    options = dict(profile.video_options)
+    if profile.video_model:
+        model = profile.video_model
+        options["model"] = f"{MODELS_PREFIX}{model}" if model.startswith("tiny-") else model
+    return options
+
+
+def clip_job(
+    storyboard: Storyboard,
+    shot: Shot,
+    profile: RenderProfile,
+    *,
+    still_key: str | None = None,
+    first_frame_key: str | None = None,
+    last_frame_key: str | None = None,
+    duration: float | None = None,
+    notes: list[str] | None = None,
+    seed: int | None = None,
+    facts: RunFacts | None = None,
+) -> ClipJob:
+    """A shot's clip from everything it depends on: its approved still (or the frames of a
+    transition), its duration (the storyboard's, or snapped to the music), the reviewer's notes
+    for a regeneration, and a new seed when one was asked for."""
+    motion = motion_phrase(shot)
+    if notes:
+        motion = ", ".join([motion, *notes])
+    job = ClipJob(
+        backend_options=video_options(profile),
+        project=storyboard.project,
+        shot=shot.id,
+        duration=shot.duration if duration is None else duration,
+        fps=storyboard.fps,
+        width=storyboard.width,
+        height=storyboard.height,
+        movement=shot.camera.movement,
+        motion_prompt=motion,
+        backend=profile.video_backend,
+        seed=shot_seed(storyboard, shot) if seed is None else seed,
+        image_key=still_key if needs_image(shot) else None,
+        first_frame_key=first_frame_key,
+        last_frame_key=last_frame_key,
+    )
+    return identify_weights(job, facts)
+
+
+def still_plan(
+    job: ImageJob, shot: Shot, variant_key: str, variant: int, profile: RenderProfile
+) -> StillPlan:
+    plan = StillPlan(variant_key=variant_key)
+    if profile.hires_fix:
+        plan.hires = hires_job(job, variant_key, variant, profile)
+    plan.retouch = retouch_job(job, shot, plan.final_key())
+    return plan
+
+
+def frame_refs(shot: Shot) -> list[tuple[str, FrameRef]]:
+    """The frames a shot takes from other shots' clips, by the ClipJob field each one fills."""
+    ends = (("first_frame_key", shot.first_frame), ("last_frame_key", shot.last_frame))
+    return [(field, ref) for field, ref in ends if ref is not None]
+
+
+def needs_image(shot: Shot) -> bool:
+    """A transition built from two referenced frames has no still of its own to generate."""
+    return not (shot.first_frame and shot.last_frame)
+
+
+def plan_render(
+    storyboard: Storyboard,
+    profile: RenderProfile,
+    *,
+    base_dir: Path | None = Path("."),
+    facts: RunFacts | None = None,
+) -> RenderPlan:
+    images, truncated = [], {}
+    facts = run_facts(storyboard, profile, base_dir, facts)
+    for shot in storyboard.shots:
+        composed = compose_prompt(storyboard, shot, family=facts.model.family, count=facts.count)
+        if composed.truncated:
+            truncated[shot.id] = composed.truncated
+        if needs_image(shot):
+            images.append(image_job(storyboard, shot, profile, base_dir=base_dir, facts=facts))
+    return RenderPlan(project=storyboard.project, images=images, truncated_prompts=truncated)
+
+
+# -- edit and delivery ---------------------------------------------------------------------------
+
+
+def edit_job(
+    storyboard: Storyboard,
+    clips: dict[str, str],
+    cut: list[tuple[float, Transition, float]],
+    crf: int,
+) -> EditJob:
+    """The edit of a style of cut: each shot's clip at its planned duration and transition."""
+    return EditJob(
+        project=storyboard.project,
+        clips=[
+            EditClip(
+                shot=shot.id,
+                key=clips[shot.id],
+                duration=duration,
+                transition=transition,
+                transition_duration=length,
+                trim_waste=shot.trim_waste,
+            )
+            for shot, (duration, transition, length) in zip(storyboard.shots, cut, strict=True)
+        ],
+        width=storyboard.width,
+        height=storyboard.height,
+        fps=storyboard.fps,
+        crf=crf,
+    )
+
+
+def caption_cues(storyboard: Storyboard, durations: list[float]) -> list[CaptionCue]:
+    """One caption per shot, timed by the shot's duration in this cut."""
+    return [
+        CaptionCue(
+            duration=duration,
+            zh=shot.caption.zh if shot.caption else "",
+            en=shot.caption.en if shot.caption else "",
+        )
+        for shot, duration in zip(storyboard.shots, durations, strict=True)
+    ]
+
+
+def version_job(
+    storyboard: Storyboard, master_key: str, export: ExportSpec, durations: list[float]
+) -> VersionJob:
+    return VersionJob(
+        project=storyboard.project,
+        master_key=master_key,
+        source_aspect=storyboard.aspect,
+        export=export,
+        captions=caption_cues(storyboard, durations),
+        title=storyboard.title,
+    )
+
+
+def cover_job(storyboard: Storyboard, master_key: str, aspect: str = "16:9") -> CoverJob:
+    """A cover drawn from the clean master at a version's framing."""
+    return CoverJob(
+        project=storyboard.project,
+        source_key=master_key,
+        title=storyboard.title,
+        width=storyboard.width,
+        height=storyboard.height,
+        aspect=aspect,
+    )
+
+
+def music_job(storyboard: Storyboard, music_key: str, durations: list[float]) -> MusicJob:
+    """Snap the cuts to the music's beats: within 0.25 s, never a shot under 1 s."""
+    return MusicJob(
+        project=storyboard.project,
+        music_key=music_key,
+        durations=durations,
+        min_shot=min(1.0, min(durations)),
+        tolerance=0.25,
+        fps=storyboard.fps,
+    )

@@ -1,0 +1,146 @@
+"""Delivered versions: the `--export` grammar (`ExportSpec`, `parse_export`), the default
+version, and the cut plans (storyboard, fast, slow) an edit is assembled from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from reelflow.errors import InputError
+from reelflow.storyboard import Storyboard, Transition
+
+EXPORT_MAX_SIDE = 7680
+EXPORT_MAX_PIXELS = 7680 * 4320
+EXPORT_FPS = (1, 120)
+
+
+class ExportSpec(BaseModel):
+    """One delivered version of the film: framing, codec, frame rate, size, captions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aspect: Literal["16:9", "9:16", "1:1"] = "16:9"
+    codec: Literal["h264", "h265", "av1"] = "h264"
+    fps: int | None = Field(None, ge=EXPORT_FPS[0], le=EXPORT_FPS[1],
+                            description="interpolate to this frame rate (e.g. 60)")
+    size: tuple[int, int] | None = Field(None, description="upscale to (width, height)")
+    denoise: Literal["hqdn3d", "nlmeans"] | None = None
+    captions: Literal["burn", "soft", "none"] = "burn"
+    cut: Literal["storyboard", "fast", "slow"] = Field(
+        "storyboard",
+        description="fast: shots trimmed to 60% with hard cuts; slow: long dissolves between shots",
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        if size is None:
+            return None
+        width, height = size
+        for side in (width, height):
+            if not 64 <= side <= EXPORT_MAX_SIDE:
+                raise ValueError(f"{width}x{height}: each side must be 64..{EXPORT_MAX_SIDE}")
+            if side % 2:
+                raise ValueError(f"{width}x{height}: sides must be even (H.264 needs even sizes)")
+        if width * height > EXPORT_MAX_PIXELS:
+            raise ValueError(f"{width}x{height}: more than {EXPORT_MAX_PIXELS} pixels (8K)")
+        return size
+
+    @model_validator(mode="after")
+    def _size_fits_aspect(self) -> ExportSpec:
+        if self.size is not None:
+            a, b = (int(part) for part in self.aspect.split(":"))
+            if abs(self.size[0] / self.size[1] - a / b) / (a / b) > 0.02:
+                raise ValueError(f"size {self.size[0]}x{self.size[1]} is not {self.aspect}")
+        return self
+
+    @property
+    def name(self) -> str:
+        """Every field that differs from its default, so two different versions never share a
+        name (a file name, a bucket key, a manifest entry): `9x16-h264-soft-captions`."""
+        parts = [self.aspect.replace(":", "x"), self.codec]
+        if self.cut != "storyboard":
+            parts.append(self.cut)
+        if self.fps:
+            parts.append(f"{self.fps}fps")
+        if self.size:
+            parts.append(f"{self.size[0]}x{self.size[1]}")
+        if self.denoise:
+            parts.append(self.denoise)
+        if self.captions != "burn":
+            parts.append({"soft": "soft-captions", "none": "no-captions"}[self.captions])
+        return "-".join(parts)
+
+
+def cut_plan(
+    storyboard: Storyboard,
+    cut: str,
+    durations: list[float] | None = None,
+    *,
+    min_shot: float = 1.0,
+) -> list[tuple[float, Transition, float]]:
+    """(duration, transition in, transition length) per shot for a style of cut.
+
+    `durations` are the clips' lengths (the storyboard's, or snapped to the music); no cut asks
+    a clip for more than it has. The second seed's "many style versions": `fast` keeps 60% of
+    each shot (never under `min_shot`) joined by hard cuts; `slow` keeps every frame and
+    dissolves between shots over 40% of the shorter neighbour (at most 1.5 s). Clips are never
+    re-rendered for either.
+    """
+    shots = storyboard.shots
+    lengths = durations or [shot.duration for shot in shots]
+    if cut == "fast":
+        return [(max(min(min_shot, d), round(0.6 * d, 3)), "cut", 0.0) for d in lengths]
+    if cut == "slow":
+        plan: list[tuple[float, Transition, float]] = [(lengths[0], "cut", 0.0)]
+        for index in range(1, len(shots)):
+            length = min(1.5, 0.4 * min(lengths[index], lengths[index - 1]))
+            plan.append((lengths[index], "crossfade", round(length, 3)))
+        return plan
+    return [
+        (d, s.transition_in, s.transition_duration) for s, d in zip(shots, lengths, strict=True)
+    ]
+
+
+def parse_export(text: str) -> ExportSpec:
+    """`9:16`, `16:9,codec=h265`, `16:9,fps=60`, `16:9,size=3840x2160,captions=soft`: the
+    `--export` option; InputError naming the option for anything else."""
+    where = f"--export {text[:80]!r}"
+    aspect, *options = [part.strip() for part in text.split(",")]
+    fields: dict[str, object] = {"aspect": aspect}
+    for option in options:
+        name, sep, value = option.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise InputError(f"{where}: expected NAME=VALUE, got {option!r}")
+        if name not in ExportSpec.model_fields or name == "aspect":
+            known = ", ".join(n for n in ExportSpec.model_fields if n != "aspect")
+            raise InputError(f"{where}: unknown option {name!r} (known: {known})")
+        if name in fields:
+            raise InputError(f"{where}: option {name} given twice")
+        if name == "size":
+            width, x, height = value.lower().partition("x")
+            if not (x and width.isdigit() and height.isdigit()):
+                raise InputError(f"{where}: size must be WIDTHxHEIGHT in pixels, got {value!r}")
+            fields["size"] = (int(width), int(height))
+        elif name == "fps":
+            if not value.isdigit():
+                raise InputError(f"{where}: fps must be a whole number "
+                                 f"{EXPORT_FPS[0]}..{EXPORT_FPS[1]}, got {value!r}")
+            fields["fps"] = int(value)
+        else:
+            fields[name] = value
+    try:
+        return ExportSpec.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "size"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{where}: {field}: {message}") from None
+
+
+def default_export(storyboard: Storyboard) -> ExportSpec:
+    """Without --export: one version at the storyboard's own framing, captions burned in."""
+    aspect = storyboard.aspect if storyboard.aspect in ("9:16", "1:1") else "16:9"
+    return ExportSpec(aspect=aspect)

@@ -1,0 +1,278 @@
+"""Job types: each holds everything that decides its output and nothing else, so its hash is
+the object key of what it makes (`output_key()`) and the cache key of the task that makes it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from reelflow.render import weights
+from reelflow.render.jobs.exports import ExportSpec
+from reelflow.store import keys
+from reelflow.store.keys import spec_hash
+from reelflow.storyboard import Transition
+
+
+class Job(BaseModel):
+    """A unit of work whose hash names its output: `output_key()` is where the step writes it,
+    the one formula every caller (flow, render-shot, benchmarks) uses."""
+
+    def spec_hash(self) -> str:
+        """Of the job without the paths of weights whose content hash it carries."""
+        return spec_hash(weights.identity_view(self.model_dump(mode="json")))
+
+    def output_key(self) -> str:
+        raise NotImplementedError
+
+
+class ModelChoice(BaseModel):
+    family: Literal["sd15", "sdxl", "flux"] = "sd15"
+    source: str  # a local directory, a single .safetensors file, a cached hub id, or "tiny"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "auto"
+    sha256: str | None = None  # content hash of the weights (identify_weights); keys use it
+
+
+class LoraChoice(BaseModel):
+    name: str
+    path: str
+    weight: float
+    sha256: str | None = None  # content hash of the LoRA file (identify_weights)
+
+
+class PanelSpec(BaseModel):
+    """What the model-free previz backend draws for a shot (see reelflow/imaging/previz.py)."""
+
+    description: str
+    size: str
+    angle: str
+    movement: str
+    palette: list[str]
+    reference: str | None = None  # object key of the character's library reference image
+    # the panel's layout; bumped when the drawing changes, so stored panels are redrawn
+    # (2: text inside the region the camera move keeps in view)
+    layout: int = 2
+
+
+class IPAdapterChoice(BaseModel):
+    """Feature lock: `image` (a character's reference, an object key) conditions the shot
+    through the IP-Adapter at `path` (`@models/...` or a local path) at `scale`."""
+
+    path: str
+    scale: float
+    image: str
+    character: str
+    sha256: str | None = None  # content of the adapter (and its image encoder): in the key
+
+
+class ImageJob(Job):
+    """K variants of one shot's still."""
+
+    project: str
+    shot: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    sampler: str
+    model: ModelChoice
+    loras: list[LoraChoice]
+    variants: int
+    reference: str | None = None  # object key of a reference image ("keep this composition")
+    reference_strength: float = 0.6
+    panel: PanelSpec | None = None  # previz backend only: the panel drawn instead of a model
+    # library characters in the shot: name -> version (a changed character re-renders exactly
+    # its shots) and name -> reference image keys (identity checks, IP-Adapter)
+    characters: dict[str, str] = {}
+    character_refs: dict[str, list[str]] = {}
+    ip_adapter: IPAdapterChoice | None = None
+
+    def variant_keys(self) -> list[str]:
+        """Variant i (seed + i) of this job, in variant order."""
+        base = self.spec_hash()
+        return [
+            keys.image_key(self.project, self.shot, f"{base}-v{i}") for i in range(self.variants)
+        ]
+
+    def output_key(self) -> str:
+        return self.variant_keys()[0]
+
+
+class HiresJob(Job):
+    """The chosen variant, upscaled and refined with the same seed."""
+
+    image: ImageJob
+    variant_key: str
+    seed: int
+    scale: float
+    strength: float
+
+    def output_key(self) -> str:
+        return keys.image_key(self.image.project, self.image.shot, self.spec_hash())
+
+
+class RetouchJob(Job):
+    """Inpaint regions and/or outpaint the chosen image, as the storyboard's shot asks."""
+
+    image: ImageJob
+    source_key: str
+    inpaint: list[dict[str, Any]]  # InpaintRegion dumps: box, prompt, strength
+    outpaint: dict[str, Any] | None
+
+    def output_key(self) -> str:
+        return keys.image_key(self.image.project, self.image.shot, f"{self.spec_hash()}-retouch")
+
+
+class FrameJob(Job):
+    """A frame taken from another shot's clip, optionally restyled through ControlNet Canny."""
+
+    project: str
+    shot: str  # the shot that needs the frame
+    source_shot: str
+    clip_key: str  # the source shot's clip the frame is taken from
+    frame: Literal["first", "last"]
+    restyle_prompt: str | None
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    model: ModelChoice
+    controlnet: str | None
+    loras: list[LoraChoice]
+    controlnet_sha256: str | None = None  # (identify_weights)
+
+    def output_key(self) -> str:
+        return keys.image_key(self.project, self.shot, f"{self.spec_hash()}-frame")
+
+
+class ClipJob(Job):
+    project: str
+    shot: str
+    duration: float
+    fps: int
+    width: int
+    height: int
+    movement: str
+    motion_prompt: str
+    backend: str
+    backend_options: dict[str, Any] = {}  # model (as @models/... or a path), steps, max_area
+    seed: int
+    image_key: str | None = None  # the approved still
+    first_frame_key: str | None = None  # for first+last-frame transitions
+    last_frame_key: str | None = None
+    model_sha256: str | None = None  # content hash of backend_options["model"] (identify_weights)
+
+    def output_key(self) -> str:
+        return keys.clip_key(self.project, self.shot, self.spec_hash())
+
+
+class EditClip(BaseModel):
+    shot: str
+    key: str
+    duration: float
+    transition: Transition
+    transition_duration: float
+    trim_waste: bool = True  # the shot's `trim_waste`: cut black/frozen heads and tails
+
+
+class EditJob(Job):
+    """The edit: approved clips cut to their durations and joined by their transitions."""
+
+    project: str
+    clips: list[EditClip]
+    width: int
+    height: int
+    fps: int
+    crf: int
+
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, self.spec_hash())
+
+
+class CoverJob(Job):
+    """A version's cover, drawn from the clean master (never from a captioned version), cropped
+    to ``aspect`` around the subject, the title away from the subject and the caption band."""
+
+    project: str
+    source_key: str  # the master (or the edit, without music): no captions burned in
+    title: str
+    width: int
+    height: int
+    aspect: str = "16:9"  # the version's framing: a 9:16 version gets a 9:16 cover
+
+    def output_key(self) -> str:
+        return keys.cover_key(self.project, self.spec_hash())
+
+
+class CaptionCue(BaseModel):
+    duration: float
+    zh: str = ""
+    en: str = ""
+
+
+class MusicJob(Job):
+    """Beats of the storyboard's music and the shot durations snapped to them."""
+
+    project: str
+    music_key: str
+    durations: list[float]
+    min_shot: float
+    tolerance: float
+    fps: int
+
+
+class MasterJob(Job):
+    """The edit with its music bed: faded out and loudness-normalised."""
+
+    project: str
+    edit_key: str
+    music_key: str
+    target_lufs: float = -14.0
+    fade_out: float = 2.0
+
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, f"{self.spec_hash()}-master")
+
+
+class VersionJob(Job):
+    """One delivered version of the master: framing, enhancement, captions."""
+
+    project: str
+    master_key: str
+    source_aspect: str  # the master's framing; the version reframes when it differs
+    export: ExportSpec
+    captions: list[CaptionCue]
+    title: str
+
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, f"{self.spec_hash()}-{self.export.name}")
+
+
+class StillPlan(BaseModel):
+    """From the chosen variant to the approved still: hi-res fix and retouch, as the profile and
+    the shot ask. Built before anything runs, since every job knows its output key."""
+
+    variant_key: str
+    hires: HiresJob | None = None
+    retouch: RetouchJob | None = None
+
+    def final_key(self) -> str:
+        if self.retouch is not None:
+            return self.retouch.output_key()
+        if self.hires is not None:
+            return self.hires.output_key()
+        return self.variant_key
+
+
+class RenderPlan(BaseModel):
+    """Everything known before the first image exists: used by the flow, `reelflow plan` and the
+    benchmarks. Clips and frames depend on approved stills, so they are built later, from the
+    same builders, once their inputs exist."""
+
+    project: str
+    images: list[ImageJob]
+    truncated_prompts: dict[str, list[str]]
