@@ -15,29 +15,6 @@ from cli.storyboard import PROFILE
 from reelflow.errors import ReelflowError
 
 
-def _check_storyboard(file: str) -> bool:
-    """Fetch (an s3:// URI) or load the storyboard and refuse it before any flow run exists;
-    True when it is in the bucket. A StoryboardError is raised for main() to print."""
-    from reelflow.store.uris import is_s3_uri, parse_s3_uri
-    from reelflow.storyboard import load_storyboard
-
-    if not is_s3_uri(file):
-        load_storyboard(file)
-        return False
-    from reelflow.errors import InputError
-    from reelflow.store.artifacts import ArtifactStore, ObjectNotFound
-    from reelflow.store.settings import S3Settings
-    from reelflow.storyboard.sources import read_storyboard
-
-    settings = S3Settings.from_env()
-    parse_s3_uri(file, settings.bucket, what="storyboard")
-    try:
-        read_storyboard(file, ArtifactStore(settings))
-    except ObjectNotFound:
-        raise InputError(f"storyboard {file}: no such object") from None
-    return True
-
-
 @click.command(cls=PrefectCommand, help="render a storyboard (a file or an s3:// URI) to a film")
 @click.argument("file")
 @click.option("--approval", type=APPROVALS, default="manual", show_default=True)
@@ -55,34 +32,27 @@ def _check_storyboard(file: str) -> bool:
               "a shot's best variant needs to pass unattended")
 def render(file: str, approval: str, auto_approve: bool, profile: str, out: str | None,
            llm: str | None, exports: tuple[str, ...], identity_threshold: float | None) -> int:
-    from reelflow.render.jobs import parse_export
-
-    try:
-        remote = _check_storyboard(file)  # its content is validated by the flow too
-    except ReelflowError:
-        raise  # main() prints it (a storyboard's problems one per line)
-    except ValueError as exc:
-        return fail(str(exc), EXIT_INVALID)
-    export_specs = [parse_export(text) for text in exports] or None
-    use_local_stack()
+    use_local_stack()  # the store reads an s3:// board and the character library
     from flows.produce_video import produce_video
     from reelflow.progress import ProgressPrinter, listening
-    from tasks.common import ensure_results_block
+    from reelflow.render.inputs import check_inputs
+    from reelflow.store.uris import is_s3_uri
+    from tasks.common import ensure_results_block, get_store
 
-    if not remote:  # a character missing from the library: one line, before any run starts
-        from reelflow.storyboard import load_storyboard
-        from reelflow.storyboard.characters import resolve_cast
-        from tasks.common import get_store
-
-        resolve_cast(load_storyboard(file), get_store())
-    ensure_results_block()
     identity = {} if identity_threshold is None else {"identity_threshold": identity_threshold}
+    approval = "auto" if auto_approve else approval
+    # Every check the flow's first step makes, made here before any run exists (one line and
+    # exit 2 for bad input); the parsed board is kept, so the run does not parse it again.
+    inputs = check_inputs(file, approval=approval, profile=profile,
+                          exports=list(exports) or None, llm_endpoint=llm, store=get_store(),
+                          keep_for_run=True, **identity)
+    ensure_results_block()
     with listening(ProgressPrinter()) as printer:  # "images 3/9", "clips 5/9", "edit" on stderr
         result = produce_video(
-            storyboard=file if remote else str(Path(file).resolve()),
-            approval="auto" if auto_approve else approval,
+            storyboard=file if is_s3_uri(file) else str(Path(file).resolve()),
+            approval=approval,
             profile=profile,
-            exports=export_specs,
+            exports=inputs.exports,
             llm_endpoint=llm,
             **identity,
         )
