@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
 # Imported for its side effect: it registers the `minio-storage` block class, without which a
 # worker's flow-run process cannot load RESULTS_BLOCK ("No block class found for slug").
-import blocks.minio_storage  # noqa: F401
-from reelflow.render.jobs import Job
-from reelflow.store.artifacts import ArtifactStore
+import blocks.minio_storage
+from reelflow.render.jobs import ImageJob, Job
+from reelflow.store.artifacts import ArtifactStore, StoreError
 from reelflow.store.settings import S3Settings
 
 
@@ -44,13 +45,77 @@ class JobInputs(CachePolicy):
         return hash_objects(hashed, raise_on_failure=True)
 
 
+def step_outputs(inputs: dict[str, Any]) -> list[str]:
+    """The objects a step writes, as its `job` argument names them (none for a job that writes
+    no object, such as the beat analysis)."""
+    job = inputs.get("job")
+    if isinstance(job, ImageJob):
+        return job.variant_keys()
+    if isinstance(job, Job):
+        try:
+            return [job.output_key()]
+        except NotImplementedError:
+            return []
+    return []
+
+
+def forget_result(task_ctx: TaskRunContext, key: str) -> str:
+    """Drop the result record at `key` so the step runs again and commits a new one; returns the
+    key the step's transaction should use.
+
+    The record is deleted rather than dodged, so the re-run keeps its key and with it the lock
+    that stops two runs from remaking the same output at once. A result storage other than the
+    bucket (a local test folder) gets a fresh key instead: the step runs all the same."""
+    storage = getattr(task_ctx.result_store, "result_storage", None)
+    if isinstance(storage, blocks.minio_storage.MinIOStorage):
+        storage.delete_path(key)
+        return key
+    return hash_objects([key, uuid.uuid4().hex], raise_on_failure=True)
+
+
+@dataclass
+class OutputsPresent(CachePolicy):
+    """`policy`, trusted only while the step's outputs are in the bucket with their sidecars.
+
+    Buckets lose objects (lifecycle rules, cleanup scripts, a restore from an older backup),
+    while Prefect's result record, which only names the keys, survives: without this check the
+    step would come back Cached and the object stay gone. One listing per output object."""
+
+    policy: CachePolicy = field(default_factory=lambda: JobInputs() + TASK_SOURCE)
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        key = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        outputs = step_outputs(inputs)
+        if key is None or not outputs:
+            return key
+        try:
+            missing = get_store().missing(outputs)
+        except StoreError as err:  # the step itself reports an unreachable bucket
+            get_run_logger().warning("could not check the outputs of %s: %s",
+                                     task_ctx.task_run.name, err)
+            return key
+        if not missing:
+            return key
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        get_run_logger().warning("%s missing or without its lineage sidecar: running %s again",
+                                 ", ".join(missing[:3]) + more, task_ctx.task_run.name)
+        return forget_result(task_ctx, key)
+
+
 def cache_policy() -> CachePolicy:
     """Inputs + source, not the run id: a cache entry made by one run is found by the next one,
-    on any machine that shares the result storage. With Redis configured (tasks/locking.py),
-    SERIALIZABLE too: concurrent runs of one task input wait for each other, never both render."""
+    on any machine that shares the result storage, as long as its outputs are still in the bucket
+    (`OutputsPresent`). With Redis configured (tasks/locking.py), SERIALIZABLE too: concurrent
+    runs of one task input wait for each other, never both render."""
     from tasks.locking import lock_manager_from_env
 
-    policy = JobInputs() + TASK_SOURCE
+    policy = OutputsPresent()
     manager = lock_manager_from_env()
     if manager is None:
         return policy

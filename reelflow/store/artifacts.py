@@ -512,6 +512,43 @@ class ArtifactStore:
             return False
         return True
 
+    def missing(self, keys: list[str]) -> list[str]:
+        """The keys among `keys` whose object or lineage sidecar is absent: one listing per key
+        (its name up to the extension covers both), so a cached step's outputs are checked
+        for the price of one small request each."""
+        absent = []
+        for key in keys:
+            wanted = {validate_key(key), sidecar_key(key)}
+            if "." not in key.rsplit("/", 1)[-1]:  # no extension: no common prefix of the two
+                if not self._complete(key):
+                    absent.append(key)
+                continue
+            stem = key.rsplit(".", 1)[0]
+            with self._s3("list", key):
+                found = {o.object_name for o in self.client.list_objects(
+                    self.bucket, prefix=f"{stem}.", recursive=True)}
+            if not wanted <= found:
+                absent.append(key)
+        return absent
+
+    def digest(self, key: str) -> tuple[str, int]:
+        """sha256 and size of the stored bytes, streamed (nothing kept): what `verify` checks
+        against the sidecar."""
+        validate_key(key)
+        sha = hashlib.sha256()
+        size = 0
+        with self._s3("get", key):
+            length = self.client.stat_object(self.bucket, key).size
+            resp = self.client_for(length).get_object(self.bucket, key)
+            try:
+                for chunk in resp.stream(_CHUNK):
+                    sha.update(chunk)
+                    size += len(chunk)
+            finally:
+                resp.close()
+                resp.release_conn()
+        return sha.hexdigest(), size
+
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=12)) -> str:
         """A GET URL anyone can use until it expires (for review pages and artifacts)."""
         validate_key(key)
