@@ -79,7 +79,8 @@ class OutputsPresent(CachePolicy):
 
     Buckets lose objects (lifecycle rules, cleanup scripts, a restore from an older backup),
     while Prefect's result record, which only names the keys, survives: without this check the
-    step would come back Cached and the object stay gone. One listing per output object."""
+    step would come back Cached and the object stay gone. One listing per output object (and a
+    look at the record only when one is missing)."""
 
     policy: CachePolicy = field(default_factory=lambda: JobInputs() + TASK_SOURCE)
 
@@ -100,8 +101,8 @@ class OutputsPresent(CachePolicy):
             get_run_logger().warning("could not check the outputs of %s: %s",
                                      task_ctx.task_run.name, err)
             return key
-        if not missing:
-            return key
+        if not missing or not task_ctx.result_store.exists(key):
+            return key  # sound, or a first run: nothing cached to distrust
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         get_run_logger().warning("%s missing or without its lineage sidecar: running %s again",
                                  ", ".join(missing[:3]) + more, task_ctx.task_run.name)

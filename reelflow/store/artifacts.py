@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -49,6 +50,7 @@ DEFAULT_PART_SIZE = 16 * 1024 * 1024
 """Multipart part size: files above it upload in parts; at most ~3 parts are held in memory."""
 
 _CHUNK = 1024 * 1024
+_READ_CHUNK = 256 * 1024  # small objects: hashed in quarters while the rest arrives
 #: How long a reader waits for a sidecar written alongside an object it already sees.
 _SIDECAR_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
 _POOL_LOCK = threading.Lock()
@@ -121,23 +123,78 @@ def guess_kind(key: str) -> str:
     return "blob"
 
 
-class _HashingReader(io.RawIOBase):
-    """Wraps a file: hashes and counts bytes as minio reads them, so nothing is read twice."""
+class _Hasher:
+    """sha256 on a thread of its own, fed chunk by chunk as a transfer passes them: the bytes
+    are hashed while the next ones travel (hashlib releases the GIL), so checking them costs
+    the transfer little time. At most `depth` chunks wait, so memory stays bounded."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, depth: int = 8):
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="reelflow-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._sha.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._chunks.put(chunk)
+
+    def hexdigest(self) -> str:
+        """Waits for the chunks still queued; call once, after the last `update`."""
+        self.close()
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> _Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _HashingReader(io.RawIOBase):
+    """Wraps a file: hands the bytes minio reads to a `_Hasher`, so nothing is read twice and
+    the hashing runs beside the upload."""
+
+    def __init__(self, raw: BinaryIO, hasher: _Hasher):
         super().__init__()
         self._raw = raw
-        self.sha = hashlib.sha256()
-        self.size = 0
+        self.hasher = hasher
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
         data = self._raw.read(-1 if size is None else size)
-        self.sha.update(data)
-        self.size += len(data)
+        self.hasher.update(data)
         return data
+
+
+class _Minio(Minio):
+    """minio's client, signing a whole-object PUT with the sha256 the store computed already
+    of the same bytes (its `sha256` metadata) instead of hashing the body a second time. Over
+    plain HTTP the payload is signed: servers that check it (MinIO, AWS) refuse other bytes."""
+
+    def _build_headers(self, host: str, headers: dict[str, Any] | None = None,
+                       body: bytes | None = None, creds: Any = None) -> tuple[Any, datetime]:
+        known = next((v for k, v in (headers or {}).items()
+                      if k.lower() == "x-amz-meta-sha256"), None)
+        if isinstance(known, list | tuple):  # minio keeps metadata values as lists
+            known = known[0] if len(known) == 1 else None
+        if not (known and body and creds and not self._base_url.is_https):
+            return super()._build_headers(host, headers, body, creds)
+        built, date = super()._build_headers(host, headers, None, creds)  # no body: no hashing
+        built["Content-Length"] = str(len(body))
+        built["x-amz-content-sha256"] = known
+        return built, date
 
 
 def _safe_code(err: BaseException) -> str:
@@ -194,7 +251,7 @@ class ArtifactStore:
                 total=self.retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
             ),
         )
-        return Minio(
+        return _Minio(
             self.settings.endpoint,
             access_key=self.settings.access_key,
             secret_key=self.settings.secret_key.get_secret_value(),
@@ -358,7 +415,9 @@ class ArtifactStore:
         """Stream a file up (multipart above `part_size`) with its sidecar; returns the key.
 
         The file is hashed first (a local read, far faster than the upload), so the sha256
-        rides on the object (reads need one request) and the sidecar goes up alongside it.
+        rides on the object (reads need one request) and the sidecar goes up alongside it. The
+        bytes sent are hashed again as they go, on a thread beside the upload: a file that
+        changed in between is refused.
         """
         validate_key(key)
         self.ensure_bucket()
@@ -368,20 +427,21 @@ class ArtifactStore:
         size = path.stat().st_size
         sha = hashlib.sha256()
         with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(_CHUNK), b""):
+            for block in iter(lambda: fh.read(4 * _CHUNK), b""):
                 sha.update(block)
         lin = self._make_lineage(key, lineage, sha256=sha.hexdigest(), size=size,
                                  content_type=content_type)
 
         def put() -> None:
-            with path.open("rb") as fh:
-                reader = _HashingReader(fh)
+            with path.open("rb") as fh, _Hasher() as hasher:
+                reader = _HashingReader(fh, hasher)
                 with self._s3("put", key):
                     self.client_for(min(size, self.part_size)).put_object(
                         self.bucket, key, reader, size, content_type=content_type,
                         part_size=self.part_size, num_parallel_uploads=3,
                         metadata={"sha256": lin.sha256})
-            if reader.size != size or reader.sha.hexdigest() != lin.sha256:
+                changed = hasher.size != size or hasher.hexdigest() != lin.sha256
+            if changed:
                 with suppress(Exception), self._s3("delete", key):
                     self.client.remove_object(self.bucket, key)
                 raise StoreError(f"file {path} changed while uploading to {key!r}", key=key)
@@ -439,25 +499,30 @@ class ArtifactStore:
         return lin.sha256
 
     def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
-        """Read an object whole (for small artifacts) and check its sha256 against the sidecar."""
+        """Read an object whole (for small artifacts) and check its sha256 against the sidecar;
+        the bytes are hashed while the rest of them arrive."""
         validate_key(key)
-        with self._s3("get", key):
+        parts: list[bytes] = []
+        with self._s3("get", key), _Hasher() as hasher:
             resp = self.client.get_object(self.bucket, key)  # small: the short timeout
             try:
-                data = resp.read()
                 expected = resp.headers.get("x-amz-meta-sha256")
+                for chunk in resp.stream(_READ_CHUNK):
+                    parts.append(chunk)
+                    if verify:
+                        hasher.update(chunk)
             finally:
                 resp.close()
                 resp.release_conn()
+            actual = hasher.hexdigest()
+        data = b"".join(parts)
         if verify and not expected:  # objects written by put_file: the sidecar has the sha
             expected = self._expected_sha(key)
-        if verify and expected is not None:
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != expected:
-                raise IntegrityError(
-                    f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, read {actual[:12]}",
-                    key=key,
-                )
+        if verify and expected is not None and actual != expected:
+            raise IntegrityError(
+                f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, read {actual[:12]}",
+                key=key,
+            )
         return data
 
     def get_file(self, key: str, dest: Path | str, *, verify: bool = True) -> Path:
@@ -467,9 +532,8 @@ class ArtifactStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         tmp = Path(tmp_name)
-        sha = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as out, self._s3("get", key):
+            with os.fdopen(fd, "wb") as out, self._s3("get", key), _Hasher() as hasher:
                 size = self.client.stat_object(self.bucket, key).size
                 resp = self.client_for(size).get_object(self.bucket, key)
                 try:
@@ -477,17 +541,19 @@ class ArtifactStore:
                     # sidecar
                     expected = resp.headers.get("x-amz-meta-sha256") if verify else None
                     for chunk in resp.stream(_CHUNK):
-                        sha.update(chunk)
+                        if verify:
+                            hasher.update(chunk)
                         out.write(chunk)
                 finally:
                     resp.close()
                     resp.release_conn()
+                actual = hasher.hexdigest()
             if verify and not expected:
                 expected = self._expected_sha(key)
-            if expected is not None and sha.hexdigest() != expected:
+            if expected is not None and actual != expected:
                 raise IntegrityError(
                     f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, "
-                    f"read {sha.hexdigest()[:12]}",
+                    f"read {actual[:12]}",
                     key=key,
                 )
             tmp.replace(dest)
@@ -535,19 +601,16 @@ class ArtifactStore:
         """sha256 and size of the stored bytes, streamed (nothing kept): what `verify` checks
         against the sidecar."""
         validate_key(key)
-        sha = hashlib.sha256()
-        size = 0
-        with self._s3("get", key):
+        with self._s3("get", key), _Hasher() as hasher:
             length = self.client.stat_object(self.bucket, key).size
             resp = self.client_for(length).get_object(self.bucket, key)
             try:
                 for chunk in resp.stream(_CHUNK):
-                    sha.update(chunk)
-                    size += len(chunk)
+                    hasher.update(chunk)
             finally:
                 resp.close()
                 resp.release_conn()
-        return sha.hexdigest(), size
+            return hasher.hexdigest(), hasher.size
 
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=12)) -> str:
         """A GET URL anyone can use until it expires (for review pages and artifacts)."""
