@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -126,14 +127,54 @@ def cache_policy() -> CachePolicy:
 CACHE = cache_policy()
 RETRIES = 2
 RETRY_DELAY = 5
+ENV_RETRY_BUDGET = "REELFLOW_STEP_RETRY_BUDGET"
+RETRY_BUDGET = 1800.0
+"""Seconds a step may spend on its tries in all (REELFLOW_STEP_RETRY_BUDGET overrides): no retry
+starts that would begin past it, however many retries are left."""
+
+
+def retry_budget() -> float:
+    """The steps' overall retry budget in seconds (REELFLOW_STEP_RETRY_BUDGET, else 1800)."""
+    from reelflow.errors import ConfigError
+
+    text = os.environ.get(ENV_RETRY_BUDGET, "").strip()
+    if not text:
+        return RETRY_BUDGET
+    try:
+        budget = float(text)
+    except ValueError:
+        budget = 0.0
+    if budget <= 0:
+        raise ConfigError(f"{ENV_RETRY_BUDGET}={text!r}: expected a number of seconds above 0")
+    return budget
+
+
+def _next_delay(task: Any, tries: int) -> float:
+    delay = task.retry_delay_seconds or 0
+    if isinstance(delay, list | tuple):
+        return float(delay[min(tries - 1, len(delay) - 1)]) if delay else 0.0
+    return float(delay)
 
 
 def retryable(task: Any, task_run: Any, state: Any) -> bool:
     """`retry_condition_fn` of every step: bad input or configuration (InputError, ConfigError)
-    fails the same way on every try, so it surfaces at once instead of after the retries."""
+    fails the same way on every try, so it surfaces at once instead of after the retries; and
+    no retry starts past the retry budget: the step ends with one line saying how long it tried."""
     from reelflow.errors import ConfigError, InputError
 
-    return not isinstance(state.data, InputError | ConfigError)
+    if isinstance(state.data, InputError | ConfigError):
+        return False
+    if task_run.start_time is None:
+        return True
+    tried = (datetime.now(UTC) - task_run.start_time).total_seconds()
+    budget = retry_budget()
+    if tried + _next_delay(task, task_run.run_count) <= budget:
+        return True
+    why = (state.message or type(state.data).__name__).splitlines()[0]
+    get_run_logger().error("%s gave up after %d tries in %.1f s (retry budget %g s, %s): %s",
+                           task_run.name, task_run.run_count, tried, budget, ENV_RETRY_BUDGET,
+                           why)
+    return False
 
 
 def step_task(name: str, run_name: str | None = None, **options: Any) -> Callable:
