@@ -50,7 +50,6 @@ DEFAULT_PART_SIZE = 16 * 1024 * 1024
 """Multipart part size: files above it upload in parts; at most ~3 parts are held in memory."""
 
 _CHUNK = 1024 * 1024
-_READ_CHUNK = 256 * 1024  # small objects: hashed in quarters while the rest arrives
 #: How long a reader waits for a sidecar written alongside an object it already sees.
 _SIDECAR_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8)
 _POOL_LOCK = threading.Lock()
@@ -123,17 +122,27 @@ def guess_kind(key: str) -> str:
     return "blob"
 
 
-class _Hasher:
-    """sha256 on a thread of its own, fed chunk by chunk as a transfer passes them: the bytes
-    are hashed while the next ones travel (hashlib releases the GIL), so checking them costs
-    the transfer little time. At most `depth` chunks wait, so memory stays bounded."""
+_THREAD_HASH_MIN = 8 * 1024 * 1024
+"""Transfers above this hash on a thread of their own; smaller ones hash each chunk as it
+arrives (a thread's hand-offs cost more than they hide on an object of a few chunks)."""
 
-    def __init__(self, depth: int = 8):
+
+class _Hasher:
+    """sha256 fed chunk by chunk as a transfer passes them, never as a second pass.
+
+    With `threaded` the hashing runs on a thread of its own (hashlib releases the GIL), beside
+    the transfer's thread: the bytes are hashed while the next ones travel. At most `depth`
+    chunks wait, so memory stays bounded."""
+
+    def __init__(self, threaded: bool = True, depth: int = 8):
         self.size = 0
         self._sha = hashlib.sha256()
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._run, name="reelflow-sha256", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="reelflow-sha256",
+                                            daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while (chunk := self._chunks.get()) is not None:
@@ -141,7 +150,10 @@ class _Hasher:
 
     def update(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        self._chunks.put(chunk)
+        if self._thread is None:
+            self._sha.update(chunk)
+        else:
+            self._chunks.put(chunk)
 
     def hexdigest(self) -> str:
         """Waits for the chunks still queued; call once, after the last `update`."""
@@ -149,7 +161,7 @@ class _Hasher:
         return self._sha.hexdigest()
 
     def close(self) -> None:
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._chunks.put(None)
             self._thread.join()
 
@@ -433,7 +445,7 @@ class ArtifactStore:
                                  content_type=content_type)
 
         def put() -> None:
-            with path.open("rb") as fh, _Hasher() as hasher:
+            with path.open("rb") as fh, _Hasher(size > _THREAD_HASH_MIN) as hasher:
                 reader = _HashingReader(fh, hasher)
                 with self._s3("put", key):
                     self.client_for(min(size, self.part_size)).put_object(
@@ -499,30 +511,28 @@ class ArtifactStore:
         return lin.sha256
 
     def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
-        """Read an object whole (for small artifacts) and check its sha256 against the sidecar;
-        the bytes are hashed while the rest of them arrive."""
+        """Read an object whole (for small artifacts) and check its sha256 against the sidecar.
+
+        Read in one call and hashed after: measured here, hashing a megabyte chunk by chunk as
+        it arrives (inline or on a thread) cost more in hand-offs than it hid."""
         validate_key(key)
-        parts: list[bytes] = []
-        with self._s3("get", key), _Hasher() as hasher:
+        with self._s3("get", key):
             resp = self.client.get_object(self.bucket, key)  # small: the short timeout
             try:
+                data = resp.read()
                 expected = resp.headers.get("x-amz-meta-sha256")
-                for chunk in resp.stream(_READ_CHUNK):
-                    parts.append(chunk)
-                    if verify:
-                        hasher.update(chunk)
             finally:
                 resp.close()
                 resp.release_conn()
-            actual = hasher.hexdigest()
-        data = b"".join(parts)
         if verify and not expected:  # objects written by put_file: the sidecar has the sha
             expected = self._expected_sha(key)
-        if verify and expected is not None and actual != expected:
-            raise IntegrityError(
-                f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, read {actual[:12]}",
-                key=key,
-            )
+        if verify and expected is not None:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected:
+                raise IntegrityError(
+                    f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, read {actual[:12]}",
+                    key=key,
+                )
         return data
 
     def get_file(self, key: str, dest: Path | str, *, verify: bool = True) -> Path:
@@ -533,9 +543,10 @@ class ArtifactStore:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, self._s3("get", key), _Hasher() as hasher:
+            with os.fdopen(fd, "wb") as out, self._s3("get", key):
                 size = self.client.stat_object(self.bucket, key).size
                 resp = self.client_for(size).get_object(self.bucket, key)
+                hasher = _Hasher(threaded=verify and (size or 0) > _THREAD_HASH_MIN)
                 try:
                     # the sha written with the object: no sidecar request; older objects: the
                     # sidecar
@@ -547,6 +558,7 @@ class ArtifactStore:
                 finally:
                     resp.close()
                     resp.release_conn()
+                    hasher.close()
                 actual = hasher.hexdigest()
             if verify and not expected:
                 expected = self._expected_sha(key)
@@ -601,15 +613,17 @@ class ArtifactStore:
         """sha256 and size of the stored bytes, streamed (nothing kept): what `verify` checks
         against the sidecar."""
         validate_key(key)
-        with self._s3("get", key), _Hasher() as hasher:
+        with self._s3("get", key):
             length = self.client.stat_object(self.bucket, key).size
             resp = self.client_for(length).get_object(self.bucket, key)
+            hasher = _Hasher(threaded=(length or 0) > _THREAD_HASH_MIN)
             try:
                 for chunk in resp.stream(_CHUNK):
                     hasher.update(chunk)
             finally:
                 resp.close()
                 resp.release_conn()
+                hasher.close()
             return hasher.hexdigest(), hasher.size
 
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=12)) -> str:
