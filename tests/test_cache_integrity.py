@@ -16,10 +16,11 @@ from uuid import UUID
 
 import pytest
 
+from reelflow.errors import InputError
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.keys import sidecar_key
 from reelflow.store.settings import S3Settings
-from reelflow.store.verify import verify_project
+from reelflow.store.verify import list_projects, verify_project
 
 PROJECT = "lost-objects"
 STORYBOARD = f"""
@@ -86,6 +87,9 @@ def film_store(s3_settings: S3Settings) -> ArtifactStore:
 def test_a_sound_project_verifies_clean(film: dict[str, Any], film_store: ArtifactStore) -> None:
     report = verify_project(film_store, PROJECT)
     assert report.ok, report.summary()
+    assert PROJECT in list_projects(film_store)
+    with pytest.raises(InputError, match="invalid project"):
+        verify_project(film_store, "../other")
     assert report.checked >= 10  # storyboard, variants, hi-res, clips, parts, edit, cover, ...
 
 

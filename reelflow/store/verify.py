@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from reelflow.errors import InputError
 from reelflow.store.artifacts import ArtifactStore, IntegrityError, Lineage, ObjectNotFound
 from reelflow.store.keys import JSON_SIDECAR_SUFFIX, project_prefix, sidecar_key, slug
 
@@ -162,7 +163,10 @@ def verify_project(store: ArtifactStore, project: str, repair: bool = False,
     an orphaned sidecar) so that the next run makes it again; a run's manifest is kept (no run
     remakes it) and a missing parent is remade by the run that made it, so neither is removed.
     """
-    prefix = project_prefix(slug(project, "project"))
+    try:
+        prefix = project_prefix(slug(project, "project"))
+    except ValueError as err:
+        raise InputError(str(err)) from None
     sizes = store.sizes(prefix)
     names = set(sizes)
     paired = {sidecar_key(n) for n in names if sidecar_key(n) in names}
