@@ -445,7 +445,8 @@ class ArtifactStore:
                                  content_type=content_type)
 
         def put() -> None:
-            with path.open("rb") as fh, _Hasher(size > _THREAD_HASH_MIN) as hasher:
+            # minio reads a part (up to part_size) at a time: at most two wait to be hashed
+            with path.open("rb") as fh, _Hasher(size > _THREAD_HASH_MIN, depth=2) as hasher:
                 reader = _HashingReader(fh, hasher)
                 with self._s3("put", key):
                     self.client_for(min(size, self.part_size)).put_object(
