@@ -27,6 +27,10 @@ class LLMEndpoint(Block):
     api_key: SecretStr | None = Field(default=None, description="Bearer token; empty for Ollama")
     timeout: float = Field(default=120.0, gt=0, description="Seconds per request")
     max_retries: int = Field(default=3, ge=0, le=10, description="Retries of 429/5xx")
+    retry_budget: float = Field(
+        default=120.0, gt=0,
+        description="Seconds one call may spend retrying (waits included) before giving up",
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
 
     def config(self) -> LLMConfig:
@@ -36,6 +40,7 @@ class LLMEndpoint(Block):
             api_key=self.api_key,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            retry_budget=self.retry_budget,
             temperature=self.temperature,
         )
 

@@ -100,6 +100,11 @@ class MinIOStorage(WritableFileSystem):
                                   sidecar=False)
         return key
 
+    def delete_path(self, path: str) -> None:
+        """Remove a result record (a cached step whose outputs left the bucket must run again:
+        see tasks/common.py `OutputsPresent`); a missing record is no error."""
+        self.to_store().delete(self._key(path))
+
     # -- WritableFileSystem -------------------------------------------------------------------
 
     async def aread_path(self, path: str) -> bytes:

@@ -9,7 +9,9 @@ vLLM). So the client:
 - validates the answer with pydantic and, when it is malformed, sends the error back for repair a
   bounded number of times before giving up with one clear line;
 - retries 429 and 5xx with exponential backoff, honouring `Retry-After`, because rate limits are
-  routine on shared endpoints and a batch render must not die on one;
+  routine on shared endpoints and a batch render must not die on one; but within an overall
+  `retry_budget` per call (waits, retries and repairs together), after which it gives up in one
+  line that says how long it tried;
 - never retries a timeout (a slow generation retried is billed again and is usually slow again);
 - counts tokens per client, for the run manifest;
 - never lets the API key reach a log line, an exception or a repr: the key travels only in the
@@ -58,6 +60,11 @@ class LLMConfig(BaseModel):
     repair_attempts: int = Field(2, ge=0, le=10, description="re-asks after an invalid answer")
     backoff: float = Field(1.0, ge=0, description="first backoff in seconds, doubled each retry")
     max_backoff: float = Field(60.0, ge=0, description="cap on any wait, Retry-After included")
+    retry_budget: float = Field(
+        120.0, gt=0,
+        description="seconds one call may spend in all (retries, waits, repairs) before it "
+                    "gives up; a wait that would end past it is not started",
+    )
     temperature: float | None = Field(None, ge=0, le=2)
 
 
@@ -221,9 +228,20 @@ class ChatClient:
             return min(retry_after, self.config.max_backoff)
         return min(self.config.backoff * (2**attempt), self.config.max_backoff)
 
-    def _post(self, payload: dict[str, Any]) -> httpx.Response:
-        """POST /chat/completions with retries; returns the first non-retryable response."""
+    def _over_budget(self, started: float, delay: float) -> bool:
+        """True when waiting `delay` more seconds would end past the call's retry budget."""
+        return time.monotonic() - started + delay > self.config.retry_budget
+
+    def _gave_up(self, started: float, attempts: int) -> str:
+        return (f"after {attempts} attempts in {time.monotonic() - started:.1f} s "
+                f"(retry budget {self.config.retry_budget:g} s)")
+
+    def _post(self, payload: dict[str, Any], started: float | None = None) -> httpx.Response:
+        """POST /chat/completions with retries; returns the first non-retryable response.
+
+        `started`: when the whole call began (`time.monotonic()`): retries stop at the budget."""
         where = f"{self.config.base_url.rstrip('/')}/chat/completions"
+        started = time.monotonic() if started is None else started
         attempt = 0
         while True:
             try:
@@ -235,12 +253,12 @@ class ChatClient:
                     f"(model {self.config.model}); raise LLMConfig.timeout or use a faster model"
                 ) from None
             except httpx.TransportError as exc:
-                if attempt >= self.config.max_retries:
+                delay = self._wait(attempt, None)
+                if attempt >= self.config.max_retries or self._over_budget(started, delay):
                     raise self._fail(
                         f"cannot reach LLM endpoint {where}: {type(exc).__name__} "
-                        f"(after {attempt + 1} attempts)"
+                        f"({self._gave_up(started, attempt + 1)})"
                     ) from None
-                delay = self._wait(attempt, None)
                 log.warning("LLM endpoint %s unreachable (%s); retrying in %.1f s (%d/%d)",
                             where, type(exc).__name__, delay, attempt + 1, self.config.max_retries)
                 self._sleep(delay)
@@ -248,12 +266,12 @@ class ChatClient:
                 continue
             if response.status_code not in _RETRY_STATUSES:
                 return response
-            if attempt >= self.config.max_retries:
-                raise self._fail(
-                    f"LLM endpoint {where} answered {response.status_code} after "
-                    f"{attempt + 1} attempts: {_server_message(response)}"
-                )
             delay = self._wait(attempt, _retry_after(response.headers.get("retry-after")))
+            if attempt >= self.config.max_retries or self._over_budget(started, delay):
+                raise self._fail(
+                    f"LLM endpoint {where} answered {response.status_code} "
+                    f"{self._gave_up(started, attempt + 1)}: {_server_message(response)}"
+                )
             log.warning("LLM endpoint answered %d; retrying in %.1f s (%d/%d)",
                         response.status_code, delay, attempt + 1, self.config.max_retries)
             self._sleep(delay)
@@ -307,8 +325,8 @@ class ChatClient:
         log.debug("LLM request: model=%s messages=%d", self.config.model, len(messages))
         return self._parse(self._post(self._payload(messages, response_format)))
 
-    def _complete_json(self, messages: list[dict[str, str]],
-                       schema_model: type[BaseModel]) -> ChatResult:
+    def _complete_json(self, messages: list[dict[str, str]], schema_model: type[BaseModel],
+                       started: float) -> ChatResult:
         schema = schema_model.model_json_schema()
         if self._json_schema_supported:
             fmt: dict[str, Any] = {
@@ -316,7 +334,7 @@ class ChatClient:
                 "json_schema": {"name": schema_name(schema_model), "schema": schema,
                                 "strict": True},
             }
-            response = self._post(self._payload(messages, fmt))
+            response = self._post(self._payload(messages, fmt), started)
             if response.status_code != 400:
                 return self._parse(response)
             log.warning("LLM endpoint rejected response_format=json_schema (%s); "
@@ -328,7 +346,7 @@ class ChatClient:
             f"Schema:\n{json.dumps(schema, ensure_ascii=False)}"
         )
         return self._parse(
-            self._post(self._payload([*messages, hint], {"type": "json_object"}))
+            self._post(self._payload([*messages, hint], {"type": "json_object"}), started)
         )
 
     def structured(
@@ -347,8 +365,14 @@ class ChatClient:
         usage = Usage()
         name = schema_name(schema_model)
         problem = ""
+        started = time.monotonic()
         for attempt in range(self.config.repair_attempts + 1):
-            result = self._complete_json(convo, schema_model)
+            if attempt and self._over_budget(started, 0.0):
+                raise self._fail(
+                    f"LLM gave no valid {name} {self._gave_up(started, attempt)}; "
+                    f"last answer {problem}"
+                )
+            result = self._complete_json(convo, schema_model, started)
             usage.add(result.usage)
             try:
                 data = extract_json(result.content)

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import TASK_SOURCE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
 # Imported for its side effect: it registers the `minio-storage` block class, without which a
 # worker's flow-run process cannot load RESULTS_BLOCK ("No block class found for slug").
-import blocks.minio_storage  # noqa: F401
-from reelflow.render.jobs import Job
-from reelflow.store.artifacts import ArtifactStore
+import blocks.minio_storage
+from reelflow.render.jobs import ImageJob, Job
+from reelflow.store.artifacts import ArtifactStore, StoreError
 from reelflow.store.settings import S3Settings
 
 
@@ -44,13 +46,78 @@ class JobInputs(CachePolicy):
         return hash_objects(hashed, raise_on_failure=True)
 
 
+def step_outputs(inputs: dict[str, Any]) -> list[str]:
+    """The objects a step writes, as its `job` argument names them (none for a job that writes
+    no object, such as the beat analysis)."""
+    job = inputs.get("job")
+    if isinstance(job, ImageJob):
+        return job.variant_keys()
+    if isinstance(job, Job):
+        try:
+            return [job.output_key()]
+        except NotImplementedError:
+            return []
+    return []
+
+
+def forget_result(task_ctx: TaskRunContext, key: str) -> str:
+    """Drop the result record at `key` so the step runs again and commits a new one; returns the
+    key the step's transaction should use.
+
+    The record is deleted rather than dodged, so the re-run keeps its key and with it the lock
+    that stops two runs from remaking the same output at once. A result storage other than the
+    bucket (a local test folder) gets a fresh key instead: the step runs all the same."""
+    storage = getattr(task_ctx.result_store, "result_storage", None)
+    if isinstance(storage, blocks.minio_storage.MinIOStorage):
+        storage.delete_path(key)
+        return key
+    return hash_objects([key, uuid.uuid4().hex], raise_on_failure=True)
+
+
+@dataclass
+class OutputsPresent(CachePolicy):
+    """`policy`, trusted only while the step's outputs are in the bucket with their sidecars.
+
+    Buckets lose objects (lifecycle rules, cleanup scripts, a restore from an older backup),
+    while Prefect's result record, which only names the keys, survives: without this check the
+    step would come back Cached and the object stay gone. One listing per output object (and a
+    look at the record only when one is missing)."""
+
+    policy: CachePolicy = field(default_factory=lambda: JobInputs() + TASK_SOURCE)
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        key = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        outputs = step_outputs(inputs)
+        if key is None or not outputs:
+            return key
+        try:
+            missing = get_store().missing(outputs)
+        except StoreError as err:  # the step itself reports an unreachable bucket
+            get_run_logger().warning("could not check the outputs of %s: %s",
+                                     task_ctx.task_run.name, err)
+            return key
+        if not missing or not task_ctx.result_store.exists(key):
+            return key  # sound, or a first run: nothing cached to distrust
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        get_run_logger().warning("%s missing or without its lineage sidecar: running %s again",
+                                 ", ".join(missing[:3]) + more, task_ctx.task_run.name)
+        return forget_result(task_ctx, key)
+
+
 def cache_policy() -> CachePolicy:
     """Inputs + source, not the run id: a cache entry made by one run is found by the next one,
-    on any machine that shares the result storage. With Redis configured (tasks/locking.py),
-    SERIALIZABLE too: concurrent runs of one task input wait for each other, never both render."""
+    on any machine that shares the result storage, as long as its outputs are still in the bucket
+    (`OutputsPresent`). With Redis configured (tasks/locking.py), SERIALIZABLE too: concurrent
+    runs of one task input wait for each other, never both render."""
     from tasks.locking import lock_manager_from_env
 
-    policy = JobInputs() + TASK_SOURCE
+    policy = OutputsPresent()
     manager = lock_manager_from_env()
     if manager is None:
         return policy
@@ -60,14 +127,54 @@ def cache_policy() -> CachePolicy:
 CACHE = cache_policy()
 RETRIES = 2
 RETRY_DELAY = 5
+ENV_RETRY_BUDGET = "REELFLOW_STEP_RETRY_BUDGET"
+RETRY_BUDGET = 1800.0
+"""Seconds a step may spend on its tries in all (REELFLOW_STEP_RETRY_BUDGET overrides): no retry
+starts that would begin past it, however many retries are left."""
+
+
+def retry_budget() -> float:
+    """The steps' overall retry budget in seconds (REELFLOW_STEP_RETRY_BUDGET, else 1800)."""
+    from reelflow.errors import ConfigError
+
+    text = os.environ.get(ENV_RETRY_BUDGET, "").strip()
+    if not text:
+        return RETRY_BUDGET
+    try:
+        budget = float(text)
+    except ValueError:
+        budget = 0.0
+    if budget <= 0:
+        raise ConfigError(f"{ENV_RETRY_BUDGET}={text!r}: expected a number of seconds above 0")
+    return budget
+
+
+def _next_delay(task: Any, tries: int) -> float:
+    delay = task.retry_delay_seconds or 0
+    if isinstance(delay, list | tuple):
+        return float(delay[min(tries - 1, len(delay) - 1)]) if delay else 0.0
+    return float(delay)
 
 
 def retryable(task: Any, task_run: Any, state: Any) -> bool:
     """`retry_condition_fn` of every step: bad input or configuration (InputError, ConfigError)
-    fails the same way on every try, so it surfaces at once instead of after the retries."""
+    fails the same way on every try, so it surfaces at once instead of after the retries; and
+    no retry starts past the retry budget: the step ends with one line saying how long it tried."""
     from reelflow.errors import ConfigError, InputError
 
-    return not isinstance(state.data, InputError | ConfigError)
+    if isinstance(state.data, InputError | ConfigError):
+        return False
+    if task_run.start_time is None:
+        return True
+    tried = (datetime.now(UTC) - task_run.start_time).total_seconds()
+    budget = retry_budget()
+    if tried + _next_delay(task, task_run.run_count) <= budget:
+        return True
+    why = (state.message or type(state.data).__name__).splitlines()[0]
+    get_run_logger().error("%s gave up after %d tries in %.1f s (retry budget %g s, %s): %s",
+                           task_run.name, task_run.run_count, tried, budget, ENV_RETRY_BUDGET,
+                           why)
+    return False
 
 
 def step_task(name: str, run_name: str | None = None, **options: Any) -> Callable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -116,6 +117,39 @@ def test_429_honours_retry_after(server: ChatServer) -> None:
     assert len(server.requests) == 2
     assert server.requests[1].at - server.requests[0].at >= 1.0
     assert client.usage.requests == 1  # the 429 carried no completion
+
+
+def test_retry_budget_ends_a_long_give_up_in_one_line(server: ChatServer) -> None:
+    """An endpoint answering 429 (with a large body) again and again: the call ends when its
+    retry budget is spent, not after max_retries waits, in one line saying how long it tried."""
+    big = {"error": {"message": "rate limited " + "x" * 2_000_000}}
+    server.queue(*[Reply(status=429, headers={"Retry-After": "1"}, body=big)] * 10)
+    with client_for(server, max_retries=10, retry_budget=2.5, backoff=0.0) as client:
+        started = time.monotonic()
+        with pytest.raises(LLMError) as info:
+            client.structured([user("rate it")], Verdict)
+        elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert elapsed < 2.5 + 1.5, elapsed
+    assert 2 <= len(server.requests) <= 3
+    assert re.search(rf"answered 429 after {len(server.requests)} attempts in [0-9.]+ s "
+                     r"\(retry budget 2.5 s\): rate limited x", message), message
+    assert "\n" not in message and len(message) <= 500
+
+
+def test_a_wait_past_the_budget_is_not_started(server: ChatServer) -> None:
+    server.queue(Reply(status=503, headers={"Retry-After": "50"}), Reply(GOOD))
+    with client_for(server, retry_budget=5, max_backoff=60) as client:
+        started = time.monotonic()
+        with pytest.raises(LLMError, match=r"answered 503 after 1 attempts in .* budget 5 s"):
+            client.complete([user("rate it")])
+    assert time.monotonic() - started < 3
+    assert len(server.requests) == 1
+
+
+def test_endpoint_block_passes_its_retry_budget() -> None:
+    block = LLMEndpoint(base_url="http://127.0.0.1:9/v1", model="m", retry_budget=42)
+    assert block.config().retry_budget == 42
 
 
 def test_500_then_good(server: ChatServer) -> None:

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -121,23 +122,91 @@ def guess_kind(key: str) -> str:
     return "blob"
 
 
-class _HashingReader(io.RawIOBase):
-    """Wraps a file: hashes and counts bytes as minio reads them, so nothing is read twice."""
+_THREAD_HASH_MIN = 8 * 1024 * 1024
+"""Transfers above this hash on a thread of their own; smaller ones hash each chunk as it
+arrives (a thread's hand-offs cost more than they hide on an object of a few chunks)."""
 
-    def __init__(self, raw: BinaryIO):
+
+class _Hasher:
+    """sha256 fed chunk by chunk as a transfer passes them, never as a second pass.
+
+    With `threaded` the hashing runs on a thread of its own (hashlib releases the GIL), beside
+    the transfer's thread: the bytes are hashed while the next ones travel. At most `depth`
+    chunks wait, so memory stays bounded."""
+
+    def __init__(self, threaded: bool = True, depth: int = 8):
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="reelflow-sha256",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._sha.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._thread is None:
+            self._sha.update(chunk)
+        else:
+            self._chunks.put(chunk)
+
+    def hexdigest(self) -> str:
+        """Waits for the chunks still queued; call once, after the last `update`."""
+        self.close()
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> _Hasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _HashingReader(io.RawIOBase):
+    """Wraps a file: hands the bytes minio reads to a `_Hasher`, so nothing is read twice and
+    the hashing runs beside the upload."""
+
+    def __init__(self, raw: BinaryIO, hasher: _Hasher):
         super().__init__()
         self._raw = raw
-        self.sha = hashlib.sha256()
-        self.size = 0
+        self.hasher = hasher
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
         data = self._raw.read(-1 if size is None else size)
-        self.sha.update(data)
-        self.size += len(data)
+        self.hasher.update(data)
         return data
+
+
+class _Minio(Minio):
+    """minio's client, signing a whole-object PUT with the sha256 the store computed already
+    of the same bytes (its `sha256` metadata) instead of hashing the body a second time. Over
+    plain HTTP the payload is signed: servers that check it (MinIO, AWS) refuse other bytes."""
+
+    def _build_headers(self, host: str, headers: dict[str, Any] | None = None,
+                       body: bytes | None = None, creds: Any = None) -> tuple[Any, datetime]:
+        known = next((v for k, v in (headers or {}).items()
+                      if k.lower() == "x-amz-meta-sha256"), None)
+        if isinstance(known, list | tuple):  # minio keeps metadata values as lists
+            known = known[0] if len(known) == 1 else None
+        if not (known and body and creds and not self._base_url.is_https):
+            return super()._build_headers(host, headers, body, creds)
+        built, date = super()._build_headers(host, headers, None, creds)  # no body: no hashing
+        built["Content-Length"] = str(len(body))
+        built["x-amz-content-sha256"] = known
+        return built, date
 
 
 def _safe_code(err: BaseException) -> str:
@@ -194,7 +263,7 @@ class ArtifactStore:
                 total=self.retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
             ),
         )
-        return Minio(
+        return _Minio(
             self.settings.endpoint,
             access_key=self.settings.access_key,
             secret_key=self.settings.secret_key.get_secret_value(),
@@ -358,7 +427,9 @@ class ArtifactStore:
         """Stream a file up (multipart above `part_size`) with its sidecar; returns the key.
 
         The file is hashed first (a local read, far faster than the upload), so the sha256
-        rides on the object (reads need one request) and the sidecar goes up alongside it.
+        rides on the object (reads need one request) and the sidecar goes up alongside it. The
+        bytes sent are hashed again as they go, on a thread beside the upload: a file that
+        changed in between is refused.
         """
         validate_key(key)
         self.ensure_bucket()
@@ -368,20 +439,22 @@ class ArtifactStore:
         size = path.stat().st_size
         sha = hashlib.sha256()
         with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(_CHUNK), b""):
+            for block in iter(lambda: fh.read(4 * _CHUNK), b""):
                 sha.update(block)
         lin = self._make_lineage(key, lineage, sha256=sha.hexdigest(), size=size,
                                  content_type=content_type)
 
         def put() -> None:
-            with path.open("rb") as fh:
-                reader = _HashingReader(fh)
+            # minio reads a part (up to part_size) at a time: at most two wait to be hashed
+            with path.open("rb") as fh, _Hasher(size > _THREAD_HASH_MIN, depth=2) as hasher:
+                reader = _HashingReader(fh, hasher)
                 with self._s3("put", key):
                     self.client_for(min(size, self.part_size)).put_object(
                         self.bucket, key, reader, size, content_type=content_type,
                         part_size=self.part_size, num_parallel_uploads=3,
                         metadata={"sha256": lin.sha256})
-            if reader.size != size or reader.sha.hexdigest() != lin.sha256:
+                changed = hasher.size != size or hasher.hexdigest() != lin.sha256
+            if changed:
                 with suppress(Exception), self._s3("delete", key):
                     self.client.remove_object(self.bucket, key)
                 raise StoreError(f"file {path} changed while uploading to {key!r}", key=key)
@@ -439,7 +512,10 @@ class ArtifactStore:
         return lin.sha256
 
     def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
-        """Read an object whole (for small artifacts) and check its sha256 against the sidecar."""
+        """Read an object whole (for small artifacts) and check its sha256 against the sidecar.
+
+        Read in one call and hashed after: measured here, hashing a megabyte chunk by chunk as
+        it arrives (inline or on a thread) cost more in hand-offs than it hid."""
         validate_key(key)
         with self._s3("get", key):
             resp = self.client.get_object(self.bucket, key)  # small: the short timeout
@@ -467,27 +543,30 @@ class ArtifactStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         tmp = Path(tmp_name)
-        sha = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out, self._s3("get", key):
                 size = self.client.stat_object(self.bucket, key).size
                 resp = self.client_for(size).get_object(self.bucket, key)
+                hasher = _Hasher(threaded=verify and (size or 0) > _THREAD_HASH_MIN)
                 try:
                     # the sha written with the object: no sidecar request; older objects: the
                     # sidecar
                     expected = resp.headers.get("x-amz-meta-sha256") if verify else None
                     for chunk in resp.stream(_CHUNK):
-                        sha.update(chunk)
+                        if verify:
+                            hasher.update(chunk)
                         out.write(chunk)
                 finally:
                     resp.close()
                     resp.release_conn()
+                    hasher.close()
+                actual = hasher.hexdigest()
             if verify and not expected:
                 expected = self._expected_sha(key)
-            if expected is not None and sha.hexdigest() != expected:
+            if expected is not None and actual != expected:
                 raise IntegrityError(
                     f"sha256 mismatch for {key!r}: sidecar {expected[:12]}, "
-                    f"read {sha.hexdigest()[:12]}",
+                    f"read {actual[:12]}",
                     key=key,
                 )
             tmp.replace(dest)
@@ -511,6 +590,42 @@ class ArtifactStore:
         except ObjectNotFound:
             return False
         return True
+
+    def missing(self, keys: list[str]) -> list[str]:
+        """The keys among `keys` whose object or lineage sidecar is absent: one listing per key
+        (its name up to the extension covers both), so a cached step's outputs are checked
+        for the price of one small request each."""
+        absent = []
+        for key in keys:
+            wanted = {validate_key(key), sidecar_key(key)}
+            if "." not in key.rsplit("/", 1)[-1]:  # no extension: no common prefix of the two
+                if not self._complete(key):
+                    absent.append(key)
+                continue
+            stem = key.rsplit(".", 1)[0]
+            with self._s3("list", key):
+                found = {o.object_name for o in self.client.list_objects(
+                    self.bucket, prefix=f"{stem}.", recursive=True)}
+            if not wanted <= found:
+                absent.append(key)
+        return absent
+
+    def digest(self, key: str) -> tuple[str, int]:
+        """sha256 and size of the stored bytes, streamed (nothing kept): what `verify` checks
+        against the sidecar."""
+        validate_key(key)
+        with self._s3("get", key):
+            length = self.client.stat_object(self.bucket, key).size
+            resp = self.client_for(length).get_object(self.bucket, key)
+            hasher = _Hasher(threaded=(length or 0) > _THREAD_HASH_MIN)
+            try:
+                for chunk in resp.stream(_CHUNK):
+                    hasher.update(chunk)
+            finally:
+                resp.close()
+                resp.release_conn()
+                hasher.close()
+            return hasher.hexdigest(), hasher.size
 
     def presigned_url(self, key: str, expires: timedelta = timedelta(hours=12)) -> str:
         """A GET URL anyone can use until it expires (for review pages and artifacts)."""
