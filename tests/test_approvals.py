@@ -149,14 +149,6 @@ def _wait(gate: str, timeout: float = 60) -> dict[str, str]:
     raise AssertionError(f"no run at {gate}")
 
 
-def _console(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The installed `reelflow` console script (whichever module it points at)."""
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "reelflow"), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def _paused_at(run_id: str) -> str:
     from prefect.client.orchestration import get_client
 
@@ -168,7 +160,7 @@ def _paused_at(run_id: str) -> str:
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reelflow.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -195,7 +187,7 @@ def test_approve_refuses_bad_answers_without_consuming_the_gate_and_picks_carry_
 
     with pytest.raises(AnswerError, match="^--reject a=: empty notes"):
         approve_run(run_id, rejects={"a": ""})
-    done = _console("approve", run_id, "--reject", "a=", env=env)
+    done = _cli("approve", run_id, "--reject", "a=", env=env)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.endswith('--reject a=: empty notes; say what to change (--reject a="warmer light")')
