@@ -1,4 +1,6 @@
-"""Approval gates: the points where a person decides before the next expensive stage.
+"""Approval gates, the flow's side: the points where a run waits for a person before the next
+expensive stage. The reviewer's side (answering, listing) is flows/reviewer.py; the forms both
+sides share are in flows/forms.py.
 
 Each gate is a typed form (a Prefect `RunInput`). A local run pauses and waits in-process; a
 deployed run suspends (the worker exits and the GPU is freed) and, on resume, re-runs from the top
@@ -9,72 +11,50 @@ when the stage's checks pass and waits for a person otherwise.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
-from uuid import UUID
+from typing import Any, TypeVar
 
+from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
-from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
-from pydantic import BaseModel, Field, ValidationError
+from prefect.logging import get_run_logger
+from pydantic import ValidationError
 
-from reelflow.render.decisions import AnswerError, GateSpec, check_answer, check_fields
+from flows.forms import (
+    FORMS,
+    GATE_TAG,
+    MAX_ATTEMPTS,
+    Approval,
+    ApprovalRecord,
+    ClipsReview,
+    Gate,
+    ImagesReview,
+    StoryboardReview,
+    pause_key,
+    spec_key,
+)
+from reelflow.errors import ReelflowError
+from reelflow.render.decisions import AnswerError, GateSpec, check_answer
 
-Approval = Literal["manual", "auto", "quality-gate"]
-Gate = Literal["storyboard", "images", "clips"]
+__all__ = [
+    "FORMS",
+    "Approval",
+    "ApprovalRecord",
+    "ClipsReview",
+    "Gate",
+    "GateGaveUp",
+    "ImagesReview",
+    "StoryboardReview",
+    "wait_for_review",
+]
 
 R = TypeVar("R", bound=RunInput)
 
 
-class StoryboardReview(RunInput):
-    """Approve the storyboard, choose one of its alternative versions, or ask for a revision."""
-
-    approve: bool = Field(True, description="false sends the notes back for a revision")
-    version: int = Field(0, ge=0, description="which alternative version to continue with")
-    notes: str = Field("", description="what to change (used when approve is false)")
-    reviewer: str = ""
-
-
-class ImagesReview(RunInput):
-    """Per shot: the chosen variant, or a rejection with notes (only those shots regenerate)."""
-
-    picks: dict[str, int] = Field(
-        default_factory=dict, description="shot id -> chosen variant number (default 0)"
-    )
-    reject: dict[str, str] = Field(
-        default_factory=dict, description="shot id -> notes; the shot is regenerated with them"
-    )
-    reviewer: str = ""
-
-
-class ClipsReview(RunInput):
-    """Per shot: approve (default) or regenerate with notes and/or a new seed."""
-
-    regenerate: dict[str, str] = Field(
-        default_factory=dict, description="shot id -> notes for the regenerated clip"
-    )
-    new_seeds: dict[str, int] = Field(
-        default_factory=dict, description="shot id -> seed for the regenerated clip"
-    )
-    reviewer: str = ""
-
-
-FORMS: dict[str, type[RunInput]] = {
-    "storyboard": StoryboardReview,
-    "images": ImagesReview,
-    "clips": ClipsReview,
-}
-
-
-class ApprovalRecord(BaseModel):
-    """One decision, as the run manifest keeps it: who, when, what."""
-
-    gate: Gate
-    round: int
-    policy: Approval
-    reviewer: str
-    decided_at: datetime
-    decision: dict[str, Any]
+class GateGaveUp(ReelflowError):
+    """A gate round that got MAX_ATTEMPTS invalid answers in a row: the run fails, in one line."""
 
 
 def poll_interval() -> int:
@@ -91,22 +71,13 @@ def _is_deployed_run() -> bool:
     return bool(flow_run and flow_run.deployment_id)
 
 
-def spec_key(pause_key: str) -> str:
-    """The flow run input that holds the :class:`GateSpec` of the pause ``pause_key``."""
-    return f"{pause_key}-reelflow-spec"
-
-
 def _announce_gate(key: str, spec: GateSpec | None = None) -> None:
-    """Label the run with the gate it is about to wait at (`reelflow.gate`, and
-    `reelflow.project`): the Paused and Suspended events carry no pause key, and the gate
-    notification (deployments/automations.py) and `reelflow pending` read these labels. The
-    gate's spec (shots, variant counts, defaults) is saved as a run input for `reelflow approve`,
-    and the command to run next is printed where the person who started the run sees it."""
-    import sys
-
-    from prefect.client.orchestration import get_client
-    from prefect.logging import get_run_logger
-
+    """Tag the run as reelflow's (`reelflow pending` filters on the tag on the server) and label
+    it with the gate it is about to wait at (`reelflow.gate`, and `reelflow.project`): the Paused
+    and Suspended events carry no pause key, and the gate notification
+    (deployments/automations.py) and `reelflow pending` read these labels. The gate's spec
+    (shots, variant counts, defaults) is saved as a run input for `reelflow approve`, and the
+    command to run next is printed where the person who started the run sees it."""
     flow_run = getattr(get_run_context(), "flow_run", None)
     if flow_run is None:
         return
@@ -114,6 +85,9 @@ def _announce_gate(key: str, spec: GateSpec | None = None) -> None:
     if spec is not None and spec.project:
         labels["reelflow.project"] = spec.project
     with get_client(sync_client=True) as client:
+        tags = client.read_flow_run(flow_run.id).tags or []
+        if GATE_TAG not in tags:
+            client.update_flow_run(flow_run.id, tags=[*tags, GATE_TAG])
         client.update_flow_run_labels(flow_run.id, labels)
         if spec is not None:
             try:  # a resumed (re-run) flow publishes the same pause again
@@ -127,6 +101,14 @@ def _announce_gate(key: str, spec: GateSpec | None = None) -> None:
         )
         get_run_logger().info(line)
         print(f"\n{line}\n", file=sys.stderr, flush=True)
+
+
+def _why(exc: ValidationError | AnswerError) -> str:
+    if isinstance(exc, AnswerError):
+        return str(exc)
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
 
 
 def wait_for_review(
@@ -143,7 +125,8 @@ def wait_for_review(
     """Block (or suspend) until a reviewer answers the gate's form; auto policies answer at once.
 
     ``spec`` (the shots and variant counts on the table) is published for `reelflow approve` to
-    check answers against, and answers from the UI that do not fit it are asked again.
+    check answers against, and answers from the UI that do not fit it are asked again, under a
+    new pause key each time (at most MAX_ATTEMPTS; then :class:`GateGaveUp` fails the run).
     """
     if spec is not None:
         spec = spec.model_copy(update={"defaults": {**spec.defaults, **defaults}})
@@ -151,9 +134,13 @@ def wait_for_review(
         answer = form(**defaults)
         reviewer = policy
     else:
-        key = f"{gate}-{round_}"
-        request = form.with_initial_data(description=description, **defaults)
-        while True:
+        why = ""
+        for attempt in range(MAX_ATTEMPTS):
+            key = pause_key(gate, round_, attempt)
+            shown = description
+            if why:
+                shown = f"**The last answer was invalid:** {why}\n\n{description}"
+            request = form.with_initial_data(description=shown, **defaults)
             _announce_gate(key, spec)
             try:
                 if _is_deployed_run():
@@ -171,9 +158,12 @@ def wait_for_review(
                     check_answer(spec, answer.model_dump(mode="json", exclude={"metadata"}))
                 break
             except (ValidationError, AnswerError) as exc:  # checked after the resume: ask again
-                key = f"{key}-retry"
-                why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-                description = f"**The last answer was invalid:** {why}\n\n" + description
+                why = _why(exc)
+        else:
+            raise GateGaveUp(
+                f"the {gate} gate (round {round_}) got {MAX_ATTEMPTS} invalid answers in a row; "
+                f"the last: {why}"
+            )
         reviewer = getattr(answer, "reviewer", "") or "unknown"
     record = ApprovalRecord(
         gate=gate,
@@ -186,115 +176,11 @@ def wait_for_review(
     return answer, record
 
 
-# -- the reviewer's side (CLI) -----------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """`flows.gates.approve_run` / `pending_runs` moved to flows/reviewer.py; the CLI still
+    imports them from here until it is moved into its own package (then delete this)."""
+    if name in ("approve_run", "pending_runs"):
+        from flows import reviewer
 
-
-def _waiting_gate(flow_run: Any) -> str:
-    state = flow_run.state
-    if state is None or not state.is_paused():
-        name = state.name if state else "unknown"
-        raise LookupError(f"run {flow_run.id} is not waiting for approval (state: {name})")
-    key = state.state_details.pause_key or ""
-    gate = key.split("-", 1)[0]
-    if gate not in FORMS:
-        raise LookupError(f"run {flow_run.id} is paused at '{key}', which is not a reelflow gate")
-    return gate
-
-
-def _read_spec(client: Any, flow_run: Any) -> GateSpec | None:
-    key = flow_run.state.state_details.pause_key or ""
-    try:
-        return GateSpec.model_validate_json(client.read_flow_run_input(flow_run.id, spec_key(key)))
-    except Exception:  # noqa: BLE001 - runs paused by an older reelflow publish no spec
-        return None
-
-
-def approve_run(
-    run_id: str,
-    *,
-    picks: dict[str, int] | None = None,
-    rejects: dict[str, str] | None = None,
-    new_seeds: dict[str, int] | None = None,
-    notes: str = "",
-    version: int | None = None,
-    reviewer: str = "",
-) -> str:
-    """Resume a paused run with the answer for whichever gate it waits at; returns the gate.
-
-    The answer is checked against the gate's published spec first (options this gate takes,
-    shot ids, variant ranges): a bad answer raises :class:`AnswerError` and the run keeps
-    waiting at the same gate. Picks not given keep the form's defaults (earlier rounds' picks).
-    """
-    from prefect.client.orchestration import get_client
-
-    try:
-        flow_run_id = UUID(run_id)
-    except ValueError:
-        raise AnswerError(f"'{run_id}' is not a flow run id") from None
-    with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(flow_run_id)
-        gate = _waiting_gate(flow_run)
-        spec = _read_spec(client, flow_run)
-    given: dict[str, Any] = {
-        "picks": picks or {},
-        "regenerate" if gate == "clips" else "reject": rejects or {},
-        "new_seeds": new_seeds or {},
-        "notes": notes,
-        "version": version,
-    }
-    given = {k: v for k, v in given.items() if v not in (None, "", {})}
-    if spec is None:  # a run paused by an older reelflow: only the fields can be checked
-        check_fields(gate, given)
-    else:
-        check_answer(spec, given)
-    answer: dict[str, Any]
-    if gate == "storyboard":
-        answer = {"approve": not notes, "notes": notes, "version": version or 0}
-    elif gate == "images":
-        carried = dict((spec.defaults.get("picks") if spec else None) or {})
-        answer = {"picks": {**carried, **(picks or {})}, "reject": rejects or {}}
-    else:
-        answer = {"regenerate": rejects or {}, "new_seeds": new_seeds or {}}
-    answer["reviewer"] = reviewer
-    FORMS[gate].model_validate(answer)  # fail here, with the CLI's message, not in the flow
-    resume_flow_run(flow_run_id, run_input=answer)
-    return gate
-
-
-def pending_runs() -> list[dict[str, str]]:
-    """Runs that wait at a gate, newest first: id, project, gate and how long they have waited."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=dict(name=FlowRunFilterStateName(any_=["Paused", "Suspended"]))
-            )
-        )
-    now = datetime.now(UTC)
-    out = []
-    for run in runs:
-        key = run.state.state_details.pause_key if run.state else ""
-        labels = run.labels or {}
-        since = run.state.timestamp if run.state else None
-        out.append(
-            {
-                "id": str(run.id),
-                "name": run.name,
-                "project": str(labels.get("reelflow.project") or run.name),
-                "gate": key or "?",
-                "age": _age((now - since).total_seconds()) if since else "?",
-            }
-        )
-    return out
-
-
-def _age(seconds: float) -> str:
-    if seconds < 60:
-        return f"{int(seconds)}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600)}h"
+        return getattr(reviewer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

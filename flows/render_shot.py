@@ -91,11 +91,19 @@ def tiny_model_names(board: Storyboard, profile: RenderProfile) -> list[str] | N
 def fan_out(work: list[dict[str, Any]], *, label: str) -> list[ShotOutput]:
     """One render-shot deployment run per item, all at once on the `gpu` pool; wait for all.
 
-    A shot run that ends Crashed (its worker or machine died; the crashed-run automation marks
-    it) is re-submitted, up to MAX_RESUBMITS times, and another worker takes it. Raises when a
-    shot run does not complete (its state message says why).
+    The wait asks the server one question per poll (which of these runs have ended?), not one
+    per run. A shot run that ends Crashed (its worker or machine died; the crashed-run
+    automation marks it) is re-submitted, up to MAX_RESUBMITS times, and another worker takes
+    it. Raises when a shot run does not complete (its state message says why).
     """
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import TERMINAL_STATES
     from prefect.deployments import run_deployment
 
     logger = get_run_logger()
@@ -105,31 +113,36 @@ def fan_out(work: list[dict[str, Any]], *, label: str) -> list[ShotOutput]:
     def submit(params: dict[str, Any]) -> Any:
         return run_deployment(DEPLOYMENT, parameters=params, timeout=0, as_subflow=True)
 
-    runs = [submit(params) for params in work]
-    resubmits = [0] * len(runs)
-    total = len(runs)
+    waiting = {submit(params).id: i for i, params in enumerate(work)}  # run id -> work index
+    resubmits = [0] * len(work)
+    total = len(work)
     artifact_id = create_progress_artifact(
         0.0, description=f"{label}: {total} shot runs on the gpu pool"
     )
     finished: dict[int, Any] = {}
     with get_client(sync_client=True) as client:
-        while len(finished) < total:
-            for i, run in enumerate(runs):
-                if i in finished:
-                    continue
-                current = client.read_flow_run(run.id)
-                if not (current.state and current.state.is_final()):
-                    continue
+        while waiting:
+            ended = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=list(waiting)),
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=list(TERMINAL_STATES))
+                    ),
+                )
+            )  # at most a page of them: the rest come with the next poll
+            for current in ended:
+                i = waiting.pop(current.id)
                 if current.state.is_crashed() and resubmits[i] < MAX_RESUBMITS:
-                    runs[i] = submit(work[i])
+                    again = submit(work[i])
+                    waiting[again.id] = i
                     resubmits[i] += 1
                     logger.warning("%s: %s crashed (%s); re-submitted as %s", label,
-                                   current.name, current.state.message, runs[i].name)
+                                   current.name, current.state.message, again.name)
                     continue
                 finished[i] = current
                 logger.info("%s: %s %s", label, current.name, current.state.name)
                 update_progress_artifact(artifact_id, 100.0 * len(finished) / total)
-            if len(finished) < total:
+            if waiting and not ended:  # after progress, ask again at once: a page may be full
                 time.sleep(POLL_SECONDS)
     failed = [r for r in finished.values() if not r.state.is_completed()]
     if failed:

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -28,6 +29,8 @@ SPEC = GateSpec(gate="images", project="春", shots={"a": 2, "b": 2, "c": 3})
         ({"reject": {"zz": "x"}}, "--reject zz: no such shot"),
         ({"new_seeds": {"a": 3}}, "--new-seed is not taken at the images gate"),
         ({"notes": "x"}, "--notes is not taken at the images gate (it takes --pick, --reject)"),
+        ({"reject": {"a": ""}}, '--reject a=: empty notes; say what to change (--reject a="'),
+        ({"reject": {"a": " \n"}}, "--reject a=: empty notes"),
     ],
 )
 def test_answers_that_do_not_fit_the_gate_are_refused(answer: dict, message: str) -> None:
@@ -44,6 +47,42 @@ def test_answers_that_fit_pass_and_other_gates_check_their_own_fields() -> None:
         check_answer(clips, {"picks": {"a": 0}})
     with pytest.raises(AnswerError, match="--version 3: out of range"):
         check_answer(GateSpec(gate="storyboard", versions=2), {"version": 3})
+
+
+def test_empty_notes_are_refused_where_notes_are_what_the_option_means() -> None:
+    clips = GateSpec(gate="clips", shots={"a": 1})
+    with pytest.raises(AnswerError, match="--reject a=: empty notes.*--new-seed a=SEED"):
+        check_answer(clips, {"regenerate": {"a": "  "}, "new_seeds": {"a": 9}})
+    check_answer(clips, {"new_seeds": {"a": 9}})  # a new seed alone needs no notes
+    storyboard = GateSpec(gate="storyboard")
+    for revision in ({"approve": False, "notes": ""}, {"approve": False}, {"notes": "   "}):
+        with pytest.raises(AnswerError, match="^--notes: empty; a revision needs notes"):
+            check_answer(storyboard, revision)
+    check_answer(storyboard, {"approve": True, "notes": ""})
+    check_answer(storyboard, {"approve": False, "notes": "more snow"})
+
+
+def test_the_forms_refuse_blank_notes_in_their_schema() -> None:
+    """The Prefect server checks a UI answer against the form's JSON schema before resuming."""
+    from pydantic import ValidationError
+
+    from flows.forms import ClipsReview, ImagesReview
+
+    assert ImagesReview(reject={"a": " warmer "}).reject == {"a": " warmer "}
+    for form, field in ((ImagesReview, "reject"), (ClipsReview, "regenerate")):
+        with pytest.raises(ValidationError):
+            form(**{field: {"a": " "}})
+        schema = form.model_json_schema()["properties"][field]["additionalProperties"]
+        assert schema["pattern"] == r"\S"
+
+
+def test_pause_keys_are_bounded_and_name_their_gate_and_round() -> None:
+    from flows.forms import MAX_ATTEMPTS, gate_of, pause_key, round_of
+
+    keys = [pause_key("images", 2, attempt) for attempt in range(MAX_ATTEMPTS)]
+    assert keys[:2] == ["images-2", "images-2-retry1"]
+    assert max(len(k) for k in keys) == len(f"images-2-retry{MAX_ATTEMPTS - 1}")
+    assert {gate_of(k) for k in keys} == {"images"} and {round_of(k) for k in keys} == {"images-2"}
 
 
 def test_picks_of_earlier_rounds_survive_except_for_regenerated_shots() -> None:
@@ -92,11 +131,14 @@ def _toy_flow(result: dict[str, Any]) -> None:
             earlier, regenerated = {**picks, **answer.picks}, set(answer.reject)
         return {s: answer.picks.get(s, picks[s]) for s in counts}
 
-    result["picks"] = gate_toy()
+    try:
+        result["picks"] = gate_toy()
+    except Exception as exc:  # noqa: BLE001 - the test reads it
+        result["error"] = exc
 
 
 def _wait(gate: str, timeout: float = 60) -> dict[str, str]:
-    from flows.gates import pending_runs
+    from flows.reviewer import pending_runs
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,6 +147,15 @@ def _wait(gate: str, timeout: float = 60) -> dict[str, str]:
                 return run
         time.sleep(0.5)
     raise AssertionError(f"no run at {gate}")
+
+
+def _paused_at(run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run_id)).state
+    assert state is not None and state.is_paused(), state
+    return state.state_details.pause_key or ""
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -131,6 +182,16 @@ def test_approve_refuses_bad_answers_without_consuming_the_gate_and_picks_carry_
         assert _wait("images-1")["id"] == run_id  # still waiting at the same gate
     listed = _cli("pending", env=env).stdout
     assert f"{run_id}  春日短片  waiting at images-1 for " in listed
+    # an empty rejection: refused in one line by the reviewer client and the CLI alike
+    from flows.reviewer import approve_run
+
+    with pytest.raises(AnswerError, match="^--reject a=: empty notes"):
+        approve_run(run_id, rejects={"a": ""})
+    done = _cli("approve", run_id, "--reject", "a=", env=env)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith('--reject a=: empty notes; say what to change (--reject a="warmer light")')
+    assert _wait("images-1")["id"] == run_id and _paused_at(run_id) == "images-1"
     # round 1: reject a, pick b=1; round 2: approve without picks -> b stays 1
     done = _cli("approve", run_id, "--reject", "a=warmer", "--pick", "b=1", env=env)
     assert done.returncode == 0, done.stderr
@@ -139,3 +200,67 @@ def test_approve_refuses_bad_answers_without_consuming_the_gate_and_picks_carry_
     assert done.returncode == 0, done.stderr
     thread.join(timeout=60)
     assert result["picks"] == {"a": 0, "b": 1}
+
+
+def _wait_key(run_id: str, key: str, timeout: float = 60) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(UUID(run_id)).state
+            if state and state.is_paused() and state.state_details.pause_key == key:
+                return
+            time.sleep(0.3)
+    raise AssertionError(f"run {run_id} never paused at {key}")
+
+
+def test_ui_answers_empty_notes_refused_invalid_ones_asked_again_under_bounded_keys(
+    prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers as the UI sends them (straight to the server): an empty rejection is refused by
+    the server against the form's schema; one that fits the schema but not the gate is asked
+    again under the next numbered key, and the round gives up after MAX_ATTEMPTS."""
+    from prefect import flow
+    from prefect.context import get_run_context
+    from prefect.flow_runs import pause_flow_run, resume_flow_run
+
+    from flows.reviewer import pending_runs
+
+    os.environ["REELFLOW_POLL_INTERVAL"] = "1"
+    monkeypatch.setattr("flows.gates.MAX_ATTEMPTS", 2)
+    foreign: dict[str, str] = {}
+
+    @flow(name="not-reelflow")
+    def not_reelflow() -> None:
+        foreign["id"] = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+        pause_flow_run(key="foreign", timeout=120, poll_interval=1)
+
+    other = threading.Thread(target=not_reelflow, daemon=True)
+    other.start()
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=_toy_flow, args=(result,), daemon=True)
+    thread.start()
+    run_id = _wait("images-1")["id"]
+    deadline = time.monotonic() + 60
+    while "id" not in foreign and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _wait_key(foreign["id"], "foreign")
+    # `pending` lists reelflow's runs only: the other paused run is filtered out on the server
+    listed = {run["id"] for run in pending_runs()}
+    assert run_id in listed and foreign["id"] not in listed
+
+    with pytest.raises(RuntimeError):  # the server checks the form's schema: blank notes
+        resume_flow_run(UUID(run_id), run_input={"picks": {}, "reject": {"a": " "}})
+    assert _paused_at(run_id) == "images-1"
+
+    resume_flow_run(UUID(run_id), run_input={"picks": {}, "reject": {"zz": "warmer"}})
+    _wait_key(run_id, "images-1-retry1")
+    assert [r["gate"] for r in pending_runs() if r["id"] == run_id] == ["images-1"]
+    resume_flow_run(UUID(run_id), run_input={"picks": {}, "reject": {"zz": "warmer"}})
+    thread.join(timeout=60)
+    assert str(result.get("error")).startswith(
+        "the images gate (round 1) got 2 invalid answers in a row; the last: --reject zz: no such"
+    ), result
+    resume_flow_run(UUID(foreign["id"]))
+    other.join(timeout=60)

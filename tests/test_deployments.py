@@ -110,7 +110,7 @@ def test_deploy_is_idempotent(ops: OpsStack) -> None:
 @pytest.fixture(scope="module")
 def manual_run(ops: OpsStack, hook: WebhookReceiver) -> dict[str, Any]:
     """A manual produce-video run walked through its three gates, as a director would."""
-    from flows.gates import approve_run
+    from flows.reviewer import approve_run
 
     run_id = _trigger({"storyboard": board("ops-film"), "approval": "manual", "profile": "test"})
     suspended = wait_for_gate(run_id, "storyboard-1", ops)

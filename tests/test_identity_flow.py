@@ -131,8 +131,8 @@ def test_quality_gate_stops_on_identity_and_passes_a_reachable_threshold(
 ) -> None:
     from test_produce_video import _run_logs
 
-    from flows.gates import approve_run, pending_runs
     from flows.produce_video import produce_video
+    from flows.reviewer import approve_run, pending_runs
 
     # reachable: passes unattended, nothing new rendered
     state = produce_video(storyboard=STORYBOARD, approval="quality-gate", profile="test",

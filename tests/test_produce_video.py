@@ -182,7 +182,7 @@ def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:
 
 
 def _wait_for_gate(run_id_holder: dict[str, str], gate: str, timeout: float = 240) -> str:
-    from flows.gates import pending_runs
+    from flows.reviewer import pending_runs
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,7 +206,7 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     from pydantic import SecretStr
 
     from blocks.llm_endpoint import LLMEndpoint
-    from flows.gates import approve_run
+    from flows.reviewer import approve_run
     from tests.support.chat_server import ChatServer, Reply, Request
 
     board = tmp_path / "tiny.yaml"

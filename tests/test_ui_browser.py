@@ -83,7 +83,7 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
 ) -> None:
     from prefect.deployments import run_deployment
 
-    from flows.gates import approve_run
+    from flows.reviewer import approve_run
 
     DOCS.mkdir(exist_ok=True)
     run_id = _off_loop(

@@ -238,7 +238,7 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
         LogFilterFlowRunId,
     )
 
-    from flows.gates import approve_run
+    from flows.reviewer import approve_run
 
     brief = make_brief("last-light-manual")
     brief_file = tmp_path / "brief.yaml"
@@ -516,7 +516,7 @@ def test_offline_notes_are_recorded_and_the_reviewer_is_told(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.gates import approve_run
+    from flows.reviewer import approve_run
 
     brief_file = tmp_path / "brief.yaml"
     brief_file.write_text(yaml.safe_dump(make_brief("last-light-notes").model_dump(mode="json")),

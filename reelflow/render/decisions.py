@@ -74,7 +74,8 @@ def _shots(spec: GateSpec, values: Iterable[str], option: str) -> None:
 
 
 def check_fields(gate: str, answer: Mapping[str, Any]) -> None:
-    """Raise :class:`AnswerError` for a non-empty field that ``gate`` does not take."""
+    """Raise :class:`AnswerError` for a non-empty field that ``gate`` does not take, or for
+    empty notes given where notes are what the option means."""
     options = GATE_OPTIONS[gate]
     for name, value in answer.items():
         if name in ("reviewer", "metadata") or not value:
@@ -85,6 +86,32 @@ def check_fields(gate: str, answer: Mapping[str, Any]) -> None:
             )
             takes = ", ".join(o for o in options.values() if o) or "no options"
             raise AnswerError(f"{option} is not taken at the {gate} gate (it takes {takes})")
+    _check_notes(gate, answer)
+
+
+def _check_notes(gate: str, answer: Mapping[str, Any]) -> None:
+    """Raise :class:`AnswerError` for empty notes where notes are what the option means: a
+    rejection or regeneration says what to change, and so does a storyboard revision."""
+    options = GATE_OPTIONS[gate]
+    for name in ("reject", "regenerate"):
+        if name not in options:
+            continue
+        for shot, notes in (answer.get(name) or {}).items():
+            if not str(notes).strip():
+                instead = (
+                    f"; or --new-seed {shot}=SEED for a new seed alone" if gate == "clips" else ""
+                )
+                raise AnswerError(
+                    f'{options[name]} {shot}=: empty notes; say what to change '
+                    f'({options[name]} {shot}="warmer light"{instead})'
+                )
+    notes = answer.get("notes")
+    if gate == "storyboard" and (answer.get("approve") is False or notes):
+        if not str(notes or "").strip():
+            raise AnswerError(
+                "--notes: empty; a revision needs notes that say what to change "
+                "(leave --notes out to approve)"
+            )
 
 
 def check_answer(spec: GateSpec, answer: Mapping[str, Any]) -> None:

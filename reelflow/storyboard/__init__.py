@@ -1,7 +1,6 @@
 """The storyboard: the contract (models), loading with file:line errors, prompts, characters."""
 
 from reelflow.storyboard.loading import (
-    StoryboardError,
     json_schema,
     load_storyboard,
     parse_storyboard,
@@ -28,6 +27,7 @@ from reelflow.storyboard.model import (
     StyleLock,
     Transition,
 )
+from reelflow.storyboard.problems import StoryboardError
 
 __all__ = [
     "Angle", "Camera", "Caption", "Character", "FrameRef", "HexColor", "InpaintRegion",

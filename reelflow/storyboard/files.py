@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from reelflow.errors import InputError
+from reelflow.storyboard import yamlsafe
 from reelflow.storyboard.model import Storyboard
+from reelflow.storyboard.problems import StoryboardError, problem_lines
 
 ALLOWED_DIRS_ENV = "REELFLOW_ALLOWED_DIRS"
 MODELS_PREFIX = "@models/"
@@ -151,9 +153,6 @@ def check_references(
     """Raise StoryboardError listing every reference that is outside, missing or not allowed.
 
     `base_dir` None means the storyboard came from the bucket (or inline): only project keys."""
-    from reelflow.storyboard import yamlsafe
-    from reelflow.storyboard.loading import StoryboardError, _format_path
-
     problems: list[tuple[tuple[Any, ...], str]] = []
     for ref in references(storyboard):
         try:
@@ -170,10 +169,4 @@ def check_references(
     if not problems:
         return
     lines = yamlsafe.line_index(yamlsafe.compose(text, source))
-    out = []
-    for loc, message in problems:
-        probe = loc
-        while probe and probe not in lines:
-            probe = probe[:-1]
-        out.append(f"{source}:{lines.get(probe, 1)} {_format_path(loc)}: {message}")
-    raise StoryboardError(out)
+    raise StoryboardError(problem_lines(problems, lines, source))

@@ -8,27 +8,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reelflow.errors import InputError
 from reelflow.storyboard import yamlsafe
+from reelflow.storyboard.files import check_references
 from reelflow.storyboard.model import Storyboard
+from reelflow.storyboard.problems import StoryboardError, problem_lines
 
-
-class StoryboardError(InputError, ValueError):
-    """Every problem in a storyboard file, one line each: `file:line field.path: message`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-def _format_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(root)"
+__all__ = [
+    "StoryboardError",
+    "decode_storyboard",
+    "json_schema",
+    "load_storyboard",
+    "parse_storyboard",
+    "save_storyboard",
+]
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -74,17 +66,10 @@ def parse_storyboard(text: str, source: str = "<storyboard>") -> Storyboard:
     try:
         return Storyboard.model_validate(data)
     except ValidationError as exc:
-        lines = yamlsafe.line_index(root)
-        problems = []
-        for error in exc.errors():
-            loc = _error_location(error)
-            # walk up until a path with a known line (missing keys have none of their own)
-            probe = loc
-            while probe and probe not in lines:
-                probe = probe[:-1]
-            line = lines.get(probe, 1)
-            problems.append(f"{source}:{line} {_format_path(loc)}: {_message(error)}")
-        raise StoryboardError(problems) from None
+        problems = [(_error_location(error), _message(error)) for error in exc.errors()]
+        raise StoryboardError(
+            problem_lines(problems, yamlsafe.line_index(root), source)
+        ) from None
 
 
 def decode_storyboard(data: bytes, source: str) -> str:
@@ -107,8 +92,6 @@ def load_storyboard(path: str | Path, *, check_files: bool = True) -> Storyboard
     text = decode_storyboard(data, path.name)
     storyboard = parse_storyboard(text, source=path.name)
     if check_files:
-        from reelflow.storyboard.files import check_references
-
         check_references(storyboard, text, path.name, base_dir=path.resolve().parent)
     return storyboard
 

@@ -1,0 +1,156 @@
+"""Approval gates, the reviewer's side: answering a waiting run and listing the runs that wait.
+
+It runs in the reviewer's process (`reelflow approve` / `reelflow pending`), not in the flow; the
+flow's side is flows/gates.py and the forms both share are in flows/forms.py. Answers are checked
+here, against the spec the flow published, before the run resumes: a bad answer never consumes
+the gate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateName,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.flow_runs import resume_flow_run
+from pydantic import ValidationError
+
+from flows.forms import FORMS, GATE_TAG, gate_of, round_of, spec_key
+from reelflow.render.decisions import (
+    GATE_OPTIONS,
+    AnswerError,
+    GateSpec,
+    check_answer,
+    check_fields,
+)
+
+__all__ = ["approve_run", "pending_runs"]
+
+
+def _waiting_gate(flow_run: Any) -> str:
+    state = flow_run.state
+    if state is None or not state.is_paused():
+        name = state.name if state else "unknown"
+        raise LookupError(f"run {flow_run.id} is not waiting for approval (state: {name})")
+    key = state.state_details.pause_key or ""
+    gate = gate_of(key)
+    if gate not in FORMS:
+        raise LookupError(f"run {flow_run.id} is paused at '{key}', which is not a reelflow gate")
+    return gate
+
+
+def _read_spec(client: Any, flow_run: Any) -> GateSpec | None:
+    key = flow_run.state.state_details.pause_key or ""
+    try:
+        return GateSpec.model_validate_json(client.read_flow_run_input(flow_run.id, spec_key(key)))
+    except Exception:  # noqa: BLE001 - runs paused by an older reelflow publish no spec
+        return None
+
+
+def _form_error(gate: str, exc: ValidationError) -> AnswerError:
+    """The form's refusal in one line, named by the CLI option that sets the field."""
+    error = exc.errors()[0]
+    field, *rest = error["loc"] or ("?",)
+    option = GATE_OPTIONS[gate].get(str(field)) or str(field)
+    where = " ".join([option, *(str(part) for part in rest)])
+    return AnswerError(f"{where}: {error['msg']}")
+
+
+def approve_run(
+    run_id: str,
+    *,
+    picks: dict[str, int] | None = None,
+    rejects: dict[str, str] | None = None,
+    new_seeds: dict[str, int] | None = None,
+    notes: str = "",
+    version: int | None = None,
+    reviewer: str = "",
+) -> str:
+    """Resume a paused run with the answer for whichever gate it waits at; returns the gate.
+
+    The answer is checked against the gate's published spec first (options this gate takes,
+    shot ids, variant ranges, notes that say something): a bad answer raises
+    :class:`AnswerError` (one line) and the run keeps waiting at the same gate. Picks not given
+    keep the form's defaults (earlier rounds' picks). ``notes`` empty means "approve" at the
+    storyboard gate; blank notes (only spaces) are refused.
+    """
+    try:
+        flow_run_id = UUID(run_id)
+    except ValueError:
+        raise AnswerError(f"'{run_id}' is not a flow run id") from None
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        gate = _waiting_gate(flow_run)
+        spec = _read_spec(client, flow_run)
+    given: dict[str, Any] = {
+        "picks": picks or {},
+        "regenerate" if gate == "clips" else "reject": rejects or {},
+        "new_seeds": new_seeds or {},
+        "notes": notes,
+        "version": version,
+    }
+    given = {k: v for k, v in given.items() if v not in (None, "", {})}
+    if spec is None:  # a run paused by an older reelflow: only the fields can be checked
+        check_fields(gate, given)
+    else:
+        check_answer(spec, given)
+    answer: dict[str, Any]
+    if gate == "storyboard":
+        answer = {"approve": not notes, "notes": notes, "version": version or 0}
+    elif gate == "images":
+        carried = dict((spec.defaults.get("picks") if spec else None) or {})
+        answer = {"picks": {**carried, **(picks or {})}, "reject": rejects or {}}
+    else:
+        answer = {"regenerate": rejects or {}, "new_seeds": new_seeds or {}}
+    answer["reviewer"] = reviewer
+    try:  # fail here, with the CLI's message, not in the flow
+        FORMS[gate].model_validate(answer)
+    except ValidationError as exc:
+        raise _form_error(gate, exc) from None
+    resume_flow_run(flow_run_id, run_input=answer)
+    return gate
+
+
+def pending_runs() -> list[dict[str, str]]:
+    """reelflow's runs that wait at a gate, newest first: id, project, gate and how long they
+    have waited. The server filters: paused or suspended, and tagged by a reelflow gate."""
+    waiting = FlowRunFilter(
+        state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Paused", "Suspended"])),
+        tags=FlowRunFilterTags(all_=[GATE_TAG]),
+    )
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=waiting, sort=FlowRunSort.START_TIME_DESC)
+    now = datetime.now(UTC)
+    out = []
+    for run in runs:
+        key = run.state.state_details.pause_key if run.state else ""
+        labels = run.labels or {}
+        since = run.state.timestamp if run.state else None
+        out.append(
+            {
+                "id": str(run.id),
+                "name": run.name,
+                "project": str(labels.get("reelflow.project") or run.name),
+                "gate": round_of(key) if key else "?",
+                "age": _age((now - since).total_seconds()) if since else "?",
+            }
+        )
+    return out
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600)}h"
