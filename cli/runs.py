@@ -101,7 +101,7 @@ def approve(run_id: str, pick: tuple[tuple[str, int], ...], reject: tuple[tuple[
             new_seed: tuple[tuple[str, int], ...], notes: str, version: int | None,
             reviewer: str) -> int:
     use_local_stack()
-    from flows.gates import approve_run
+    from flows.reviewer import approve_run
 
     try:
         gate = approve_run(run_id, picks=dict(pick), rejects=dict(reject),
@@ -122,7 +122,7 @@ def approve(run_id: str, pick: tuple[tuple[str, int], ...], reject: tuple[tuple[
 @click.command(cls=PrefectCommand, help="list runs waiting for approval")
 def pending() -> int:
     use_local_stack()
-    from flows.gates import pending_runs
+    from flows.reviewer import pending_runs
 
     runs = pending_runs()
     if not runs:

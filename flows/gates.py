@@ -174,13 +174,3 @@ def wait_for_review(
         decision=answer.model_dump(mode="json", exclude={"metadata"}),
     )
     return answer, record
-
-
-def __getattr__(name: str) -> Any:
-    """`flows.gates.approve_run` / `pending_runs` moved to flows/reviewer.py; the CLI still
-    imports them from here until it is moved into its own package (then delete this)."""
-    if name in ("approve_run", "pending_runs"):
-        from flows import reviewer
-
-        return getattr(reviewer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,11 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "reelflow"
 OUTSIDE = ("prefect", "flows", "tasks", "blocks", "deployments", "cli")
 
-# Import cycles known when this test was written, each to be removed once it is broken:
-# storyboard/files.py <-> storyboard/loading.py (a function-level import) is being broken on
-# the `gates` branch (issue 21, item 4). After that merge this list must be empty.
-KNOWN_CYCLES: list[set[str]] = [{"reelflow.storyboard.files", "reelflow.storyboard.loading"}]
-
 CHECK = f"""
 import importlib, pkgutil, sys
 import reelflow
@@ -122,5 +117,5 @@ def test_core_import_graph_has_no_cycles() -> None:
     graph = {name: {module for _, module in _imports(name, path) if module in MODULES} - {name}
              for name, path in MODULES.items()}
     assert sum(map(len, graph.values())) > 100  # the graph was read, not left empty
-    new = [sorted(cycle) for cycle in _cycles(graph) if cycle not in KNOWN_CYCLES]
-    assert new == [], f"import cycles in the core: {new}"
+    cycles = [sorted(cycle) for cycle in _cycles(graph)]
+    assert cycles == [], f"import cycles in the core: {cycles}"
