@@ -93,12 +93,12 @@ def _download(result, folder: Path) -> None:  # type: ignore[no-untyped-def]
               help="images/clips gate: regenerate this shot with these notes")
 @click.option("--new-seed", multiple=True, type=ShotValue(int), metavar="SHOT=SEED",
               help="clips gate: regenerate this shot with another seed")
-@click.option("--notes", default="", help="storyboard gate: notes for a revision")
+@click.option("--notes", help="storyboard gate: notes for a revision (none: approve)")
 @click.option("--version", type=WHOLE, help="storyboard gate: the version chosen")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "reviewer"),
               show_default=False, help="who decides (default: $USER)")
 def approve(run_id: str, pick: tuple[tuple[str, int], ...], reject: tuple[tuple[str, str], ...],
-            new_seed: tuple[tuple[str, int], ...], notes: str, version: int | None,
+            new_seed: tuple[tuple[str, int], ...], notes: str | None, version: int | None,
             reviewer: str) -> int:
     use_local_stack()
     from flows.reviewer import approve_run

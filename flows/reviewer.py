@@ -70,7 +70,7 @@ def approve_run(
     picks: dict[str, int] | None = None,
     rejects: dict[str, str] | None = None,
     new_seeds: dict[str, int] | None = None,
-    notes: str = "",
+    notes: str | None = None,
     version: int | None = None,
     reviewer: str = "",
 ) -> str:
@@ -79,8 +79,8 @@ def approve_run(
     The answer is checked against the gate's published spec first (options this gate takes,
     shot ids, variant ranges, notes that say something): a bad answer raises
     :class:`AnswerError` (one line) and the run keeps waiting at the same gate. Picks not given
-    keep the form's defaults (earlier rounds' picks). ``notes`` empty means "approve" at the
-    storyboard gate; blank notes (only spaces) are refused.
+    keep the form's defaults (earlier rounds' picks). No ``notes`` means "approve" at the
+    storyboard gate; empty or blank notes are refused (they ask for a revision of nothing).
     """
     try:
         flow_run_id = UUID(run_id)
@@ -97,14 +97,14 @@ def approve_run(
         "notes": notes,
         "version": version,
     }
-    given = {k: v for k, v in given.items() if v not in (None, "", {})}
+    given = {k: v for k, v in given.items() if v not in (None, {})}
     if spec is None:  # a run paused by an older reelflow: only the fields can be checked
         check_fields(gate, given)
     else:
         check_answer(spec, given)
     answer: dict[str, Any]
     if gate == "storyboard":
-        answer = {"approve": not notes, "notes": notes, "version": version or 0}
+        answer = {"approve": notes is None, "notes": notes or "", "version": version or 0}
     elif gate == "images":
         carried = dict((spec.defaults.get("picks") if spec else None) or {})
         answer = {"picks": {**carried, **(picks or {})}, "reject": rejects or {}}

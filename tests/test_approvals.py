@@ -55,7 +55,8 @@ def test_empty_notes_are_refused_where_notes_are_what_the_option_means() -> None
         check_answer(clips, {"regenerate": {"a": "  "}, "new_seeds": {"a": 9}})
     check_answer(clips, {"new_seeds": {"a": 9}})  # a new seed alone needs no notes
     storyboard = GateSpec(gate="storyboard")
-    for revision in ({"approve": False, "notes": ""}, {"approve": False}, {"notes": "   "}):
+    for revision in ({"approve": False, "notes": ""}, {"approve": False}, {"notes": "   "},
+                     {"notes": ""}):  # `approve --notes ""`
         with pytest.raises(AnswerError, match="^--notes: empty; a revision needs notes"):
             check_answer(storyboard, revision)
     check_answer(storyboard, {"approve": True, "notes": ""})

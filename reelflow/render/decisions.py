@@ -106,7 +106,9 @@ def _check_notes(gate: str, answer: Mapping[str, Any]) -> None:
                     f'({options[name]} {shot}="warmer light"{instead})'
                 )
     notes = answer.get("notes")
-    if gate == "storyboard" and (answer.get("approve") is False or notes):
+    asks_revision = answer.get("approve") is False or (
+        "notes" in answer and answer.get("approve") is not True)
+    if gate == "storyboard" and asks_revision:
         if not str(notes or "").strip():
             raise AnswerError(
                 "--notes: empty; a revision needs notes that say what to change "
