@@ -129,8 +129,17 @@ def test_a_lost_object_is_restored_by_the_next_run(
     assert film_store.get_bytes(variant)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _verify_command(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    """`reelflow verify ARGS` in this process (the bucket from the environment film_env set)."""
+    from cli.main import main
+
+    capsys.readouterr()
+    code = main(["verify", *args])
+    return code, capsys.readouterr().out.splitlines()
+
+
 def test_verify_reports_damage_and_repair_lets_the_next_run_remake_it(
-    film: dict[str, Any], film_store: ArtifactStore
+    film: dict[str, Any], film_store: ArtifactStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = film_store
     cover = film["cover_key"]
@@ -141,6 +150,8 @@ def test_verify_reports_damage_and_repair_lets_the_next_run_remake_it(
     store.client.remove_object(store.bucket, still)  # sidecar without object
 
     report = verify_project(store, PROJECT)
+    code, printed = _verify_command(capsys, PROJECT)  # what a user runs: the same report
+    assert code == 1 and printed == report.summary().splitlines()
 
     found = {(p.issue, p.key) for p in report.problems}
     assert ("no-sidecar", cover) in found, report.summary()
@@ -154,16 +165,18 @@ def test_verify_reports_damage_and_repair_lets_the_next_run_remake_it(
     assert not any(p.removed for p in report.problems)  # without repair nothing is touched
     assert f"{len(report.problems)} problems" in report.summary().splitlines()[-1]
 
-    repaired = verify_project(store, PROJECT, repair=True)
-
-    removed = {p.key for p in repaired.problems if p.removed}
-    assert {cover, clip, sidecar_key(still)} <= removed
-    assert store.exists(film["clips"]["a"])  # a child of a lost parent is kept: it is sound
+    code, printed = _verify_command(capsys, PROJECT, "--repair")
+    # removed: the damaged objects and the orphaned sidecar; left (exit 1): clip a, sound but
+    # missing its parent, until the next run remakes the still
+    assert code == 1 and printed[-1].endswith("3 removed: re-run to remake them"), printed
     assert not store.exists(cover) and not store.exists(clip)
+    assert sidecar_key(still) not in store.list(sidecar_key(still))
+    assert store.exists(film["clips"]["a"])  # a child of a lost parent is kept: it is sound
 
     _render()
 
     after = verify_project(store, PROJECT)
     assert after.ok, after.summary()
     assert after.summary().endswith("0 problems")
+    assert _verify_command(capsys, PROJECT) == (0, [after.summary()])
     assert store.missing([cover, clip, still]) == []
