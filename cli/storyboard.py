@@ -51,34 +51,69 @@ def schema() -> int:
 @click.argument("file")
 @click.option("--profile", type=PROFILE, default="full", show_default=True)
 def plan(file: str, profile: str) -> int:
-    from reelflow.render.jobs import model_choice, plan_render, token_counter
+    from reelflow.render.jobs import (
+        PREVIZ,
+        needs_image,
+        plan_render,
+        resolve_model_path,
+        resolve_run_facts,
+    )
     from reelflow.render.profiles import get_profile
+    from reelflow.render.prompt_readout import readouts
     from reelflow.script.camera import propose_camera
     from reelflow.storyboard import load_storyboard
-    from reelflow.storyboard.prompts import count_tokens, language_warnings
+    from reelflow.storyboard.prompts import language_warnings
 
     storyboard = load_storyboard(file)  # a StoryboardError: main() prints its problems
     render_profile = get_profile(profile)
     base_dir = Path(file).resolve().parent
+    storyboard = _with_library_characters(storyboard)
     storyboard = propose_camera(storyboard)  # as the render does: unset camera fields proposed
-    planned = plan_render(storyboard, render_profile, base_dir=base_dir)
-    model = model_choice(storyboard, render_profile, base_dir)
-    counter = token_counter(model)
-    how = "counted by the model's tokenizer" if counter else "estimated"
-    for job in planned.images:
-        tokens = counter(job.prompt) if counter else count_tokens(job.prompt, model.family)
+    facts = resolve_run_facts(storyboard, render_profile, base_dir)
+    planned = plan_render(storyboard, render_profile, base_dir=base_dir, facts=facts)
+    model_dir = resolve_model_path(facts.model.source)
+    jobs = {job.shot: job for job in planned.images}
+    for shot in storyboard.shots:
+        job = jobs.get(shot.id)
+        if job is None and not needs_image(shot):  # first and last frames from other clips
+            ends = [f"{ref.shot}'s {ref.frame} frame"
+                    + (f" restyled to '{ref.restyle}'" if ref.restyle else "")
+                    for ref in (shot.first_frame, shot.last_frame) if ref is not None]
+            print(f"{shot.id}: {shot.duration:g} s, a transition from {ends[0]} to {ends[1]} "
+                  "(no still of its own)")
+            continue
         print(
             f"{job.shot}: seed {job.seed}, {job.width}x{job.height}, {job.steps} steps, "
-            f"{job.variants} variants, loras {[lora.name for lora in job.loras]}, "
-            f"{tokens} tokens ({how})"
+            f"{job.variants} variants, loras {[lora.name for lora in job.loras]}"
         )
         print(f"    {job.prompt}")
+        if facts.model.source != PREVIZ:  # panels are drawn: no text encoder reads them
+            for readout in readouts(job.prompt, facts.model.family, model_dir):
+                print(f"    {readout.line()}")
     for shot, parts in planned.truncated_prompts.items():
         print(f"{shot}: over the token budget, left out: {' | '.join(parts)}")
-    if model.source != "previz":  # panels are drawn, no text encoder reads the prompt
-        for warning in language_warnings(storyboard, model.family).values():
+    if facts.model.source != PREVIZ:
+        for warning in language_warnings(storyboard, facts.model.family).values():
             print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _with_library_characters(storyboard):  # type: ignore[no-untyped-def]
+    """The storyboard with its library characters' descriptions filled in, as the render will
+    have them (they are part of the prompt), when a bucket is configured and answers; else as
+    it is, with a note naming the characters whose text is not in the plan."""
+    from reelflow.storyboard.characters import resolve_characters
+
+    library = [c.name for c in storyboard.characters if not c.description.strip()]
+    if not library:
+        return storyboard
+    try:
+        return resolve_characters(storyboard, artifact_store())
+    except Exception as exc:  # noqa: BLE001 - a plan is offline; it says what it could not see
+        print(f"note: library characters {', '.join(library)} not described in the plan "
+              f"(the character library could not be read: {str(exc).splitlines()[0]})",
+              file=sys.stderr)
+        return storyboard
 
 
 @click.command(help="one shot under 2-4 candidate styles, side by side (offline)")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,10 +55,13 @@ def test_plan_warns_about_chinese_prompts_for_an_english_encoder(tmp_path: Path)
         [sys.executable, "-m", "cli", "plan", str(_chinese_board(tmp_path)),
          "--profile", "demo"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "REELFLOW_MODELS": str(tmp_path / "no-models")},  # the estimate
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "warning: shot s01-mountain-aerial: the prompt is partly Chinese but" in done.stderr
-    assert "tokens (estimated)" in done.stdout
+    # what the encoder receives: every token, in CLIP windows (nothing cut mid-word)
+    assert re.search(r"\n    clip: \d+ tokens \(estimated\), all of them, in \d windows? of 75\n",
+                     done.stdout), done.stdout
     assert "72x128" in done.stdout  # portrait stills for the 9:16 board
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reelflow.render.jobs import frame_job, plan_render, shot_seed
 from reelflow.render.profiles import get_profile
 from reelflow.storyboard import load_storyboard
@@ -107,3 +109,20 @@ def test_cut_styles_reuse_the_shots() -> None:
     slow = cut_plan(board, "slow")
     assert [t for _, t, _ in slow][1:] == ["crossfade"] * (len(board.shots) - 1)
     assert all(0 < length <= 1.5 for _, _, length in slow[1:])
+
+
+def test_plan_lists_every_shot_and_what_each_encoder_receives(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cli.main import main
+
+    monkeypatch.setenv("REELFLOW_MODELS", str(tmp_path))  # no model here: counts are estimated
+    assert main(["plan", str(EXAMPLE), "--profile", "demo"]) == 0
+    out = capsys.readouterr().out
+    board = load_storyboard(EXAMPLE)
+    for shot in board.shots:
+        assert f"\n{shot.id}: " in f"\n{out}", shot.id
+    assert "s05-winter-to-spring: 3 s, a transition from s04-summit's last frame to " \
+           "s04-summit's last frame restyled to" in out
+    assert out.count("clip: ") == len(board.shots) - 1  # the transition has no prompt
+    assert "in 2 windows of 75" in out and "over the token budget" not in out
