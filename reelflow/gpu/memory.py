@@ -426,10 +426,12 @@ def plan_memory(
     stream = device.startswith("cuda")
     sizes = component_sizes(arch)
     pin = pin or {}
+    # on a CPU the weights are in RAM already: offloading moves nothing
+    offloads = OFFLOADS if device != "cpu" else ("none",)
     candidates = [
         _Candidate(offload, tiling, fp8)
         for fp8, tiling in ((False, False), (False, True), (True, False), (True, True))
-        for offload in OFFLOADS
+        for offload in offloads
         if pin.get("offload", offload) == offload
         and pin.get("fp8", fp8) == fp8
         and pin.get("vae_tiling", tiling) == tiling
