@@ -175,11 +175,14 @@ def diffusers_class(name: str) -> Any:
     raise MemoryPlanError(f"diffusers {diffusers.__version__} has no class {name}")
 
 
-def build_on_meta(spec: ComponentSpec) -> torch.nn.Module:
-    """The component with every tensor on the meta device: shapes only, no memory, no file."""
+def build_component(spec: ComponentSpec, device: str = "meta") -> torch.nn.Module:
+    """The component from its config with random weights on `device`; on "meta" (the default)
+    every tensor is a shape only: no memory, no file. The GPU benchmark builds full-size models
+    directly on the GPU this way."""
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=True):
+    place = init_empty_weights(include_buffers=True) if device == "meta" else torch.device(device)
+    with place:
         if spec.library == "diffusers":
             return diffusers_class(spec.class_name).from_config(spec.config)
         import transformers
@@ -187,6 +190,10 @@ def build_on_meta(spec: ComponentSpec) -> torch.nn.Module:
         config_cls = getattr(transformers, spec.config_class or "AutoConfig")
         config = config_cls(**spec.config)
         return getattr(transformers, spec.class_name)(config)
+
+
+def build_on_meta(spec: ComponentSpec) -> torch.nn.Module:
+    return build_component(spec, "meta")
 
 
 @lru_cache(maxsize=64)

@@ -235,6 +235,16 @@ class PipelineCache:
                 self._bases[key] = self._load(source)
             return self._bases[key]
 
+    def adopt(self, source: ModelSource, pipe: Any) -> None:
+        """Serve `pipe` as the base pipeline of `source` without loading it: the GPU benchmark
+        builds full-size models with random weights in memory, and times reelflow's steps on
+        them (`source` must name a folder with the pipeline's model_index.json)."""
+        key = self.key(source)
+        with self._guard:
+            pipe.scheduler = euler_scheduler(pipe)
+            pipe.set_progress_bar_config(disable=True)
+            self._bases[key] = pipe
+
     def img2img(self, source: ModelSource) -> Any:
         return self._derive(source, "img2img")
 
