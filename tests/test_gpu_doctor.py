@@ -64,3 +64,23 @@ def test_reference_plans_for_24_and_80_gb_cards():
     assert "DOES NOT FIT" not in text
     section_80 = text.split("== 80GB card")[1]
     assert section_80.count("everything resident") == 4
+
+
+def test_the_doctor_command(tmp_path, capsys):
+    """`reelflow doctor`: the report, exit 1 when a model does not fit, one line for bad input."""
+    from cli.main import main
+
+    assert main(["doctor", str(SEED), "--gpu-memory", "24GB", "--host-memory", "64GB"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "every model fits" and "flux1-dev" in out
+    board = tmp_path / "sdxl.yaml"
+    board.write_text(SEED.read_text().replace("model: flux1-dev-fp8", "model: sdxl-base-1.0"))
+    assert main(["doctor", str(board), "--gpu-memory", "4GB", "--host-memory", "32GB",
+                 "--video-model", "wan2.2-a14b"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith("does not fit: sdxl-base-1.0")
+    assert main(["doctor", str(SEED), "--gpu-memory", "huge"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "memory size 'huge'" in err[0]
+    assert main(["doctor", "--reference"]) == 0
+    out = capsys.readouterr().out
+    assert "== 24GB card" in out and "== 80GB card" in out and "ltx-2" in out.lower()

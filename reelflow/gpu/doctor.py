@@ -107,14 +107,15 @@ def _architecture(name: str, fallback: Architecture) -> tuple[Architecture, str]
 
 
 def _image_check(storyboard, profile, budget, ram, device) -> ModelCheck | None:
-    from reelflow.render.jobs import _guess_family, generation_size
+    from reelflow.render.jobs import generation_size
+    from reelflow.render.jobs.resolve import guess_family
 
     name = profile.image_model or storyboard.style.model
     if name == "previz":
         return None
     if name == "tiny":
         name = "@models/tiny-sd"
-    family = profile.image_family or _guess_family(storyboard.style.model)
+    family = profile.image_family or guess_family(storyboard.style.model)  # as the render
     arch, note = _architecture(name, _BY_FAMILY[family])
     width, height = generation_size(storyboard, profile, family)
     if profile.hires_fix:  # the hi-res pass decodes the largest image of the run
