@@ -39,8 +39,11 @@ def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
 
     store = ArtifactStore(s3_settings.with_bucket(BUCKET))
     bad = board("batch-bad").replace("id: b,", "id: Bad Shot,")
+    # a folder under incoming/ names the project a board is filed into (projects are
+    # boundaries): d-wrong says batch-two but is filed under batch-one
     queue = {"a-first.yaml": _one_shot("batch-one"), "b-broken.yaml": bad,
-             "c-second.yaml": _one_shot("batch-two")}
+             "batch-one/d-wrong.yaml": _one_shot("batch-two"),
+             "batch-two/c-second.yaml": _one_shot("batch-two")}
     for name, text in queue.items():  # as a person would upload them: bare objects, no sidecar
         store.put_bytes(f"queue/incoming/{name}", text.encode(), "text/yaml", sidecar=False)
 
@@ -57,7 +60,12 @@ def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
     ]
     assert store.list("queue/failed/") == [
         "queue/failed/b-broken.yaml", "queue/failed/b-broken.yaml.reason.txt",
+        "queue/failed/d-wrong.yaml", "queue/failed/d-wrong.yaml.reason.txt",
     ]
+    wrong = store.get_bytes("queue/failed/d-wrong.yaml.reason.txt").decode()
+    assert wrong == ("d-wrong.yaml project: 'batch-two', but the storyboard is filed under "
+                     "project 'batch-one'; a storyboard renders only into the project it is "
+                     "filed under (file it under batch-two/ or set project: batch-one)")
     reason = store.get_bytes("queue/failed/b-broken.yaml.reason.txt").decode()
     assert reason.startswith("b-broken.yaml:")
     assert "shots[1].id: must be a slug" in reason
@@ -70,7 +78,8 @@ def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
 
     report = read_run(run.id).state.result()
     assert [(i.source.rsplit("/", 1)[1], i.status) for i in report.items] == [
-        ("a-first.yaml", "done"), ("b-broken.yaml", "failed"), ("c-second.yaml", "done")]
+        ("a-first.yaml", "done"), ("b-broken.yaml", "failed"), ("d-wrong.yaml", "failed"),
+        ("c-second.yaml", "done")]
 
 
 def test_an_empty_queue_is_a_quiet_success(ops: OpsStack) -> None:
