@@ -101,6 +101,14 @@ def clip_key(project: str, shot: str, spec_hash: str, ext: str = "mp4") -> str:
     )
 
 
+def clip_audio_key(clip_key: str) -> str:
+    """A clip's own sound (its stem, a WAV) beside the clip: same name, `.wav`."""
+    base, dot, ext = clip_key.rpartition(".")
+    if not dot or "/clips/" not in base:
+        raise ValueError(f"not a clip key: {clip_key!r}")
+    return f"{base}.wav"
+
+
 def edit_key(project: str, spec_hash: str, ext: str = "mp4") -> str:
     return f"projects/{slug(project, 'project')}/edits/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
 
