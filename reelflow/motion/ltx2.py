@@ -136,13 +136,10 @@ class LTX2Backend(DiffusionVideoBackend):
         from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
         pipe = self.pipe
-        temporal = self.constraints.frame_step
-        conditions = [LTX2VideoCondition(frames=self._recompressed(first), index=0, crf=0)]
-        if last is not None:  # the last latent frame: pixel frame num_frames - 1
-            last_index = (num_frames - 1) // temporal
-            conditions.append(
-                LTX2VideoCondition(frames=self._recompressed(last), index=last_index, crf=0)
-            )
+        conditions = [
+            LTX2VideoCondition(frames=self._recompressed(image), index=index, crf=0)
+            for index, image in self.condition_indices(first, last, num_frames)
+        ]
         assert self._lock is not None
         with self._lock:
             out = pipe(
@@ -166,6 +163,16 @@ class LTX2Backend(DiffusionVideoBackend):
         audio = out.audio[0] if out.audio.ndim == 3 else out.audio
         self._local.audio.append(audio.detach().float().cpu().numpy())
         return _to_uint8(out.frames)
+
+    def condition_indices(
+        self, first: Image.Image, last: Image.Image | None, num_frames: int
+    ) -> list[tuple[int, Image.Image]]:
+        """(latent index, image) of each condition of a call: the first frame at 0 and, for a
+        transition, the last frame at the last latent index (pixel frame ``num_frames - 1``)."""
+        pinned = [(0, first)]
+        if last is not None:
+            pinned.append(((num_frames - 1) // self.constraints.frame_step, last))
+        return pinned
 
     def _recompressed(self, image: Image.Image) -> Image.Image:
         """``image`` through H.264 at ``condition_crf``, like the stills LTX-2 learned from."""

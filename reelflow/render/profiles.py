@@ -111,6 +111,7 @@ PROFILES: dict[str, RenderProfile] = {
         image_height=40,
         steps=2,
         variants=1,
+        hires_fix=False,
         tiny_loras=True,
         controlnet="tiny",
         video_backend="ltx2",
