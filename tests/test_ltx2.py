@@ -108,3 +108,32 @@ def _stem_samples(store: ArtifactStore, clip_key: str, tmp: Path) -> tuple[np.nd
     from reelflow.motion.ltx2 import read_wav
 
     return read_wav(store.get_file(keys.clip_audio_key(clip_key), tmp / "stem.wav"))
+
+
+def test_clip_sound_is_laid_shot_by_shot_silence_where_a_clip_has_none(tmp_path: Path) -> None:
+    from reelflow.editing.clip_sound import ShotSound, lay_clip_sound
+    from reelflow.media.frames import VideoWriter
+    from reelflow.motion.ltx2 import write_wav
+
+    fps, frames = 12, [12, 6, 9]  # three shots: 1 s, 0.5 s, 0.75 s
+    with VideoWriter(tmp_path / "edit.mp4", width=32, height=32, fps=fps) as writer:
+        for _ in range(sum(frames)):
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+    t = np.arange(16000 * 2) / 16000
+    tone = np.stack([0.5 * np.sin(2 * np.pi * 440 * t)] * 2)  # 2 s: longer than its shot
+    write_wav(tmp_path / "a.wav", tone, 16000)
+    write_wav(tmp_path / "c.wav", tone[:, :4000], 16000)  # 0.25 s: shorter, padded
+    shots = [
+        ShotSound(tmp_path / "a.wav", frames[0] / fps, start=0.5),
+        ShotSound(None, frames[1] / fps),
+        ShotSound(tmp_path / "c.wav", frames[2] / fps),
+    ]
+    film = lay_clip_sound(tmp_path / "edit.mp4", shots, tmp_path / "master.mp4")
+    picture = probe(film)
+    assert picture.frame_count == sum(frames) and picture.has_audio
+    assert abs(_audio_seconds(film, tmp_path) - picture.duration) <= 1 / fps
+    raw = np.fromfile(tmp_path / "master.pcm", dtype="<i2") / 32767.0
+    rms = [float(np.sqrt(np.mean(raw[int(a * 48000) : int(b * 48000)] ** 2)))
+           for a, b in ((0.1, 0.9), (1.1, 1.4), (1.55, 1.7), (1.85, 2.2))]  # fmt: skip
+    assert rms[0] > 0.2 and rms[2] > 0.2  # the stems, where their shots are
+    assert rms[1] < 0.01 and rms[3] < 0.01  # silence: no stem, and past a short stem's end
