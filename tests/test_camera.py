@@ -112,6 +112,7 @@ def server() -> Iterator[ChatServer]:
         yield srv
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_llm_proposal_respects_explicit_fields_and_is_repaired(server: ChatServer) -> None:
     sb = board(shot("s1"), shot("s2", {"angle": "dutch"}), shot("s3"))
     plan = {"shots": [
@@ -137,6 +138,7 @@ def test_llm_proposal_respects_explicit_fields_and_is_repaired(server: ChatServe
     assert '"fixed": {\n   "angle": "dutch"' in request.last_user
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_nothing_missing_means_no_llm_call(server: ChatServer) -> None:
     sb = load_storyboard(SEED)
     config = LLMConfig(base_url=server.url, model="m")

@@ -340,6 +340,19 @@ def test_sigkilled_render_redoes_at_most_the_shots_in_flight(
 # -- 1. the Prefect server restarted / gone ----------------------------------------------------
 
 
+def _task_finished(log: Path) -> bool:
+    """The run is under way: a task run has reported its final state to the API."""
+    return re.search(r"Task run '[^']+' - Finished in state", log.read_text(errors="replace")) \
+        is not None
+
+
+def _api_answers(stack: Stack) -> bool:
+    try:
+        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _kill_prefect(stack: Stack) -> None:
     pid = devstack._running_pid(stack.config, devstack.PREFECT)
     assert pid is not None
@@ -353,10 +366,9 @@ def test_render_rides_out_a_prefect_server_restart(stack: Stack, tmp_path: Path)
     log = tmp_path / "render.log"
     before = {r["id"] for r in stack.flow_runs()}
     process = _render(stack, board, log)
-    _wait_for("the run to start", lambda: "Beginning flow run" in log.read_text(), 120, log)
-    time.sleep(2)
-    _kill_prefect(stack)  # a crash: the database (SQLite file) stays
-    time.sleep(3)
+    _wait_for("the run's first task", lambda: _task_finished(log), 240, log)
+    _kill_prefect(stack)  # a crash: the database stays
+    _wait_for("the API to stop answering", lambda: not _api_answers(stack), 30)
     devstack.up(stack.config)  # the same port; takes a few seconds to answer
     output = _finish(process, log)
     assert process.returncode == 0, output[-4000:]
@@ -376,8 +388,7 @@ def test_prefect_server_gone_for_good_is_one_line(stack: Stack, tmp_path: Path) 
     log = tmp_path / "render.log"
     env = {**stack.env, "PREFECT_CLIENT_MAX_RETRIES": "2"}
     process = _render(stack, board, log, env=env)
-    _wait_for("the run to start", lambda: "Beginning flow run" in log.read_text(), 120, log)
-    time.sleep(2)
+    _wait_for("the run's first task", lambda: _task_finished(log), 240, log)
     _kill_prefect(stack)
     start = time.monotonic()
     output = _finish(process, log, timeout=240)

@@ -23,9 +23,12 @@ import pytest
 LEVELS = ("unit", "integration", "flows")
 PREFECT_FIXTURES = {"prefect_server", "film_env", "minio_block"}
 S3_FIXTURES = {"s3_stack", "s3_settings", "store"}
-# Programs that are servers, by file name; and the argument pairs that start one.
+# Programs that are servers, by file name; and the argument pairs that start one (a Prefect
+# worker is not a server, but it needs one).
 SERVER_PROGRAMS = {"weed", "postgres", "pg_ctl", "redis-server", "uvicorn"}
-SERVER_ARGS = {("server", "start"), ("worker", "start"), ("reelflow", "up"), ("reelflow.cli", "up")}
+SERVER_ARGS = {("server", "start"), ("worker", "start")} | {
+    (cli, command) for cli in ("reelflow", "reelflow.cli", "cli") for command in ("up", "worker")
+}
 
 
 def level_of(item: pytest.Item) -> str:
