@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reelflow.render.decisions import AnswerError, GateSpec, carry_picks, check_answer
+from tests.support.waiting import wait_for_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = GateSpec(gate="images", project="春", shots={"a": 2, "b": 2, "c": 3})
@@ -96,15 +96,7 @@ def _toy_flow(result: dict[str, Any]) -> None:
 
 
 def _wait(gate: str, timeout: float = 60) -> dict[str, str]:
-    from flows.gates import pending_runs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in pending_runs():
-            if run["gate"] == gate and run["project"] == "春日短片":
-                return run
-        time.sleep(0.5)
-    raise AssertionError(f"no run at {gate}")
+    return wait_for_pending(gate, timeout, project="春日短片")
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -6,28 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import SecretStr
 
 from reelflow.llm import ChatClient, LLMConfig
 from reelflow.script.camera import check_sequence, keyword_camera, propose_camera
-from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from reelflow.storyboard import Storyboard, load_storyboard
+from tests.support.boards import shot, storyboard
 from tests.support.chat_server import ChatServer, Reply, Request
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
 
 
 def board(*shots: dict) -> Storyboard:
-    doc = {"title": "t", "project": "cam-test", "shots": list(shots)}
-    return parse_storyboard(yaml.safe_dump(doc))
-
-
-def shot(id: str, camera: dict | None = None, **extra: object) -> dict:
-    data: dict = {"id": id, "description": extra.pop("description", f"shot {id}"),
-                  "duration": extra.pop("duration", 2.0), **extra}
-    if camera is not None:
-        data["camera"] = camera
-    return data
+    return storyboard(list(shots), project="cam-test")
 
 
 def test_same_size_and_angle_on_a_cut_is_flagged_with_both_shots() -> None:

@@ -33,6 +33,8 @@ import pytest
 from reelflow import devstack
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
+from tests.support.boards import write_board
+from tests.support.waiting import wait_until
 
 
 def on_own_stack(test: Any) -> Any:
@@ -120,12 +122,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _write_board(folder: Path, project: str, shots: list[str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{project}.yaml"
     fps = 24 if len(shots) == len(SHOTS) else 8  # the kill test's long shot: a slow clip
-    path.write_text(BOARD.format(project=project, shots="\n".join(shots), fps=fps),
-                    encoding="utf-8")
-    return path
+    return write_board(folder, f"{project}.yaml",
+                       BOARD.format(project=project, shots="\n".join(shots), fps=fps))
 
 
 def _render(stack: Stack, board: Path, log: Path, *extra: str,
@@ -151,14 +150,9 @@ def _finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 400) -
 
 
 def _wait_for(what: str, check: Any, timeout: float, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-3000:] if log else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+    """wait_until, with the render log's tail when it times out."""
+    detail = (lambda: log.read_text(errors="replace")[-3000:]) if log else None
+    return wait_until(what, check, timeout, detail=detail)
 
 
 def _states(stack: Stack, flow_run_id: str, timeout: float = 60) -> dict[str, list[str]]:

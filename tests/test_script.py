@@ -29,6 +29,7 @@ from reelflow.script.drafts import (
 )
 from reelflow.script.translate import prompt_hash, zh_rendering
 from reelflow.storyboard import Storyboard, load_storyboard
+from tests.support.boards import storyboard
 from tests.support.chat_server import ChatServer, Reply, Request
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
@@ -329,8 +330,7 @@ def test_zh_rendering_failure_is_missing_not_fatal(server: ChatServer) -> None:
 
 def board(shots: list[dict[str, Any]], characters: list[dict[str, Any]] | None = None,
           ) -> Storyboard:
-    return Storyboard.model_validate({"title": "t", "project": "cal-test", "shots": shots,
-                                      "characters": characters or []})
+    return storyboard(shots, project="cal-test", characters=characters)
 
 
 def test_seed_film_calibrates_by_rules(tmp_path: Path) -> None:

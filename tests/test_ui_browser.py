@@ -22,7 +22,8 @@ import pytest
 
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from tests.support.deployed import ROOT, OpsStack, board, ops_stack, wait_for_gate, wait_for_state
+from tests.support.boards import board
+from tests.support.deployed import ROOT, OpsStack, ops_stack, wait_for_gate, wait_for_state
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,0 +1,136 @@
+"""Every command a user types, run as the installed console script (`reelflow ...`), on the
+session's servers where it can: `status` and `down` on a stack of the test's own (S3 only),
+`deploy` and `worker` on the session's Prefect server, `render --out --export` of a two-shot
+board through the previz profile (no model: seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reelflow import devstack
+from reelflow.media.probe import probe
+from tests.support.boards import board, write_board
+from tests.support.deployed import ROOT
+from tests.support.waiting import wait_until
+
+REELFLOW = Path(sys.executable).parent / "reelflow"  # the console script, as a user runs it
+
+
+def _reelflow(*args: str, env: dict[str, str], cwd: Path = ROOT,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REELFLOW), *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _output(done: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def cli_env(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The session's S3 (bucket "film") and Prefect server; an empty REELFLOW_HOME (no stack)."""
+    home = tmp_path_factory.mktemp("cli-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELFLOW_")}
+    return {**env, **film_env, "REELFLOW_HOME": str(home),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
+
+
+@pytest.fixture
+def own_s3(tmp_path: Path) -> Iterator[devstack.StackConfig]:
+    """A stack of this test's own (S3 only): `down` stops it."""
+    config = devstack.StackConfig.with_free_ports(
+        tmp_path / "home", start_s3=True, start_prefect=False, timeout=60)
+    try:
+        devstack.up(config)
+        yield config
+    finally:
+        devstack.down(config)
+
+
+@pytest.mark.integration
+def test_status_then_down_then_status(own_s3: devstack.StackConfig) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELFLOW_", "PREFECT_"))}
+    env["REELFLOW_HOME"] = str(own_s3.home)
+
+    up = _reelflow("status", env=env, timeout=60)
+    s3 = next(line for line in up.stdout.splitlines() if line.startswith("s3 "))
+    assert s3.split()[1] == "healthy" and "managed pid" in s3, _output(up)
+
+    pid = devstack._running_pid(own_s3, devstack.S3)
+    assert pid is not None
+    down = _reelflow("down", env=env, timeout=60)
+    assert down.returncode == 0, _output(down)
+    assert down.stdout.startswith("stopped: ") and str(pid) in down.stdout, _output(down)
+    assert devstack._running_pid(own_s3, devstack.S3) is None
+
+    after = _reelflow("status", env=env, timeout=60)
+    assert after.returncode == 1, _output(after)  # not healthy: exit 1
+    s3 = next(line for line in after.stdout.splitlines() if line.startswith("s3 "))
+    assert s3.split()[1] == "down", _output(after)
+
+
+@pytest.mark.flows
+def test_render_out_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
+    path = write_board(tmp_path, "cli-film.yaml", board("cli-film"))
+    out = tmp_path / "out"
+    done = _reelflow("render", str(path), "--auto-approve", "--profile", "previz",
+                     "--out", str(out), "--export", "9:16", env=cli_env, cwd=tmp_path)
+    assert done.returncode == 0, _output(done)
+    assert "film:     s3://film/projects/cli-film/" in done.stdout, _output(done)
+    folder = out / "cli-film"
+    vertical = sorted(p.name for p in folder.glob("9x16*.mp4"))
+    assert len(vertical) == 1, sorted(p.name for p in folder.iterdir())
+    for name in ("final.mp4", "master.mp4", "cover.png", "manifest.json",
+                 vertical[0], f"cover-{vertical[0].removesuffix('.mp4')}.png"):
+        assert (folder / name).stat().st_size > 0, name
+    film, portrait = probe(folder / "final.mp4"), probe(folder / vertical[0])
+    assert (film.width, film.height) == (160, 96)  # the storyboard's frame
+    assert portrait.height > portrait.width  # the 9:16 version
+    assert abs(portrait.duration - film.duration) < 0.2
+
+
+@pytest.mark.flows
+def test_deploy_then_worker(cli_env: dict[str, str], tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    done = _reelflow("deploy", env=cli_env)
+    assert done.returncode == 0, _output(done)
+    assert "deployment:    produce-video/produce-video" in done.stdout, _output(done)
+    assert f"server:        {cli_env['PREFECT_API_URL']}" in done.stdout, _output(done)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("produce-video/produce-video")
+    assert any("fetch_bundle" in str(step) for step in deployment.pull_steps or [])
+
+    log = tmp_path / "worker.log"
+    with log.open("wb") as sink:
+        worker = subprocess.Popen(
+            [str(REELFLOW), "worker", "--pool", "cli-test", "--name", "cli-worker"],
+            env=cli_env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        def registered() -> bool:
+            with get_client(sync_client=True) as client:
+                try:
+                    workers = client.read_workers_for_work_pool("cli-test")
+                except Exception:  # the pool is created by the worker's first poll
+                    return False
+            return any(w.name == "cli-worker" for w in workers)
+
+        wait_until("the worker to register with the server", registered, timeout=120,
+                   detail=lambda: log.read_text(errors="replace")[-3000:])
+        assert worker.poll() is None, log.read_text(errors="replace")[-3000:]
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
