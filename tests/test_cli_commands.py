@@ -79,22 +79,28 @@ def test_status_then_down_then_status(own_s3: devstack.StackConfig) -> None:
 
 @pytest.mark.flows
 def test_render_out_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Two exports: the first is the delivered film (final.mp4), the other is saved by name."""
     path = write_board(tmp_path, "cli-film.yaml", board("cli-film"))
     out = tmp_path / "out"
     done = _reelflow("render", str(path), "--auto-approve", "--profile", "previz",
-                     "--out", str(out), "--export", "9:16", env=cli_env, cwd=tmp_path)
+                     "--out", str(out), "--export", "9:16", "--export", "1:1",
+                     env=cli_env, cwd=tmp_path)
     assert done.returncode == 0, _output(done)
     assert "film:     s3://film/projects/cli-film/" in done.stdout, _output(done)
+    versions = [line.split()[1] for line in done.stdout.splitlines()
+                if line.startswith("version:")]
+    assert [name[:3] for name in versions] == ["9x1", "1x1"], _output(done)
+    square = versions[1]
     folder = out / "cli-film"
-    vertical = sorted(p.name for p in folder.glob("9x16*.mp4"))
-    assert len(vertical) == 1, sorted(p.name for p in folder.iterdir())
-    for name in ("final.mp4", "master.mp4", "cover.png", "manifest.json",
-                 vertical[0], f"cover-{vertical[0].removesuffix('.mp4')}.png"):
-        assert (folder / name).stat().st_size > 0, name
-    film, portrait = probe(folder / "final.mp4"), probe(folder / vertical[0])
-    assert (film.width, film.height) == (160, 96)  # the storyboard's frame
-    assert portrait.height > portrait.width  # the 9:16 version
-    assert abs(portrait.duration - film.duration) < 0.2
+    for name in ("final.mp4", "master.mp4", "cover.png", "manifest.json", f"{square}.mp4",
+                 f"cover-{square}.png"):
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, (
+            name, sorted(p.name for p in folder.iterdir()))
+    film, other = probe(folder / "final.mp4"), probe(folder / f"{square}.mp4")
+    assert film.height > film.width  # the first export: 9:16
+    assert other.width == other.height  # the second: 1:1
+    assert abs(film.duration - 2.0) <= 0.2  # the storyboard's two 1 s shots
+    assert abs(other.duration - film.duration) < 0.1
 
 
 @pytest.mark.flows
