@@ -248,21 +248,12 @@ class Stack:
         from reelflow import devstack
         from reelflow.store.settings import S3Settings
 
-        last: Exception | None = None
-        for attempt in range(3):  # a free port can be taken by a neighbour before weed binds
-            config = devstack.StackConfig.with_free_ports(
-                self.home / f"s3-{attempt}", start_s3=True, start_prefect=False, timeout=90
-            )
-            try:
-                devstack.up(config)
-            except devstack.StackError as err:
-                devstack.down(config)
-                last = err
-                continue
-            self.config = config
-            self.settings = S3Settings.from_stack_file(config.stack_file)
-            return
-        raise RuntimeError(f"could not start weed mini: {last}")
+        try:
+            self.config, _ = devstack.start_on_free_ports(
+                self.home / "s3", start_s3=True, start_prefect=False, timeout=90)
+        except devstack.StackError as err:
+            raise RuntimeError(f"could not start weed mini: {err}") from err
+        self.settings = S3Settings.from_stack_file(self.config.stack_file)
 
     def start_prefect(self) -> str:
         """A Prefect server (PostgreSQL, Redis, auth) for flow benchmarks; returns its API URL."""
@@ -270,22 +261,13 @@ class Stack:
             return self.prefect_url
         from reelflow import devstack
 
-        last: Exception | None = None
-        for attempt in range(3):
-            config = devstack.StackConfig.with_free_ports(
-                self.home / f"prefect-{attempt}", start_s3=False, start_prefect=True,
-                timeout=180,
-            )
-            try:
-                state = devstack.up(config)
-            except devstack.StackError as err:
-                devstack.down(config)
-                last = err
-                continue
-            self.prefect_config = config
-            self.prefect_url = state.prefect_api_url
-            return str(self.prefect_url)
-        raise RuntimeError(f"could not start a Prefect server: {last}")
+        try:
+            self.prefect_config, state = devstack.start_on_free_ports(
+                self.home / "prefect", start_s3=False, start_prefect=True, timeout=180)
+        except devstack.StackError as err:
+            raise RuntimeError(f"could not start a Prefect server: {err}") from err
+        self.prefect_url = state.prefect_api_url
+        return str(self.prefect_url)
 
     def s3_env(self, bucket: str) -> dict[str, str]:
         """`REELFLOW_S3_*` for a worker that should use `bucket`."""

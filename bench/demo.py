@@ -28,7 +28,7 @@ GOAL_SECONDS = 150.0
 def reelflow_exe() -> str:
     """The console script beside this interpreter (what `make demo` calls), else the module."""
     script = Path(sys.executable).with_name("reelflow")
-    return str(script) if script.exists() else f"{sys.executable} -m reelflow.cli"
+    return str(script) if script.exists() else f"{sys.executable} -m cli"
 
 
 def run_command(args: list[str], cwd: Path, timeout: float = 900) -> tuple[float, str]:

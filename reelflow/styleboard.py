@@ -6,9 +6,8 @@ candidate, the same seed for all (only the style differs), each labelled with ho
 inside that candidate's palette.
 
 The board's prompts put the candidate's style words first. The film's own prompts rank them last
-(subject and camera matter more), so over a tight token budget -- and always with the tiny demo
-model, whose character-level tokenizer keeps about 75 characters -- the style would be cut and
-every tile would look the same. When the film's prompt for the shot would drop a candidate's style,
+(subject and camera matter more), so over the token budget the style would be cut and every tile
+would look the same. When the film's prompt for the shot would drop a candidate's style,
 a warning says so: the board then shows a look the film's renders of that shot would not carry.
 """
 

@@ -50,26 +50,20 @@ from tests.support.levels import _unit_guard, pytest_collection_modifyitems  # n
 
 @pytest.fixture(scope="session")
 def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.StackConfig]:
-    """A private `weed mini` for the whole session; stopped (process group) at the end."""
-    last: Exception | None = None
-    for attempt in range(3):  # a chosen port can be grabbed by a neighbour before weed binds it
-        home = tmp_path_factory.mktemp(f"s3stack{attempt}")
-        config = devstack.StackConfig.with_free_ports(
-            home, start_s3=True, start_prefect=False, timeout=60
-        )
-        atexit.register(devstack.down, config)  # safety net if teardown never runs
-        try:
-            devstack.up(config)
-        except devstack.StackError as err:
-            devstack.down(config)
-            last = err
-            continue
-        try:
-            yield config
-        finally:
-            devstack.down(config)
-        return
-    raise RuntimeError(f"could not start weed mini for tests: {last}")
+    """A private `weed mini` for the whole session on a free block of ports (another block if a
+    neighbour takes one first); stopped (process group) at the end."""
+    home = tmp_path_factory.mktemp("s3stack")
+    atexit.register(devstack.down, devstack.StackConfig(home=home))  # if teardown never runs
+    try:
+        config, _ = devstack.start_on_free_ports(home, start_s3=True, start_prefect=False,
+                                                 timeout=60)
+    except devstack.StackError as err:
+        devstack.down(devstack.StackConfig(home=home))
+        raise RuntimeError(f"could not start weed mini for tests: {err}") from err
+    try:
+        yield config
+    finally:
+        devstack.down(config)
 
 
 @pytest.fixture(scope="session")

@@ -101,7 +101,7 @@ def _wait(gate: str, timeout: float = 60) -> dict[str, str]:
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reelflow.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

@@ -3,7 +3,7 @@ naming the field/option, before any work, and writes nothing to the bucket.
 
 Storyboards are written into a project folder beside a real `music.wav` and `ref.png`; `render`
 runs with REELFLOW_S3_* pointing at a real (SeaweedFS) bucket that must still be empty after
-every case. `reelflow.cli.main([...])` runs in-process: the same code path as the command.
+every case. `cli.main.main([...])` runs in-process: the same code path as the command.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.cli import main
+from cli.main import main
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 
@@ -194,10 +194,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse usage errors
-        code = int(exc.code or 0)
+    code = main(argv)  # usage errors too: main() returns 2, it never raises SystemExit
     err = capsys.readouterr().err
     return code, [line for line in err.splitlines() if line.strip()]
 
@@ -384,6 +381,8 @@ CLI_OPTIONS: list[tuple[list[str], str]] = [
     (["characters", "add", "c", "--description", "d", "--lora-weight", "heavy"],
      "argument --lora-weight"),
     (["worker", "--limit", "many"], "argument --limit"),
+    (["up", "--base-port", "abc"], "--base-port: expected a port number"),
+    (["up", "--base-port", "80"], "--base-port: expected a port number"),
     (["nope"], "invalid choice"),
 ]
 
@@ -406,12 +405,12 @@ def test_bad_cli_option(
 def test_unexpected_error_is_one_line_and_debug_shows_it(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, project: Path
 ) -> None:
-    import reelflow.cli as cli
+    import reelflow.storyboard
 
-    def boom(args: object) -> int:
+    def boom() -> dict:
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(cli, "cmd_schema", boom)
+    monkeypatch.setattr(reelflow.storyboard, "json_schema", boom)  # `reelflow schema` calls it
     code, lines = run_cli(["schema"], capsys)
     assert code == 1 and len(lines) == 1
     assert "disk on fire" in lines[0] and "--debug" in lines[0]

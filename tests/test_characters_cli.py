@@ -33,7 +33,7 @@ def cli_env(settings: S3Settings, home: Path) -> dict[str, str]:
 
 def reelflow(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reelflow.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env | {"PYTHONPATH": str(ROOT)}, cwd=cwd, capture_output=True, text=True, timeout=60,
     )
 

@@ -46,13 +46,13 @@ def cli_env(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture
 def own_s3(tmp_path: Path) -> Iterator[devstack.StackConfig]:
     """A stack of this test's own (S3 only): `down` stops it."""
-    config = devstack.StackConfig.with_free_ports(
-        tmp_path / "home", start_s3=True, start_prefect=False, timeout=60)
+    home = tmp_path / "home"
     try:
-        devstack.up(config)
+        config, _ = devstack.start_on_free_ports(home, start_s3=True, start_prefect=False,
+                                                 timeout=60)
         yield config
     finally:
-        devstack.down(config)
+        devstack.down(devstack.StackConfig.load(home))
 
 
 @pytest.mark.integration
@@ -64,12 +64,12 @@ def test_status_then_down_then_status(own_s3: devstack.StackConfig) -> None:
     s3 = next(line for line in up.stdout.splitlines() if line.startswith("s3 "))
     assert s3.split()[1] == "healthy" and "managed pid" in s3, _output(up)
 
-    pid = devstack._running_pid(own_s3, devstack.S3)
+    pid = devstack.running_pid(own_s3, devstack.S3)
     assert pid is not None
     down = _reelflow("down", env=env, timeout=60)
     assert down.returncode == 0, _output(down)
     assert down.stdout.startswith("stopped: ") and str(pid) in down.stdout, _output(down)
-    assert devstack._running_pid(own_s3, devstack.S3) is None
+    assert devstack.running_pid(own_s3, devstack.S3) is None
 
     after = _reelflow("status", env=env, timeout=60)
     assert after.returncode == 1, _output(after)  # not healthy: exit 1

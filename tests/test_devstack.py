@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def _gone(pid: int) -> bool:
-    return not devstack._alive(pid)
+    return not devstack.alive(pid)
 
 
 @pytest.mark.slow
@@ -83,7 +83,7 @@ def test_up_status_idempotent_down(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         for pid in (state.prefect_pid, state.postgres_pid, state.redis_pid, state.s3_pid):
             os.killpg(pid, signal.SIGKILL)
         wait_until("the killed servers to be gone", lambda: not any(
-            devstack._alive(p) for p in (state.prefect_pid, state.s3_pid)), 10, interval=0.1)
+            devstack.alive(p) for p in (state.prefect_pid, state.s3_pid)), 10, interval=0.1)
         restarted = devstack.up(config)
         assert sorted(restarted.started) == ["postgres", "prefect", "redis", "s3"]
         assert store.get_bytes("smoke/hello.txt") == b"hi"
@@ -135,14 +135,14 @@ def _assert_authenticated(config: StackConfig) -> None:
     # The CLI finds the stack (its real port) and its credentials in the stack file alone.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["REELFLOW_HOME"] = str(config.home)
-    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "pending"], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli", "pending"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Unauthorized" not in done.stdout + done.stderr
 
     # `reelflow up` (nothing to start here) applies the crashed-run automation, so a local
     # render killed with its process is marked Crashed even before any `reelflow deploy`
-    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "up"], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli", "up"], env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "marked Crashed after 90 s" in done.stdout, done.stdout
@@ -298,3 +298,133 @@ def test_external_database_and_redis_start_nothing(tmp_path: Path,
     assert config.database() == "external"
     assert not config.wants_postgres() and not config.wants_redis()
     assert StackConfig(home=tmp_path, db="sqlite").database() == "sqlite"  # an explicit choice
+
+
+TWIN_BOARD = """
+title: "Twin {name}"
+project: twin-{name}
+width: 128
+height: 72
+fps: 8
+style:
+  palette: ["#f5c518", "#e8f1f8"]
+  visual_style: cinematic
+  negative_prompt: blurry
+  model: some-real-model
+  base_seed: 5
+shots:
+  - {{id: a, description: a yellow car on a snowy road, duration: 1.0,
+      camera: {{size: wide, angle: eye-level, movement: static}}}}
+"""
+
+
+@pytest.mark.flows
+@pytest.mark.slow
+def test_two_checkouts_run_side_by_side(tmp_path: Path) -> None:
+    """Two checkouts' stacks at once on one host, one moved by `up --base-port N`, the other by
+    REELFLOW_BASE_PORT=auto: every port either stack listens on lies in its own block, and
+    each renders a film into its own bucket through the CLI."""
+    root = Path(__file__).resolve().parents[1]
+    base = devstack.free_base_port()
+    checkouts = {"a": "", "b": "auto"}  # a: the option below
+    envs: dict[str, dict[str, str]] = {}
+    for name, base_port in checkouts.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "board.yaml").write_text(TWIN_BOARD.format(name=name), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REELFLOW_"))}
+        env.update(PYTHONPATH=str(root), REELFLOW_HOME=str(folder / ".reelflow"),
+                   REELFLOW_MODELS=str(folder / "models"),
+                   PREFECT_HOME=str(folder / "client-prefect"),
+                   PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        if base_port:
+            env["REELFLOW_BASE_PORT"] = base_port
+        envs[name] = env
+
+    def run_both(*args: str, timeout: float, extra: dict[str, list[str]] | None = None) -> None:
+        procs = {name: subprocess.Popen([sys.executable, "-m", "cli", *args,
+                                         *(extra or {}).get(name, [])],
+                                        cwd=tmp_path / name, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for name, env in envs.items()}
+        for name, proc in procs.items():
+            out, _ = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"{name}: reelflow {args[0]}\n{out[-3000:]}"
+
+    configs = {name: StackConfig(home=tmp_path / name / ".reelflow") for name in checkouts}
+    try:
+        run_both("up", timeout=300, extra={"a": ["--base-port", str(base)]})
+        configs = {name: StackConfig.load(tmp_path / name / ".reelflow") for name in checkouts}
+        assert configs["a"].ports() == devstack.ports_at(base)
+        blocks = {}
+        for name, config in configs.items():
+            block = set(devstack.block_ports(config.s3_port))
+            assert set(config.ports().values()) <= block
+            pids = {int(rec["pid"]) for svc in devstack.SERVICES
+                    if (rec := devstack.read_pid(config, svc))}
+            listening = {port for _, port in _listening_ports(pids)}
+            assert set(config.ports().values()) <= listening, (name, config.ports(), listening)
+            assert listening <= block, f"{name} listens outside its block: {listening - block}"
+            blocks[name] = block
+        assert not blocks["a"] & blocks["b"]
+
+        run_both("render", "board.yaml", "--profile", "previz", "--auto-approve",
+                 "--out", "out", timeout=600)
+        for name, config in configs.items():
+            film = tmp_path / name / "out" / f"twin-{name}" / "final.mp4"
+            assert film.stat().st_size > 1000 and b"ftyp" in film.read_bytes()[:16]
+            store = ArtifactStore(S3Settings.from_stack_file(config.stack_file))
+            other = "b" if name == "a" else "a"
+            assert store.list(f"projects/twin-{name}/")
+            assert not store.list(f"projects/twin-{other}/")
+    finally:
+        for config in configs.values():
+            devstack.down(config)
+
+
+def test_base_port_moves_every_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One base port (an option or REELFLOW_BASE_PORT) moves all seven ports; a port given by
+    name still wins; a bad value is one line naming the variable."""
+    monkeypatch.setenv(devstack.ENV_BASE_PORT, "30000")
+    config = StackConfig.load(tmp_path)
+    assert config.ports() == {"s3": 30000, "master": 30001, "filer": 30002, "volume": 30003,
+                              "admin": 30004, "prefect": 30005, "redis": 30006}
+    assert config.s3_endpoint == "127.0.0.1:30000"
+    assert StackConfig.load(tmp_path, prefect_port=4444).prefect_port == 4444
+    assert StackConfig.load(tmp_path, base_port=31000).master_port == 31001  # the option wins
+    assert StackConfig.load(tmp_path, base_port=31000).filer_port == 31002
+    for bad, says in (("abc", "REELFLOW_BASE_PORT='abc'"), ("60000", "out of range")):
+        monkeypatch.setenv(devstack.ENV_BASE_PORT, bad)
+        with pytest.raises(StackError, match=says):
+            StackConfig.load(tmp_path)
+    monkeypatch.setenv(devstack.ENV_BASE_PORT, "auto")
+    assert StackConfig.load(tmp_path).base_port == "auto"  # nothing recorded: `up` picks
+
+
+def test_free_port_choice_retries_a_taken_block(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`base_port=auto`: a block whose port a neighbour holds is given up for another; the
+    chosen block is recorded, kept by `auto`, and a running stack refuses to move."""
+    from reelflow.devstack import stack as stack_module
+
+    taken, good = devstack.free_base_port(), devstack.free_base_port()
+    assert not set(devstack.block_ports(taken)) & set(devstack.block_ports(good))
+    offers = iter([taken, good])
+    monkeypatch.setattr(stack_module, "free_base_port", lambda host: next(offers))
+    home = tmp_path / "home"
+    with socket.socket() as neighbour:
+        neighbour.bind(("127.0.0.1", taken + 2))  # the filer port of the first block offered
+        neighbour.listen()
+        try:
+            config, state = devstack.start_on_free_ports(home, start_s3=True,
+                                                         start_prefect=False, timeout=60)
+            assert config.ports() == devstack.ports_at(good) and state.started == ["s3"]
+            assert state.s3_endpoint == f"127.0.0.1:{good}"
+            assert devstack.read_state(home)["ports"] == devstack.ports_at(good)
+            monkeypatch.setenv(devstack.ENV_BASE_PORT, "auto")
+            assert StackConfig.load(home).ports() == devstack.ports_at(good)
+            with pytest.raises(StackError, match="runs on other ports.*`reelflow down` first"):
+                devstack.up(StackConfig.load(home, base_port=taken + 100))
+        finally:
+            devstack.down(StackConfig(home=home))
+    assert not devstack.status(StackConfig.load(home))["s3"]["running"]

@@ -7,13 +7,17 @@ falls is known exactly; the cuts are then found in the delivered pictures themse
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import wave
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 import pytest
 
+from reelflow.media.ffmpeg import ffmpeg_exe
 from reelflow.media.frames import read_frames
 from reelflow.media.probe import probe
 from reelflow.render.jobs import ExportSpec
@@ -85,6 +89,8 @@ def finished(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         ExportSpec(aspect="16:9", size=(3840, 2160), captions="none"),
         ExportSpec(aspect="16:9", cut="fast", captions="none"),
         ExportSpec(aspect="16:9", cut="slow", captions="none"),
+        ExportSpec(aspect="9:16", captions="soft"),  # not the burned 9:16: a file of its own
+        ExportSpec(aspect="9:16"),  # asked twice: made once
     ]
     return produce_video(storyboard=str(board), approval="auto", profile="test", exports=exports)
 
@@ -127,9 +133,10 @@ def test_sixty_fps_and_4k_versions_with_covers(
     finished: Any, s3_settings: S3Settings, tmp_path: Path
 ) -> None:
     store = ArtifactStore(s3_settings.with_bucket("film"))
-    smooth = probe(store.get_file(finished.versions["16x9-h264-60fps"], tmp_path / "60.mp4"))
+    versions = finished.versions
+    smooth = probe(store.get_file(versions["16x9-h264-60fps-no-captions"], tmp_path / "60.mp4"))
     assert abs(smooth.fps - 60) < 0.01 and abs(smooth.duration - 6.0) <= 0.1
-    big = probe(store.get_file(finished.versions["16x9-h264-3840x2160"], tmp_path / "4k.mp4"))
+    big = probe(store.get_file(versions["16x9-h264-3840x2160-no-captions"], tmp_path / "4k.mp4"))
     assert (big.width, big.height) == (3840, 2160)
     from PIL import Image
 
@@ -147,8 +154,8 @@ def test_fast_and_slow_cuts(finished: Any, s3_settings: S3Settings, tmp_path: Pa
     """Style versions from the same clips: the fast cut keeps 60% of each shot (at least 1 s)
     with hard cuts; the slow cut keeps the length and dissolves between shots."""
     store = ArtifactStore(s3_settings.with_bucket("film"))
-    fast = store.get_file(finished.versions["16x9-h264-fast"], tmp_path / "fast.mp4")
-    slow = store.get_file(finished.versions["16x9-h264-slow"], tmp_path / "slow.mp4")
+    fast = store.get_file(finished.versions["16x9-h264-fast-no-captions"], tmp_path / "fast.mp4")
+    slow = store.get_file(finished.versions["16x9-h264-slow-no-captions"], tmp_path / "slow.mp4")
     assert abs(probe(fast).duration - 4.0) <= 0.15  # 4 shots x max(1.0, 0.6 x 1.5)
     assert abs(probe(slow).duration - 6.0) <= 0.15
     assert len(cut_frames(fast, 3)) == 3
@@ -164,3 +171,39 @@ def test_fast_and_slow_cuts(finished: Any, s3_settings: S3Settings, tmp_path: Pa
         return best
 
     assert biggest_jump(slow) < biggest_jump(fast)
+
+
+def test_versions_that_differ_in_captions_are_two_files(
+    finished: Any, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    """`--export 9:16 --export 9:16,captions=soft` (and 9:16 again): two files, each named by
+    what makes it differ, both in the manifest; the repeated version is made once."""
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    burned, soft = finished.versions["9x16-h264"], finished.versions["9x16-h264-soft-captions"]
+    assert burned != soft
+    assert len(set(finished.versions.values())) == len(finished.versions) == 7
+    manifest = json.loads(store.get_bytes(finished.manifest_key))
+    assert manifest["versions"] == finished.versions
+    headers = {}
+    for name, key in (("burned", burned), ("soft", soft)):
+        path = store.get_file(key, tmp_path / f"{name}.mp4")
+        headers[name] = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
+        ).stderr
+        assert probe(path).height == 180 and probe(path).width < 180
+    assert "Subtitle:" not in headers["burned"]
+    assert headers["soft"].count("Subtitle: mov_text") == 2  # zh and en, not burned in
+    # one task run per version, whatever the number of times it was asked for
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(manifest["run_id"])]))
+    deadline = time.monotonic() + 30  # task runs reach the server as events, after the flow
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=flow_run)
+            names = sorted(run.name for run in runs if run.name.startswith("version-9x16"))
+            if len(names) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert names == ["version-9x16-h264", "version-9x16-h264-soft-captions"]

@@ -169,7 +169,7 @@ def test_cli_render_with_an_unknown_character_is_one_line(
     board = tmp_path / "ghost.yaml"
     board.write_text(STORYBOARD.replace("name: su7", "name: ghost").replace("[su7]", "[ghost]"))
     done = subprocess.run(
-        [sys.executable, "-m", "reelflow.cli", "render", str(board), "--profile", "test",
+        [sys.executable, "-m", "cli", "render", str(board), "--profile", "test",
          "--approval", "auto"],
         cwd=ROOT, env={**os.environ, **film_env}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow import cli
+import cli.main as cli
 from reelflow.render import clips, edit, images, models, weights
 from reelflow.render.jobs import EditClip, EditJob, clip_job, hires_job, image_job
 from reelflow.render.lineage import lineage_tree, render_text
@@ -183,3 +183,13 @@ def test_regenerate_names_the_weight_whose_hash_differs(
         assert "weights missing here: lora ink" in capsys.readouterr().err
     finally:
         lora.write_bytes(saved)
+
+
+def test_lineage_text_names_the_characters_an_image_was_made_with() -> None:
+    from reelflow.render.lineage import LineageTree, Node
+
+    image = Node(key="projects/p/shots/a/images/x-v0.png", kind="image", step="variant",
+                 details={"prompt": "a car", "characters": {"lin": "3f2a9c1d0e4b5a6c7d8e"}})
+    film = Node(key="projects/p/edits/f.mp4", kind="edit", parents=[image])
+    text = render_text(LineageTree(root=film))
+    assert "characters: lin (version 3f2a9c1d0e4b)" in text

@@ -131,7 +131,7 @@ def _render(stack: Stack, board: Path, log: Path, *extra: str,
             env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "reelflow.cli", "render", str(board), "--profile", "test",
+            [sys.executable, "-m", "cli", "render", str(board), "--profile", "test",
              "--auto-approve", *extra],
             cwd=board.parent, env=env or stack.env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -348,9 +348,9 @@ def _api_answers(stack: Stack) -> bool:
 
 
 def _kill_prefect(stack: Stack) -> None:
-    pid = devstack._running_pid(stack.config, devstack.PREFECT)
+    pid = devstack.running_pid(stack.config, devstack.PREFECT)
     assert pid is not None
-    devstack._stop_pid(pid, first=signal.SIGKILL)
+    devstack.stop_pid(pid, first=signal.SIGKILL)
 
 
 @on_own_stack
@@ -406,7 +406,7 @@ def test_local_runs_heartbeat_within_the_crash_grace(tmp_path: Path) -> None:
     grace = load_ops_config().crashed_after_seconds
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "REELFLOW_"))}
     env.update(PYTHONPATH=str(ROOT), REELFLOW_HOME=str(tmp_path))
-    code = ("from reelflow.cli import use_local_stack; use_local_stack(); "
+    code = ("from cli.stack import use_local_stack; use_local_stack(); "
             "from prefect.settings import get_current_settings as s; "
             "print(s().flows.heartbeat_frequency, s().client.max_retries)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

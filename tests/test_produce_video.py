@@ -199,7 +199,7 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
         [
             sys.executable,
             "-m",
-            "reelflow.cli",
+            "cli",
             "render",
             str(board),
             "--profile",

@@ -23,16 +23,31 @@ def test_composition_is_deterministic_and_ordered() -> None:
     assert first.fits
 
 
-def test_clip_budget_reports_what_is_cut_word_for_word() -> None:
+def test_long_prompts_fit_in_clip_windows_whole() -> None:
+    """The seed film's prompts are longer than one CLIP window (75 tokens) and are kept whole:
+    they are encoded window by window (tests/test_long_prompts.py)."""
     board = load_storyboard(EXAMPLE)
     composed = compose_prompt(board, board.shots[0], family="sd15")
-    assert composed.token_count <= 75
-    assert composed.truncated, "the seed's long prompts cannot fit CLIP's 77 tokens"
+    assert composed.token_count > 75 and composed.fits
+    assert composed.prompt.endswith("highly detailed, realistic, 8k resolution, sharp focus")
+    assert composed.token_budget == 300
+
+
+def test_clip_budget_reports_what_is_cut_word_for_word() -> None:
+    board = load_storyboard(EXAMPLE)
+    board.shots[0].scene = ", ".join(f"scene detail {n}" for n in range(120))  # ~360 tokens
+    composed = compose_prompt(board, board.shots[0], family="sd15")
+    assert composed.token_count <= 300
+    assert composed.truncated and composed.truncated[0] == board.shots[0].scene
     assert "highly detailed, realistic, 8k resolution, sharp focus" in composed.truncated
     assert "su7ultra" in composed.prompt  # the most important part survives
     for dropped in composed.truncated:
         assert dropped not in composed.prompt
     assert count_tokens(composed.prompt) <= composed.token_budget
+
+
+def test_weight_syntax_is_not_counted_as_tokens() -> None:
+    assert count_tokens("a (red:1.3) car, [blurry]") == count_tokens("a red car, blurry")
 
 
 def test_reviewer_notes_rank_above_the_scene() -> None:

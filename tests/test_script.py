@@ -419,3 +419,30 @@ def test_a_chinese_brief_gets_a_chinese_plan_not_a_mixed_one() -> None:
     assert sb.characters[0].description == "穿荧光绿跑鞋的年轻女孩"
     # an English brief stays English
     assert all(not re.search(r"[\u4e00-\u9fff]", s.description) for s in template_plan(BRIEF).shots)
+
+
+def test_a_chinese_brief_gets_readable_ids_captions_and_a_look() -> None:
+    """Ids in pinyin (not hashes), on-screen text in Chinese, a palette and lighting from the
+    mood, and a character description the calibration does not call vague."""
+    import re
+
+    brief = Brief(subjects=["跑者：穿荧光绿跑鞋的年轻女孩", "一只橘色的流浪猫"],
+                  scenes=["江边步道的夜晚", "城市天台的日出"], shots=6, mood="温暖",
+                  total_seconds=15, language="zh", aspect="9:16")
+    sb = template_plan(brief)
+    assert [c.name for c in sb.characters] == ["pao-zhe", "yi-zhi-ju-se-de-liu"]
+    assert sb.project.startswith("pao-zhe")
+    captions = [s.caption.zh for s in sb.shots if s.caption]
+    assert captions[0] == sb.title and len(captions) >= 3
+    assert all(re.search(r"[\u4e00-\u9fff]", c) for c in captions)
+    assert sb.style.palette and "温暖" in sb.style.lighting
+    assert "#f2a65a" in sb.style.palette  # the warm look
+    report = calibrate(sb)
+    assert not any("vague" in p.message for p in report.problems), report.problems
+
+
+def test_an_english_brief_gets_english_captions_and_a_mood_look() -> None:
+    sb = template_plan(BRIEF.model_copy(update={"mood": "lonely winter night"}))
+    captions = [s.caption.en for s in sb.shots if s.caption]
+    assert captions[0] == sb.title and "Then, everything changed." in captions
+    assert sb.style.lighting == "cold diffuse daylight, blue shadows"

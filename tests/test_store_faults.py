@@ -52,7 +52,7 @@ def own_s3(tmp_path: Path) -> Iterator[tuple[devstack.StackConfig, int]]:
         tmp_path / "stack", start_s3=True, start_prefect=False, timeout=60)
     try:
         devstack.up(config)
-        record = devstack._read_pid(config, "s3")
+        record = devstack.read_pid(config, "s3")
         assert record is not None
         yield config, int(record["pid"])
     finally:

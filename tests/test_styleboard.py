@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from reelflow.cli import main
+from cli.main import main
 from reelflow.render.models import prepare_demo_models
 from reelflow.render.profiles import get_profile
 from reelflow.store.artifacts import ArtifactStore

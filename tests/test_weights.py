@@ -274,3 +274,20 @@ def test_ip_adapter_is_keyed_by_content(env: Path, tmp_path: Path) -> None:
         job.model_copy(update={"ip_adapter": choice.model_copy(update={"path": str(retrained)})})
     )
     assert changed.spec_hash() != locked.spec_hash()
+
+
+def test_auto_device_is_recorded_as_the_device_it_picks() -> None:
+    """One film's objects name one device: "auto" is never written as such, also in a process
+    that has not imported torch yet (a previz panel, the first object of a run)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    code = ("import sys; from reelflow.render import weights; "
+            "assert 'torch' not in sys.modules; print(weights.environment('auto')['device'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == expected
+    assert weights.environment("cpu", "float32")["device"] == "cpu"

@@ -246,7 +246,7 @@ def test_manual_rounds_with_notes_and_no_key_anywhere(
     env = {**os.environ, **script_env}
     first_request = len(chat.requests)
     process = subprocess.Popen(
-        [sys.executable, "-m", "reelflow.cli", "script", str(brief_file), "--llm", ENDPOINT],
+        [sys.executable, "-m", "cli", "script", str(brief_file), "--llm", ENDPOINT],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -409,7 +409,7 @@ def test_cli_llm_failure_prints_no_traceback_only_the_line(
     brief.write_text(yaml.safe_dump(make_brief("last-light-cli").model_dump(mode="json")))
     chat.queue(*[Reply(content="I cannot write JSON today.") for _ in range(3)])
     done = subprocess.run(
-        [sys.executable, "-m", "reelflow.cli", "script", str(brief), "--llm", ENDPOINT,
+        [sys.executable, "-m", "cli", "script", str(brief), "--llm", ENDPOINT,
          "--auto-approve"], cwd=ROOT, env={**os.environ, **script_env}, capture_output=True,
         text=True, timeout=300)
     output = done.stdout + done.stderr
@@ -499,7 +499,7 @@ def test_llm_answers_are_cached_on_url_and_model_not_on_name_or_key(
 def test_cli_names_the_bad_field_of_a_brief(tmp_path: Path) -> None:
     brief = tmp_path / "brief.yaml"
     brief.write_text("subjects: [a red kite]\nscenes: []\nshots: 3\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "reelflow.cli", "script", str(brief)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "cli", "script", str(brief)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{brief}: scenes: List should have at least 1 item" in done.stderr
@@ -518,7 +518,7 @@ def test_offline_notes_are_recorded_and_the_reviewer_is_told(
     brief_file.write_text(yaml.safe_dump(make_brief("last-light-notes").model_dump(mode="json")),
                           encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "reelflow.cli", "script", str(brief_file), "--versions", "2"],
+        [sys.executable, "-m", "cli", "script", str(brief_file), "--versions", "2"],
         cwd=ROOT, env={**os.environ, **script_env}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )

@@ -42,17 +42,24 @@ class Delivery(BaseModel):
 
 
 def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | None) -> Delivery:
-    exports = exports or [default_export(run.board)]
+    # a version asked for twice is made once (its name holds every setting of ExportSpec)
+    exports = list({export.name: export for export in exports or [default_export(run.board)]}
+                   .values())  # fmt: skip
     cuts: dict[str, Cut] = {}
     versions: dict[str, PrefectFuture] = {}
     covers: dict[str, PrefectFuture] = {}
+    framed: dict[tuple[str, str], PrefectFuture] = {}  # (cut, aspect) -> its cover
     for export in exports:
         if export.cut not in cuts:
             cuts[export.cut] = assemble_cut(run, clips, export.cut)
         cut = cuts[export.cut]
         job = version_job(run.board, cut.master_key, export, cut.durations)
         versions[export.name] = export_version.submit(job)
-        covers[export.name] = make_cover.submit(cover_job(run.board, cut.master_key, export.aspect))
+        if (export.cut, export.aspect) not in framed:
+            framed[export.cut, export.aspect] = make_cover.submit(
+                cover_job(run.board, cut.master_key, export.aspect)
+            )
+        covers[export.name] = framed[export.cut, export.aspect]
     first = exports[0]
     film = cuts[first.cut]
     return Delivery(

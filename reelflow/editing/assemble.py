@@ -41,6 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from reelflow.media.encode import VideoEncode
 from reelflow.media.ffmpeg import PathLike, fps_arg, run
 
 __all__ = [
@@ -224,6 +225,12 @@ def part_workers() -> int:
 PART_VERSION = 1
 
 
+def part_encode(crf: int, preset: str = "medium") -> VideoEncode:
+    """The encode of every part of a film (and of a version's H.264 parts): identical and
+    deterministic, so parts join by stream copy and a cached part equals a fresh one."""
+    return VideoEncode(crf=crf, preset=preset, threads=ENCODE_THREADS, bitexact=True)
+
+
 def plan_parts(clips: Sequence[AssemblyClip], fps: float) -> list[Part]:
     """The film as bodies and transitions, in order (pure arithmetic on :func:`plan_segments`)."""
     parts: list[Part] = []
@@ -274,8 +281,7 @@ def render_part(
     chains[-1] += "[v]"
     args += [
         "-filter_complex", ";".join(chains), "-map", "[v]", "-an",
-        "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-threads", str(ENCODE_THREADS), "-fflags", "+bitexact", "-flags:v", "+bitexact",
+        *part_encode(crf, preset).args(),
         "-r", fps_arg(fps), "-frames:v", str(m), "-f", "mpegts", str(out),
     ]  # fmt: skip
     run(args, what=f"assemble {part.kind} {part.index} ({part.clip.path.name})")

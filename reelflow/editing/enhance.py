@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from reelflow.media.encode import VideoEncode
 from reelflow.media.ffmpeg import PathLike, fps_arg, run
 from reelflow.media.probe import probe
 
@@ -96,8 +97,8 @@ def enhance(
     tmp = out.with_name(out.stem + ".tmp" + (out.suffix or ".mp4"))
     run(
         ["-i", str(video), "-map", "0:v:0", "-map", "0:a?", "-vf", ",".join(chain),
-         "-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p",
-         "-c:a", "copy", "-frames:v", str(frames), "-movflags", "+faststart", str(tmp)],
+         *VideoEncode(crf=crf).args(), "-c:a", "copy", "-frames:v", str(frames),
+         "-movflags", "+faststart", str(tmp)],
         what=f"enhance {Path(video).name}",
     )  # fmt: skip
     os.replace(tmp, out)

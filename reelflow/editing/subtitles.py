@@ -35,11 +35,13 @@ from reelflow.editing.caption_layout import (
     preset_for,
 )
 from reelflow.editing.fonts import DEFAULT_FONT_FAMILY, cjk_font_path
+from reelflow.media.encode import VideoEncode
 from reelflow.media.ffmpeg import PathLike, has_filter, run
 from reelflow.media.probe import probe
 
 __all__ = [
     "Caption",
+    "add_soft_captions",
     "build_subtitles",
     "burn_subtitles",
     "caption_languages",
@@ -166,10 +168,7 @@ def write_ass(
 
 
 def _encode_args(crf: int) -> list[str]:
-    return [
-        "-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p",
-        "-c:a", "copy", "-movflags", "+faststart",
-    ]  # fmt: skip
+    return [*VideoEncode(crf=crf).args(), "-c:a", "copy", "-movflags", "+faststart"]
 
 
 def _burn_libass(
@@ -310,3 +309,24 @@ def mux_soft_subtitles(video: PathLike, tracks: Mapping[Language, PathLike], out
     run([*args, str(tmp)], what=f"mux subtitles into {video.name}")
     os.replace(tmp, out)
     return out
+
+
+def add_soft_captions(video: PathLike, captions: Sequence[Caption], out: PathLike) -> Path:
+    """``video`` with one soft caption track per language that has text (no re-encoding).
+
+    A language no caption uses gets no track: its SRT would be empty, and ffmpeg refuses an
+    empty SRT ("Invalid data found when processing input"). Without any text, ``video`` itself
+    is returned."""
+    out = Path(out)
+    languages = caption_languages(captions)
+    if not languages:
+        return Path(video)
+    work = Path(tempfile.mkdtemp(prefix="reelflow-srt-", dir=out.parent))
+    try:
+        tracks = {
+            lang: write_srt(captions, work / f"{lang}.srt", languages=(lang,))
+            for lang in languages
+        }
+        return mux_soft_subtitles(video, tracks, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

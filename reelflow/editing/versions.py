@@ -32,6 +32,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from reelflow.media.encode import Codec, VideoEncode
 from reelflow.media.ffmpeg import PathLike, has_encoder, run
 from reelflow.media.frames import iter_frames
 from reelflow.media.probe import probe
@@ -42,25 +43,14 @@ __all__ = [
 ]  # fmt: skip
 
 ASPECTS: dict[str, tuple[int, int]] = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
-Codec = Literal["h264", "h265", "av1"]
 
 
 def codec_args(codec: Codec, crf: int | None = None) -> list[str]:
-    """Encoder arguments for ``codec`` at a quality comparable across codecs by default."""
-    if codec == "h264":
-        return ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf or 18)]
-    if codec == "h265":
-        if not has_encoder("libx265"):
-            raise RuntimeError("this ffmpeg build has no libx265")
-        return ["-c:v", "libx265", "-preset", "medium", "-crf", str(crf or 22),
-                "-x265-params", "log-level=error", "-tag:v", "hvc1"]  # fmt: skip
-    if codec == "av1":
-        if has_encoder("libsvtav1"):
-            return ["-c:v", "libsvtav1", "-preset", "8", "-crf", str(crf or 32)]
-        if has_encoder("libaom-av1"):
-            return ["-c:v", "libaom-av1", "-cpu-used", "8", "-row-mt", "1", "-crf", str(crf or 32)]
-        raise RuntimeError("this ffmpeg build has no AV1 encoder")
-    raise ValueError(f"unknown codec {codec!r}")
+    """Encoder arguments for ``codec`` (yuv420p) at a quality comparable across codecs by
+    default (see :data:`reelflow.media.encode.DEFAULT_CRF`)."""
+    if codec not in ("h264", "h265", "av1"):
+        raise ValueError(f"unknown codec {codec!r}")
+    return VideoEncode(codec=codec, crf=crf).args()
 
 
 def available_codecs() -> list[Codec]:
@@ -197,7 +187,7 @@ def export_version(
         tmp_out = out.with_name(out.stem + ".tmp" + (out.suffix or ".mp4"))
         run(
             ["-i", str(video), "-map", "0:v:0", "-map", "0:a?", "-vf", vf,
-             *codec_args(codec, crf), "-pix_fmt", "yuv420p", "-c:a", "copy",
+             *codec_args(codec, crf), "-c:a", "copy",
              "-movflags", "+faststart", str(tmp_out)],
             what=f"export {aspect} {codec} version of {Path(video).name}",
         )  # fmt: skip
@@ -232,18 +222,12 @@ def render_version_part(
         if subtitles is not None:
             sub = f"subtitles=filename={subtitles}"
             chain.append(sub + (f":fontsdir={fonts_dir}" if fonts_dir else ""))
-        encode = codec_args(codec, crf)
-        if "-tag:v" in encode:  # an MP4 tag: the join sets it, MPEG-TS has no such field
-            i = encode.index("-tag:v")
-            del encode[i : i + 2]
-        if preset is not None and codec == "h264":
-            encode[encode.index("-preset") + 1] = preset
-        if threads is not None:
-            encode += ["-threads", str(threads)]
+        # MPEG-TS has no MP4 tag (the join sets it); an H.264 part is encoded like the film's
+        encode = VideoEncode(codec=codec, crf=crf, threads=threads, bitexact=True,
+                             mp4_tag=False, preset=preset or "medium")  # fmt: skip
         run(
-            ["-i", str(part), "-map", "0:v:0", "-vf", ",".join(chain or ["null"]), *encode,
-             "-pix_fmt", "yuv420p", "-fflags", "+bitexact", "-flags:v", "+bitexact",
-             "-frames:v", str(frames), "-f", "mpegts", str(out)],
+            ["-i", str(part), "-map", "0:v:0", "-vf", ",".join(chain or ["null"]),
+             *encode.args(), "-frames:v", str(frames), "-f", "mpegts", str(out)],
             what=f"version part {out.name}",
         )  # fmt: skip
     return out

@@ -19,6 +19,7 @@ from PIL import Image, ImageFilter, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reelflow.errors import StageError
+from reelflow.imaging import long_prompts
 from reelflow.imaging.checks import is_blank
 from reelflow.imaging.ip_adapter import IPAdapterSpec, ip_adapter_loaded
 from reelflow.imaging.models import LoraSpec, ModelSource
@@ -79,15 +80,21 @@ def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
 
-def _text_kwargs(spec: ImageSpec, count: int = 1) -> dict[str, Any]:
+def _text_kwargs(pipe: Any, spec: ImageSpec, count: int = 1) -> dict[str, Any]:
+    """The prompt as the pipeline takes it: plain text when it fits CLIP's window, else
+    embeddings of every window joined (long prompts reach the UNet whole, `(word:1.2)` weighted).
+    """
+    steps = {"num_inference_steps": spec.steps, "guidance_scale": spec.guidance}
+    texts = (spec.prompt, spec.negative_prompt)
+    if long_prompts.is_clip_pipeline(pipe) and any(
+        long_prompts.needs_windows(pipe, text) for text in texts
+    ):
+        text = long_prompts.prompt_embedding_kwargs(pipe, spec.prompt, spec.negative_prompt, count)
+        return text | steps
+    prompt = long_prompts.plain_text(spec.prompt)  # weights mean nothing to a T5 or a panel
     # None (not "") when there is no negative prompt: SDXL then uses zero embeddings as trained.
-    negative = [spec.negative_prompt] * count if spec.negative_prompt else None
-    return {
-        "prompt": [spec.prompt] * count,
-        "negative_prompt": negative,
-        "num_inference_steps": spec.steps,
-        "guidance_scale": spec.guidance,
-    }
+    negative = long_prompts.plain_text(spec.negative_prompt) or None
+    return {"prompt": [prompt] * count, "negative_prompt": negative and [negative] * count} | steps
 
 
 def _steps_for_strength(steps: int, strength: float) -> int:
@@ -124,7 +131,7 @@ def _single(
     """
     with cache.lock(spec.model), ip_adapter_loaded(pipe, spec.ip_adapter):
         apply_loras(pipe, spec.loras)
-        call = _text_kwargs(spec) | _ip_kwargs(spec, ip_adapter_image) | kwargs
+        call = _text_kwargs(pipe, spec) | _ip_kwargs(spec, ip_adapter_image) | kwargs
         array = pipe(**call, generator=_generators([spec.seed]), output_type="np").images[0]
     if is_blank(array):
         raise BlankImageError(f"{spec.label()}: {type(pipe).__name__} returned a blank image")
@@ -203,7 +210,7 @@ def generate_variants(
         for start in range(0, len(seeds), batch_size):
             chunk = seeds[start : start + batch_size]
             result = pipe(
-                **_text_kwargs(spec, len(chunk)),
+                **_text_kwargs(pipe, spec, len(chunk)),
                 **conditioning,
                 width=spec.width,
                 height=spec.height,

@@ -1,7 +1,7 @@
 """Running ffmpeg for the edit: one place that builds commands, runs them, explains failures.
 
-Every editing module goes through :func:`run` (an argument list) or :func:`run_graph` (an
-ffmpeg-python graph), so that
+Every editing module goes through :func:`run` (an argument list; encoder arguments come from
+:mod:`reelflow.media.encode`), so that
 
 - the binary is the one ``imageio-ffmpeg`` ships (pip only, no system ffmpeg, no ffprobe), or
   ``$REELFLOW_FFMPEG`` where a deployment wants one with hardware encoders;
@@ -22,7 +22,6 @@ import re
 import subprocess
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
 
 from reelflow.errors import StageError
 
@@ -33,7 +32,6 @@ __all__ = [
     "has_encoder",
     "has_filter",
     "run",
-    "run_graph",
     "tail",
 ]
 
@@ -114,18 +112,6 @@ def run(args: Sequence[str], *, what: str, loglevel: str = "error") -> str:
     if proc.returncode != 0:
         raise FFmpegError.of(what, proc.returncode, tail(stderr))
     return stderr
-
-
-def run_graph(stream: Any, *, what: str, loglevel: str = "error") -> str:
-    """Run an ffmpeg-python output node (``ffmpeg.output(...)``) through :func:`run`.
-
-    ffmpeg-python only builds the argument list here; running it ourselves keeps one error
-    path and one set of default flags for every module.
-    """
-    import ffmpeg as ffmpeg_python
-
-    args = ffmpeg_python.get_args(stream, overwrite_output=True)
-    return run(args, what=what, loglevel=loglevel)
 
 
 @functools.cache

@@ -24,6 +24,7 @@ from typing import IO, Literal
 
 import numpy as np
 
+from reelflow.media.encode import VideoEncode
 from reelflow.media.ffmpeg import FFmpegError, ffmpeg_exe, fps_arg, tail
 from reelflow.media.probe import VideoInfo, probe
 
@@ -98,8 +99,7 @@ class VideoWriter:
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
             "-r", fps_arg(self.fps), "-i", "pipe:0",
-            "-an", "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
-            "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+            "-an", *VideoEncode(crf=self.crf, preset=self.preset).args(), "-movflags", "+faststart",
             *self.extra_output_args,
             "-f", "mp4", str(self._tmp),
         ]  # fmt: skip

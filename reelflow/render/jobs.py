@@ -283,6 +283,8 @@ class ExportSpec(BaseModel):
 
     @property
     def name(self) -> str:
+        """Every field that differs from its default, so two different versions never share a
+        name (a file name, a bucket key, a manifest entry): `9x16-h264-soft-captions`."""
         parts = [self.aspect.replace(":", "x"), self.codec]
         if self.cut != "storyboard":
             parts.append(self.cut)
@@ -290,6 +292,10 @@ class ExportSpec(BaseModel):
             parts.append(f"{self.fps}fps")
         if self.size:
             parts.append(f"{self.size[0]}x{self.size[1]}")
+        if self.denoise:
+            parts.append(self.denoise)
+        if self.captions != "burn":
+            parts.append({"soft": "soft-captions", "none": "no-captions"}[self.captions])
         return "-".join(parts)
 
 

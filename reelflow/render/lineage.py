@@ -100,7 +100,7 @@ def _details(job: Job | None, extra: dict[str, Any]) -> dict[str, Any]:
         image = job.image
         return {"seed": job.seed, "scale": job.scale, "strength": job.strength,
                 "prompt": image.prompt, "size": f"{image.width}x{image.height}",
-                "steps": image.steps}
+                "steps": image.steps, "characters": image.characters}
     if isinstance(job, RetouchJob):
         return {"inpaint": [r.get("prompt") for r in job.inpaint], "outpaint": job.outpaint}
     if isinstance(job, ImageJob):
@@ -108,7 +108,7 @@ def _details(job: Job | None, extra: dict[str, Any]) -> dict[str, Any]:
                 "seed": extra.get("seed", job.seed), "variant": extra.get("variant"),
                 "size": f"{job.width}x{job.height}", "steps": job.steps,
                 "guidance": job.guidance, "sampler": job.sampler,
-                "reference": job.reference}
+                "reference": job.reference, "characters": job.characters}
     if isinstance(job, FrameJob):
         return {"frame": job.frame, "source_shot": job.source_shot,
                 "restyle_prompt": job.restyle_prompt, "seed": job.seed}
@@ -306,6 +306,7 @@ def _lines(node: Node) -> list[str]:
     details = dict(node.details)
     prompt = details.pop("prompt", None)
     negative = details.pop("negative_prompt", None)
+    characters = details.pop("characters", None)
     simple = ", ".join(f"{k} {v}" for k, v in details.items() if not isinstance(v, dict | list))
     lines.append(f"sha256 {_short(node.sha256)}  spec {node.spec_hash or '-'}"
                  + (f"  {simple}" if simple else ""))
@@ -313,6 +314,9 @@ def _lines(node: Node) -> list[str]:
         lines.append(f"prompt: {prompt}")
     if negative:
         lines.append(f"negative: {negative}")
+    if characters:  # library characters, by the version the image was made with
+        lines.append("characters: " + ", ".join(
+            f"{name} (version {_short(version)})" for name, version in sorted(characters.items())))
     for weight in node.weights:
         scale = f" x{weight['weight']:g}" if weight.get("weight") is not None else ""
         lines.append(

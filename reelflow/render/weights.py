@@ -219,12 +219,19 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _auto_device() -> str:
+    """What "auto" picks (reelflow/imaging/pipelines.py): CUDA when torch sees one, else CPU."""
+    try:
+        import torch
+    except ImportError:  # a worker without torch renders panels and edits on the CPU
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def environment(device: str = "auto", dtype: str | None = None) -> dict[str, Any]:
     """Library versions and the device that made an object: what `regenerate` compares."""
-    if device == "auto" and "torch" in sys.modules:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":  # resolved every time: one film's objects name one device
+        device = _auto_device()
     env: dict[str, Any] = {
         "device": device,
         "dtype": dtype,

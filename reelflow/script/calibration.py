@@ -181,8 +181,15 @@ _STOP = {"the", "and", "with", "from", "that", "this", "its", "his", "her", "the
          "onto", "over", "under", "bright", "dark", "light", "very", "front", "back", "number"}
 
 
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z][a-z'-]*", text.lower())
+    """Latin words, and Chinese counted as two-character words (Chinese has no spaces: a
+    description of eight characters is about four words, not none)."""
+    latin = re.findall(r"[a-z][a-z'-]*", _CJK_RUN.sub(" ", text.lower()))
+    chinese = [run[i:i + 2] for run in _CJK_RUN.findall(text) for i in range(0, len(run), 2)]
+    return latin + chinese
 
 
 def _character_checks(storyboard: Storyboard) -> tuple[list[CharacterCheck], list[Problem]]:

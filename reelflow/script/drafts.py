@@ -10,7 +10,6 @@ language chosen by rules, so a run works offline and a test is reproducible.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ from reelflow.storyboard import (
     Storyboard,
     StyleLock,
 )
+from reelflow.storyboard.slugs import slugify
 
 log = logging.getLogger("reelflow.script.drafts")
 
@@ -83,14 +83,6 @@ class Brief(BaseModel):
                 f"(0.5 s each); got {self.total_seconds:g} s"
             )
         return self
-
-
-def slugify(text: str, fallback: str = "film", max_words: int = 4) -> str:
-    words = re.findall(r"[a-z0-9]+", text.lower())[:max_words]
-    slug = "-".join(words)[:48].strip("-")
-    if slug:
-        return slug
-    return f"{fallback}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def brief_characters(brief: Brief) -> list[tuple[Character, str]]:
@@ -279,6 +271,73 @@ _ZH = {
 }
 
 
+class Look(BaseModel):
+    """A palette and lighting a mood word suggests: a starting point the creator edits."""
+
+    words: tuple[str, ...]
+    palette: list[str]
+    lighting: str
+    lighting_zh: str
+
+
+#: the first look one of whose words appears in the brief's mood wins; `DEFAULT_LOOK` otherwise
+LOOKS = [
+    Look(words=("warm", "cozy", "nostalg", "golden", "sunset", "autumn",
+                "温暖", "温馨", "怀旧", "金色", "夕阳", "秋"),
+         palette=["#f2a65a", "#c8553d", "#ffe8c2", "#5b3a29"],
+         lighting="warm golden-hour light, soft long shadows",
+         lighting_zh="温暖的黄金时刻光线，柔和的长影"),
+    Look(words=("cold", "winter", "snow", "ice", "frost", "lonely",
+                "寒", "冬", "雪", "冰", "孤独"),
+         palette=["#dfe9f3", "#8fb8de", "#3e5c76", "#1d2d44"],
+         lighting="cold diffuse daylight, blue shadows", lighting_zh="清冷的漫射日光，蓝色阴影"),
+    Look(words=("dark", "noir", "night", "myster", "tense", "suspense",
+                "暗", "夜", "黑色", "悬疑", "紧张"),
+         palette=["#0b0c10", "#1f2833", "#c5c6c7", "#66fcf1"],
+         lighting="low-key lighting, hard rim light, deep shadows",
+         lighting_zh="低调布光，硬轮廓光，深邃阴影"),
+    Look(words=("dream", "fantasy", "magic", "ethereal", "梦", "奇幻", "魔法", "空灵"),
+         palette=["#e0c3fc", "#8ec5fc", "#f9f7ff", "#6a4c93"],
+         lighting="soft glowing haze, gentle bloom, pastel light",
+         lighting_zh="柔和发光的薄雾，轻柔的光晕，粉彩色调的光"),
+    Look(words=("spring", "fresh", "hope", "bright", "joy", "happy",
+                "春", "清新", "希望", "明亮", "欢快"),
+         palette=["#ffd6e0", "#c1fba4", "#7bf1a8", "#90f1ef"],
+         lighting="bright soft daylight, gentle backlight",
+         lighting_zh="明亮柔和的日光，温柔的逆光"),
+    Look(words=("epic", "heroic", "grand", "史诗", "壮阔", "英雄"),
+         palette=["#1b263b", "#e0a458", "#f4f1de", "#7a3b2e"],
+         lighting="dramatic side light, volumetric rays", lighting_zh="戏剧性的侧光，体积光"),
+    Look(words=("energetic", "kinetic", "urban", "neon", "动感", "都市", "霓虹"),
+         palette=["#ff006e", "#3a86ff", "#ffbe0b", "#111111"],
+         lighting="neon city light, high contrast", lighting_zh="霓虹都市光，高对比度"),
+]
+DEFAULT_LOOK = Look(words=(), palette=["#2b2d42", "#8d99ae", "#edf2f4", "#ef233c"],
+                    lighting="cinematic key light, soft fill, natural contrast",
+                    lighting_zh="电影感主光，柔和补光，自然反差")
+
+
+def mood_look(mood: str) -> Look:
+    text = mood.lower()
+    return next((look for look in LOOKS if any(word in text for word in look.words)),
+                DEFAULT_LOOK)
+
+
+def _template_captions(acts: list[Act], title: str, main_phrase: str, last_scene: str,
+                       lang: str) -> dict[int, Caption]:
+    """A skeleton of on-screen text: the title over the first shot, a line at the turn, a closing
+    line over the last shot, in the brief's language; the creator rewrites them."""
+    if lang == "zh":
+        lines = {0: title, len(acts) - 1: f"{last_scene}，{main_phrase}"}
+        turn = "然后，一切都变了。"
+    else:
+        lines = {0: title, len(acts) - 1: f"{main_phrase}, {last_scene}"}
+        turn = "Then, everything changed."
+    if "turn" in acts and acts.index("turn") not in lines:
+        lines[acts.index("turn")] = turn
+    return {i: Caption(**{lang: text}) for i, text in lines.items()}
+
+
 def brief_language(brief: Brief) -> Literal["en", "zh"]:
     """The language the brief is written in (its subjects and scenes), which the offline plan
     writes in: a Chinese brief gets Chinese descriptions, logline and title, not a mix."""
@@ -345,12 +404,18 @@ def template_plan(brief: Brief, direction: str = "classic") -> Storyboard:
         visual_style = f"cinematic, {brief.mood}"
     width, height = FRAME_SIZES[brief.aspect]
     img_w, img_h = IMAGE_SIZES[brief.aspect]
+    captions = _template_captions(acts, title, main_phrase, brief.scenes[-1], lang)
+    for i, caption in captions.items():
+        shots[i] = shots[i].model_copy(update={"caption": caption})
+    look = mood_look(brief.mood)
     storyboard = Storyboard(
         title=title,
         project=brief.project or slugify(title),
         logline=logline,
         aspect=brief.aspect, width=width, height=height,
-        style=StyleLock(visual_style=visual_style, width=img_w, height=img_h),
+        style=StyleLock(visual_style=visual_style, width=img_w, height=img_h,
+                        palette=look.palette,
+                        lighting=look.lighting_zh if lang == "zh" else look.lighting),
         characters=[c for c, _ in cast],
         shots=shots,
     )

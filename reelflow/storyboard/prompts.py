@@ -1,9 +1,11 @@
 """Deterministic prompt composition: characters + shot + camera + scene + style.
 
 The same storyboard always yields the same prompt, so a prompt is part of an image's spec hash and
-a cached image is found again. Parts are ordered by importance: when the text encoder's token budget
-(CLIP: 77 tokens, 75 usable) is exceeded, the least important parts are the ones cut, and what is
-cut is reported word for word instead of being silently truncated by the tokenizer.
+a cached image is found again. Parts are ordered by importance: when the token budget is exceeded,
+the least important parts are the ones cut, whole, and what is cut is reported word for word instead
+of being silently truncated by the tokenizer. CLIP reads 75 text tokens at a time, but longer
+prompts are encoded window by window and joined (`reelflow/imaging/long_prompts.py`), so an SD or
+SDXL prompt may fill several windows.
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from reelflow.storyboard import Camera, Shot, Storyboard
+from reelflow.storyboard.prompt_syntax import plain_text
 
-# Usable tokens per family (CLIP's 77 minus start and end tokens; T5 for Flux is far larger).
-TOKEN_BUDGETS: dict[str, int] = {"sd15": 75, "sdxl": 75, "flux": 512}
+#: text tokens in one pass of CLIP (77 minus the start and end tokens)
+CLIP_WINDOW = 75
+#: windows an SD/SDXL prompt may fill: past four, a prompt dilutes more than it adds
+CLIP_WINDOWS = 4
+# Usable tokens per family (CLIP in windows; Flux's T5 reads 512, its CLIP only the pooled start).
+TOKEN_BUDGETS: dict[str, int] = {
+    "sd15": CLIP_WINDOW * CLIP_WINDOWS,
+    "sdxl": CLIP_WINDOW * CLIP_WINDOWS,
+    "flux": 512,
+}
 
 SIZE_WORDS = {
     "extreme-wide": "extreme wide shot",
@@ -84,7 +95,9 @@ class ComposedPrompt(BaseModel):
 def count_tokens(text: str, family: str = "sd15") -> int:
     """Estimated token count when the model's own tokenizer is not at hand: one per Latin word
     or punctuation mark (BPE is never fewer), and :data:`CJK_TOKENS` per CJK character (a run
-    of Chinese is not one word: 111 characters are 111-333 tokens, not 45)."""
+    of Chinese is not one word: 111 characters are 111-333 tokens, not 45). Weight syntax such
+    as `(word:1.2)` is not text and is not counted."""
+    text = plain_text(text)
     cjk = len(_CJK.findall(text))
     latin = len(_TOKEN.findall(_CJK.sub(" ", text)))
     return latin + cjk * CJK_TOKENS.get(family, 2)

@@ -1,0 +1,182 @@
+"""Storyboard commands: validate, schema, plan, styleboard (offline), and script (a brief to an
+approved storyboard, through the write-script flow)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from cli.common import APPROVALS, EXIT_INVALID, WHOLE, artifact_store, fail
+from cli.console import PrefectCommand
+from reelflow.render.profiles import PROFILES
+
+MAX_VERSIONS = 5
+PROFILE = click.Choice(list(PROFILES))
+
+
+@click.command(help="check storyboard files; exit 2 when one is invalid")
+@click.argument("files", nargs=-1, required=True)
+def validate(files: tuple[str, ...]) -> int:
+    from reelflow.storyboard import StoryboardError, load_storyboard
+
+    status = 0
+    for file in files:
+        try:
+            storyboard = load_storyboard(file)
+        except StoryboardError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        print(
+            f"{file}: ok ({len(storyboard.shots)} shots, {storyboard.duration:g} s, "
+            f"{storyboard.width}x{storyboard.height}@{storyboard.fps})"
+        )
+    return status
+
+
+@click.command(help="print the storyboard JSON Schema")
+def schema() -> int:
+    from reelflow.storyboard import json_schema
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+@click.command(help="show composed prompts, seeds and sizes without rendering")
+@click.argument("file")
+@click.option("--profile", type=PROFILE, default="full", show_default=True)
+def plan(file: str, profile: str) -> int:
+    from reelflow.render.jobs import model_choice, plan_render, token_counter
+    from reelflow.render.profiles import get_profile
+    from reelflow.script.camera import propose_camera
+    from reelflow.storyboard import load_storyboard
+    from reelflow.storyboard.prompts import count_tokens, language_warnings
+
+    storyboard = load_storyboard(file)  # a StoryboardError: main() prints its problems
+    render_profile = get_profile(profile)
+    base_dir = Path(file).resolve().parent
+    storyboard = propose_camera(storyboard)  # as the render does: unset camera fields proposed
+    planned = plan_render(storyboard, render_profile, base_dir=base_dir)
+    model = model_choice(storyboard, render_profile, base_dir)
+    counter = token_counter(model)
+    how = "counted by the model's tokenizer" if counter else "estimated"
+    for job in planned.images:
+        tokens = counter(job.prompt) if counter else count_tokens(job.prompt, model.family)
+        print(
+            f"{job.shot}: seed {job.seed}, {job.width}x{job.height}, {job.steps} steps, "
+            f"{job.variants} variants, loras {[lora.name for lora in job.loras]}, "
+            f"{tokens} tokens ({how})"
+        )
+        print(f"    {job.prompt}")
+    for shot, parts in planned.truncated_prompts.items():
+        print(f"{shot}: over the token budget, left out: {' | '.join(parts)}")
+    if model.source != "previz":  # panels are drawn, no text encoder reads the prompt
+        for warning in language_warnings(storyboard, model.family).values():
+            print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+@click.command(help="one shot under 2-4 candidate styles, side by side (offline)")
+@click.argument("file")
+@click.option("--shot", required=True, help="id of the shot to render")
+@click.option("--styles", metavar="YAML",
+              help="list of styles (name, visual_style, lighting, palette, quality_tags); "
+              "default: the storyboard's own style and two variations")
+@click.option("--profile", type=PROFILE, default="demo", show_default=True)
+@click.option("--out", metavar="PNG", help="PNG to write (default: styleboard-PROJECT-SHOT.png)")
+@click.option("--upload", is_flag=True,
+              help="also store it (with lineage) in the stack's S3 under styleboards/")
+def styleboard(file: str, shot: str, styles: str | None, profile: str, out: str | None,
+               upload: bool) -> int:
+    from reelflow.render.profiles import get_profile
+    from reelflow.storyboard import load_storyboard
+    from reelflow.styleboard import (
+        StyleBoardError,
+        derive_candidates,
+        load_candidates,
+        render_style_board,
+    )
+
+    storyboard = load_storyboard(file)  # a StoryboardError: main() prints its problems
+    render_profile = get_profile(profile)
+    try:
+        chosen = storyboard.shot(shot)
+        candidates = load_candidates(styles) if styles else derive_candidates(storyboard)
+    except KeyError as exc:
+        return fail(str(exc.args[0]), EXIT_INVALID)
+    except (StyleBoardError, ValueError) as exc:
+        return fail(str(exc), EXIT_INVALID)
+    if render_profile.image_model == "tiny":
+        from reelflow.render.jobs import shot_loras
+        from reelflow.render.models import prepare_demo_models
+
+        loras = ([ref.name for ref in shot_loras(storyboard, chosen)]
+                 if render_profile.tiny_loras else [])
+        prepare_demo_models(loras, render_profile.image_family or "sd15")
+
+    base_dir = Path(file).resolve().parent
+    store = artifact_store() if upload else None
+    if store is not None:
+        image, scores, key = render_style_board(
+            storyboard, chosen.id, candidates, render_profile, store, base_dir=base_dir
+        )
+    else:
+        image, scores = render_style_board(
+            storyboard, chosen.id, candidates, render_profile, base_dir=base_dir
+        )
+    path = Path(out or f"styleboard-{storyboard.project}-{chosen.id}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    print(f"board:  {path} ({len(candidates)} styles, shot {chosen.id}, "
+          f"profile {render_profile.name})")
+    for index, (candidate, score) in enumerate(zip(candidates, scores, strict=True)):
+        print(f"  #{index + 1} {candidate.name:24} palette {score:.2f}")
+    if store is not None:
+        print(f"stored: {store.uri(key)}")
+    return 0
+
+
+@click.command(cls=PrefectCommand,
+               help="write, calibrate and approve a storyboard from a brief")
+@click.argument("file")
+@click.option("--llm", metavar="NAME",
+              help="saved LLM endpoint block; default: the offline template planner")
+@click.option("--versions", type=WHOLE, default=3, show_default=True,
+              help=f"versions to choose from, 1..{MAX_VERSIONS}")
+@click.option("--approval", type=APPROVALS, default="manual", show_default=True)
+@click.option("--auto-approve", is_flag=True, help="same as --approval auto")
+def script(file: str, llm: str | None, versions: int, approval: str, auto_approve: bool) -> int:
+    """Brief -> calibrated versions -> the storyboard gate -> the approved storyboard's URI."""
+    from reelflow.script.rounds import load_brief
+
+    try:
+        brief = load_brief(file)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_INVALID)
+    if not 1 <= versions <= MAX_VERSIONS:
+        return fail(f"--versions {versions}: must be 1..{MAX_VERSIONS}", EXIT_INVALID)
+    from cli.stack import use_local_stack
+
+    use_local_stack()
+    from flows.write_script import write_script
+    from tasks.common import ensure_results_block
+    from tasks.script import endpoint_info
+
+    try:  # a missing block is refused before a flow run exists
+        endpoint_info(llm)
+    except ValueError as exc:
+        return fail(f"--llm {llm}: {str(exc).splitlines()[0]}", EXIT_INVALID)
+    ensure_results_block()
+    uri = write_script(brief, versions=versions, approval="auto" if auto_approve else approval,
+                       llm_endpoint=llm)
+    print(f"storyboard: {uri}")
+    return 0
+
+
+def register(group: click.Group) -> None:
+    for command in (validate, schema, plan, styleboard, script):
+        group.add_command(command)

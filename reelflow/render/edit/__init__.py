@@ -1,0 +1,21 @@
+"""Edit steps, one module each: assembly (the film from cached parts), cover, music (the
+storyboard's files, beats, the master) and the delivered versions."""
+
+from reelflow.render.edit.assembly import (
+    ANALYSIS_VERSION,
+    MAX_TRIM,
+    PART_PRESET,
+    assemble_film,
+    edit_trims,
+    film_parts,
+    recorded_parts,
+)
+from reelflow.render.edit.cover import make_cover
+from reelflow.render.edit.music import master_with_music, snap_to_music, store_input
+from reelflow.render.edit.versions import export_version
+
+__all__ = [
+    "ANALYSIS_VERSION", "MAX_TRIM", "PART_PRESET", "assemble_film", "edit_trims",
+    "export_version", "film_parts", "make_cover", "master_with_music", "recorded_parts",
+    "snap_to_music", "store_input",
+]  # fmt: skip

@@ -1,0 +1,86 @@
+"""The storyboard's own files (music, reference images) brought into the bucket, cuts snapped
+to the music's beats, and the master: the edit with its music bed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from reelflow.render.common import lineage_of, scratch
+from reelflow.render.jobs import MasterJob, MusicJob
+from reelflow.store import keys
+from reelflow.store.artifacts import ArtifactStore, Lineage
+
+log = logging.getLogger("reelflow.render")
+
+
+def store_input(store: ArtifactStore, project: str, ref: str, base_dir: Path | None) -> str:
+    """The key of a file the storyboard brings in (music, a reference image), stored once per
+    content. A local file must lie inside the storyboard's folder (or REELFLOW_ALLOWED_DIRS);
+    a storyboard from the bucket (`base_dir` None) names an object under its project instead."""
+    import hashlib
+
+    from reelflow.errors import InputError
+    from reelflow.storyboard.files import bucket_key, resolve_local
+
+    try:
+        if base_dir is None:
+            key = bucket_key(ref, project, store.bucket)
+            if not store.exists(key):
+                raise ValueError(f"{ref!r}: no such object in the bucket")
+            return key
+        path = resolve_local(ref, base_dir, must_exist=True)
+    except ValueError as exc:
+        raise InputError(f"storyboard file reference: {exc}") from None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    key = keys.input_key(project, digest.hexdigest()[:16], path.suffix.lstrip(".") or "bin")
+    return store.put_file(
+        key,
+        path,
+        "application/octet-stream",
+        Lineage(kind="input", extra={"filename": path.name}),
+        if_absent=True,
+    )
+
+
+def snap_to_music(store: ArtifactStore, job: MusicJob) -> list[float]:
+    """Shot durations whose cuts land on the music's beats (within tolerance and min length)."""
+    from reelflow.editing.beats import detect_beats, snap_cuts
+
+    with scratch() as tmp:
+        music = store.get_file(job.music_key, tmp / "music")
+        grid = detect_beats(music)
+    snapped = snap_cuts(
+        job.durations,
+        list(grid.beats),
+        tolerance=job.tolerance,
+        min_shot=job.min_shot,
+        fps=job.fps,
+    )
+    log.info("music at %.1f BPM: durations %s -> %s", grid.tempo, job.durations, snapped)
+    return snapped
+
+
+def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
+    """The film with its music bed, faded out and normalised to the target loudness."""
+    from reelflow.editing.audio import mux_music
+
+    key = job.output_key()
+    if store.complete(key):
+        return key
+    with scratch() as tmp:
+        film = store.get_file(job.edit_key, tmp / "edit.mp4")
+        music = store.get_file(job.music_key, tmp / "music")
+        out = mux_music(
+            film, music, tmp / "master.mp4", fade_out=job.fade_out, target_lufs=job.target_lufs
+        )
+        store.put_file(
+            key,
+            out,
+            "video/mp4",
+            lineage_of("edit", job, [job.edit_key, job.music_key], {"step": "music"}),
+        )
+    return key
