@@ -34,13 +34,24 @@ def _output(done: subprocess.CompletedProcess[str]) -> str:
     return f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
 
 
+def _checkout_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on the path (its code, not an installed copy)."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
+
+
+def _s3_health(done: subprocess.CompletedProcess[str]) -> str:
+    """`healthy` or `down`: the second word of status's `s3` line."""
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("s3 ")), None)
+    assert line is not None, _output(done)
+    return line.split()[1]
+
+
 @pytest.fixture(scope="module")
 def cli_env(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The session's S3 (bucket "film") and Prefect server; an empty REELFLOW_HOME (no stack)."""
     home = tmp_path_factory.mktemp("cli-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELFLOW_")}
-    return {**env, **film_env, "REELFLOW_HOME": str(home),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
+    return {**_checkout_env(env), **film_env, "REELFLOW_HOME": str(home)}
 
 
 @pytest.fixture
@@ -57,12 +68,12 @@ def own_s3(tmp_path: Path) -> Iterator[devstack.StackConfig]:
 
 @pytest.mark.integration
 def test_status_then_down_then_status(own_s3: devstack.StackConfig) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELFLOW_", "PREFECT_"))}
+    env = _checkout_env({k: v for k, v in os.environ.items()
+                         if not k.startswith(("REELFLOW_", "PREFECT_"))})
     env["REELFLOW_HOME"] = str(own_s3.home)
 
     up = _reelflow("status", env=env, timeout=60)
-    s3 = next(line for line in up.stdout.splitlines() if line.startswith("s3 "))
-    assert s3.split()[1] == "healthy" and "managed pid" in s3, _output(up)
+    assert _s3_health(up) == "healthy" and "(managed pid" in up.stdout, _output(up)
 
     pid = devstack.running_pid(own_s3, devstack.S3)
     assert pid is not None
@@ -73,8 +84,7 @@ def test_status_then_down_then_status(own_s3: devstack.StackConfig) -> None:
 
     after = _reelflow("status", env=env, timeout=60)
     assert after.returncode == 1, _output(after)  # not healthy: exit 1
-    s3 = next(line for line in after.stdout.splitlines() if line.startswith("s3 "))
-    assert s3.split()[1] == "down", _output(after)
+    assert _s3_health(after) == "down", _output(after)
 
 
 @pytest.mark.flows
