@@ -40,10 +40,10 @@ def test_local_pipes_and_plain_programs_still_work() -> None:
 
 def test_server_commands_are_recognised() -> None:
     assert _server_command(["redis-server", "--port", "0"])
-    assert _server_command([sys.executable, "-m", "reelflow.cli", "up"])
+    assert _server_command([sys.executable, "-m", "cli", "up"])
     assert _server_command("weed mini -dir=x")
     assert _server_command(["reelflow", "worker", "--pool", "cpu"])
-    assert _server_command([sys.executable, "-m", "reelflow.cli", "validate", "up.yaml"]) is None
+    assert _server_command([sys.executable, "-m", "cli", "validate", "up.yaml"]) is None
     assert _server_command(["ffmpeg", "-i", "in.mp4", "out.mp4"]) is None
 
 

@@ -27,7 +27,7 @@ S3_FIXTURES = {"s3_stack", "s3_settings", "store"}
 # worker is not a server, but it needs one).
 SERVER_PROGRAMS = {"weed", "postgres", "pg_ctl", "redis-server", "uvicorn"}
 SERVER_ARGS = {("server", "start"), ("worker", "start")} | {
-    (cli, command) for cli in ("reelflow", "reelflow.cli", "cli") for command in ("up", "worker")
+    (cli, command) for cli in ("reelflow", "cli") for command in ("up", "worker")
 }
 
 
