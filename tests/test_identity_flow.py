@@ -23,6 +23,7 @@ from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 from reelflow.storyboard import Character, LoraRef
 from reelflow.storyboard.characters import add_character
+from tests.support.deployed import task_states
 from tests.support.waiting import wait_for_pending
 
 pytestmark = pytest.mark.slow
@@ -61,9 +62,7 @@ def png(stripe: tuple[int, int, int]) -> bytes:
 
 
 def _states(flow_run_id: UUID) -> dict[str, list[str]]:
-    from test_produce_video import _task_states
-
-    return _task_states(flow_run_id)
+    return task_states(flow_run_id)
 
 
 @pytest.fixture(scope="module")
