@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast screenshots constraints bench up down
+.PHONY: install demo test test-fast screenshots constraints bench bench-gpu up down
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ constraints: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The GPU section alone (on a CUDA machine; elsewhere it says "no CUDA" and exits 0).
+bench-gpu: $(STAMP)
+	$(BIN)/python -m bench --only gpu $(BENCH_ARGS)
 
 up: $(STAMP)
 	$(BIN)/reelflow up
