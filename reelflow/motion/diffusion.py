@@ -311,6 +311,12 @@ class DiffusionVideoBackend:
     ) -> VideoInfo:
         size = self.generation_size(request.width, request.height)
         generated, total = self._generated(first, last, request, size)
+        return self._encode(generated, total, request, out)
+
+    def _encode(
+        self, generated: Iterable[np.ndarray], total: int, request: ClipRequest, out: Path
+    ) -> VideoInfo:
+        """Retime ``total`` generated frames to the request's frame count and size, to ``out``."""
         w, h = request.width, request.height
         with VideoWriter(out, width=w, height=h, fps=request.fps, crf=self.crf,
                          preset=self.preset) as writer:  # fmt: skip
