@@ -154,8 +154,8 @@ def check_backends(
     (`reelflow validate`): the default profile's backend, and models are not checked.
     """
     default = (profile or PROFILES["full"]).video_backend
-    for shot in storyboard.shots:
-        video = shot_video(storyboard, shot, default)
+    chosen = [(shot, shot_video(storyboard, shot, default)) for shot in storyboard.shots]
+    for shot, video in chosen:  # what no version of the backend will do comes first
         assert video.backend is not None
         caps = capabilities(video.backend)
         name = f"shot {shot.id}: backend {caps.name}"
@@ -183,6 +183,10 @@ def check_backends(
                     f"{name} takes no {ask} (video.{field}); backends that do: "
                     f"{backends_with(field)}"
                 )
+    for shot, video in chosen:  # then what this version and this run can render
+        assert video.backend is not None
+        caps = capabilities(video.backend)
+        name = f"shot {shot.id}: backend {caps.name}"
         if not caps.available:
             raise InputError(f"{name} is {caps.unavailable_reason}")
         if models and profile is not None and caps.needs_model:
