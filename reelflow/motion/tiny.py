@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_tiny_ltx", "build_tiny_wan", "tiny_t5"]
+__all__ = ["build_tiny_ltx", "build_tiny_ltx2", "build_tiny_wan", "tiny_gemma3", "tiny_t5"]
 
 _WORDS = (
     "a an the camera slowly quickly moves pushes pulls in out pans tilts up down left right "
@@ -50,6 +50,52 @@ def tiny_t5(seed: int = 0, d_model: int = 32) -> tuple[Any, Any]:
         relative_attention_num_buckets=8,
     )
     return tokenizer, T5EncoderModel(config)
+
+
+def tiny_gemma3(seed: int = 0, hidden_size: int = 32) -> tuple[Any, Any]:
+    """(tokenizer, Gemma3ForConditionalGeneration): LTX-2's text encoder, tiny and offline.
+
+    LTX-2 reads every hidden layer of a Gemma-3 (its connectors project them), so the model is
+    the real class from a small config; the tokenizer is a word-level one built in memory.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", *_WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        model_max_length=128,
+        padding_side="left",  # as Gemma's: LTX-2 takes the last tokens' states
+    )
+    torch.manual_seed(seed)
+    text = {
+        "vocab_size": len(vocab),
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "max_position_embeddings": 256,
+        "sliding_window": 16,
+    }
+    vision = {
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 16,
+    }
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    return tokenizer, Gemma3ForConditionalGeneration(config)
 
 
 def _built(path: Path) -> bool:
@@ -112,6 +158,133 @@ def build_tiny_ltx(path: str | Path, seed: int = 0) -> Path:
         scheduler=FlowMatchEulerDiscreteScheduler(),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
+    )
+    pipe.save_pretrained(out)
+    return out
+
+
+def build_tiny_ltx2(path: str | Path, seed: int = 0) -> Path:
+    """Save a tiny ``LTX2ConditionPipeline`` (picture and sound) at ``path`` (idempotent).
+
+    The components of diffusers' own fast tests (video and audio VAEs, transformer, text
+    connectors, vocoder) with a tiny Gemma-3 built in code. Its video VAE compresses 2x in space
+    and 2x in time (the real one: 32x, 8x); the pipeline still insists on sizes divisible by 32.
+    """
+    out = Path(path)
+    if _built(out):
+        return out
+    import torch
+    from diffusers import (
+        AutoencoderKLLTX2Audio,
+        AutoencoderKLLTX2Video,
+        FlowMatchEulerDiscreteScheduler,
+        LTX2ConditionPipeline,
+        LTX2VideoTransformer3DModel,
+    )
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
+
+    tokenizer, text_encoder = tiny_gemma3(seed)
+    text = text_encoder.config.text_config
+    torch.manual_seed(seed)
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=4,
+        out_channels=4,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        audio_in_channels=4,
+        audio_out_channels=4,
+        audio_num_attention_heads=2,
+        audio_attention_head_dim=4,
+        audio_cross_attention_dim=8,
+        num_layers=2,
+        qk_norm="rms_norm_across_heads",
+        caption_channels=text.hidden_size,
+        rope_double_precision=False,
+        rope_type="split",
+    )
+    torch.manual_seed(seed)
+    connectors = LTX2TextConnectors(
+        caption_channels=text.hidden_size,
+        text_proj_in_factor=text.num_hidden_layers + 1,
+        video_connector_num_attention_heads=4,
+        video_connector_attention_head_dim=8,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None,
+        audio_connector_num_attention_heads=4,
+        audio_connector_attention_head_dim=8,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=None,
+        connector_rope_base_seq_len=32,
+        rope_theta=10000.0,
+        rope_double_precision=False,
+        causal_temporal_positioning=False,
+        rope_type="split",
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKLLTX2Video(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8,),
+        decoder_block_out_channels=(8,),
+        layers_per_block=(1,),
+        decoder_layers_per_block=(1, 1),
+        spatio_temporal_scaling=(True,),
+        decoder_spatio_temporal_scaling=(True,),
+        decoder_inject_noise=(False, False),
+        downsample_type=("spatial",),
+        upsample_residual=(False,),
+        upsample_factor=(1,),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    torch.manual_seed(seed)
+    audio_vae = AutoencoderKLLTX2Audio(
+        base_channels=4,
+        output_channels=2,
+        ch_mult=(1,),
+        num_res_blocks=1,
+        attn_resolutions=None,
+        in_channels=2,
+        resolution=32,
+        latent_channels=2,
+        norm_type="pixel",
+        causality_axis="height",
+        dropout=0.0,
+        mid_block_add_attention=False,
+        sample_rate=16000,
+        mel_hop_length=160,
+        is_causal=True,
+        mel_bins=8,
+    )
+    torch.manual_seed(seed)
+    vocoder = LTX2Vocoder(
+        in_channels=audio_vae.config.output_channels * audio_vae.config.mel_bins,
+        hidden_channels=32,
+        out_channels=2,
+        upsample_kernel_sizes=[4, 4],
+        upsample_factors=[2, 2],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3, 5]],
+        leaky_relu_negative_slope=0.1,
+        output_sampling_rate=16000,
+    )
+    pipe = LTX2ConditionPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        audio_vae=audio_vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        connectors=connectors,
+        transformer=transformer,
+        vocoder=vocoder,
     )
     pipe.save_pretrained(out)
     return out
