@@ -252,3 +252,22 @@ def test_plan_says_how_each_clip_is_made(
     assert ("    clip: backend ltx (LTXConditionPipeline), generated at 192x96 (multiples of 32), "
             "resized to 176x96, moves at 24 fps, retimed to 8\n") in out
     assert "    clip: backend animatic\n" in out
+
+
+def test_the_clips_review_names_each_shots_backend(store, tmp_path: Path) -> None:  # noqa: ANN001
+    """With backends chosen per shot, the clips gate's table says which one made each clip."""
+    from PIL import Image
+
+    from reelflow.motion.backends import ClipRequest
+    from reelflow.render.review import clips_markdown
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (64, 36), (240, 200, 30)).save(still)
+    request = ClipRequest(images=[still], duration=0.5, fps=8, width=64, height=36)
+    clip = AnimaticBackend(preset="ultrafast").render_shot(request, tmp_path / "a.mp4").path
+    keys = {shot: store.put_file(f"projects/review-film/shots/{shot}/clips/x.mp4", clip,
+                                 "video/mp4") for shot in ("a", "c")}  # fmt: skip
+    table = clips_markdown(store, "review-film", keys, {}, {}, {"a": "animatic", "c": "ltx"},
+                           lambda key, alt: alt)  # fmt: skip
+    rows = [row for row in table.splitlines() if row.startswith("| **")]
+    assert rows[0].endswith("| animatic |") and rows[1].endswith("| ltx |")
