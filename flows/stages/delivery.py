@@ -12,7 +12,7 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
 from flows.stages.run import RunContext
-from reelflow.render.edit.sound import SOUND_BACKENDS
+from reelflow.render.edit.sound import makes_sound
 from reelflow.render.jobs import (
     ExportSpec,
     MasterJob,
@@ -96,7 +96,7 @@ def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
         master_key = master_with_music(
             MasterJob(project=board.project, edit_key=edit_key, music_key=music_key)
         )
-    elif run.profile.video_backend in SOUND_BACKENDS:  # no music: the clips' own sound
+    elif makes_sound(run.profile.video_backend):  # no music: the clips' own sound
         master_key = master_with_clip_sound(
             ClipSoundJob(project=board.project, edit_key=edit_key, clips=edit.clips, fps=edit.fps)
         )

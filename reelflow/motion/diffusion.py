@@ -35,6 +35,7 @@ from PIL import Image
 from reelflow.media.frames import VideoWriter
 from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
+from reelflow.motion.capabilities import LTX, WAN, BackendCapabilities
 from reelflow.motion.common import cover_fit, load_rgb
 
 __all__ = [
@@ -150,6 +151,7 @@ class DiffusionVideoBackend:
     """
 
     name: ClassVar[str]
+    capabilities: ClassVar[BackendCapabilities]
     pipeline_class: ClassVar[str]
     default_max_frames: ClassVar[int]
     default_fps: ClassVar[float | None] = None
@@ -354,6 +356,7 @@ class LTXBackend(DiffusionVideoBackend):
     transitions, at the chunk's last frame (LTX conditions on any frame index)."""
 
     name = "ltx"
+    capabilities = LTX
     pipeline_class = "LTXConditionPipeline"
     default_max_frames = 121  # ~5 s at 24 fps, LTX's trained range
     default_fps = 24.0
@@ -414,6 +417,7 @@ class WanBackend(DiffusionVideoBackend):
     ``last_image`` conditioning. Wan generates at 16 fps; output is retimed to the request."""
 
     name = "wan"
+    capabilities = WAN
     pipeline_class = "WanImageToVideoPipeline"
     default_max_frames = 81  # ~5 s at 16 fps
     default_fps = 16.0

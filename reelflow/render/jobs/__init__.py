@@ -32,6 +32,7 @@ from reelflow.render.jobs.builders import (
     shot_characters,
     shot_loras,
     shot_seed,
+    shot_video,
     still_plan,
     version_job,
     video_options,
@@ -91,6 +92,6 @@ __all__ = [
     "identify_weights", "image_job", "ip_adapter_choice", "lora_choices", "lora_names",
     "model_choice", "model_source", "models_dir", "music_job", "needs_image", "panel_spec",
     "parse_export", "plan_render", "resolve_model_path", "resolve_run_facts", "retouch_job",
-    "shot_characters", "shot_loras", "shot_seed", "still_plan", "token_counter", "version_job",
-    "video_options",
+    "shot_characters", "shot_loras", "shot_seed", "shot_video", "still_plan", "token_counter",
+    "version_job", "video_options",
 ]
