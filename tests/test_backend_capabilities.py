@@ -91,8 +91,9 @@ def test_every_backend_declares_what_it_can_do() -> None:
         assert isinstance(declared, BackendCapabilities) and declared.name == name
         assert declared.available or "not wired" in declared.unavailable_reason
     assert get_backend("animatic").capabilities is capabilities("animatic")
-    with pytest.raises(BackendNotWired, match="backend ltx2 is declared but not wired"):
-        get_backend("ltx2")
+    with pytest.raises(BackendNotWired, match="backend wan22 is declared but not wired"):
+        get_backend("wan22")
+    assert capabilities("ltx2").available  # wired: reelflow/motion/ltx2.py
     with pytest.raises(TypeError, match="must declare its capabilities"):
         register_backend("silent-test", object)  # type: ignore[arg-type]
     # what each model is asked for exists in the pinned diffusers
@@ -152,9 +153,9 @@ def test_declarations_follow_the_pinned_diffusers() -> None:
          "shot a: backend ltx takes no reference images (video.reference_images); backends "
          "that do: wan-vace (not wired)"),
         ({"video_a": "{backend: wan, audio: true}"},
-         "shot a: backend wan takes no audio (video.audio); backends that do: ltx2 (not wired)"),
-        ({"video_c": "{backend: ltx2}"},
-         "shot c: backend ltx2 is declared but not wired in this version"),
+         "shot a: backend wan takes no audio (video.audio); backends that do: ltx2"),
+        ({"video_c": "{backend: wan22}"},
+         "shot c: backend wan22 is declared but not wired in this version"),
     ],
 )
 def test_validate_refuses_what_a_backend_cannot_do(
@@ -218,8 +219,8 @@ def test_check_inputs_refuses_a_generative_backend_without_a_model(tmp_path: Pat
     )
     # a video-model block may give the model: the flow checks again once it is applied
     assert check_inputs(str(path), profile="previz", video_model="ltx-block").storyboard
-    path.write_text(board(video_c="{backend: ltx2}"), encoding="utf-8")
-    with pytest.raises(InputError, match="^shot c: backend ltx2 is declared but not wired"):
+    path.write_text(board(video_c="{backend: wan22}"), encoding="utf-8")
+    with pytest.raises(InputError, match="^shot c: backend wan22 is declared but not wired"):
         check_inputs(str(path), profile="previz")
 
 
