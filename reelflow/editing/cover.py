@@ -29,6 +29,7 @@ does not grow with the film's length; only the current and the best frame are he
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,10 @@ def _text_width(
     return right - left
 
 
+#: Where a bilingual title breaks first: "冬去春来 · From Winter to Spring" becomes two lines.
+_SEPARATOR = re.compile(r"\s+[·|/—–-]\s+")
+
+
 def _layout(
     draw: ImageDraw.ImageDraw,
     text: str,
@@ -300,33 +305,30 @@ def _layout(
     max_width: int,
     stroke_ratio: float,
 ) -> list[tuple[str, ImageFont.FreeTypeFont, int]]:
-    """Lines of ``text`` that fit ``max_width``: shrink the font down to 60%, then wrap.
-
-    Wrapping breaks at spaces, or between characters for text without spaces (Chinese), so a
-    long English subtitle on a 9:16 cover wraps instead of becoming unreadably small.
+    """Lines of ``text`` that fit ``max_width``: a title too wide for one line breaks at its
+    separators (` · `) first, then the font shrinks down to 60%, then lines are wrapped,
+    balanced (spaces, or between characters for Chinese), so a long English subtitle on a 9:16
+    cover wraps into even lines instead of becoming unreadably small or leaving a word alone.
     """
+    from reelflow.editing.caption_layout import balanced_wrap
+
     min_size = max(8, round(size * 0.6))
+    parts = [text]
+    font = ImageFont.truetype(str(font_file), size)
+    if _text_width(draw, text, font, round(size * stroke_ratio)) > max_width:
+        parts = [part for part in _SEPARATOR.split(text.strip()) if part] or [text]
     while True:
         stroke = round(size * stroke_ratio)
         font = ImageFont.truetype(str(font_file), size)
-        width = _text_width(draw, text, font, stroke)
+        width = max(_text_width(draw, part, font, stroke) for part in parts)
         if width <= max_width or size <= min_size:
             break
         size = max(min_size, int(size * max_width / width))
-    if width <= max_width:
-        return [(text, font, stroke)]
-    words = text.split(" ") if " " in text.strip() else list(text)
-    sep = " " if " " in text.strip() else ""
-    lines: list[str] = []
-    current = ""
-    for word in words:
-        candidate = f"{current}{sep}{word}" if current else word
-        if current and _text_width(draw, candidate, font, stroke) > max_width:
-            lines.append(current)
-            current = word
-        else:
-            current = candidate
-    lines.append(current)
+
+    def measure(line: str) -> float:
+        return _text_width(draw, line, font, stroke)
+
+    lines = [line for part in parts for line in balanced_wrap(part, max_width, measure)]
     return [(line, font, stroke) for line in lines]
 
 
@@ -347,7 +349,9 @@ def render_title(
     """Set ``title`` (and an optional smaller ``subtitle``) on ``image``; return a new RGB image.
 
     Sizes are relative so one call suits every aspect ratio: the title's font size is
-    ``size_ratio`` x the image height (shrunk to fit 90% of the width), the subtitle's 55% of it;
+    ``size_ratio`` x the image height, or x 1.5 its width for a portrait cover (a phone shows it
+    at full width: 130 px at 1080x1920), shrunk to fit 90% of the width (the safe area's width
+    for ``auto``), the subtitle's 55% of it;
     ``stroke`` and ``shadow`` (offset, also the blur radius) are fractions of the font size, 0 to
     disable. The outline and soft shadow keep white text readable on snow as on night.
     ``position="auto"`` puts the block where the frame is calmest (:func:`title_box`): away
@@ -366,7 +370,7 @@ def render_title(
         max_w = int(w * (1 - area.left - area.right))
     else:
         max_w = int(w * 0.9)
-    t_size = max(8, round(h * size_ratio))
+    t_size = max(8, round(size_ratio * (h if w >= h else 1.5 * w)))
     lines = _layout(draw, title, font_file, t_size, max_w, stroke)
     t_font = lines[0][1]
     if subtitle:
