@@ -57,18 +57,19 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
     cuts: dict[str, Cut] = {}
     versions: dict[str, PrefectFuture] = {}
     covers: dict[str, PrefectFuture] = {}
-    framed: dict[tuple[str, str], PrefectFuture] = {}  # (cut, aspect) -> its cover
+    framed: dict[tuple[str, str, object], PrefectFuture] = {}  # (cut, aspect, size) -> cover
     for export in exports:
         if export.cut not in cuts:
             cuts[export.cut] = assemble_cut(run, clips, export.cut)
         cut = cuts[export.cut]
-        job = version_job(run.board, cut.master_key, export, cut.durations)
+        job = version_job(run.board, cut.master_key, export, cut.durations, run.profile.delivery)
         versions[export.name] = export_version.submit(job)
-        if (export.cut, export.aspect) not in framed:
-            framed[export.cut, export.aspect] = make_cover.submit(
-                cover_job(run.board, cut.master_key, export.aspect)
+        framing = (export.cut, export.aspect, job.size)
+        if framing not in framed:
+            framed[framing] = make_cover.submit(
+                cover_job(run.board, cut.master_key, export.aspect, job.size)
             )
-        covers[export.name] = framed[export.cut, export.aspect]
+        covers[export.name] = framed[framing]
     first = exports[0]
     film = cuts[first.cut]
     return Delivery(

@@ -38,9 +38,11 @@ from reelflow.render.jobs.builders import (
     video_options,
 )
 from reelflow.render.jobs.exports import (
+    DELIVERY_SIZES,
     EXPORT_FPS,
     EXPORT_MAX_PIXELS,
     EXPORT_MAX_SIDE,
+    Delivery,
     ExportSpec,
     cut_plan,
     default_export,
@@ -83,7 +85,8 @@ from reelflow.render.jobs.specs import (
 )
 
 __all__ = [
-    "EXPORT_FPS", "EXPORT_MAX_PIXELS", "EXPORT_MAX_SIDE", "MIN_REAL_VOCAB", "MODELS_PREFIX",
+    "DELIVERY_SIZES", "Delivery", "EXPORT_FPS", "EXPORT_MAX_PIXELS", "EXPORT_MAX_SIDE",
+    "MIN_REAL_VOCAB", "MODELS_PREFIX",
     "PREVIZ", "SIZE_MULTIPLE", "CaptionCue", "ClipJob", "CoverJob", "EditClip", "EditJob",
     "ExportSpec", "FrameJob", "HiresJob", "IPAdapterChoice", "ImageJob", "Job", "LoraChoice",
     "MasterJob", "ModelChoice", "MusicJob", "PanelSpec", "RenderPlan", "RetouchJob", "RunFacts",

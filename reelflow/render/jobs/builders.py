@@ -7,7 +7,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from reelflow.render.jobs.exports import ExportSpec
+from reelflow.render.jobs.exports import Delivery, ExportSpec
 from reelflow.render.jobs.resolve import (
     MODELS_PREFIX,
     PREVIZ,
@@ -409,8 +409,14 @@ def caption_cues(storyboard: Storyboard, durations: list[float]) -> list[Caption
 
 
 def version_job(
-    storyboard: Storyboard, master_key: str, export: ExportSpec, durations: list[float]
+    storyboard: Storyboard,
+    master_key: str,
+    export: ExportSpec,
+    durations: list[float],
+    delivery: Delivery = "platform",
 ) -> VersionJob:
+    """A version of the master at its delivery size (the platform preset's, unless the export
+    names one or the profile delivers at the film's size)."""
     return VersionJob(
         project=storyboard.project,
         master_key=master_key,
@@ -418,11 +424,17 @@ def version_job(
         export=export,
         captions=caption_cues(storyboard, durations),
         title=storyboard.title,
+        size=export.delivery_size((storyboard.width, storyboard.height), delivery),
     )
 
 
-def cover_job(storyboard: Storyboard, master_key: str, aspect: str = "16:9") -> CoverJob:
-    """A cover drawn from the clean master at a version's framing."""
+def cover_job(
+    storyboard: Storyboard,
+    master_key: str,
+    aspect: str = "16:9",
+    size: tuple[int, int] | None = None,
+) -> CoverJob:
+    """A cover drawn from the clean master at a version's framing and delivered size."""
     return CoverJob(
         project=storyboard.project,
         source_key=master_key,
@@ -430,6 +442,7 @@ def cover_job(storyboard: Storyboard, master_key: str, aspect: str = "16:9") -> 
         width=storyboard.width,
         height=storyboard.height,
         aspect=aspect,
+        size=size,
     )
 
 
