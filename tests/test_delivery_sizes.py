@@ -45,7 +45,8 @@ def test_each_platform_preset_has_its_delivery_size() -> None:
     assert parse_export("16:9").delivery_size((3840, 2160)) == (3840, 2160)  # never scaled down
     # the test profile delivers at the reframed film's size: the suite encodes small pictures
     assert parse_export("9:16").delivery_size(film, get_profile("test").delivery) is None
-    assert get_profile("demo").delivery == get_profile("previz").delivery == "platform"
+    assert get_profile("demo").delivery == get_profile("full").delivery == "platform"
+    assert get_profile("previz").delivery == "film"  # a quick preview; size= still asks
 
 
 def _glyph_rows(frame: np.ndarray) -> list[tuple[int, int]]:
@@ -142,3 +143,18 @@ def test_cover_title_avoids_the_subject(w: int, h: int, subject: tuple[slice, sl
     assert changed[rows, cols].sum() == 0  # ...and not on the subject
     ys = np.flatnonzero(changed.any(axis=1))
     assert ys[-1] <= h * (1 - preset_for(w, h).bottom)
+
+
+def test_an_asked_size_is_kept_at_every_profile() -> None:
+    """`size=1080p` is what the creator asked, also at a profile that delivers at the film's
+    own size; asking the film's size and the preset's at such a profile is one line, refused."""
+    from reelflow.errors import InputError
+    from reelflow.render.inputs import check_parameters
+
+    film = (1280, 720)
+    asked = parse_export("9:16,size=1080p")
+    assert asked.delivery_size(film, "film") == (1080, 1920) and asked.name == "9x16-h264"
+    with pytest.raises(InputError, match="asked at the film's size and at 1080x1920"):
+        check_parameters(profile="previz", exports=["9:16", "9:16,size=1080p"])
+    _, exports = check_parameters(profile="demo", exports=["9:16", "9:16,size=1080p"])
+    assert {e.name for e in exports or []} == {"9x16-h264"}  # one version at the platform size

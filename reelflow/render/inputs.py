@@ -101,7 +101,18 @@ def check_parameters(
     except ValueError:
         known = ", ".join(PROFILES)
         raise InputError(f"profile {profile!r}: unknown (choose from {known})") from None
-    return render_profile, check_exports(exports)
+    checked = check_exports(exports)
+    if render_profile.delivery == "film":  # the preset's size is then not the default one
+        named: dict[str, ExportSpec] = {}
+        for export in checked or []:
+            other = named.setdefault(export.name, export)
+            if (other.size is None) != (export.size is None):
+                raise InputError(
+                    f"exports: {export.name} asked at the film's size and at "
+                    f"{(export.size or other.size)[0]}x{(export.size or other.size)[1]}; the "
+                    f"{profile} profile delivers at the film's own size, so the two would share "
+                    "a name: ask for one of them")
+    return render_profile, checked
 
 
 def check_exports(exports: list[Any] | None) -> list[ExportSpec] | None:

@@ -91,6 +91,9 @@ PROFILES: dict[str, RenderProfile] = {
         variants=2,
         hires_fix=False,
         controlnet=None,
+        # a preview to check timing with: versions at the film's own size, quick to make;
+        # `demo` and `full` deliver at platform sizes (or ask: --export 9:16,size=1080p)
+        delivery="film",
     ),
     "test": RenderProfile(
         name="test",

@@ -96,8 +96,6 @@ class ExportSpec(BaseModel):
             a, b = (int(part) for part in self.aspect.split(":"))
             if abs(self.size[0] / self.size[1] - a / b) / (a / b) > 0.02:
                 raise ValueError(f"size {self.size[0]}x{self.size[1]} is not {self.aspect}")
-            if self.size == DELIVERY_SIZES[self.aspect]:  # the default is no setting: one name
-                self.size = None
         return self
 
     def delivery_size(
@@ -128,7 +126,7 @@ class ExportSpec(BaseModel):
             parts.append(self.cut)
         if self.fps:
             parts.append(f"{self.fps}fps")
-        if self.size:
+        if self.size and self.size != DELIVERY_SIZES[self.aspect]:  # the preset is the default
             parts.append(f"{self.size[0]}x{self.size[1]}")
         if self.denoise:
             parts.append(self.denoise)
