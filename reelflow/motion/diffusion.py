@@ -36,6 +36,7 @@ from reelflow.media.frames import VideoWriter
 from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
 from reelflow.motion.common import cover_fit, load_rgb
+from reelflow.progress import step
 
 __all__ = [
     "DiffusionVideoBackend",
@@ -72,10 +73,11 @@ def load_pipeline(
             import torch
 
             cls = getattr(diffusers, class_name)
-            pipe = cls.from_pretrained(
-                str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
-            )
-            pipe.to(device)
+            with step("loading video model", f"{Path(model).name} ({class_name})"):
+                pipe = cls.from_pretrained(
+                    str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
+                )
+                pipe.to(device)
             pipe.set_progress_bar_config(disable=True)
             _PIPES[key] = pipe
             _PIPE_LOCKS[key] = threading.Lock()
