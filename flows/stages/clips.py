@@ -30,7 +30,7 @@ class Clips(BaseModel):
 
 def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
     clips = Clips(keys={})
-    round_, redo = 1, None
+    round_, redo = 1, None  # round 1 makes every clip; later rounds what was sent back
     while True:
         render_clips(run, clips, chosen, round_, redo)
         if run.attended:

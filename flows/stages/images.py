@@ -106,8 +106,7 @@ def retry_off_model(run: RunContext, stills: Stills, threshold: float, bound: in
                 facts=run.facts,
             )
             stills.jobs[shot_id] = with_reference(stills, job)
-        render_all(run, stills, list(failing), detail=f"new seeds for off-model shots, "
-                                                      f"retry {attempt}")
+        render_all(run, stills, list(failing), retry=attempt)
 
 
 def first_round(run: RunContext) -> Stills:
@@ -141,19 +140,21 @@ def with_reference(stills: Stills, job: ImageJob) -> ImageJob:
 
 
 def render_all(
-    run: RunContext, stills: Stills, shots: list[str], *, round_: int = 1, detail: str = ""
+    run: RunContext, stills: Stills, shots: list[str], *, round_: int = 1, retry: int = 0
 ) -> None:
     """The variants of `shots`, concurrently, counted as each shot's finish (`images 3/9`);
-    a later round counts only its own shots (`images 1/1 (round 2)`)."""
+    a later round (or an unattended retry) counts only its own shots (`images 1/1 (round 2)`).
+    """
     work: Finishing[str] = Finishing()
     for shot in shots:
         work.add(shot, render_variants.submit(stills.jobs[shot]))
+    detail = f"retry {retry}: new seeds for off-model shots" if retry else ""
     counter = Counter("images", len(shots), round_=round_, detail=detail)
     finished: dict[str, list[str]] = {}
     for shot, future in work:
         finished[shot] = future.result()
         counter.advance(shot)
-        if round_ == 1 and not detail:
+        if round_ == 1 and not retry:  # the run's progress artifact: the first render only
             run.advance()
     for shot in shots:  # storyboard order, whatever order they finished in
         stills.variants[shot] = finished[shot]
