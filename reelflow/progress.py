@@ -200,8 +200,8 @@ class ProgressPrinter:
             if event.kind == "resume":
                 began = self._waiting.pop(event.stage, now)
                 self.waited += now - began
-                self._print(now, f"{event.stage} gate{_count(event)} answered after "
-                                 f"{now - began:.0f} s")
+                self._said = f"{event.stage} gate{_count(event)} answered after {now - began:.0f} s"
+                self._print(now, self._said)
                 return
             if event.running:
                 self._running[key] = (event, now)
@@ -239,7 +239,7 @@ class ProgressPrinter:
             elif self._said:
                 self._print(now, f"still working (last: {self._said})")
             else:
-                self._print(now, "starting")
+                self._print(now, "starting the run")
 
     def __enter__(self) -> ProgressPrinter:
         self._stop.clear()
