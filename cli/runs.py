@@ -48,7 +48,8 @@ def render(file: str, approval: str, auto_approve: bool, profile: str, out: str 
                           exports=list(exports) or None, llm_endpoint=llm, store=get_store(),
                           keep_for_run=True, **identity)
     ensure_results_block()
-    with listening(ProgressPrinter()) as printer:  # "images 3/9", "clips 5/9", "edit" on stderr
+    # "images 3/9", "clips 5/9", "edit" on stderr as they happen; a line at least every 10 s
+    with ProgressPrinter() as printer, listening(printer):
         result = produce_video(
             storyboard=file if is_s3_uri(file) else str(Path(file).resolve()),
             approval=approval,
@@ -57,7 +58,7 @@ def render(file: str, approval: str, auto_approve: bool, profile: str, out: str 
             llm_endpoint=llm,
             **identity,
         )
-    print(f"rendered in {printer.clock() - printer.start:.0f} s")
+    print(printer.summary())  # rendered in N s (work W s, waiting for review R s)
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
     print(f"manifest: {result.manifest_uri}")

@@ -16,7 +16,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
-from reelflow.progress import report
 from reelflow.render.identity import IDENTITY_THRESHOLD, default_clip_model
 from reelflow.render.inputs import check_backends, check_inputs
 from reelflow.render.jobs import ExportSpec, RunFacts, resolve_run_facts
@@ -45,6 +44,7 @@ class RunContext:
     music_key: str | None = None  # the storyboard's music, stored by content
     progress_id: object | None = None
     steps_total: int = 1
+    steps_done: int = 0
     characters: dict[str, str] = field(default_factory=dict)  # library character -> version
     clip_model: str | None = None  # local CLIP model for identity checks (else perceptual)
 
@@ -76,21 +76,17 @@ class RunContext:
             self.storyboard_keys.append(key)
         return key
 
-    def advance(self, done: int) -> None:
-        """The run's progress artifact: one step per shot's images and one per clip."""
+    def advance(self) -> None:
+        """One more step of the run's progress artifact (a shot's images or a clip of the
+        first round), counted as each finishes. The terminal's lines come from the stages'
+        counters (reelflow.progress.Counter), which also count later rounds."""
         if self.progress_id is None:
             self.progress_id = create_progress_artifact(
                 0.0, key="render-progress", description="shots rendered"
             )
-        share = min(done, self.steps_total) / self.steps_total
+        self.steps_done += 1
+        share = min(self.steps_done, self.steps_total) / self.steps_total
         update_progress_artifact(self.progress_id, 100.0 * share)
-        # the same steps for whoever watches this process (`reelflow render` prints them)
-        shots = len(self.board.shots)
-        images = self.steps_total - shots
-        if done <= images:
-            report("images", done, images)
-        else:
-            report("clips", min(done - images, shots), shots)
 
 
 def read_storyboard(source: str) -> tuple[Storyboard, Path | None]:

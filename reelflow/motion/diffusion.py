@@ -37,6 +37,7 @@ from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
 from reelflow.motion.capabilities import LTX, WAN, BackendCapabilities
 from reelflow.motion.common import cover_fit, load_rgb
+from reelflow.progress import step
 
 __all__ = [
     "DiffusionVideoBackend",
@@ -75,12 +76,13 @@ def load_pipeline(
             import torch
 
             cls = getattr(diffusers, class_name)
-            pipe = cls.from_pretrained(
-                str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
-            )
-            from reelflow.gpu.memory import apply_memory_plan, resident_plan
+            with step("loading video model", f"{Path(model).name} ({class_name})"):
+                pipe = cls.from_pretrained(
+                    str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
+                )
+                from reelflow.gpu.memory import apply_memory_plan, resident_plan
 
-            apply_memory_plan(pipe, memory_plan or resident_plan(device, str(model), dtype))
+                apply_memory_plan(pipe, memory_plan or resident_plan(device, str(model), dtype))
             pipe.set_progress_bar_config(disable=True)
             _PIPES[key] = pipe
             _PIPE_LOCKS[key] = threading.Lock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
-from reelflow.progress import report
+from reelflow.progress import step
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.edit.assembly import ANALYSIS_VERSION, recorded_parts
 from reelflow.render.jobs import CoverJob
@@ -28,8 +28,7 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     key = job.output_key()
     if store.complete(key):
         return key
-    report("cover", detail=job.title)
-    with scratch() as tmp:
+    with step("cover", job.title), scratch() as tmp:
         film = store.get_file(job.source_key, tmp / "film.mp4")
         places = _sample_places(store, job.project, job.source_key, probe(film).frame_count)
         known = {}

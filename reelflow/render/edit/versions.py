@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,9 @@ def _export_by_part(
         stage = f"version {export.name}"
         report(stage, 0, len(missing), f"{len(missing)} of {len(plan)} parts to encode")
         with ThreadPoolExecutor(max_workers=part_workers()) as pool:
-            for done, _ in enumerate(pool.map(encode, missing.items()), 1):
+            encoding = [pool.submit(encode, item) for item in missing.items()]
+            for done, finished in enumerate(as_completed(encoding), 1):  # as each one ends
+                finished.result()
                 report(stage, done, len(missing), "parts encoded")
         log.info("version %s: encoded %d of %d parts", key, len(missing), len(plan))
         paths = [store.get_file(k, tmp / f"part-{i:05d}.ts") for i, (k, *_) in enumerate(plan)]
