@@ -113,10 +113,11 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
         "clips", round_, ClipsReview, description=description, policy=run.policy,
         checks_passed=True,
         spec=GateSpec(gate="clips", round=round_, project=board.project,
-                      shots=dict.fromkeys(clips.keys, 1)),
+                      shots=dict.fromkeys(clips.keys, 1), seeds=seeds,
+                      descriptions={shot.id: shot.description for shot in board.shots}),
     )  # fmt: skip
     run.approvals.append(record)
-    redo = (set(answer.regenerate) | set(answer.new_seeds)) & set(clips.keys)
+    redo = (set(answer.regenerate) | set(answer.new_seeds) | set(answer.again)) & set(clips.keys)
     for shot_id in redo:
         clips.seeds[shot_id] = answer.new_seeds.get(shot_id, seeds[shot_id] + round_ * 7919)
     return {shot_id: answer.regenerate.get(shot_id, "") for shot_id in sorted(redo)}

@@ -185,6 +185,9 @@ def review_images(
             round=round_,
             project=run.board.project,
             shots={shot: len(keys) for shot, keys in variants.items()},
+            descriptions={shot: run.board.shot(shot).description for shot in variants},
+            quality=scores if run.attended else {},
+            identity=stills.identity.scores if stills.identity else {},
         ),
         picks=first_choice | stills.picks,
     )
