@@ -57,9 +57,14 @@ def images_review(
     scores: dict[str, list[float]],
     diffs: dict[str, str] | None = None,
     zh: dict[str, str | None] | None = None,
+    round_: int = 1,
+    descriptions: dict[str, str] | None = None,
+    identity: dict[str, list[float]] | None = None,
+    replaced: dict[str, tuple[str, int]] | None = None,
 ) -> str:
     markdown = review.images_markdown(
-        get_store(), project, variants, prompts, scores, picture, diffs, zh
+        get_store(), project, variants, prompts, scores, picture, diffs, zh, round_=round_,
+        descriptions=descriptions, identity=identity, replaced=replaced,
     )
     create_markdown_artifact(markdown, key="images-review", description="images gate")
     return markdown

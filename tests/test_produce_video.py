@@ -181,6 +181,21 @@ def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:
     assert not not_cached, not_cached
 
 
+def _form_schema(run_id: UUID) -> dict[str, Any]:
+    """The form a paused run shows in the UI: the JSON schema Prefect saved for it."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+        keyset = state.state_details.run_input_keyset  # type: ignore[union-attr]
+        return json.loads(client.read_flow_run_input(run_id, keyset["schema"]))
+
+
+def _definition(schema: dict[str, Any], shot: str) -> dict[str, Any]:
+    ref = schema["properties"][shot]["$ref"].rsplit("/", 1)[1]
+    return schema["definitions"][ref]
+
+
 def _wait_for_gate(run_id_holder: dict[str, str], gate: str, timeout: float = 240) -> str:
     from flows.reviewer import pending_runs
 
@@ -201,8 +216,11 @@ API_KEY = "sk-test-secret-0123456789"
 def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     first_run: tuple[Any, Any], film_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Approvals from the CLI's code path; the rejected shot's prompt is rewritten by an LLM
-    (a real OpenAI-compatible server on loopback) and only that shot is regenerated."""
+    """Approvals from the CLI's code path and, at the first images round, as the UI's form
+    sends them (a variant from one shot's dropdown, notes for another); the rejected shot's
+    prompt is rewritten by an LLM (a real OpenAI-compatible server on loopback) and only that
+    shot is regenerated."""
+    from prefect.flow_runs import resume_flow_run
     from pydantic import SecretStr
 
     from blocks.llm_endpoint import LLMEndpoint
@@ -252,15 +270,15 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
             with pytest.raises(AnswerError):
                 approve_run(run_id, reviewer="director", **bad)  # type: ignore[arg-type]
         assert _wait_for_gate(holder, "images-1") == run_id
-        assert (
-            approve_run(
-                run_id,
-                rejects={"b": "show the front of the car"},
-                picks={"a": 1},
-                reviewer="director",
-            )
-            == "images"
-        )
+        # answered as the UI's form sends it: variant #1 from a's dropdown, notes for b
+        form = _form_schema(UUID(run_id))
+        pick = _definition(form, "a")["properties"]["pick"]
+        assert pick["enum"][1].startswith("#1 · ") and " quality 0." in pick["enum"][1]
+        resume_flow_run(UUID(run_id), run_input={
+            "a": {"pick": pick["enum"][1], "notes": ""},
+            "b": {"notes": "show the front of the car"},
+            "reviewer": "director",
+        })  # fmt: skip
         _wait_for_gate(holder, "images-2")
         assert approve_run(run_id, picks={"b": 1}, reviewer="director") == "images"
         _wait_for_gate(holder, "clips-1")

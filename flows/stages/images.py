@@ -45,6 +45,9 @@ class Stills(BaseModel):
     llm_usage: list[dict[str, int]] = Field(default_factory=list)
     identity: IdentityReport | None = None  # identity score per variant (shots with characters)
     identity_retries: dict[str, int] = {}
+    #: shot -> (key, variant number) of the take the last rejection replaced: the next round's
+    #: contact sheet shows it beside the new takes
+    replaced: dict[str, tuple[str, int]] = {}
 
 
 def images_stage(
@@ -169,7 +172,13 @@ def review_images(
         prompts = {shot: job.prompt for shot, job in stills.jobs.items()}
         diffs = {shot: d[-1] for shot, d in stills.prompt_diffs.items()}
         zh = zh_prompts(prompts, run.llm_endpoint)
-        description = images_review(run.board.project, variants, prompts, scores, diffs, zh)
+        descriptions = {shot: run.board.shot(shot).description for shot in variants}
+        description = images_review(
+            run.board.project, variants, prompts, scores, diffs, zh, round_=round_,
+            descriptions=descriptions,
+            identity=stills.identity.scores if stills.identity else None,
+            replaced={s: r for s, r in stills.replaced.items() if s in variants},
+        )
         if off_model:
             description += "\n**Identity under threshold:** " + "; ".join(off_model.values())
         description += "\n" + identity_markdown(stills.identity, identity_threshold)
@@ -204,9 +213,11 @@ def review_images(
 def regenerate(run: RunContext, stills: Stills, rejected: dict[str, str]) -> None:
     """New variants for the rejected shots only: their prompts take the notes (or the LLM
     rewrites them from the notes), and a new seed round."""
+    stills.replaced = {}
     for shot_id, text in rejected.items():
         stills.notes.setdefault(shot_id, []).append(text)
-        stills.picks.pop(shot_id, None)  # new variants: the old pick means nothing now
+        old = stills.picks.pop(shot_id, 0)  # new variants: the old pick means nothing now
+        stills.replaced[shot_id] = (stills.variants[shot_id][old], old)
         if run.llm_endpoint:
             refined = refine_prompt(run.board, shot_id, text, run.llm_endpoint)
             shot = run.board.shot(shot_id).model_copy(update={"prompt": refined.prompt})

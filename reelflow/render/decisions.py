@@ -10,7 +10,7 @@ in round 1 the default of round 2, so rejecting one shot never resets another's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -36,6 +36,7 @@ __all__ = [
     "check_fields",
     "decision",
     "form_data",
+    "score_label",
     "variant_label",
     "version_label",
 ]
@@ -218,12 +219,17 @@ _SHOT_CONFIG = ConfigDict(extra="forbid", regex_engine="python-re")
 def variant_label(spec: GateSpec, shot: str, index: int) -> str:
     """A variant as the form's dropdown and the contact sheet name it: `#1 · identity 0.81 ·
     quality 0.54` (identity only for shots with characters)."""
+    return score_label(index, spec.identity.get(shot), spec.quality.get(shot))
+
+
+def score_label(
+    index: int, identity: Sequence[float] | None = None, quality: Sequence[float] | None = None
+) -> str:
+    """`#index · identity x · quality y`, each score where there is one for this variant."""
     parts = [f"#{index}"]
-    identity = spec.identity.get(shot) or []
-    quality = spec.quality.get(shot) or []
-    if index < len(identity):
+    if identity and index < len(identity):
         parts.append(f"identity {identity[index]:.2f}")
-    if index < len(quality):
+    if quality and index < len(quality):
         parts.append(f"quality {quality[index]:.2f}")
     return " · ".join(parts)
 
