@@ -164,6 +164,8 @@ def form_data(spec: GateSpec, answer: Mapping[str, Any]) -> dict[str, Any]:
         elif field and isinstance(value, Mapping):
             for shot, item in value.items():
                 data.setdefault(shot, {})[field] = item
+                if spec.gate == "clips":  # the form's switch reads as what was asked
+                    data[shot]["regenerate"] = True
         elif value not in (None, {}, []):
             data[name] = value  # a field this gate does not take: the model refuses it
     if spec.gate == "storyboard" and "approve" not in data and "notes" in data:
