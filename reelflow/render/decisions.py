@@ -2,10 +2,13 @@
 and carrying earlier decisions into the next round.
 
 Why here (plain Python, no Prefect): the flow publishes a :class:`GateSpec` next to each pause
-(the shots on the table, how many variants each has, the form's defaults); ``reelflow approve``
-reads it back and refuses a bad answer *before* resuming, so a typo never consumes the gate; the
-flow checks UI answers with the same :func:`check_answer`. :func:`carry_picks` makes a pick made
-in round 1 the default of round 2, so rejecting one shot never resets another's choice.
+(the shots on the table, their variants and scores, the form's defaults). :func:`answer_model`
+makes the pause's form from it (the Prefect UI renders its JSON schema, the server checks answers
+against it); ``reelflow approve`` reads the spec back and validates its answer with the same
+model *before* resuming (:func:`form_data`), so a typo never consumes the gate and the CLI and
+the UI accept the same answers. :func:`decision` turns a form's answer into the picks/rejections
+the stages act on; :func:`carry_picks` makes a pick made in round 1 the default of round 2, so
+rejecting one shot never resets another's choice.
 """
 
 from __future__ import annotations
@@ -87,15 +90,6 @@ class GateSpec(BaseModel):
             "clips": f'[--reject {shot}="notes"] [--new-seed {shot}=SEED]',
         }
         return f"reelflow approve {run_id} {examples[self.gate]}"
-
-
-def _shots(spec: GateSpec, values: Iterable[str], option: str) -> None:
-    unknown = sorted(set(values) - set(spec.shots))
-    if unknown:
-        known = ", ".join(spec.shots) or "none"
-        raise AnswerError(
-            f"{option} {unknown[0]}: no such shot at the {spec.gate} gate (shots: {known})"
-        )
 
 
 def check_fields(gate: str, answer: Mapping[str, Any]) -> None:
