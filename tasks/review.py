@@ -77,8 +77,13 @@ def clips_review(
     prompts: dict[str, str],
     seeds: dict[str, int],
     backend: str,
+    round_: int = 1,
+    replaced: dict[str, str] | None = None,
 ) -> str:
-    markdown = review.clips_markdown(get_store(), project, clips, prompts, seeds, backend, picture)
+    markdown = review.clips_markdown(
+        get_store(), project, clips, prompts, seeds, backend, picture, round_=round_,
+        replaced=replaced,
+    )
     create_markdown_artifact(markdown, key="clips-review", description="clips gate")
     return markdown
 

@@ -282,6 +282,14 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
         _wait_for_gate(holder, "images-2")
         assert approve_run(run_id, picks={"b": 1}, reviewer="director") == "images"
         _wait_for_gate(holder, "clips-1")
+        # the clips form: a's regenerate switch alone makes a new take with a fresh seed
+        form = _form_schema(UUID(run_id))
+        seed_a = _definition(form, "a")["properties"]["seed"]["default"]
+        resume_flow_run(UUID(run_id), run_input={"a": {"regenerate": True}, "reviewer": "ui"})
+        _wait_for_gate(holder, "clips-2")
+        assert _definition(_form_schema(UUID(run_id)), "a")["properties"]["seed"]["default"] \
+            != seed_a
+        assert "replaced (round 1" in _artifact_markdown("clips-review", UUID(run_id))
         assert approve_run(run_id, reviewer="director") == "clips"
         output, _ = process.communicate(timeout=300)
     finally:
@@ -297,9 +305,11 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert states["variants-a"] == ["Cached"]
     assert states["variants-c"] == ["Cached"]
     assert states["variants-b"] == ["Cached", "Completed"]  # round 2 has the notes
-    assert states["clip-a"] == ["Completed"]  # a's round-1 pick (variant 1) is a new still
-    assert states["clip-c"] == ["Cached"]
-    assert states["clip-b"] == ["Completed"]
+    # a's round-1 pick (variant 1) is a new still; then its new take at the clips gate, where
+    # every other clip comes back Cached
+    assert states["clip-a"] == ["Completed", "Completed"]
+    assert states["clip-c"] == ["Cached", "Cached"]
+    assert states["clip-b"] == ["Completed", "Cached"]
     assert states["assemble-film"] == ["Completed"]
     assert states["version-16x9-h264"] == ["Completed"]
 

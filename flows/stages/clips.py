@@ -22,6 +22,7 @@ class Clips(BaseModel):
     notes: dict[str, list[str]] = {}
     seeds: dict[str, int] = {}
     drifting: dict[str, list[str]] = {}  # shot -> frames (first/middle/last) off its still
+    replaced: dict[str, str] = {}  # shot -> the clip its last regeneration replaced
 
 
 def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
@@ -34,6 +35,7 @@ def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
         redo = review_clips(run, clips, round_)
         if not redo:
             return clips
+        clips.replaced = {shot_id: clips.keys[shot_id] for shot_id in redo}
         for shot_id, notes in redo.items():
             if notes:
                 clips.notes.setdefault(shot_id, []).append(notes)
@@ -103,7 +105,8 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
     description = ""
     if run.attended:
         description = clips_review(
-            board.project, clips.keys, clips.motion, seeds, run.profile.video_backend
+            board.project, clips.keys, clips.motion, seeds, run.profile.video_backend,
+            round_=round_, replaced=clips.replaced,
         )
         if clips.drifting:
             description += "\n**Drifting from the approved still:** " + "; ".join(

@@ -291,18 +291,29 @@ def clips_markdown(
     seeds: dict[str, int],
     backend: str,
     picture: Picture,
+    *,
+    round_: int = 1,
+    replaced: dict[str, str] | None = None,
 ) -> str:
-    """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend."""
+    """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend; a
+    clip made again shows the take it replaces (``replaced``: shot -> earlier clip) above."""
     rows = ["| shot | frames | motion prompt | seed | backend |", "|---|---|---|---|---|"]
     for shot, key in clips.items():
         strip = frame_strip_key(store, project, shot, key)
+        frames = picture(strip, shot)
+        earlier = (replaced or {}).get(shot)
+        if earlier:
+            before = frame_strip_key(store, project, shot, earlier)
+            frames = (f"replaced (round {round_ - 1}, {link(store, earlier, 'play')}): "
+                      f"{picture(before, f'{shot}-replaced')}<br>new: {frames}")
         rows.append(
-            f"| **{shot}** {link(store, key, 'play')} | {picture(strip, shot)} | "
+            f"| **{shot}** {link(store, key, 'play')} | {frames} | "
             f"{prompts.get(shot, '')} | {seeds.get(shot, '')} | {backend} |"
         )
     return (
-        "# Clips\n\nApprove all, or per shot switch on `regenerate` for a new take, write notes "
-        "for it, or change its seed: only those clips are made again.\n\n" + "\n".join(rows)
+        f"# Clips, round {round_}\n\nApprove all, or per shot switch on `regenerate` for a new "
+        "take, write notes for it, or change its seed: only those clips are made again.\n\n"
+        + "\n".join(rows)
     )
 
 
