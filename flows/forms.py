@@ -1,9 +1,11 @@
 """The gates' forms and names, shared by the two sides of an approval: the flow that waits
 (flows/gates.py) and the reviewer's client that answers (flows/reviewer.py, called by the CLI).
 
-The forms are Prefect `RunInput` models; their JSON schema is what the Prefect server checks an
-answer from the UI against before it resumes a run, so a rejection without notes is refused there
-too (the `\\S` pattern: at least one character that is not a space).
+What a person fills in is made for each pause from the gate's spec (:func:`review_form`: per
+shot a dropdown of its variants, notes that reject it, ...); its JSON schema is what the Prefect
+UI renders and what the server checks an answer against before it resumes the run, and
+`reelflow approve` validates with the same model. The classes below are the decisions the
+stages act on and the manifest keeps (the form's answer is turned into one of them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
+
+from reelflow.render.decisions import GateSpec, answer_model
 
 Approval = Literal["manual", "auto", "quality-gate"]
 Gate = Literal["storyboard", "images", "clips"]
@@ -56,6 +60,9 @@ class ClipsReview(RunInput):
     new_seeds: dict[str, int] = Field(
         default_factory=dict, description="shot id -> seed for the regenerated clip"
     )
+    again: list[str] = Field(
+        default_factory=list, description="shots made again with a fresh seed, no notes"
+    )
     reviewer: str = ""
 
 
@@ -64,6 +71,18 @@ FORMS: dict[str, type[RunInput]] = {
     "images": ImagesReview,
     "clips": ClipsReview,
 }
+
+
+def review_form(spec: GateSpec) -> type[RunInput]:
+    """The form of one pause, made from its spec (reelflow/render/decisions.py `answer_model`)
+    as a Prefect `RunInput`, so the UI renders it and the server validates answers with it."""
+    return answer_model(spec, base=_FormBase)  # type: ignore[return-value]
+
+
+class _FormBase(RunInput):
+    """RunInput forbids unknown fields already; shots are fields aliased by their ids."""
+
+    model_config = {**RunInput.model_config, "populate_by_name": True}  # type: ignore[misc]
 
 
 class ApprovalRecord(BaseModel):

@@ -33,11 +33,12 @@ from flows.forms import (
     ImagesReview,
     StoryboardReview,
     pause_key,
+    review_form,
     spec_key,
 )
 from reelflow.errors import ReelflowError
 from reelflow.progress import waiting
-from reelflow.render.decisions import AnswerError, GateSpec, check_answer
+from reelflow.render.decisions import AnswerError, GateSpec, decision
 
 __all__ = [
     "FORMS",
@@ -125,9 +126,11 @@ def wait_for_review(
 ) -> tuple[R, ApprovalRecord]:
     """Block (or suspend) until a reviewer answers the gate's form; auto policies answer at once.
 
-    ``spec`` (the shots and variant counts on the table) is published for `reelflow approve` to
-    check answers against, and answers from the UI that do not fit it are asked again, under a
-    new pause key each time (at most MAX_ATTEMPTS; then :class:`GateGaveUp` fails the run).
+    ``spec`` (the shots, variants and scores on the table) makes the form the person fills in
+    (flows/forms.py `review_form`) and is published for `reelflow approve`; the answer comes
+    back as a ``form`` (the decision). Answers the form's model refuses after the server let
+    them through are asked again, under a new pause key each time (at most MAX_ATTEMPTS; then
+    :class:`GateGaveUp` fails the run).
     """
     if spec is not None:
         spec = spec.model_copy(update={"defaults": {**spec.defaults, **defaults}})
@@ -135,13 +138,17 @@ def wait_for_review(
         answer = form(**defaults)
         reviewer = policy
     else:
+        asked: type[RunInput] = review_form(spec) if spec is not None else form
         why = ""
         for attempt in range(MAX_ATTEMPTS):
             key = pause_key(gate, round_, attempt)
             shown = description
             if why:
                 shown = f"**The last answer was invalid:** {why}\n\n{description}"
-            request = form.with_initial_data(description=shown, **defaults)
+            if spec is not None:  # the defaults are the form's own (the spec's)
+                request = asked.with_initial_data(description=shown)
+            else:
+                request = asked.with_initial_data(description=shown, **defaults)
             _announce_gate(key, spec)
             try:
                 with waiting(gate, round_):  # a person's time: not counted as the render's work
@@ -157,7 +164,7 @@ def wait_for_review(
                             poll_interval=poll_interval(),
                         )
                 if spec is not None:
-                    check_answer(spec, answer.model_dump(mode="json", exclude={"metadata"}))
+                    answer = form(**decision(spec, answer))
                 break
             except (ValidationError, AnswerError) as exc:  # checked after the resume: ask again
                 why = _why(exc)

@@ -28,8 +28,8 @@ from reelflow.render.decisions import (
     GATE_OPTIONS,
     AnswerError,
     GateSpec,
-    check_answer,
     check_fields,
+    form_data,
 )
 
 __all__ = ["approve_run", "pending_runs"]
@@ -76,11 +76,12 @@ def approve_run(
 ) -> str:
     """Resume a paused run with the answer for whichever gate it waits at; returns the gate.
 
-    The answer is checked against the gate's published spec first (options this gate takes,
-    shot ids, variant ranges, notes that say something): a bad answer raises
-    :class:`AnswerError` (one line) and the run keeps waiting at the same gate. Picks not given
-    keep the form's defaults (earlier rounds' picks). No ``notes`` means "approve" at the
-    storyboard gate; empty or blank notes are refused (they ask for a revision of nothing).
+    The answer is checked with the form the run shows in the UI, made from the gate's
+    published spec (options this gate takes, shot ids, variant ranges, notes that say
+    something), and sent as that form's answer: a bad answer raises :class:`AnswerError` (one
+    line) and the run keeps waiting at the same gate. Picks not given keep the form's defaults
+    (earlier rounds' picks). No ``notes`` means "approve" at the storyboard gate; empty or
+    blank notes are refused (they ask for a revision of nothing).
     """
     try:
         flow_run_id = UUID(run_id)
@@ -98,16 +99,30 @@ def approve_run(
         "version": version,
     }
     given = {k: v for k, v in given.items() if v not in (None, {})}
-    if spec is None:  # a run paused by an older reelflow: only the fields can be checked
+    if spec is not None:  # the form the UI shows checks it, and it is sent as the UI would
+        answer = form_data(spec, {**given, "reviewer": reviewer})
+    else:  # a run paused by an older reelflow: only the fields can be checked
         check_fields(gate, given)
-    else:
-        check_answer(spec, given)
+        answer = _old_form_answer(gate, picks, rejects, new_seeds, notes, version, reviewer)
+    resume_flow_run(flow_run_id, run_input=answer)
+    return gate
+
+
+def _old_form_answer(
+    gate: str,
+    picks: dict[str, int] | None,
+    rejects: dict[str, str] | None,
+    new_seeds: dict[str, int] | None,
+    notes: str | None,
+    version: int | None,
+    reviewer: str,
+) -> dict[str, Any]:
+    """The answer to a run paused with the fixed forms of flows/forms.py (no spec published)."""
     answer: dict[str, Any]
     if gate == "storyboard":
         answer = {"approve": notes is None, "notes": notes or "", "version": version or 0}
     elif gate == "images":
-        carried = dict((spec.defaults.get("picks") if spec else None) or {})
-        answer = {"picks": {**carried, **(picks or {})}, "reject": rejects or {}}
+        answer = {"picks": picks or {}, "reject": rejects or {}}
     else:
         answer = {"regenerate": rejects or {}, "new_seeds": new_seeds or {}}
     answer["reviewer"] = reviewer
@@ -115,8 +130,7 @@ def approve_run(
         FORMS[gate].model_validate(answer)
     except ValidationError as exc:
         raise _form_error(gate, exc) from None
-    resume_flow_run(flow_run_id, run_input=answer)
-    return gate
+    return answer
 
 
 def pending_runs() -> list[dict[str, str]]:

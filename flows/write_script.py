@@ -172,7 +172,8 @@ def _ask_director(
             "storyboard", next(asks), ScriptReview, description=prompt, policy=approval,
             checks_passed=current.versions[best].errors == 0,
             spec=GateSpec(gate="storyboard", round=step.number, project=record.project,
-                          versions=len(step.calibrated)),
+                          versions=len(step.calibrated),
+                          version_names=[v.title for v in current.versions]),
             version=best if approval == "quality-gate" else 0,
         )
         problem = _answer_problem(answer, len(step.calibrated))

@@ -57,9 +57,14 @@ def images_review(
     scores: dict[str, list[float]],
     diffs: dict[str, str] | None = None,
     zh: dict[str, str | None] | None = None,
+    round_: int = 1,
+    descriptions: dict[str, str] | None = None,
+    identity: dict[str, list[float]] | None = None,
+    replaced: dict[str, tuple[str, int]] | None = None,
 ) -> str:
     markdown = review.images_markdown(
-        get_store(), project, variants, prompts, scores, picture, diffs, zh
+        get_store(), project, variants, prompts, scores, picture, diffs, zh, round_=round_,
+        descriptions=descriptions, identity=identity, replaced=replaced,
     )
     create_markdown_artifact(markdown, key="images-review", description="images gate")
     return markdown
@@ -72,8 +77,13 @@ def clips_review(
     prompts: dict[str, str],
     seeds: dict[str, int],
     backend: str | dict[str, str],
+    round_: int = 1,
+    replaced: dict[str, str] | None = None,
 ) -> str:
-    markdown = review.clips_markdown(get_store(), project, clips, prompts, seeds, backend, picture)
+    markdown = review.clips_markdown(
+        get_store(), project, clips, prompts, seeds, backend, picture, round_=round_,
+        replaced=replaced,
+    )
     create_markdown_artifact(markdown, key="clips-review", description="clips gate")
     return markdown
 

@@ -63,18 +63,75 @@ def test_empty_notes_are_refused_where_notes_are_what_the_option_means() -> None
     check_answer(storyboard, {"approve": False, "notes": "more snow"})
 
 
-def test_the_forms_refuse_blank_notes_in_their_schema() -> None:
-    """The Prefect server checks a UI answer against the form's JSON schema before resuming."""
+#: bad answers, as `reelflow approve` takes them and as the UI's form would send them: the CLI,
+#: the form's model and the Prefect server (the form's JSON schema) refuse every one.
+BAD_ANSWERS = [
+    (["--pick", "s02=1"], {"s02": {"pick": "#1"}},
+     "--pick s02: no such shot at the images gate (shots: a, b, c)"),
+    (["--pick", "a=5"], {"a": {"pick": "#5"}},
+     "--pick a=5: out of range, shot a has 2 variant(s) (0..1)"),
+    (["--pick", "a=-1"], {"a": {"pick": "#-1"}}, "--pick a=-1: out of range"),
+    (["--reject", "zz=warmer"], {"zz": {"notes": "warmer"}},
+     "--reject zz: no such shot at the images gate"),
+    (["--reject", "a= "], {"a": {"notes": " "}}, "--reject a=: empty notes"),
+    (["--reject", "b=\n"], {"b": {"notes": " \n"}}, "--reject b=: empty notes"),
+    (["--new-seed", "a=3"], {"a": {"seed": 3}}, "--new-seed is not taken at the images gate"),
+    (["--notes", "x"], {"notes": "x"},
+     "--notes is not taken at the images gate (it takes --pick, --reject)"),
+]  # fmt: skip
+FORM_SPEC = SPEC.model_copy(update={
+    "quality": {"a": [0.54, 0.61]}, "identity": {"a": [0.81, 0.42]},
+    "descriptions": {"a": "a yellow car on a snowy road", "b": "雪中的红灯笼"},
+    "defaults": {"picks": {"b": 1}},
+})  # fmt: skip
+
+
+def test_the_form_is_made_from_the_gate_dropdowns_labelled_with_scores_defaults_carried() -> None:
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+
+    from flows.forms import review_form
+    from reelflow.render.decisions import decision
+
+    form = review_form(FORM_SPEC)
+    schema = create_v2_schema(form.__name__, model_base=form)  # what Prefect saves for the UI
+    assert set(schema["properties"]) == {"a", "b", "c", "reviewer"}
+    assert schema["properties"]["a"]["title"] == "a: a yellow car on a snowy road"
+    shot_a = schema["definitions"][schema["properties"]["a"]["$ref"].rsplit("/", 1)[1]]
+    assert shot_a["properties"]["pick"]["enum"] == [
+        "#0 · identity 0.81 · quality 0.54", "#1 · identity 0.42 · quality 0.61"]
+    assert shot_a["additionalProperties"] is False
+    assert schema["properties"]["b"]["default"] == {"pick": "#1", "notes": ""}  # carried pick
+    answer = form(**{"a": {"pick": "#1 · identity 0.42 · quality 0.61"},
+                     "c": {"notes": "warmer light"}, "reviewer": "ui"})
+    assert decision(FORM_SPEC, answer) == {
+        "picks": {"a": 1, "b": 1, "c": 0}, "reject": {"c": "warmer light"}, "reviewer": "ui"}
+    clips = GateSpec(gate="clips", shots={"a": 1, "b": 1, "c": 1}, seeds={"a": 5, "b": 6, "c": 7})
+    taken = review_form(clips)(**{"a": {"regenerate": True}, "b": {"seed": 9},
+                                  "c": {"notes": "slower"}})
+    assert decision(clips, taken) == {"regenerate": {"c": "slower"}, "new_seeds": {"b": 9},
+                                      "again": ["a"], "reviewer": ""}
+    board = GateSpec(gate="storyboard", versions=2, version_names=["雪夜归途", "Dawn"])
+    enum = review_form(board).model_json_schema()["properties"]["version"]["enum"]
+    assert enum == ["#0 · 雪夜归途", "#1 · Dawn"]
+    assert decision(board, review_form(board)(version="#1 · Dawn"))["version"] == 1
+
+
+@pytest.mark.parametrize(("args", "ui", "message"), BAD_ANSWERS)
+def test_the_form_model_and_its_schema_refuse_the_bad_answers(
+    args: list[str], ui: dict, message: str
+) -> None:
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+    from prefect.utilities import schema_tools  # what the server checks a resume against
     from pydantic import ValidationError
 
-    from flows.forms import ClipsReview, ImagesReview
+    from flows.forms import review_form
 
-    assert ImagesReview(reject={"a": " warmer "}).reject == {"a": " warmer "}
-    for form, field in ((ImagesReview, "reject"), (ClipsReview, "regenerate")):
-        with pytest.raises(ValidationError):
-            form(**{field: {"a": " "}})
-        schema = form.model_json_schema()["properties"][field]["additionalProperties"]
-        assert schema["pattern"] == r"\S"
+    form = review_form(FORM_SPEC)
+    with pytest.raises(ValidationError):
+        form(**ui)
+    schema = create_v2_schema(form.__name__, model_base=form)
+    with pytest.raises(schema_tools.ValidationError):
+        schema_tools.validate(ui, schema, raise_on_error=True)
 
 
 def test_pause_keys_are_bounded_and_name_their_gate_and_round() -> None:
@@ -113,11 +170,12 @@ def _toy_flow(result: dict[str, Any]) -> None:
 
     @flow(name="gate-toy")
     def gate_toy() -> dict[str, int]:
-        counts = {"a": 2, "b": 2}
+        counts = SPEC.shots
         earlier: dict[str, int] = {}
         regenerated: set[str] = set()
         for round_ in (1, 2):
-            picks = carry_picks({"a": 0, "b": 0}, earlier, regenerated=regenerated, counts=counts)
+            fresh = dict.fromkeys(counts, 0)
+            picks = carry_picks(fresh, earlier, regenerated=regenerated, counts=counts)
             answer, _ = wait_for_review(
                 "images",
                 round_,
@@ -159,7 +217,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_approve_refuses_bad_answers_without_consuming_the_gate_and_picks_carry_over(
-    prefect_server: str,
+    prefect_server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     os.environ["REELFLOW_POLL_INTERVAL"] = "1"
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
@@ -168,11 +226,24 @@ def test_approve_refuses_bad_answers_without_consuming_the_gate_and_picks_carry_
     thread.start()
     run = _wait("images-1")
     run_id = run["id"]
-    for bad in (["--pick", "s02=1"], ["--pick", "a=5"], ["--new-seed", "a=3"]):
-        done = _cli("approve", run_id, *bad, env=env)
-        assert done.returncode == 2, (bad, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-        assert _wait("images-1")["id"] == run_id  # still waiting at the same gate
+    done = _cli("approve", run_id, "--pick", "s02=1", env=env)  # the installed command
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.strip().endswith(BAD_ANSWERS[0][2])
+    # the same table of bad answers: refused by `reelflow approve` and, sent as the UI's form
+    # sends them, by the Prefect server (the form's schema); the run keeps waiting
+    from prefect.flow_runs import resume_flow_run
+
+    from cli.main import main
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    for args, ui, message in BAD_ANSWERS:
+        capsys.readouterr()
+        assert main(["approve", run_id, *args]) == 2, args
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert message in line, (args, line)
+        with pytest.raises(RuntimeError, match="Reason"):
+            resume_flow_run(UUID(run_id), run_input=ui)
+        assert _paused_at(run_id) == "images-1"
     listed = _cli("pending", env=env).stdout
     assert f"{run_id}  春日短片  waiting at images-1 for " in listed
     # an empty rejection: refused in one line by the reviewer client and the CLI alike
@@ -192,7 +263,7 @@ def test_approve_refuses_bad_answers_without_consuming_the_gate_and_picks_carry_
     done = _cli("approve", run_id, env=env)
     assert done.returncode == 0, done.stderr
     thread.join(timeout=60)
-    assert result["picks"] == {"a": 0, "b": 1}
+    assert result["picks"] == {"a": 0, "b": 1, "c": 0}
 
 
 def _wait_key(run_id: str, key: str, timeout: float = 60) -> None:
@@ -206,12 +277,32 @@ def _wait_key(run_id: str, key: str, timeout: float = 60) -> None:
     wait_until(f"run {run_id} paused at {key}", paused_at_key, timeout, interval=0.3)
 
 
-def test_ui_answers_empty_notes_refused_invalid_ones_asked_again_under_bounded_keys(
+def _storyboard_toy(result: dict[str, Any]) -> None:
+    from prefect import flow
+
+    from flows.gates import StoryboardReview, wait_for_review
+
+    @flow(name="gate-toy")
+    def gate_toy() -> None:
+        wait_for_review(
+            "storyboard", 1, StoryboardReview, description="approve?", policy="manual",
+            spec=GateSpec(gate="storyboard", project="春日短片", versions=2,
+                          version_names=["雪夜", "dawn"]),
+        )  # fmt: skip
+
+    try:
+        gate_toy()
+    except Exception as exc:  # noqa: BLE001 - the test reads it
+        result["error"] = exc
+
+
+def test_ui_answers_refused_by_the_schema_or_asked_again_under_bounded_keys(
     prefect_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Answers as the UI sends them (straight to the server): an empty rejection is refused by
-    the server against the form's schema; one that fits the schema but not the gate is asked
-    again under the next numbered key, and the round gives up after MAX_ATTEMPTS."""
+    """Answers as the UI sends them (straight to the server): a version not on the form is
+    refused by the server against the form's schema; one that fits the schema but not the
+    form's model (no approval and no notes) is asked again under the next numbered key, and
+    the round gives up after MAX_ATTEMPTS."""
     from prefect import flow
     from prefect.context import get_run_context
     from prefect.flow_runs import pause_flow_run, resume_flow_run
@@ -230,26 +321,27 @@ def test_ui_answers_empty_notes_refused_invalid_ones_asked_again_under_bounded_k
     other = threading.Thread(target=not_reelflow, daemon=True)
     other.start()
     result: dict[str, Any] = {}
-    thread = threading.Thread(target=_toy_flow, args=(result,), daemon=True)
+    thread = threading.Thread(target=_storyboard_toy, args=(result,), daemon=True)
     thread.start()
-    run_id = _wait("images-1")["id"]
+    run_id = _wait("storyboard-1")["id"]
     wait_until("the other flow's run id", lambda: "id" in foreign, 60, interval=0.2)
     _wait_key(foreign["id"], "foreign")
     # `pending` lists reelflow's runs only: the other paused run is filtered out on the server
     listed = {run["id"] for run in pending_runs()}
     assert run_id in listed and foreign["id"] not in listed
 
-    with pytest.raises(RuntimeError):  # the server checks the form's schema: blank notes
-        resume_flow_run(UUID(run_id), run_input={"picks": {}, "reject": {"a": " "}})
-    assert _paused_at(run_id) == "images-1"
+    with pytest.raises(RuntimeError):  # the server checks the form's schema: no such version
+        resume_flow_run(UUID(run_id), run_input={"version": "#2 · dusk"})
+    assert _paused_at(run_id) == "storyboard-1"
 
-    resume_flow_run(UUID(run_id), run_input={"picks": {}, "reject": {"zz": "warmer"}})
-    _wait_key(run_id, "images-1-retry1")
-    assert [r["gate"] for r in pending_runs() if r["id"] == run_id] == ["images-1"]
-    resume_flow_run(UUID(run_id), run_input={"picks": {}, "reject": {"zz": "warmer"}})
+    resume_flow_run(UUID(run_id), run_input={"version": "#1 · dawn", "approve": False})
+    _wait_key(run_id, "storyboard-1-retry1")
+    assert [r["gate"] for r in pending_runs() if r["id"] == run_id] == ["storyboard-1"]
+    resume_flow_run(UUID(run_id), run_input={"approve": False, "notes": ""})
     thread.join(timeout=60)
     assert str(result.get("error")).startswith(
-        "the images gate (round 1) got 2 invalid answers in a row; the last: --reject zz: no such"
+        "the storyboard gate (round 1) got 2 invalid answers in a row; the last: empty; a "
+        "revision needs notes"
     ), result
     resume_flow_run(UUID(foreign["id"]))
     other.join(timeout=60)

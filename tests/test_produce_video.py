@@ -160,6 +160,21 @@ def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:
     assert not not_cached, not_cached
 
 
+def _form_schema(run_id: UUID) -> dict[str, Any]:
+    """The form a paused run shows in the UI: the JSON schema Prefect saved for it."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+        keyset = state.state_details.run_input_keyset  # type: ignore[union-attr]
+        return json.loads(client.read_flow_run_input(run_id, keyset["schema"]))
+
+
+def _definition(schema: dict[str, Any], shot: str) -> dict[str, Any]:
+    ref = schema["properties"][shot]["$ref"].rsplit("/", 1)[1]
+    return schema["definitions"][ref]
+
+
 def _wait_for_gate(run_id_holder: dict[str, str], gate: str, timeout: float = 240) -> str:
     """The run at `gate`: the one in `run_id_holder` once it holds an id (the first one found)."""
     run = wait_for_pending(gate, timeout, **{k: v for k, v in run_id_holder.items() if k == "id"})
@@ -174,8 +189,11 @@ API_KEY = "sk-test-secret-0123456789"
 def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     first_run: tuple[Any, Any], film_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """Approvals from the CLI's code path; the rejected shot's prompt is rewritten by an LLM
-    (a real OpenAI-compatible server on loopback) and only that shot is regenerated."""
+    """Approvals from the CLI's code path and, at the first images round, as the UI's form
+    sends them (a variant from one shot's dropdown, notes for another); the rejected shot's
+    prompt is rewritten by an LLM (a real OpenAI-compatible server on loopback) and only that
+    shot is regenerated."""
+    from prefect.flow_runs import resume_flow_run
     from pydantic import SecretStr
 
     from blocks.llm_endpoint import LLMEndpoint
@@ -225,18 +243,26 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
             with pytest.raises(AnswerError):
                 approve_run(run_id, reviewer="director", **bad)  # type: ignore[arg-type]
         assert _wait_for_gate(holder, "images-1") == run_id
-        assert (
-            approve_run(
-                run_id,
-                rejects={"b": "show the front of the car"},
-                picks={"a": 1},
-                reviewer="director",
-            )
-            == "images"
-        )
+        # answered as the UI's form sends it: variant #1 from a's dropdown, notes for b
+        form = _form_schema(UUID(run_id))
+        pick = _definition(form, "a")["properties"]["pick"]
+        assert pick["enum"][1].startswith("#1 · ") and " quality 0." in pick["enum"][1]
+        resume_flow_run(UUID(run_id), run_input={
+            "a": {"pick": pick["enum"][1], "notes": ""},
+            "b": {"notes": "show the front of the car"},
+            "reviewer": "director",
+        })  # fmt: skip
         _wait_for_gate(holder, "images-2")
         assert approve_run(run_id, picks={"b": 1}, reviewer="director") == "images"
         _wait_for_gate(holder, "clips-1")
+        # the clips form: a's regenerate switch alone makes a new take with a fresh seed
+        form = _form_schema(UUID(run_id))
+        seed_a = _definition(form, "a")["properties"]["seed"]["default"]
+        resume_flow_run(UUID(run_id), run_input={"a": {"regenerate": True}, "reviewer": "ui"})
+        _wait_for_gate(holder, "clips-2")
+        assert _definition(_form_schema(UUID(run_id)), "a")["properties"]["seed"]["default"] \
+            != seed_a
+        assert "replaced (round 1" in _artifact_markdown("clips-review", UUID(run_id))
         assert approve_run(run_id, reviewer="director") == "clips"
         output, _ = process.communicate(timeout=300)
     finally:
@@ -252,9 +278,11 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert states["variants-a"] == ["Cached"]
     assert states["variants-c"] == ["Cached"]
     assert states["variants-b"] == ["Cached", "Completed"]  # round 2 has the notes
-    assert states["clip-a"] == ["Completed"]  # a's round-1 pick (variant 1) is a new still
-    assert states["clip-c"] == ["Cached"]
-    assert states["clip-b"] == ["Completed"]
+    # a's round-1 pick (variant 1) is a new still; then its new take at the clips gate, where
+    # every other clip comes back Cached
+    assert states["clip-a"] == ["Completed", "Completed"]
+    assert states["clip-c"] == ["Cached", "Cached"]
+    assert states["clip-b"] == ["Completed", "Cached"]
     assert states["assemble-film"] == ["Completed"]
     assert states["version-16x9-h264"] == ["Completed"]
 

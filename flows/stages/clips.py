@@ -27,6 +27,7 @@ class Clips(BaseModel):
     notes: dict[str, list[str]] = {}
     seeds: dict[str, int] = {}
     drifting: dict[str, list[str]] = {}  # shot -> frames (first/middle/last) off its still
+    replaced: dict[str, str] = {}  # shot -> the clip its last regeneration replaced
 
 
 def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
@@ -39,6 +40,7 @@ def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
         redo = review_clips(run, clips, round_)
         if not redo:
             return clips
+        clips.replaced = {shot_id: clips.keys[shot_id] for shot_id in redo}
         for shot_id, notes in redo.items():
             if notes:
                 clips.notes.setdefault(shot_id, []).append(notes)
@@ -165,7 +167,8 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
     if run.attended:
         with step("review material", "clips gate: previews"):
             description = clips_review(
-                board.project, clips.keys, clips.motion, seeds, clips.backends
+                board.project, clips.keys, clips.motion, seeds, clips.backends,
+                round_=round_, replaced=clips.replaced,
             )
         if clips.drifting:
             description += "\n**Drifting from the approved still:** " + "; ".join(
@@ -175,10 +178,11 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
         "clips", round_, ClipsReview, description=description, policy=run.policy,
         checks_passed=True,
         spec=GateSpec(gate="clips", round=round_, project=board.project,
-                      shots=dict.fromkeys(clips.keys, 1)),
+                      shots=dict.fromkeys(clips.keys, 1), seeds=seeds,
+                      descriptions={shot.id: shot.description for shot in board.shots}),
     )  # fmt: skip
     run.approvals.append(record)
-    redo = (set(answer.regenerate) | set(answer.new_seeds)) & set(clips.keys)
+    redo = (set(answer.regenerate) | set(answer.new_seeds) | set(answer.again)) & set(clips.keys)
     for shot_id in redo:
         clips.seeds[shot_id] = answer.new_seeds.get(shot_id, seeds[shot_id] + round_ * 7919)
     return {shot_id: answer.regenerate.get(shot_id, "") for shot_id in sorted(redo)}

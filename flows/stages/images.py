@@ -47,6 +47,9 @@ class Stills(BaseModel):
     llm_usage: list[dict[str, int]] = Field(default_factory=list)
     identity: IdentityReport | None = None  # identity score per variant (shots with characters)
     identity_retries: dict[str, int] = {}
+    #: shot -> (key, variant number) of the take the last rejection replaced: the next round's
+    #: contact sheet shows it beside the new takes
+    replaced: dict[str, tuple[str, int]] = {}
 
 
 def images_stage(
@@ -171,7 +174,8 @@ def review_images(
     variants = stills.variants
     what = "images gate: scores, contact sheet" if run.attended else "images: identity check"
     with step("review material" if run.attended else "checks", what):
-        scores, off_model, description = images_material(run, stills, identity_threshold)
+        scores, off_model, description = images_material(run, stills, identity_threshold,
+                                                         round_)
     best = pick_by_identity(scores, stills.identity, identity_threshold)
     first_choice = best if run.policy == "quality-gate" else dict.fromkeys(stills.jobs, 0)
     answer, record = wait_for_review(
@@ -186,6 +190,9 @@ def review_images(
             round=round_,
             project=run.board.project,
             shots={shot: len(keys) for shot, keys in variants.items()},
+            descriptions={shot: run.board.shot(shot).description for shot in variants},
+            quality=scores if run.attended else {},
+            identity=stills.identity.scores if stills.identity else {},
         ),
         picks=first_choice | stills.picks,
     )
@@ -200,7 +207,7 @@ def review_images(
 
 
 def images_material(
-    run: RunContext, stills: Stills, identity_threshold: float
+    run: RunContext, stills: Stills, identity_threshold: float, round_: int = 1
 ) -> tuple[dict[str, list[float]], dict[str, str], str]:
     """What the images gate decides on: scores per variant, the shots whose identity is under
     the threshold, and (attended) the review's description with its contact sheets."""
@@ -220,7 +227,13 @@ def images_material(
         prompts = {shot: job.prompt for shot, job in stills.jobs.items()}
         diffs = {shot: d[-1] for shot, d in stills.prompt_diffs.items()}
         zh = zh_prompts(prompts, run.llm_endpoint)
-        description = images_review(run.board.project, variants, prompts, scores, diffs, zh)
+        descriptions = {shot: run.board.shot(shot).description for shot in variants}
+        description = images_review(
+            run.board.project, variants, prompts, scores, diffs, zh, round_=round_,
+            descriptions=descriptions,
+            identity=stills.identity.scores if stills.identity else None,
+            replaced={s: r for s, r in stills.replaced.items() if s in variants},
+        )
         if off_model:
             description += "\n**Identity under threshold:** " + "; ".join(off_model.values())
         description += "\n" + identity_markdown(stills.identity, identity_threshold)
@@ -232,9 +245,11 @@ def regenerate(
 ) -> None:
     """New variants for the rejected shots only, as review round `round_`: their prompts take
     the notes (or the LLM rewrites them from the notes), and a new seed round."""
+    stills.replaced = {}
     for shot_id, text in rejected.items():
         stills.notes.setdefault(shot_id, []).append(text)
-        stills.picks.pop(shot_id, None)  # new variants: the old pick means nothing now
+        old = stills.picks.pop(shot_id, 0)  # new variants: the old pick means nothing now
+        stills.replaced[shot_id] = (stills.variants[shot_id][old], old)
         if run.llm_endpoint:
             with step("rewriting a prompt", f"{shot_id}, from the notes through the LLM"):
                 refined = refine_prompt(run.board, shot_id, text, run.llm_endpoint)

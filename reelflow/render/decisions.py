@@ -2,18 +2,30 @@
 and carrying earlier decisions into the next round.
 
 Why here (plain Python, no Prefect): the flow publishes a :class:`GateSpec` next to each pause
-(the shots on the table, how many variants each has, the form's defaults); ``reelflow approve``
-reads it back and refuses a bad answer *before* resuming, so a typo never consumes the gate; the
-flow checks UI answers with the same :func:`check_answer`. :func:`carry_picks` makes a pick made
-in round 1 the default of round 2, so rejecting one shot never resets another's choice.
+(the shots on the table, their variants and scores, the form's defaults). :func:`answer_model`
+makes the pause's form from it (the Prefect UI renders its JSON schema, the server checks answers
+against it); ``reelflow approve`` reads the spec back and validates its answer with the same
+model *before* resuming (:func:`form_data`), so a typo never consumes the gate and the CLI and
+the UI accept the same answers. :func:`decision` turns a form's answer into the picks/rejections
+the stages act on; :func:`carry_picks` makes a pick made in round 1 the default of round 2, so
+rejecting one shot never resets another's choice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from reelflow.errors import InputError
 
@@ -21,9 +33,15 @@ __all__ = [
     "GATE_OPTIONS",
     "AnswerError",
     "GateSpec",
+    "answer_model",
     "carry_picks",
     "check_answer",
     "check_fields",
+    "decision",
+    "form_data",
+    "score_label",
+    "variant_label",
+    "version_label",
 ]
 
 GateName = Literal["storyboard", "images", "clips"]
@@ -52,6 +70,16 @@ class GateSpec(BaseModel):
     versions: int = 1
     #: the form's defaults (e.g. the carried picks), so the CLI answers like the pre-filled form
     defaults: dict[str, Any] = Field(default_factory=dict)
+    #: shot id -> what it shows (the form's and the contact sheet's titles)
+    descriptions: dict[str, str] = Field(default_factory=dict)
+    #: shot id -> quality score per variant, and identity score per variant (shots with
+    #: characters): the variants' labels in the form
+    quality: dict[str, list[float]] = Field(default_factory=dict)
+    identity: dict[str, list[float]] = Field(default_factory=dict)
+    #: clips gate: shot id -> the seed of the clip on the table
+    seeds: dict[str, int] = Field(default_factory=dict)
+    #: storyboard gate: the versions' names (titles), as the form lists them
+    version_names: list[str] = Field(default_factory=list)
 
     def approve_command(self, run_id: str) -> str:
         """The command to run next, with a real example of each option this gate takes."""
@@ -62,15 +90,6 @@ class GateSpec(BaseModel):
             "clips": f'[--reject {shot}="notes"] [--new-seed {shot}=SEED]',
         }
         return f"reelflow approve {run_id} {examples[self.gate]}"
-
-
-def _shots(spec: GateSpec, values: Iterable[str], option: str) -> None:
-    unknown = sorted(set(values) - set(spec.shots))
-    if unknown:
-        known = ", ".join(spec.shots) or "none"
-        raise AnswerError(
-            f"{option} {unknown[0]}: no such shot at the {spec.gate} gate (shots: {known})"
-        )
 
 
 def check_fields(gate: str, answer: Mapping[str, Any]) -> None:
@@ -118,27 +137,237 @@ def _check_notes(gate: str, answer: Mapping[str, Any]) -> None:
 
 def check_answer(spec: GateSpec, answer: Mapping[str, Any]) -> None:
     """Raise :class:`AnswerError` (one line) if ``answer`` does not fit the gate described by
-    ``spec``: a field this gate does not take, an unknown shot, a variant out of range."""
+    ``spec``: a field this gate does not take, an unknown shot, a variant out of range.
+
+    ``answer`` is in the decision's shape (``picks``, ``reject``, ...: what `reelflow approve`
+    is given); it is checked by the gate's form model (:func:`answer_model`), the same model the
+    UI's form is built from, so the CLI and the UI refuse the same answers."""
+    form_data(spec, answer)
+
+
+def form_data(spec: GateSpec, answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's answer (as the UI sends it) for an answer in the decision's shape, validated
+    by the gate's form model; raises :class:`AnswerError` (one line, named by the CLI option)."""
     check_fields(spec.gate, answer)
+    data: dict[str, Any] = {}
+    for name, value in answer.items():
+        field = _FORM_FIELDS[spec.gate].get(name)
+        if name == "reviewer" or (spec.gate == "storyboard" and name in ("version", "notes",
+                                                                         "approve")):
+            data[name] = value
+        elif field and isinstance(value, Mapping):
+            for shot, item in value.items():
+                data.setdefault(shot, {})[field] = item
+                if spec.gate == "clips":  # the form's switch reads as what was asked
+                    data[shot]["regenerate"] = True
+        elif value not in (None, {}, []):
+            data[name] = value  # a field this gate does not take: the model refuses it
+    if spec.gate == "storyboard" and "approve" not in data and "notes" in data:
+        data["approve"] = False  # `--notes` asks for a revision
+    model = answer_model(spec)
+    try:
+        return model.model_validate(data).model_dump(mode="json", by_alias=True)
+    except ValidationError as exc:
+        raise AnswerError(_refusal(spec, answer, exc)) from None
+
+
+#: the decision's field -> the form's field per shot, per gate
+_FORM_FIELDS: dict[str, dict[str, str]] = {
+    "storyboard": {},
+    "images": {"picks": "pick", "reject": "notes"},
+    "clips": {"regenerate": "notes", "new_seeds": "seed"},
+}
+
+
+def _refusal(spec: GateSpec, answer: Mapping[str, Any], exc: ValidationError) -> str:
+    """The form model's first refusal as the CLI's one line: `--pick a=5: out of range, ...`."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
     options = GATE_OPTIONS[spec.gate]
     if spec.gate == "storyboard":
-        version = int(answer.get("version") or 0)
-        if not 0 <= version < max(1, spec.versions):
-            raise AnswerError(
-                f"--version {version}: out of range, this storyboard has {spec.versions} "
-                f"version(s) (0..{spec.versions - 1})"
-            )
-        return
-    for name, value in answer.items():
-        if name in options and isinstance(value, Mapping):
-            _shots(spec, value, options[name])
-    for shot, index in (answer.get("picks") or {}).items():
-        count = spec.shots[shot]
-        if not 0 <= int(index) < count:
-            raise AnswerError(
-                f"--pick {shot}={index}: out of range, shot {shot} has {count} variant(s) "
-                f"(0..{count - 1})"
-            )
+        where = loc[0] if loc else ""
+        option = options.get(where) or "--notes"
+        value = answer.get(where)
+        return f"{option} {value}: {error['msg']}" if where == "version" else (
+            f"{option}: {error['msg']}")
+    by_field = {form: name for name, form in _FORM_FIELDS[spec.gate].items()}
+    if len(loc) >= 2 and loc[1] in by_field:
+        shot, name = loc[0], by_field[loc[1]]
+        value = " ".join(str((answer.get(name) or {}).get(shot, "")).split())
+        return f"{options[name]} {shot}={value}: {error['msg']}"
+    shot = loc[0] if loc else "?"
+    name = next((n for n in options if shot in (answer.get(n) or {})), "")
+    option = options.get(name) or f"'{shot}'"
+    if shot not in spec.shots and name:
+        known = ", ".join(spec.shots) or "none"
+        return f"{option} {shot}: no such shot at the {spec.gate} gate (shots: {known})"
+    return f"{option} {shot}: {error['msg']}"
+
+
+# -- the form each pause shows, built from its spec ------------------------------------------
+
+#: notes that are empty (nothing asked) or say something: blank notes are refused. Python's `re`
+#: runs it on both sides (the model here, `jsonschema` on the Prefect server).
+OPTIONAL_NOTES = r"^$|\S"
+_SHOT_CONFIG = ConfigDict(extra="forbid", regex_engine="python-re")
+
+
+def variant_label(spec: GateSpec, shot: str, index: int) -> str:
+    """A variant as the form's dropdown and the contact sheet name it: `#1 · identity 0.81 ·
+    quality 0.54` (identity only for shots with characters)."""
+    return score_label(index, spec.identity.get(shot), spec.quality.get(shot))
+
+
+def score_label(
+    index: int, identity: Sequence[float] | None = None, quality: Sequence[float] | None = None
+) -> str:
+    """`#index · identity x · quality y`, each score where there is one for this variant."""
+    parts = [f"#{index}"]
+    if identity and index < len(identity):
+        parts.append(f"identity {identity[index]:.2f}")
+    if quality and index < len(quality):
+        parts.append(f"quality {quality[index]:.2f}")
+    return " · ".join(parts)
+
+
+def version_label(spec: GateSpec, index: int) -> str:
+    """A storyboard version as the form's dropdown names it: `#1 · 雪夜归途`."""
+    names = spec.version_names
+    return f"#{index} · {names[index]}" if index < len(names) and names[index] else f"#{index}"
+
+
+def _choice(labels: list[str], what: str) -> Any:
+    """Before-validator: a variant number (the CLI's `--pick a=1`) becomes its label; a number
+    out of range is refused with the range."""
+
+    def to_label(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            return value
+        if isinstance(value, str) and not value.lstrip("-").isdigit():
+            return value
+        index = int(value)
+        if 0 <= index < len(labels):
+            return labels[index]
+        raise PydanticCustomError(
+            "out_of_range",
+            "out of range, {what} has {count} {kind}(s) (0..{last})",
+            {"what": what, "count": len(labels), "last": len(labels) - 1,
+             "kind": "version" if what == "this storyboard" else "variant"},
+        )
+
+    return BeforeValidator(to_label)
+
+
+def _label_index(label: str) -> int:
+    return int(label.split(" ", 1)[0].lstrip("#"))
+
+
+def _title(spec: GateSpec, shot: str) -> str:
+    description = spec.descriptions.get(shot, "")
+    if len(description) > 80:
+        description = description[:79] + "…"
+    return f"{shot}: {description}" if description else shot
+
+
+def _images_shot(spec: GateSpec, shot: str) -> type[BaseModel]:
+    labels = [variant_label(spec, shot, i) for i in range(max(1, spec.shots[shot]))]
+    picked = int((spec.defaults.get("picks") or {}).get(shot, 0))
+    picked = picked if 0 <= picked < len(labels) else 0
+    choice = Annotated[Literal[tuple(labels)], _choice(labels, f"shot {shot}")]  # type: ignore[misc]
+    return create_model(
+        f"Shot {shot}",
+        __config__=_SHOT_CONFIG,
+        __doc__="The variant to keep, or notes that reject the shot (only it is regenerated).",
+        pick=(choice, Field(labels[picked], title="variant",
+                            description="the take to keep (numbered as on the contact sheet)")),
+        notes=(str, Field("", pattern=OPTIONAL_NOTES, title="notes (reject)",
+                          description="filled: the shot is regenerated with these notes")),
+    )
+
+
+def _clips_shot(spec: GateSpec, shot: str) -> type[BaseModel]:
+    seed = spec.seeds.get(shot, 0)
+    return create_model(
+        f"Clip {shot}",
+        __config__=_SHOT_CONFIG,
+        __doc__="Keep the clip, or make it again (with notes and/or another seed).",
+        regenerate=(bool, Field(False, description="make a new take of this clip")),
+        notes=(str, Field("", pattern=OPTIONAL_NOTES,
+                          description="filled: a new take with these notes")),
+        seed=(int, Field(seed, ge=0, description=f"another seed makes a new take ({seed} now)")),
+    )
+
+
+def _storyboard_checks(model: Any) -> Any:
+    if not model.approve and not model.notes.strip():
+        raise PydanticCustomError(
+            "revision_without_notes",
+            "empty; a revision needs notes that say what to change (or approve)",
+        )
+    return model
+
+
+def answer_model(spec: GateSpec, base: type[BaseModel] | None = None) -> type[BaseModel]:
+    """The form of one pause, made from its spec: per shot a dropdown of its variants (labelled
+    with their scores) and notes that reject it; per clip a regenerate switch, notes and seed;
+    the storyboard's versions by name. Defaults are the current picks. Its JSON schema is what
+    the Prefect UI renders and its server checks; `reelflow approve` validates with it too.
+
+    ``base`` is the class it derives from (Prefect's ``RunInput`` in flows/forms.py: the core
+    does not import Prefect)."""
+    base = base or _Answer
+    name = f"{spec.gate.capitalize()}Review"
+    reviewer = (str, Field("", description="who decides"))
+    if spec.gate == "storyboard":
+        labels = [version_label(spec, i) for i in range(max(1, spec.versions))]
+        chosen = int(spec.defaults.get("version") or 0)
+        chosen = chosen if 0 <= chosen < len(labels) else 0
+        choice = Annotated[Literal[tuple(labels)], _choice(labels, "this storyboard")]  # type: ignore[misc]
+        return create_model(
+            name, __base__=base,
+            __validators__={"checks": model_validator(mode="after")(_storyboard_checks)},
+            version=(choice, Field(labels[chosen], description="the version to continue with")),
+            approve=(bool, Field(True, description="false sends the notes back for a revision")),
+            notes=(str, Field("", description="what to change (a revision)")),
+            reviewer=reviewer,
+        )  # fmt: skip
+    make = _images_shot if spec.gate == "images" else _clips_shot
+    fields: dict[str, Any] = {}
+    for index, shot in enumerate(spec.shots):
+        shot_model = make(spec, shot)
+        fields[f"shot_{index}"] = (shot_model, Field(
+            shot_model(), alias=shot, title=_title(spec, shot)))
+    return create_model(name, __base__=base, reviewer=reviewer, **fields)
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def decision(spec: GateSpec, answer: BaseModel) -> dict[str, Any]:
+    """A form's answer in the decision's shape the stages act on and the manifest keeps:
+    images ``picks``/``reject``, clips ``regenerate``/``new_seeds``/``again``, storyboard
+    ``version``/``approve``/``notes``."""
+    data = answer.model_dump(mode="json", by_alias=True)
+    reviewer = str(data.pop("reviewer", "") or "")
+    if spec.gate == "storyboard":
+        notes = str(data.get("notes") or "")
+        return {"version": _label_index(data["version"]), "approve": bool(data["approve"])
+                and not notes.strip(), "notes": notes, "reviewer": reviewer}
+    shots = {shot: data[shot] for shot in spec.shots if shot in data}
+    if spec.gate == "images":
+        return {
+            "picks": {shot: _label_index(item["pick"]) for shot, item in shots.items()},
+            "reject": {s: item["notes"] for s, item in shots.items() if item["notes"].strip()},
+            "reviewer": reviewer,
+        }
+    regenerate = {s: item["notes"] for s, item in shots.items() if item["notes"].strip()}
+    new_seeds = {s: item["seed"] for s, item in shots.items()
+                 if item["seed"] != spec.seeds.get(s, item["seed"])}
+    again = [s for s, item in shots.items()
+             if item["regenerate"] and s not in regenerate and s not in new_seeds]
+    return {"regenerate": regenerate, "new_seeds": new_seeds, "again": again,
+            "reviewer": reviewer}
 
 
 def carry_picks(

@@ -14,9 +14,10 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from reelflow.render.common import png_bytes, scratch
 from reelflow.store import keys
@@ -112,25 +113,94 @@ def storyboard_markdown(storyboard: Storyboard, storyboard_key: str) -> str:
 # -- the images gate -------------------------------------------------------------------------
 
 
-def contact_sheet_key(
-    store: ArtifactStore, project: str, shot: str, variant_keys: list[str], scores: list[float]
-) -> str:
-    """The shot's variants side by side, numbered as the form numbers them (0, 1, ...)."""
-    from reelflow.imaging.checks import contact_sheet
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """The CJK font (shot descriptions and style names may be Chinese: Pillow's default font
+    draws tofu); Pillow's default only when no CJK font is installed."""
+    from reelflow.editing.fonts import FontNotFoundError, cjk_font_path
 
-    labels = [f"#{i}  {score:.2f}" for i, score in enumerate(scores)]
-    key = keys.image_key(
-        project, shot, keys.spec_hash({"sheet": variant_keys, "labels": labels}) + "-sheet"
-    )
+    try:
+        return ImageFont.truetype(str(cjk_font_path()), size)
+    except (FontNotFoundError, OSError):
+        return ImageFont.load_default(size=size)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+    """``text`` cut (with an ellipsis) to ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def variant_sheet(
+    images: list[Image.Image],
+    labels: list[str],
+    title: str,
+    replaced: tuple[Image.Image, str] | None = None,
+    thumb: int = 256,
+    padding: int = 8,
+) -> Image.Image:
+    """One shot's takes in a row, as a director reads them: the ``title`` (round, shot id and
+    description) above, each take's label under it, numbered as the form numbers them, with
+    its scores one per line; a rejected shot's ``replaced`` take (image, label) first, framed,
+    beside the new takes it is compared with."""
+    font = _font(max(12, thumb // 16))
+    title_font = _font(max(14, thumb // 12))
+    line_h = max(14, thumb // 14)
+    cells = [(image, label.replace(" · ", "\n"), False) for image, label in zip(images, labels,
+                                                                                  strict=True)]
+    if replaced is not None:
+        cells.insert(0, (replaced[0], replaced[1].replace(" · ", "\n"), True))
+    lines = max(1 + label.count("\n") for _, label, _ in cells)
+    title_h = line_h * 2
+    cell_w, cell_h = thumb + padding, thumb + lines * line_h + padding
+    width = len(cells) * cell_w + padding + (padding * 2 if replaced is not None else 0)
+    sheet = Image.new("RGB", (width, title_h + cell_h + padding), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((padding, padding // 2), _fit(draw, title, title_font, width - 2 * padding),
+              fill="black", font=title_font)
+    x = padding
+    for image, label, framed in cells:
+        y = title_h
+        tile = ImageOps.contain(image.convert("RGB"), (thumb, thumb), Image.LANCZOS)
+        sheet.paste(tile, (x + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
+        if framed:
+            draw.rectangle((x - 3, y - 3, x + thumb + 2, y + thumb + 2), outline="#888888",
+                           width=3)
+        draw.multiline_text((x, y + thumb + 3), label, fill="#555555" if framed else "black",
+                            font=font, spacing=2)
+        x += cell_w + (padding * 2 if framed else 0)
+    return sheet
+
+
+def contact_sheet_key(
+    store: ArtifactStore,
+    project: str,
+    shot: str,
+    variant_keys: list[str],
+    labels: list[str],
+    title: str,
+    replaced: tuple[str, str] | None = None,
+) -> str:
+    """The shot's sheet (:func:`variant_sheet`) stored next to its variants; ``replaced`` is the
+    key and label of the take a rejection replaces."""
+    key = keys.image_key(project, shot, keys.spec_hash(
+        {"sheet": variant_keys, "labels": labels, "title": title, "replaced": replaced}
+    ) + "-sheet")  # fmt: skip
     if store.exists(key):
         return key
-    images = [
-        Image.open(io.BytesIO(store.get_bytes(k))).convert("RGB") for k in variant_keys
-    ]
-    sheet = contact_sheet(images, labels)
+    images = [_image(store, k) for k in variant_keys]
+    before = (_image(store, replaced[0]), replaced[1]) if replaced else None
+    sheet = variant_sheet(images, labels, title, before)
+    parents = variant_keys + ([replaced[0]] if replaced else [])
     return store.put_bytes(
-        key, png_bytes(sheet), "image/png", {"kind": "contact-sheet", "parents": variant_keys}
+        key, png_bytes(sheet), "image/png", {"kind": "contact-sheet", "parents": parents}
     )
+
+
+def _image(store: ArtifactStore, key: str) -> Image.Image:
+    return Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB")
 
 
 def images_markdown(
@@ -142,13 +212,29 @@ def images_markdown(
     picture: Picture,
     diffs: dict[str, str] | None = None,
     zh: dict[str, str | None] | None = None,
+    *,
+    round_: int = 1,
+    descriptions: dict[str, str] | None = None,
+    identity: dict[str, list[float]] | None = None,
+    replaced: dict[str, tuple[str, int]] | None = None,
 ) -> str:
-    """A contact sheet per shot (variants numbered from 0, as in the form, scores under them),
-    the prompt used, its Chinese rendering, and the diff of any LLM revision from notes."""
+    """A contact sheet per shot (round, shot id and description above; variants numbered from
+    0 as in the form, identity and quality scores under them; a rejected shot's earlier take
+    beside its new ones), the prompt used, its Chinese rendering, and the diff of any LLM
+    revision from notes. ``replaced``: shot -> (key, variant number) of the take replaced."""
+    from reelflow.render.decisions import score_label
+
     rows = ["| shot | variants (#0, #1, ...) | prompt | 中文 |", "|---|---|---|---|"]
     for shot, shot_keys in variants.items():
-        shot_scores = scores.get(shot, [0.0] * len(shot_keys))
-        sheet = contact_sheet_key(store, project, shot, shot_keys, shot_scores)
+        labels = [
+            score_label(i, (identity or {}).get(shot), scores.get(shot))
+            for i in range(len(shot_keys))
+        ]
+        description = (descriptions or {}).get(shot, "")
+        title = f"round {round_} · {shot}" + (f": {description}" if description else "")
+        before = (replaced or {}).get(shot)
+        earlier = (before[0], f"#{before[1]} replaced (round {round_ - 1})") if before else None
+        sheet = contact_sheet_key(store, project, shot, shot_keys, labels, title, earlier)
         links = " ".join(link(store, key, f"#{i}") for i, key in enumerate(shot_keys))
         prompt = prompts.get(shot, "")
         if is_chinese(prompt):
@@ -157,8 +243,9 @@ def images_markdown(
             chinese = (zh or {}).get(shot) or "_no Chinese rendering (no LLM endpoint)_"
         rows.append(f"| **{shot}** {links} | {picture(sheet, shot)} | {prompt} | {chinese} |")
     markdown = (
-        "# Images\n\nPick a variant per shot (`picks`, numbered from 0), or reject a shot with "
-        "notes (`reject`): only rejected shots are regenerated.\n\n" + "\n".join(rows)
+        f"# Images, round {round_}\n\nPick a variant per shot from its dropdown (numbered as on "
+        "the contact sheets), or write notes for a shot to reject it: only rejected shots are "
+        "regenerated.\n\n" + "\n".join(rows)
     )
     for shot, diff in (diffs or {}).items():
         markdown += f"\n\n**{shot}**: prompt revised from the notes\n\n```diff\n{diff}\n```"
@@ -204,20 +291,31 @@ def clips_markdown(
     seeds: dict[str, int],
     backend: str | dict[str, str],
     picture: Picture,
+    *,
+    round_: int = 1,
+    replaced: dict[str, str] | None = None,
 ) -> str:
     """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend
-    (`backend`: the run's, or per shot where the storyboard chose one per shot)."""
+    (`backend`: the run's, or per shot where the storyboard chose one per shot); a clip made
+    again shows the take it replaces (``replaced``: shot -> earlier clip) above."""
     rows = ["| shot | frames | motion prompt | seed | backend |", "|---|---|---|---|---|"]
     for shot, key in clips.items():
         strip = frame_strip_key(store, project, shot, key)
+        frames = picture(strip, shot)
+        earlier = (replaced or {}).get(shot)
+        if earlier:
+            before = frame_strip_key(store, project, shot, earlier)
+            frames = (f"replaced (round {round_ - 1}, {link(store, earlier, 'play')}): "
+                      f"{picture(before, f'{shot}-replaced')}<br>new: {frames}")
         rows.append(
-            f"| **{shot}** {link(store, key, 'play')} | {picture(strip, shot)} | "
+            f"| **{shot}** {link(store, key, 'play')} | {frames} | "
             f"{prompts.get(shot, '')} | {seeds.get(shot, '')} | "
             f"{backend if isinstance(backend, str) else backend.get(shot, '')} |"
         )
     return (
-        "# Clips\n\nApprove all, or ask for a regeneration per shot with notes (`regenerate`) "
-        "and/or a new seed (`new_seeds`).\n\n" + "\n".join(rows)
+        f"# Clips, round {round_}\n\nApprove all, or per shot switch on `regenerate` for a new "
+        "take, write notes for it, or change its seed: only those clips are made again.\n\n"
+        + "\n".join(rows)
     )
 
 
