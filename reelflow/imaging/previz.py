@@ -30,6 +30,7 @@ pass-throughs.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -134,6 +135,7 @@ class PanelLayout:
     line_width: int  # the camera marks'
 
 
+@functools.lru_cache(maxsize=64)
 def safe_box(movement: str, width: int, height: int) -> Box:
     """The panel's pixels (x0, y0, x1, y1) that stay in view for the whole camera move, as the
     animatic clip step moves it (default strength and easing); the whole panel for a move the
