@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from reelflow.render import weights
 from reelflow.render.jobs.exports import ExportSpec
@@ -150,8 +150,9 @@ class FrameJob(Job):
     loras: list[LoraChoice]
     controlnet_sha256: str | None = None  # (identify_weights)
     # previz: the frame is the shot's own panel (a restyled end of a transition), drawn at the
-    # source frame's size, not the source frame as it is
-    panel: PanelSpec | None = None
+    # source frame's size, not the source frame as it is; left out of the spec when None, so
+    # the keys of generated frames stay what they were
+    panel: PanelSpec | None = Field(default=None, exclude_if=lambda value: value is None)
 
     def output_key(self) -> str:
         return keys.image_key(self.project, self.shot, f"{self.spec_hash()}-frame")
