@@ -24,8 +24,9 @@ from reelflow.errors import ReelflowError
 @click.option("--llm", metavar="BLOCK",
               help="LLMEndpoint block: rewrites a rejected shot's prompt from the notes")
 @click.option("--export", "exports", multiple=True, metavar="ASPECT[,k=v...]",
-              help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
-              "(codec=h264|h265|av1, captions=burn|soft|none, cut=fast|slow); "
+              help="a version to deliver, e.g. 9:16 (1080x1920) or 9:16,size=720p or "
+              "16:9,fps=60 or 16:9,size=3840x2160 (codec=h264|h265|av1, "
+              "captions=burn|soft|none, cut=fast|slow); "
               "default: one at the storyboard's aspect with burned captions")
 @click.option("--identity-threshold", type=DECIMAL, metavar="0..1",
               help="quality-gate: lowest identity score (vs the character's references) "

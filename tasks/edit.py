@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from reelflow.render import edit
 from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
+from reelflow.render.jobs.specs import ClipSoundJob
 from tasks.common import get_store, step_task
 
 
@@ -36,6 +37,11 @@ def snap_to_music(job: MusicJob) -> list[float]:
 @step_task("master-with-music")
 def master_with_music(job: MasterJob) -> str:
     return edit.master_with_music(get_store(), job)
+
+
+@step_task("master-with-clip-sound")
+def master_with_clip_sound(job: ClipSoundJob) -> str:
+    return edit.master_with_clip_sound(get_store(), job)
 
 
 @step_task("export-version", "version-{job.export.name}")

@@ -13,7 +13,8 @@ import pytest
 
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from tests.support.deployed import OpsStack, board, ops_stack, read_run, wait_for_state
+from tests.support.boards import board, one_shot_board
+from tests.support.deployed import OpsStack, ops_stack, read_run, wait_for_state
 
 BUCKET = "batch"
 
@@ -28,10 +29,6 @@ def ops(
         yield stack
 
 
-def _one_shot(project: str) -> str:
-    return board(project).split("  - {id: b,")[0]
-
-
 def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
     ops: OpsStack, s3_settings: S3Settings
 ) -> None:
@@ -41,9 +38,9 @@ def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
     bad = board("batch-bad").replace("id: b,", "id: Bad Shot,")
     # a folder under incoming/ names the project a board is filed into (projects are
     # boundaries): d-wrong says batch-two but is filed under batch-one
-    queue = {"a-first.yaml": _one_shot("batch-one"), "b-broken.yaml": bad,
-             "batch-one/d-wrong.yaml": _one_shot("batch-two"),
-             "batch-two/c-second.yaml": _one_shot("batch-two")}
+    queue = {"a-first.yaml": one_shot_board("batch-one"), "b-broken.yaml": bad,
+             "batch-one/d-wrong.yaml": one_shot_board("batch-two"),
+             "batch-two/c-second.yaml": one_shot_board("batch-two")}
     for name, text in queue.items():  # as a person would upload them: bare objects, no sidecar
         store.put_bytes(f"queue/incoming/{name}", text.encode(), "text/yaml", sidecar=False)
 

@@ -19,6 +19,7 @@ class Clips(BaseModel):
     keys: dict[str, str]  # shot -> approved clip, storyboard order
     frames: dict[str, list[str]] = {}  # shot -> frames it took from other clips
     motion: dict[str, str] = {}  # shot -> motion prompt used
+    backends: dict[str, str] = {}  # shot -> video backend (the run's, or the shot's own)
     notes: dict[str, list[str]] = {}
     seeds: dict[str, int] = {}
     drifting: dict[str, list[str]] = {}  # shot -> frames (first/middle/last) off its still
@@ -66,6 +67,7 @@ def render_clips(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
         )
         clips.frames[shot.id] = list(frames.values())
         clips.motion[shot.id] = job.motion_prompt
+        clips.backends[shot.id] = job.backend
         futures[shot.id] = render_clip.submit(job)
     done_before = run.steps_total - len(board.shots)
     for done, (shot_id, future) in enumerate(futures.items(), 1):
@@ -103,7 +105,7 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
     description = ""
     if run.attended:
         description = clips_review(
-            board.project, clips.keys, clips.motion, seeds, run.profile.video_backend
+            board.project, clips.keys, clips.motion, seeds, clips.backends
         )
         if clips.drifting:
             description += "\n**Drifting from the approved still:** " + "; ".join(

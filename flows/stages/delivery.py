@@ -12,6 +12,7 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
 from flows.stages.run import RunContext
+from reelflow.render.edit.sound import makes_sound
 from reelflow.render.jobs import (
     ExportSpec,
     MasterJob,
@@ -22,7 +23,15 @@ from reelflow.render.jobs import (
     music_job,
     version_job,
 )
-from tasks.edit import assemble_film, export_version, make_cover, master_with_music, snap_to_music
+from reelflow.render.jobs.specs import ClipSoundJob
+from tasks.edit import (
+    assemble_film,
+    export_version,
+    make_cover,
+    master_with_clip_sound,
+    master_with_music,
+    snap_to_music,
+)
 
 
 class Cut(BaseModel):
@@ -48,18 +57,19 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
     cuts: dict[str, Cut] = {}
     versions: dict[str, PrefectFuture] = {}
     covers: dict[str, PrefectFuture] = {}
-    framed: dict[tuple[str, str], PrefectFuture] = {}  # (cut, aspect) -> its cover
+    framed: dict[tuple[str, str, object], PrefectFuture] = {}  # (cut, aspect, size) -> cover
     for export in exports:
         if export.cut not in cuts:
             cuts[export.cut] = assemble_cut(run, clips, export.cut)
         cut = cuts[export.cut]
-        job = version_job(run.board, cut.master_key, export, cut.durations)
+        job = version_job(run.board, cut.master_key, export, cut.durations, run.profile.delivery)
         versions[export.name] = export_version.submit(job)
-        if (export.cut, export.aspect) not in framed:
-            framed[export.cut, export.aspect] = make_cover.submit(
-                cover_job(run.board, cut.master_key, export.aspect)
+        framing = (export.cut, export.aspect, job.size)
+        if framing not in framed:
+            framed[framing] = make_cover.submit(
+                cover_job(run.board, cut.master_key, export.aspect, job.size)
             )
-        covers[export.name] = framed[export.cut, export.aspect]
+        covers[export.name] = framed[framing]
     first = exports[0]
     film = cuts[first.cut]
     return Delivery(
@@ -80,10 +90,15 @@ def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
     if music_key and board.music and board.music.snap_cuts and cut == "fast":
         durations = snap_to_music(music_job(board, music_key, [d for d, _, _ in plan]))
         plan = [(d, t, length) for d, (_, t, length) in zip(durations, plan, strict=True)]
-    edit_key = assemble_film(edit_job(board, clips, plan, run.profile.crf))
+    edit = edit_job(board, clips, plan, run.profile.crf)
+    edit_key = assemble_film(edit)
     master_key = edit_key
     if music_key:
         master_key = master_with_music(
             MasterJob(project=board.project, edit_key=edit_key, music_key=music_key)
+        )
+    elif makes_sound(run.profile.video_backend):  # no music: the clips' own sound
+        master_key = master_with_clip_sound(
+            ClipSoundJob(project=board.project, edit_key=edit_key, clips=edit.clips, fps=edit.fps)
         )
     return Cut(edit_key=edit_key, master_key=master_key, durations=[d for d, _, _ in plan])

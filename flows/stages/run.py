@@ -18,7 +18,7 @@ from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
 from reelflow.progress import report
 from reelflow.render.identity import IDENTITY_THRESHOLD, default_clip_model
-from reelflow.render.inputs import check_inputs
+from reelflow.render.inputs import check_backends, check_inputs
 from reelflow.render.jobs import ExportSpec, RunFacts, resolve_run_facts
 from reelflow.render.profiles import RenderProfile
 from reelflow.script.camera import propose_camera
@@ -140,6 +140,7 @@ def start_run(
         render_profile = ImageModel.load(image_model).apply(render_profile)
     if video_model:
         render_profile = VideoModel.load(video_model).apply(render_profile)
+        check_backends(inputs.storyboard, render_profile)  # the block's model for its backend
     board = with_camera_language(inputs.storyboard)
     run = RunContext(
         board=board,

@@ -34,9 +34,9 @@ from reelflow.gpu.memory import (
 )
 
 _BY_FAMILY = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX_DEV}
-_BY_BACKEND = {"ltx": LTX2, "wan": WAN22_A14B}
+_BY_BACKEND = {"ltx": LTX2, "ltx2": LTX2, "wan": WAN22_A14B}
 #: what a video backend generates per call at most (frames) and its native rate
-_VIDEO_LIMITS = {"ltx": (121, 24.0), "wan": (81, 16.0)}
+_VIDEO_LIMITS = {"ltx": (121, 24.0), "ltx2": (121, 24.0), "wan": (81, 16.0)}
 
 
 class ModelCheck(BaseModel):

@@ -35,6 +35,7 @@ from PIL import Image
 from reelflow.media.frames import VideoWriter
 from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
+from reelflow.motion.capabilities import LTX, WAN, BackendCapabilities
 from reelflow.motion.common import cover_fit, load_rgb
 
 __all__ = [
@@ -150,6 +151,7 @@ class DiffusionVideoBackend:
     """
 
     name: ClassVar[str]
+    capabilities: ClassVar[BackendCapabilities]
     pipeline_class: ClassVar[str]
     default_max_frames: ClassVar[int]
     default_fps: ClassVar[float | None] = None
@@ -311,6 +313,12 @@ class DiffusionVideoBackend:
     ) -> VideoInfo:
         size = self.generation_size(request.width, request.height)
         generated, total = self._generated(first, last, request, size)
+        return self._encode(generated, total, request, out)
+
+    def _encode(
+        self, generated: Iterable[np.ndarray], total: int, request: ClipRequest, out: Path
+    ) -> VideoInfo:
+        """Retime ``total`` generated frames to the request's frame count and size, to ``out``."""
         w, h = request.width, request.height
         with VideoWriter(out, width=w, height=h, fps=request.fps, crf=self.crf,
                          preset=self.preset) as writer:  # fmt: skip
@@ -348,6 +356,7 @@ class LTXBackend(DiffusionVideoBackend):
     transitions, at the chunk's last frame (LTX conditions on any frame index)."""
 
     name = "ltx"
+    capabilities = LTX
     pipeline_class = "LTXConditionPipeline"
     default_max_frames = 121  # ~5 s at 24 fps, LTX's trained range
     default_fps = 24.0
@@ -408,6 +417,7 @@ class WanBackend(DiffusionVideoBackend):
     ``last_image`` conditioning. Wan generates at 16 fps; output is retimed to the request."""
 
     name = "wan"
+    capabilities = WAN
     pipeline_class = "WanImageToVideoPipeline"
     default_max_frames = 81  # ~5 s at 16 fps
     default_fps = 16.0

@@ -40,7 +40,9 @@ class RenderProfile(BaseModel):
     )
     video_backend: str = "animatic"
     video_model: str | None = Field(
-        None, description="model of a generative video backend; 'tiny-ltx'/'tiny-wan' for tests"
+        None,
+        description="model of a generative video backend; 'tiny-ltx'/'tiny-wan'/'tiny-ltx2' for "
+        "tests",
     )
     video_options: dict[str, Any] = Field(
         default_factory=dict, description="backend options, e.g. steps, max_area, max_frames"
@@ -48,6 +50,11 @@ class RenderProfile(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
     crf: int = 18
+    delivery: Literal["platform", "film"] = Field(
+        "platform",
+        description="versions without a size: at the platform preset's size (1080x1920 for "
+        "9:16; reframed, then upscaled), or 'film': at the reframed film's own size",
+    )
 
 
 PROFILES: dict[str, RenderProfile] = {
@@ -84,6 +91,9 @@ PROFILES: dict[str, RenderProfile] = {
         variants=2,
         hires_fix=False,
         controlnet=None,
+        # a preview to check timing with: versions at the film's own size, quick to make;
+        # `demo` and `full` deliver at platform sizes (or ask: --export 9:16,size=1080p)
+        delivery="film",
     ),
     "test": RenderProfile(
         name="test",
@@ -96,6 +106,32 @@ PROFILES: dict[str, RenderProfile] = {
         variants=2,
         tiny_loras=True,
         controlnet="tiny",
+        delivery="film",  # the suite encodes small pictures; its own tests ask for 1080x1920
+    ),
+    "test-ltx2": RenderProfile(
+        name="test-ltx2",
+        description=(
+            "tests of LTX-2: the `test` profile's stills, clips (with their own sound) from a "
+            "tiny LTX-2 built from configs, 2 steps, one 9-frame call per second, 64x32 generation"
+        ),
+        image_model="tiny",
+        image_family="sd15",
+        image_width=64,
+        image_height=40,
+        steps=2,
+        variants=1,
+        hires_fix=False,
+        tiny_loras=True,
+        controlnet="tiny",
+        video_backend="ltx2",
+        video_model="tiny-ltx2",
+        video_options={
+            "steps": 2,
+            "max_frames": 9,
+            "native_fps": 8,
+            "max_area": 64 * 32,
+            "preset": "ultrafast",
+        },
     ),
 }
 

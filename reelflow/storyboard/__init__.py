@@ -26,12 +26,13 @@ from reelflow.storyboard.model import (
     Storyboard,
     StyleLock,
     Transition,
+    VideoChoice,
 )
 from reelflow.storyboard.problems import StoryboardError
 
 __all__ = [
     "Angle", "Camera", "Caption", "Character", "FrameRef", "HexColor", "InpaintRegion",
     "LoraRef", "Movement", "Music", "Outpaint", "Reference", "Sampler", "Shot", "ShotSize",
-    "Slug", "Storyboard", "StoryboardError", "StyleLock", "Transition", "json_schema",
-    "load_storyboard", "parse_storyboard", "save_storyboard",
+    "Slug", "Storyboard", "StoryboardError", "StyleLock", "Transition", "VideoChoice",
+    "json_schema", "load_storyboard", "parse_storyboard", "save_storyboard",
 ]  # fmt: skip

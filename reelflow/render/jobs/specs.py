@@ -212,6 +212,7 @@ class CoverJob(Job):
     width: int
     height: int
     aspect: str = "16:9"  # the version's framing: a 9:16 version gets a 9:16 cover
+    size: tuple[int, int] | None = None  # the version's delivered size (None: the crop's own)
 
     def output_key(self) -> str:
         return keys.cover_key(self.project, self.spec_hash())
@@ -247,6 +248,19 @@ class MasterJob(Job):
         return keys.edit_key(self.project, f"{self.spec_hash()}-master")
 
 
+class ClipSoundJob(Job):
+    """The master of a film without music whose clips carry their own sound (LTX-2): the edit
+    with each shot's audio stem laid under its picture."""
+
+    project: str
+    edit_key: str
+    clips: list[EditClip]  # the edit's clips, for their stems and timing
+    fps: int
+
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, f"{self.spec_hash()}-sound")
+
+
 class VersionJob(Job):
     """One delivered version of the master: framing, enhancement, captions."""
 
@@ -256,6 +270,7 @@ class VersionJob(Job):
     export: ExportSpec
     captions: list[CaptionCue]
     title: str
+    size: tuple[int, int] | None = None  # delivered (width, height); None: the reframed master's
 
     def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-{self.export.name}")
