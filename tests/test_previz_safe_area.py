@@ -104,7 +104,7 @@ def test_panel_text_stays_in_view_for_the_whole_camera_move(
     Image.fromarray(first).save(tmp_path / "first.png")
 
 
-def test_a_narrow_card_wraps_its_label_before_cutting_it() -> None:
+def test_a_narrow_card_wraps_its_label_and_never_cuts_it() -> None:
     from reelflow.imaging.previz import label_lines
 
     def measure(text: str) -> float:
@@ -113,5 +113,7 @@ def test_a_narrow_card_wraps_its_label_before_cutting_it() -> None:
     framing = "medium · low · tracking"
     assert label_lines("s02", framing, 40, measure) == [f"s02   {framing}"]
     assert label_lines("s02", framing, 24, measure) == ["s02", framing]  # 9:16: two lines
-    cut = label_lines("s02", framing, 12, measure)  # too narrow even for that: cut, marked
-    assert cut[0] == "s02" and cut[1].endswith("…") and len(cut[1]) <= 12
+    # too narrow even for that: the framing wraps between its words, each whole, none cut
+    narrow = label_lines("s02", framing, 12, measure)
+    assert narrow == ["s02", "medium · low", "tracking"]
+    assert all(len(line) <= 12 and "…" not in line for line in narrow)

@@ -15,6 +15,7 @@ from reelflow.render.jobs import (
     FrameJob,
     HiresJob,
     ImageJob,
+    PanelSpec,
     RetouchJob,
     resolve_model_path,
 )
@@ -32,31 +33,57 @@ def is_previz(job: ImageJob | FrameJob) -> bool:
 
 def draw_previz(store: ArtifactStore, job: ImageJob, seed: int, scale: float = 1.0) -> Image.Image:
     """The previz panel of ``job`` at ``scale`` x its size (the hi-res fix redraws, crisp)."""
+    if job.panel is None:
+        raise ValueError(f"previz image job for shot {job.shot} has no panel spec")
+    return draw_panel_spec(
+        store,
+        job.shot,
+        job.panel,
+        width=max(8, round(job.width * scale)),
+        height=max(8, round(job.height * scale)),
+        seed=seed,
+        reference=job.reference,
+    )
+
+
+def draw_panel_spec(
+    store: ArtifactStore,
+    shot: str,
+    panel: PanelSpec,
+    *,
+    width: int,
+    height: int,
+    seed: int,
+    reference: str | None = None,
+) -> Image.Image:
+    """A shot's previz panel from its spec; the reference image is read from the bucket (the
+    shot's own reference first, then the character's library image)."""
     from reelflow.imaging.previz import draw_panel
     from reelflow.store.artifacts import ObjectNotFound
 
-    panel = job.panel
-    if panel is None:
-        raise ValueError(f"previz image job for shot {job.shot} has no panel spec")
-    reference = None
-    for key in (job.reference, panel.reference):
+    image = None
+    for key in (reference, panel.reference):
         if key:
             try:
-                reference = load_image(store, key)
+                image = load_image(store, key)
                 break
             except ObjectNotFound:  # a library reference that is gone: draw the silhouette
                 continue
     return draw_panel(
-        shot=job.shot,
+        shot=shot,
         description=panel.description,
         size=panel.size,
         angle=panel.angle,
         movement=panel.movement,
         palette=panel.palette,
-        width=max(8, round(job.width * scale)),
-        height=max(8, round(job.height * scale)),
+        width=width,
+        height=height,
         seed=seed,
-        reference=reference,
+        reference=image,
+        notes=panel.notes,
+        restyle=panel.restyle,
+        take=panel.take,
+        composition_of=panel.composition_of,
     )
 
 
@@ -265,12 +292,17 @@ def take_frame(store: ArtifactStore, job: FrameJob) -> str:
 
 
 def frame_image(store: ArtifactStore, job: FrameJob) -> Image.Image:
-    """The (restyled) frame, computed, not stored."""
+    """The (restyled) frame, computed, not stored (previz: the frame as it is, or the shot's
+    own panel at the frame's size when the job carries one)."""
     from reelflow.media.frames import extract_frame
 
     with scratch() as tmp:
         clip = store.get_file(job.clip_key, tmp / "clip.mp4")
         frame = Image.fromarray(extract_frame(clip, job.frame))
+    if job.panel is not None:
+        width, height = frame.size
+        return draw_panel_spec(store, job.shot, job.panel, width=width, height=height,
+                               seed=job.seed)  # fmt: skip
     if job.restyle_prompt and not is_previz(job):  # previz: the frame as it is
         from reelflow.imaging.generate import restyle_canny
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from reelflow.errors import InputError, StageError
 from reelflow.render import weights
 from reelflow.render.jobs import (
+    PREVIZ,
     ClipJob,
     FrameJob,
     HiresJob,
@@ -104,7 +105,9 @@ def regenerate(
         kind = type(job).__name__ if job is not None else lineage.kind
         raise InputError(f"{key}: regenerate re-runs image and clip steps (variant, hi-res, "
                          f"retouch, frame/restyle, clip); this one was made by {kind}")
-    used = weights.used_weights(job)
+    # previz panels are drawn, not generated: no weights to find, nothing to hash
+    panel = _is_previz(job)
+    used = [] if panel else weights.used_weights(job)
     missing = [
         f"{w['role']} {w['name']} ({resolve_model_path(w['source'])})"
         for w in used
@@ -133,6 +136,8 @@ def regenerate(
         else:
             step = "restyle" if job.restyle_prompt else "frame"
             fresh = images.frame_image(store, job)
+        if panel:
+            step += ", previz panel"
         if save is not None:
             fresh.save(save)
         stored = Image.open(io.BytesIO(store.get_bytes(key))).convert("RGB")
@@ -142,7 +147,8 @@ def regenerate(
         if max_diff is None:
             reasons.append(f"size {fresh.size} here, {stored.size} stored")
     # After the run: torch is loaded, so "auto" resolves to the device that was used.
-    if used or extra.get("environment"):
+    # (A panel's pixels depend on no device: its runtime is worth naming only when it differs.)
+    if (used or extra.get("environment")) and not (panel and result.identical):
         model = getattr(getattr(job, "image", job), "model", None)
         options = getattr(job, "backend_options", {}) or {}
         device = model.device if model else str(options.get("device", "auto"))
@@ -155,6 +161,12 @@ def regenerate(
             "psnr": None if result.identical or psnr is None else round(psnr, 2),
         }
     )
+
+
+def _is_previz(job: object) -> bool:
+    """Whether the job (or the image job it refines) draws a previz panel."""
+    model = getattr(getattr(job, "image", job), "model", None)
+    return getattr(model, "source", None) == PREVIZ
 
 
 def _regenerate_clip(

@@ -129,7 +129,9 @@ def image_job(
         storyboard, shot, family=model.family, notes=notes, count=facts.count
     )
     width, height = generation_size(storyboard, profile, model.family)
-    panel = panel_spec(storyboard, shot) if model.source == PREVIZ else None
+    panel = None
+    if model.source == PREVIZ:  # a new take shows the notes it was drawn again for
+        panel = panel_spec(storyboard, shot, notes=notes, take=round_)
     job = ImageJob(
         project=storyboard.project,
         shot=shot.id,
@@ -152,9 +154,18 @@ def image_job(
     return identify_weights(job, facts)
 
 
-def panel_spec(storyboard: Storyboard, shot: Shot) -> PanelSpec:
+def panel_spec(
+    storyboard: Storyboard,
+    shot: Shot,
+    *,
+    notes: list[str] | None = None,
+    take: int = 0,
+    restyle: str | None = None,
+) -> PanelSpec:
     """The previz panel of a shot: its description, framing, the palette, and the first
-    character's reference image when the library has one (an object key under characters/)."""
+    character's reference image when the library has one (an object key under characters/);
+    a panel drawn again carries the reviewer's notes and its take, a transition's restyled
+    frame the restyle it asks for."""
     reference = next(
         (
             ref
@@ -171,6 +182,9 @@ def panel_spec(storyboard: Storyboard, shot: Shot) -> PanelSpec:
         movement=shot.camera.movement,
         palette=list(storyboard.style.palette),
         reference=reference,
+        notes=list(notes or []),
+        take=take,
+        restyle=restyle,
     )
 
 
@@ -235,13 +249,23 @@ def frame_job(
     base_dir: Path | None = Path("."),
     facts: RunFacts | None = None,
 ) -> FrameJob:
-    """The frame `shot` takes from `ref.shot`'s clip (`clip_key`), restyled if the ref asks."""
+    """The frame `shot` takes from `ref.shot`'s clip (`clip_key`), restyled if the ref asks.
+
+    Previz draws no restyle: the restyled frame is the shot's own panel instead (its card, with
+    the restyle's words), so a transition moves from the frame it continues to a panel of its
+    own rather than holding a copy of the other shot (see `draws_own_panel`)."""
     style = storyboard.style
     controlnet = profile.controlnet
     if controlnet == "tiny":
         controlnet = f"{MODELS_PREFIX}tiny-controlnet"
     facts = run_facts(storyboard, profile, base_dir, facts)
     model = facts.model
+    previz = model.source == PREVIZ
+    panel = None
+    if previz and draws_own_panel(shot, ref):
+        panel = panel_spec(storyboard, shot, restyle=ref.restyle).model_copy(
+            update={"composition_of": ref.shot}
+        )
     prompt = None
     if ref.restyle:
         composed = compose_prompt(storyboard, shot, family=model.family, count=facts.count)
@@ -258,10 +282,27 @@ def frame_job(
         steps=profile.steps or style.steps,
         guidance=style.guidance,
         model=model,
-        controlnet=controlnet,
-        loras=facts.lora_choices([*style.loras, *ref.loras]),
+        # previz draws panels: no LoRA or ControlNet file is read (nor needs to exist)
+        controlnet=None if previz else controlnet,
+        loras=[] if previz else facts.lora_choices([*style.loras, *ref.loras]),
+        panel=panel,
     )
     return identify_weights(job, facts)
+
+
+def draws_own_panel(shot: Shot, ref: FrameRef) -> bool:
+    """Previz: whether the frame `shot` takes through `ref` is the shot's own panel. A restyled
+    frame is (previz cannot restyle a picture; the panel says what the restyle asks for); so is
+    the last frame when both ends name the very same frame, which would otherwise hold a still."""
+    if ref.restyle:
+        return True
+    first = shot.first_frame
+    return (
+        ref is shot.last_frame
+        and first is not None
+        and not first.restyle
+        and (first.shot, first.frame) == (ref.shot, ref.frame)
+    )
 
 
 def shot_video(storyboard: Storyboard, shot: Shot, default_backend: str) -> VideoChoice:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from reelflow.render import weights
 from reelflow.render.jobs.exports import ExportSpec
@@ -50,9 +50,14 @@ class PanelSpec(BaseModel):
     movement: str
     palette: list[str]
     reference: str | None = None  # object key of the character's library reference image
+    notes: list[str] = []  # the reviewer's, on a panel drawn again: shown on its card
+    take: int = 0  # how many times the shot was drawn again (a new take moves the subject)
+    restyle: str | None = None  # a transition's restyled frame: what the restyle asks for
+    composition_of: str | None = None  # ... and the shot whose composition it keeps
     # the panel's layout; bumped when the drawing changes, so stored panels are redrawn
-    # (2: text inside the region the camera move keeps in view)
-    layout: int = 2
+    # (2: text inside the region the camera move keeps in view; 3: nothing crosses the card,
+    # its text is never cut, notes/take/restyle shown)
+    layout: int = 3
 
 
 class IPAdapterChoice(BaseModel):
@@ -144,6 +149,10 @@ class FrameJob(Job):
     controlnet: str | None
     loras: list[LoraChoice]
     controlnet_sha256: str | None = None  # (identify_weights)
+    # previz: the frame is the shot's own panel (a restyled end of a transition), drawn at the
+    # source frame's size, not the source frame as it is; left out of the spec when None, so
+    # the keys of generated frames stay what they were
+    panel: PanelSpec | None = Field(default=None, exclude_if=lambda value: value is None)
 
     def output_key(self) -> str:
         return keys.image_key(self.project, self.shot, f"{self.spec_hash()}-frame")
