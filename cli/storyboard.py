@@ -21,6 +21,7 @@ PROFILE = click.Choice(list(PROFILES))
 @click.command(help="check storyboard files; exit 2 when one is invalid")
 @click.argument("files", nargs=-1, required=True)
 def validate(files: tuple[str, ...]) -> int:
+    from reelflow.sound.lines import check_lines
     from reelflow.storyboard import StoryboardError, load_storyboard
 
     status = 0
@@ -30,6 +31,12 @@ def validate(files: tuple[str, ...]) -> int:
         except StoryboardError as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        try:
+            check_lines(storyboard)  # a voice-over line longer than its shot (measured)
+        except InputError as exc:
+            print(f"{file}: {exc}", file=sys.stderr)
             status = EXIT_INVALID
             continue
         print(

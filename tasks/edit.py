@@ -1,4 +1,5 @@
-"""Edit tasks: assembly of the approved clips, music, delivered versions and their covers."""
+"""Edit tasks: assembly of the approved clips, voice-over lines, the sound master, delivered
+versions and their covers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 from prefect.cache_policies import NO_CACHE
 
 from reelflow.render import edit
-from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
+from reelflow.render.jobs import (
+    CoverJob,
+    EditJob,
+    MasterJob,
+    MusicJob,
+    SpeechJob,
+    SpokenLine,
+    VersionJob,
+)
 from tasks.common import get_store, step_task
 
 
@@ -31,6 +40,12 @@ def upload_input(project: str, ref: str, base_dir: str | None) -> str:
 @step_task("snap-to-music")
 def snap_to_music(job: MusicJob) -> list[float]:
     return edit.snap_to_music(get_store(), job)
+
+
+@step_task("speech", "speech-{job.shot}")
+def synthesize_line(job: SpeechJob) -> SpokenLine:
+    """One shot's voice-over line: changing it re-runs this task only (and the mix)."""
+    return edit.synthesize_line(get_store(), job)
 
 
 @step_task("master-with-music")

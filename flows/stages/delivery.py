@@ -14,11 +14,11 @@ from pydantic import BaseModel
 from flows.stages.run import RunContext
 from reelflow.render.jobs import (
     ExportSpec,
-    MasterJob,
     cover_job,
     cut_plan,
     default_export,
     edit_job,
+    master_job,
     music_job,
     version_job,
 )
@@ -53,7 +53,7 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
         if export.cut not in cuts:
             cuts[export.cut] = assemble_cut(run, clips, export.cut)
         cut = cuts[export.cut]
-        job = version_job(run.board, cut.master_key, export, cut.durations)
+        job = version_job(run.board, cut.master_key, export, cut.durations, run.lines)
         versions[export.name] = export_version.submit(job)
         if (export.cut, export.aspect) not in framed:
             framed[export.cut, export.aspect] = make_cover.submit(
@@ -74,16 +74,15 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
 
 
 def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
-    """The edit of one style of cut over the clips, with its music bed."""
+    """The edit of one style of cut over the clips, with its sound: the music bed and the
+    voice-over lines placed on this cut (the picture is stream-copied under it)."""
     board, music_key = run.board, run.music_key
     plan = cut_plan(board, cut, run.durations)
     if music_key and board.music and board.music.snap_cuts and cut == "fast":
         durations = snap_to_music(music_job(board, music_key, [d for d, _, _ in plan]))
         plan = [(d, t, length) for d, (_, t, length) in zip(durations, plan, strict=True)]
     edit_key = assemble_film(edit_job(board, clips, plan, run.profile.crf))
-    master_key = edit_key
-    if music_key:
-        master_key = master_with_music(
-            MasterJob(project=board.project, edit_key=edit_key, music_key=music_key)
-        )
-    return Cut(edit_key=edit_key, master_key=master_key, durations=[d for d, _, _ in plan])
+    durations = [d for d, _, _ in plan]
+    master = master_job(board, edit_key, music_key, durations, run.lines)
+    master_key = master_with_music(master) if master is not None else edit_key
+    return Cut(edit_key=edit_key, master_key=master_key, durations=durations)

@@ -101,6 +101,14 @@ def clip_key(project: str, shot: str, spec_hash: str, ext: str = "mp4") -> str:
     )
 
 
+def speech_key(project: str, shot: str, spec_hash: str, ext: str = "wav") -> str:
+    """A voice-over line of one shot, spoken in one language by one engine and voice."""
+    return (
+        f"projects/{slug(project, 'project')}/shots/{slug(shot, 'shot')}/speech/"
+        f"{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
+    )
+
+
 def edit_key(project: str, spec_hash: str, ext: str = "mp4") -> str:
     return f"projects/{slug(project, 'project')}/edits/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
 
