@@ -21,7 +21,7 @@ PROFILE = click.Choice(list(PROFILES))
 @click.command(help="check storyboard files; exit 2 when one is invalid")
 @click.argument("files", nargs=-1, required=True)
 def validate(files: tuple[str, ...]) -> int:
-    from reelflow.sound.lines import check_lines
+    from reelflow.sound.check import check_lines
     from reelflow.storyboard import StoryboardError, load_storyboard
 
     status = 0

@@ -22,7 +22,8 @@ from reelflow.editing.audio import loudness
 from reelflow.errors import InputError
 from reelflow.media.ffmpeg import ffmpeg_exe
 from reelflow.render.jobs import ExportSpec
-from reelflow.sound.lines import check_line_lengths, check_lines, place_lines, voiced_cues
+from reelflow.sound.check import check_lines, measure_lines
+from reelflow.sound.lines import check_line_lengths, place_lines, voiced_cues
 from reelflow.sound.speech import EspeakEngine, speak, split_sentences
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
@@ -138,16 +139,12 @@ def test_voiceover_is_strict_and_a_long_line_is_refused_or_held() -> None:
         check_lines(parse_storyboard(short))
     held = parse_storyboard(short + "sound: {line_too_long: extend}\n")
     check_lines(held)  # extend: never refused
-    from reelflow.sound.lines import measure_lines
-
     lines = measure_lines(held)
     durations = check_line_lengths(held, [2.5, 1.0], lines)
     assert durations[0] == 2.5 and durations[1] > lines["b"].duration  # held, never cut
 
 
 def test_captions_follow_the_placed_lines() -> None:
-    from reelflow.sound.lines import measure_lines
-
     board = parse_storyboard(STORYBOARD)
     lines = measure_lines(board)
     placed = place_lines(board, [2.5, 2.5], lines)

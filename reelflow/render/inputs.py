@@ -215,7 +215,7 @@ def check_inputs(
         board, cast = resolve_cast(board, store)
         resolved = True
     check_models(board, render_profile, base_dir)
-    from reelflow.sound.lines import check_lines
+    from reelflow.sound.check import check_lines
 
     check_lines(board)  # a voice-over line longer than its shot, when the storyboard refuses it
     inputs = RunInputs(
