@@ -144,6 +144,24 @@ def test_voiceover_is_strict_and_a_long_line_is_refused_or_held() -> None:
     assert durations[0] == 2.5 and durations[1] > lines["b"].duration  # held, never cut
 
 
+def test_validate_refuses_a_long_line_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    tone(tmp_path / "tone.wav", seconds=1.0)
+    path = tmp_path / "board.yaml"
+    path.write_text(STORYBOARD.replace("id: b, description: the city, duration: 2.5",
+                                       "id: b, description: the city, duration: 1.0"),
+                    encoding="utf-8")  # fmt: skip
+    assert main(["validate", str(path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.match(rf"{re.escape(str(path))}: shot b: .* lasts 2\.\d\d s",
+                                         lines[0]), lines  # fmt: skip
+    path.write_text(STORYBOARD, encoding="utf-8")
+    assert main(["validate", str(path)]) == 0
+
+
 def test_captions_follow_the_placed_lines() -> None:
     board = parse_storyboard(STORYBOARD)
     lines = measure_lines(board)
