@@ -23,7 +23,7 @@ def measure_lines(storyboard: Storyboard) -> dict[str, SpokenLine]:
         for job in speech_jobs(storyboard):
             speech = speak(engine(job.engine), job.text, job.voice, job.speed, Path(tmp) / "a.wav")
             lines[job.shot] = SpokenLine(shot=job.shot, key="", duration=speech.duration,
-                                         sentences=[s.model_dump() for s in speech.sentences])
+                                         sentences=speech.sentences)
     return lines
 
 

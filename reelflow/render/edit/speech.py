@@ -5,7 +5,7 @@ engine to place the captions)."""
 from __future__ import annotations
 
 from reelflow.render.common import lineage_of, scratch
-from reelflow.render.jobs import SentenceTime, SpeechJob, SpokenLine
+from reelflow.render.jobs import SpeechJob, SpokenLine
 from reelflow.sound.speech import engine, speak
 from reelflow.store.artifacts import ArtifactStore
 
@@ -34,5 +34,5 @@ def synthesize_line(store: ArtifactStore, job: SpeechJob) -> SpokenLine:
         shot=job.shot,
         key=key,
         duration=speech.duration,
-        sentences=[SentenceTime(**s.model_dump()) for s in speech.sentences],
+        sentences=speech.sentences,
     )

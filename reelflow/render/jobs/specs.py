@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from reelflow.render import weights
 from reelflow.render.jobs.exports import ExportSpec
+from reelflow.sound.speech import SentenceTiming
 from reelflow.store import keys
 from reelflow.store.keys import spec_hash
 from reelflow.storyboard import Transition
@@ -242,19 +243,13 @@ class SpeechJob(Job):
         return keys.speech_key(self.project, self.shot, self.spec_hash())
 
 
-class SentenceTime(BaseModel):
-    text: str
-    start: float  # seconds into the line's audio
-    end: float
-
-
 class SpokenLine(BaseModel):
     """A synthesised line: where its audio is, how long it lasts, when each sentence is said."""
 
     shot: str
     key: str
     duration: float
-    sentences: list[SentenceTime]
+    sentences: list[SentenceTiming]
 
 
 class VoiceClip(BaseModel):
