@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}")
+    if names == ["gpu"]:
+        from bench.gpu import NO_CUDA, has_cuda
+
+        if not has_cuda():  # one line, no report: there is nothing to measure here
+            print(NO_CUDA, flush=True)
+            return 0
     reps = args.reps or (1 if args.quick else 3)
     started = datetime.now(UTC)
     t0 = time.perf_counter()

@@ -57,7 +57,7 @@ class VideoModel(Block):
     _block_type_name = "Video Model"
     _block_type_slug = "video-model"
 
-    backend: Literal["animatic", "ltx", "wan"] = "animatic"
+    backend: Literal["animatic", "ltx", "wan", "ltx2"] = "animatic"
     model: str | None = Field(None, description="folder, single file or cached hub id")
     options: dict[str, Any] = Field(
         default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype"

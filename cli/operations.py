@@ -1,5 +1,6 @@
 """Operations: `deploy` (work pools, limits, blocks, automations, deployments on the Prefect
-server) and `worker` (a process worker that runs the deployed flows)."""
+server), `worker` (a process worker that runs the deployed flows) and `doctor` (what each model
+of a render would need on a GPU, before anything renders)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 
 from cli.common import WHOLE, fail
 from cli.stack import use_local_stack
+from reelflow.render.profiles import PROFILES
 
 
 @click.command(help="work pools, gpu limit, blocks, automations, deployments")
@@ -57,6 +59,36 @@ def worker(pool: str, gpu: str | None, name: str | None, limit: int | None,
     return 0
 
 
+@click.command(short_help="what would load where on a GPU, before anything renders",
+               help="for a storyboard and profile: per model, what loads where (resident, "
+               "offloaded, fp8 storage, VAE tiling), the expected peak and what does not fit; "
+               "on this machine or for a card of --gpu-memory. Exit 1 when a model does not fit.")
+@click.argument("file", required=False)
+@click.option("--profile", type=click.Choice(list(PROFILES)), default="full", show_default=True)
+@click.option("--gpu-memory", metavar="SIZE", help="plan for a card of this size (24GB, 16GiB)")
+@click.option("--host-memory", metavar="SIZE",
+              help="RAM offloaded weights may use (default: what is available now)")
+@click.option("--video-model", metavar="NAME",
+              help="the clip model when the profile does not name one (wan2.2-a14b, ltx-2)")
+@click.option("--reference", is_flag=True,
+              help="the 24 GB and 80 GB plans of Flux-dev, Wan 2.2 A14B, LTX-2 and SDXL")
+def doctor(file: str | None, profile: str, gpu_memory: str | None, host_memory: str | None,
+           video_model: str | None, reference: bool) -> int:
+    from reelflow.gpu.doctor import doctor as plan_storyboard
+    from reelflow.gpu.doctor import reference_plans
+
+    if reference:
+        print(reference_plans())
+        return 0
+    if file is None:
+        raise click.UsageError("give a storyboard FILE, or --reference")
+    report = plan_storyboard(file, profile, gpu_memory=gpu_memory, host_memory=host_memory,
+                             video_model=video_model)  # bad input: main() prints one line
+    print(report.text())
+    return 0 if report.fits else 1
+
+
 def register(group: click.Group) -> None:
     group.add_command(deploy)
     group.add_command(worker)
+    group.add_command(doctor)

@@ -1,5 +1,6 @@
 """batch-render: the unattended queue. Every storyboard under `{prefix}incoming/` is rendered
-with an automatic approval policy and moved to `{prefix}done/` or `{prefix}failed/`.
+with an automatic approval policy and moved to `{prefix}done/` or `{prefix}failed/`. One filed
+under `{prefix}incoming/{project}/` must render into that project (projects are boundaries).
 
 A failed storyboard gets a `{name}.reason.txt` beside it (the validation message, file:line
 field.path, or the run's failure); a done one gets `{name}.result.json` (the film's URIs). One bad
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field
 from flows.produce_video import produce_video
 from reelflow.storyboard import StoryboardError
 from reelflow.storyboard.loading import decode_storyboard
-from reelflow.storyboard.sources import read_storyboard
+from reelflow.storyboard.sources import check_project_boundary, read_storyboard
 from tasks.common import RESULTS_BLOCK, get_store
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -50,12 +51,15 @@ class BatchReport(BaseModel):
         return [i for i in self.items if i.status == "failed"]
 
 
-def _render_one(key: str, name: str, approval: str, profile: str) -> tuple[str, str]:
-    """('', film uri) when the film was made, else (reason, '')."""
+def _render_one(key: str, name: str, approval: str, profile: str,
+                project: str | None) -> tuple[str, str]:
+    """('', film uri) when the film was made, else (reason, ''). `project`: the folder of the
+    queue it was filed in (`incoming/{project}/`), which it must render into."""
     store = get_store()
     try:  # bounded, UTF-8, and naming only objects under its own project (no local files)
         text = decode_storyboard(store.get_bytes(key, verify=False), name)
-        read_storyboard(text, store, name=name)
+        board, _ = read_storyboard(text, store, name=name)
+        check_project_boundary(board, project, name)
     except StoryboardError as exc:
         return "\n".join(exc.problems), ""
     render = produce_video.with_options(flow_run_name=f"batch-{name.rsplit('.', 1)[0]}")
@@ -83,8 +87,9 @@ def batch_render(
     progress = create_progress_artifact(0.0, description=f"batch: {len(incoming)} storyboards")
     for index, key in enumerate(incoming, 1):
         name = key.rsplit("/", 1)[1]
+        folder = key.removeprefix(f"{prefix}incoming/").rpartition("/")[0] or None
         try:
-            reason, film_uri = _render_one(key, name, approval, profile)
+            reason, film_uri = _render_one(key, name, approval, profile, folder)
         except Exception as exc:  # one storyboard must never stop the batch
             reason, film_uri = f"{name}: {type(exc).__name__}: {exc}", ""
         status: Literal["done", "failed"] = "failed" if reason else "done"

@@ -17,6 +17,7 @@ from reelflow.render.jobs import (
     SpokenLine,
     VersionJob,
 )
+from reelflow.render.jobs.specs import ClipSoundJob
 from tasks.common import get_store, step_task
 
 
@@ -51,6 +52,11 @@ def synthesize_line(job: SpeechJob) -> SpokenLine:
 @step_task("master-with-music")
 def master_with_music(job: MasterJob) -> str:
     return edit.master_with_music(get_store(), job)
+
+
+@step_task("master-with-clip-sound")
+def master_with_clip_sound(job: ClipSoundJob) -> str:
+    return edit.master_with_clip_sound(get_store(), job)
 
 
 @step_task("export-version", "version-{job.export.name}")

@@ -13,9 +13,10 @@ Fixtures (use by naming them in a test's arguments):
 
 All ports are picked free (with their +10000 gRPC twins), so tests run beside a live `reelflow up`.
 
-Every test gets one of three markers from the fixtures it uses (a module may set its own with
-`pytestmark`): `unit` (no servers), `integration` (S3), `flows` (Prefect, and S3). So
-`pytest -m unit` runs the fast ones alone, `pytest -m "not flows"` everything but the flows.
+Every test gets one of three markers (tests/support/levels.py): `unit` (no network, no server
+process: enforced, a unit test that opens a socket fails), `integration` (S3 or servers of its
+own), `flows` (Prefect, and S3). A test's own marker or its module's `pytestmark` wins; else the
+fixtures above decide. So `pytest -m unit` runs the fast ones alone (`make test-fast`).
 """
 
 from __future__ import annotations
@@ -44,24 +45,7 @@ import pytest  # noqa: E402
 from reelflow import devstack  # noqa: E402
 from reelflow.store.artifacts import ArtifactStore  # noqa: E402
 from reelflow.store.settings import S3Settings  # noqa: E402
-
-LEVELS = ("unit", "integration", "flows")
-PREFECT_FIXTURES = {"prefect_server", "film_env", "minio_block"}
-S3_FIXTURES = {"s3_stack", "s3_settings", "store"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(item.get_closest_marker(level) for level in LEVELS):
-            continue
-        used = set(getattr(item, "fixturenames", ()))
-        level = "unit"
-        if used & PREFECT_FIXTURES:
-            level = "flows"
-        elif used & S3_FIXTURES:
-            level = "integration"
-        item.add_marker(getattr(pytest.mark, level))
+from tests.support.levels import _unit_guard, pytest_collection_modifyitems  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

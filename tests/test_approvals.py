@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -15,6 +14,7 @@ from uuid import UUID
 import pytest
 
 from reelflow.render.decisions import AnswerError, GateSpec, carry_picks, check_answer
+from tests.support.waiting import wait_for_pending, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = GateSpec(gate="images", project="春", shots={"a": 2, "b": 2, "c": 3})
@@ -139,15 +139,7 @@ def _toy_flow(result: dict[str, Any]) -> None:
 
 
 def _wait(gate: str, timeout: float = 60) -> dict[str, str]:
-    from flows.reviewer import pending_runs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in pending_runs():
-            if run["gate"] == gate and run["project"] == "春日短片":
-                return run
-        time.sleep(0.5)
-    raise AssertionError(f"no run at {gate}")
+    return wait_for_pending(gate, timeout, project="春日短片")
 
 
 def _paused_at(run_id: str) -> str:
@@ -206,14 +198,12 @@ def test_approve_refuses_bad_answers_without_consuming_the_gate_and_picks_carry_
 def _wait_key(run_id: str, key: str, timeout: float = 60) -> None:
     from prefect.client.orchestration import get_client
 
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
+    def paused_at_key() -> bool:
+        with get_client(sync_client=True) as client:
             state = client.read_flow_run(UUID(run_id)).state
-            if state and state.is_paused() and state.state_details.pause_key == key:
-                return
-            time.sleep(0.3)
-    raise AssertionError(f"run {run_id} never paused at {key}")
+        return bool(state and state.is_paused() and state.state_details.pause_key == key)
+
+    wait_until(f"run {run_id} paused at {key}", paused_at_key, timeout, interval=0.3)
 
 
 def test_ui_answers_empty_notes_refused_invalid_ones_asked_again_under_bounded_keys(
@@ -243,9 +233,7 @@ def test_ui_answers_empty_notes_refused_invalid_ones_asked_again_under_bounded_k
     thread = threading.Thread(target=_toy_flow, args=(result,), daemon=True)
     thread.start()
     run_id = _wait("images-1")["id"]
-    deadline = time.monotonic() + 60
-    while "id" not in foreign and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until("the other flow's run id", lambda: "id" in foreign, 60, interval=0.2)
     _wait_key(foreign["id"], "foreign")
     # `pending` lists reelflow's runs only: the other paused run is filtered out on the server
     listed = {run["id"] for run in pending_runs()}

@@ -443,3 +443,18 @@ def test_refused_before_a_flow_run(
     assert_refused(code, lines, needle)
     assert _flow_run_count() == before, "no flow run may be left behind for refused input"
     assert bucket.list("") == []
+
+
+def test_a_bucket_storyboard_renders_only_into_the_project_it_is_stored_under(
+    bucket: ArtifactStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Projects are boundaries: a board under projects/a/ that says `project: p` is refused in
+    one line before any run exists, and nothing is written under either project."""
+    key = "projects/a/storyboards/b.yaml"
+    bucket.put_bytes(key, board().encode())
+    try:
+        code, lines = run_cli(["render", f"s3://{bucket.bucket}/{key}"], capsys)
+        assert_refused(code, lines, "project: 'p', but the storyboard is filed under project 'a'")
+        assert bucket.list("") == [key]
+    finally:
+        bucket.delete(key)

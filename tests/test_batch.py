@@ -13,7 +13,8 @@ import pytest
 
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from tests.support.deployed import OpsStack, board, ops_stack, read_run, wait_for_state
+from tests.support.boards import board, one_shot_board
+from tests.support.deployed import OpsStack, ops_stack, read_run, wait_for_state
 
 BUCKET = "batch"
 
@@ -28,10 +29,6 @@ def ops(
         yield stack
 
 
-def _one_shot(project: str) -> str:
-    return board(project).split("  - {id: b,")[0]
-
-
 def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
     ops: OpsStack, s3_settings: S3Settings
 ) -> None:
@@ -39,8 +36,11 @@ def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
 
     store = ArtifactStore(s3_settings.with_bucket(BUCKET))
     bad = board("batch-bad").replace("id: b,", "id: Bad Shot,")
-    queue = {"a-first.yaml": _one_shot("batch-one"), "b-broken.yaml": bad,
-             "c-second.yaml": _one_shot("batch-two")}
+    # a folder under incoming/ names the project a board is filed into (projects are
+    # boundaries): d-wrong says batch-two but is filed under batch-one
+    queue = {"a-first.yaml": one_shot_board("batch-one"), "b-broken.yaml": bad,
+             "batch-one/d-wrong.yaml": one_shot_board("batch-two"),
+             "batch-two/c-second.yaml": one_shot_board("batch-two")}
     for name, text in queue.items():  # as a person would upload them: bare objects, no sidecar
         store.put_bytes(f"queue/incoming/{name}", text.encode(), "text/yaml", sidecar=False)
 
@@ -57,7 +57,12 @@ def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
     ]
     assert store.list("queue/failed/") == [
         "queue/failed/b-broken.yaml", "queue/failed/b-broken.yaml.reason.txt",
+        "queue/failed/d-wrong.yaml", "queue/failed/d-wrong.yaml.reason.txt",
     ]
+    wrong = store.get_bytes("queue/failed/d-wrong.yaml.reason.txt").decode()
+    assert wrong == ("d-wrong.yaml project: 'batch-two', but the storyboard is filed under "
+                     "project 'batch-one'; a storyboard renders only into the project it is "
+                     "filed under (file it under batch-two/ or set project: batch-one)")
     reason = store.get_bytes("queue/failed/b-broken.yaml.reason.txt").decode()
     assert reason.startswith("b-broken.yaml:")
     assert "shots[1].id: must be a slug" in reason
@@ -70,7 +75,8 @@ def test_batch_renders_good_storyboards_and_sets_the_bad_one_aside(
 
     report = read_run(run.id).state.result()
     assert [(i.source.rsplit("/", 1)[1], i.status) for i in report.items] == [
-        ("a-first.yaml", "done"), ("b-broken.yaml", "failed"), ("c-second.yaml", "done")]
+        ("a-first.yaml", "done"), ("b-broken.yaml", "failed"), ("d-wrong.yaml", "failed"),
+        ("c-second.yaml", "done")]
 
 
 def test_an_empty_queue_is_a_quiet_success(ops: OpsStack) -> None:

@@ -6,28 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import SecretStr
 
 from reelflow.llm import ChatClient, LLMConfig
 from reelflow.script.camera import check_sequence, keyword_camera, propose_camera
-from reelflow.storyboard import Storyboard, load_storyboard, parse_storyboard
+from reelflow.storyboard import Storyboard, load_storyboard
+from tests.support.boards import shot, storyboard
 from tests.support.chat_server import ChatServer, Reply, Request
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
 
 
 def board(*shots: dict) -> Storyboard:
-    doc = {"title": "t", "project": "cam-test", "shots": list(shots)}
-    return parse_storyboard(yaml.safe_dump(doc))
-
-
-def shot(id: str, camera: dict | None = None, **extra: object) -> dict:
-    data: dict = {"id": id, "description": extra.pop("description", f"shot {id}"),
-                  "duration": extra.pop("duration", 2.0), **extra}
-    if camera is not None:
-        data["camera"] = camera
-    return data
+    return storyboard(list(shots), project="cam-test")
 
 
 def test_same_size_and_angle_on_a_cut_is_flagged_with_both_shots() -> None:
@@ -112,6 +103,7 @@ def server() -> Iterator[ChatServer]:
         yield srv
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_llm_proposal_respects_explicit_fields_and_is_repaired(server: ChatServer) -> None:
     sb = board(shot("s1"), shot("s2", {"angle": "dutch"}), shot("s3"))
     plan = {"shots": [
@@ -137,6 +129,7 @@ def test_llm_proposal_respects_explicit_fields_and_is_repaired(server: ChatServe
     assert '"fixed": {\n   "angle": "dutch"' in request.last_user
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_nothing_missing_means_no_llm_call(server: ChatServer) -> None:
     sb = load_storyboard(SEED)
     config = LLMConfig(base_url=server.url, model="m")

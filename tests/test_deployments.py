@@ -20,9 +20,9 @@ import pytest
 from reelflow.media.probe import probe
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
+from tests.support.boards import board
 from tests.support.deployed import (
     OpsStack,
-    board,
     ops_stack,
     read_run,
     task_states,

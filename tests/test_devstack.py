@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from reelflow import devstack
 from reelflow.devstack import StackConfig, StackError
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -82,10 +82,8 @@ def test_up_status_idempotent_down(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         # at once on the same ports, with the same data and credentials.
         for pid in (state.prefect_pid, state.postgres_pid, state.redis_pid, state.s3_pid):
             os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while any(devstack.alive(p) for p in (state.prefect_pid, state.s3_pid)):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until("the killed servers to be gone", lambda: not any(
+            devstack.alive(p) for p in (state.prefect_pid, state.s3_pid)), 10, interval=0.1)
         restarted = devstack.up(config)
         assert sorted(restarted.started) == ["postgres", "prefect", "redis", "s3"]
         assert store.get_bytes("smoke/hello.txt") == b"hi"
@@ -211,8 +209,8 @@ def test_time_wait_port_counts_as_free() -> None:
         conn.close()  # the server side closes first: its end goes to TIME-WAIT
         client.close()
         assert not devstack.port_is_free(port)  # still listening
-    time.sleep(0.2)
-    assert devstack.port_is_free(port)
+    wait_until("the closed listener's port to be free", lambda: devstack.port_is_free(port), 5,
+               interval=0.05)
 
 
 def _listening_ports(pids: set[int]) -> set[tuple[str, int]]:

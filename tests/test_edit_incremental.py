@@ -24,18 +24,13 @@ from reelflow.render.jobs import (
 )
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
+from tests.support.clips import lavfi_clip
 
 W, H, FPS = 96, 64, 12
 
 
 def _clip(store: ArtifactStore, tmp: Path, name: str, source: str) -> str:
-    path = tmp / f"{name}.mp4"
-    sep = ":" if "=" in source else "="
-    run(
-        ["-f", "lavfi", "-i", f"{source}{sep}size=128x96:rate={FPS}:duration=1.5",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
-        what=f"make test clip {name}",
-    )  # fmt: skip
+    path = lavfi_clip(tmp / f"{name}.mp4", source, 1.5, "128x96", FPS)
     key = keys.clip_key("inc", name, hashlib.sha256(name.encode()).hexdigest()[:16])
     return store.put_file(key, path, "video/mp4", {"kind": "clip"})
 

@@ -12,6 +12,7 @@ from reelflow.media.probe import probe
 from reelflow.render.edit import assemble_film, edit_trims
 from reelflow.render.jobs import EditClip, EditJob
 from reelflow.store.artifacts import ArtifactStore
+from tests.support.clips import lavfi_clip
 
 W, H, FPS = 128, 72, 24
 
@@ -20,14 +21,11 @@ def generated_clip(out: Path, *, frozen_head: int, black_tail: int, moving: int)
     """What image-to-video models often give: the conditioning still held for a few frames,
     then motion, then black frames at the end. `frozen_head` counts every frame showing the
     first picture (the original and its clones)."""
-    run(
-        ["-f", "lavfi", "-i", f"testsrc2=s={W}x{H}:r={FPS}:d={moving / FPS}",
-         "-vf", f"tpad=start={frozen_head - 1}:start_mode=clone:stop={black_tail}:stop_mode=add:"
-                "color=black",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
-        what=f"make {out.name}",
-    )  # fmt: skip
-    return out
+    return lavfi_clip(
+        out, "testsrc2", moving / FPS, f"{W}x{H}", FPS,
+        vf=f"tpad=start={frozen_head - 1}:start_mode=clone:stop={black_tail}:stop_mode=add:"
+           "color=black",
+    )
 
 
 @pytest.fixture(scope="module")

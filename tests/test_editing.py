@@ -12,19 +12,9 @@ from reelflow.editing.assemble import AssemblyClip, assemble, plan_segments
 from reelflow.media.ffmpeg import FFmpegError, redact, run
 from reelflow.media.frames import iter_frames
 from reelflow.media.probe import probe
+from tests.support.clips import lavfi_clip
 
 W, H = 320, 180
-
-
-def lavfi_clip(path: Path, source: str, duration: float, size: str = "320x180", rate: int = 24):
-    """Encode ``source`` (a lavfi source with options, no size/rate/duration) to H.264."""
-    sep = ":" if "=" in source else "="
-    run(
-        ["-f", "lavfi", "-i", f"{source}{sep}size={size}:rate={rate}:duration={duration}",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
-        what=f"make test clip {path.name}",
-    )  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")

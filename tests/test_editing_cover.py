@@ -17,9 +17,9 @@ from reelflow.editing.cover import (
     score_frame,
 )
 from reelflow.editing.fonts import DEFAULT_FONT_FAMILY, FontNotFoundError, cjk_font_path
-from reelflow.media.ffmpeg import run
 from reelflow.media.frames import iter_frames
 from reelflow.store.artifacts import ArtifactStore
+from tests.support.clips import lavfi_clip
 
 W, H = 320, 180
 
@@ -27,14 +27,10 @@ W, H = 320, 180
 @pytest.fixture(scope="module")
 def mixed_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 s: blurred for the first second, sharp for the second, black for the third."""
-    out = tmp_path_factory.mktemp("cover") / "mixed.mp4"
-    run(
-        ["-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24:duration=3",
-         "-vf", "boxblur=8:enable='lt(t,1)',drawbox=c=black:t=fill:enable='gte(t,2)'",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
-        what="make cover test clip",
-    )  # fmt: skip
-    return out
+    return lavfi_clip(
+        tmp_path_factory.mktemp("cover") / "mixed.mp4", "testsrc2", 3, f"{W}x{H}", 24,
+        vf="boxblur=8:enable='lt(t,1)',drawbox=c=black:t=fill:enable='gte(t,2)'",
+    )
 
 
 def test_font_is_pip_installed_cjk_font() -> None:

@@ -22,6 +22,7 @@ from reelflow.editing.subtitles import (
 from reelflow.media.ffmpeg import ffmpeg_exe, has_filter, run
 from reelflow.media.frames import iter_frames
 from reelflow.media.probe import probe
+from tests.support.clips import lavfi_clip
 
 W, H, FPS = 320, 180, 24
 CAPTIONS = [
@@ -33,13 +34,8 @@ CAPTIONS = [
 
 @pytest.fixture(scope="module")
 def grey_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("subs") / "grey.mp4"
-    run(
-        ["-f", "lavfi", "-i", f"color=c=gray:size={W}x{H}:rate={FPS}:duration=3",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
-        what="make subtitle test clip",
-    )  # fmt: skip
-    return out
+    return lavfi_clip(tmp_path_factory.mktemp("subs") / "grey.mp4", "color=c=gray", 3,
+                      f"{W}x{H}", FPS)
 
 
 def test_caption_times_follow_shot_durations() -> None:
@@ -154,13 +150,8 @@ def test_layout_shrinks_then_shortens_but_never_leaves_the_safe_area() -> None:
 
 @pytest.fixture(scope="module")
 def vertical_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("subs916") / "v.mp4"
-    run(
-        ["-f", "lavfi", "-i", "color=c=gray:size=720x1280:rate=4:duration=2",
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)],
-        what="make vertical test clip",
-    )  # fmt: skip
-    return out
+    return lavfi_clip(tmp_path_factory.mktemp("subs916") / "v.mp4", "color=c=gray", 2,
+                      "720x1280", 4)
 
 
 @pytest.mark.parametrize("method", ["libass", "overlay"])

@@ -18,6 +18,7 @@ from reelflow.imaging.models import ModelSource
 from reelflow.render.jobs import image_job, model_choice
 from reelflow.render.profiles import get_profile
 from reelflow.storyboard import load_storyboard
+from tests.support.boards import write_board
 
 BOARD = """
 title: Model path
@@ -37,9 +38,7 @@ def _board(tmp_path: Path, model: str) -> Path:
     folder = tmp_path / "film"
     (folder / "weights").mkdir(parents=True)
     (folder / "weights" / "base.safetensors").write_bytes(b"not read by locate()")
-    path = folder / "board.yaml"
-    path.write_text(BOARD.format(model=model), encoding="utf-8")
-    return path
+    return write_board(folder, "board.yaml", BOARD.format(model=model))
 
 
 def test_relative_model_path_loads_from_the_storyboards_folder(

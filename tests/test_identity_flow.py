@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,6 +23,8 @@ from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 from reelflow.storyboard import Character, LoraRef
 from reelflow.storyboard.characters import add_character
+from tests.support.deployed import task_states
+from tests.support.waiting import wait_for_pending
 
 pytestmark = pytest.mark.slow
 
@@ -61,9 +62,7 @@ def png(stripe: tuple[int, int, int]) -> bytes:
 
 
 def _states(flow_run_id: UUID) -> dict[str, list[str]]:
-    from test_produce_video import _task_states
-
-    return _task_states(flow_run_id)
+    return task_states(flow_run_id)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +131,7 @@ def test_quality_gate_stops_on_identity_and_passes_a_reachable_threshold(
     from test_produce_video import _run_logs
 
     from flows.produce_video import produce_video
-    from flows.reviewer import approve_run, pending_runs
+    from flows.reviewer import approve_run
 
     # reachable: passes unattended, nothing new rendered
     state = produce_video(storyboard=STORYBOARD, approval="quality-gate", profile="test",
@@ -151,13 +150,7 @@ def test_quality_gate_stops_on_identity_and_passes_a_reachable_threshold(
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 300
-    run_id = None
-    while run_id is None and time.monotonic() < deadline:
-        waiting = [r for r in pending_runs() if r["gate"] == "images-1"]
-        run_id = waiting[0]["id"] if waiting else None
-        time.sleep(1)
-    assert run_id, "the run did not stop at the images gate"
+    run_id = wait_for_pending("images-1", 300)["id"]  # the run stopped at the images gate
     logs = "\n".join(_run_logs(UUID(run_id)))
     assert "identity under threshold: snow: best identity score" in logs
     assert "(su7; perceptual)" in logs and "retry 1 with new seeds" in logs

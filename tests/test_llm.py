@@ -40,6 +40,7 @@ def client_for(server: ChatServer, **overrides: object) -> ChatClient:
     return ChatClient(LLMConfig.model_validate(settings))
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_structured_sends_json_schema_and_auth(server: ChatServer) -> None:
     server.queue(Reply(GOOD, prompt_tokens=30, completion_tokens=12))
     with client_for(server) as client:
@@ -58,6 +59,7 @@ def test_structured_sends_json_schema_and_auth(server: ChatServer) -> None:
     assert fmt["json_schema"]["schema"]["properties"]["score"]["maximum"] == 10
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_malformed_json_is_repaired(server: ChatServer) -> None:
     server.queue(Reply('{"score": 7, "reason": '), Reply(GOOD))
     with client_for(server) as client:
@@ -70,6 +72,7 @@ def test_malformed_json_is_repaired(server: ChatServer) -> None:
     assert "not valid JSON" in repair[-1]["content"]
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_schema_violation_is_repaired_with_field_path(server: ChatServer) -> None:
     server.queue(Reply({"score": 42, "reason": "x"}), Reply(GOOD))
     with client_for(server) as client:
@@ -79,6 +82,7 @@ def test_schema_violation_is_repaired_with_field_path(server: ChatServer) -> Non
     assert "less than or equal to 10" in server.requests[1].last_user
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_gives_up_after_repair_attempts_with_one_line(server: ChatServer) -> None:
     server.queue(*[Reply("not json at all")] * 3)
     with client_for(server, repair_attempts=2) as client, pytest.raises(LLMError) as info:
@@ -89,6 +93,7 @@ def test_gives_up_after_repair_attempts_with_one_line(server: ChatServer) -> Non
     assert len(server.requests) == 3
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_check_hook_failure_is_sent_back(server: ChatServer) -> None:
     def even(verdict: Verdict) -> None:
         if verdict.score % 2:
@@ -106,6 +111,7 @@ def test_fenced_json_is_accepted() -> None:
     assert extract_json('{"a": [1, 2]}') == {"a": [1, 2]}
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_429_honours_retry_after(server: ChatServer) -> None:
     server.queue(Reply(status=429, headers={"Retry-After": "1"}), Reply(GOOD))
     with client_for(server, backoff=0.0) as client:
@@ -119,6 +125,7 @@ def test_429_honours_retry_after(server: ChatServer) -> None:
     assert client.usage.requests == 1  # the 429 carried no completion
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_retry_budget_ends_a_long_give_up_in_one_line(server: ChatServer) -> None:
     """An endpoint answering 429 (with a large body) again and again: the call ends when its
     retry budget is spent, not after max_retries waits, in one line saying how long it tried."""
@@ -137,6 +144,7 @@ def test_retry_budget_ends_a_long_give_up_in_one_line(server: ChatServer) -> Non
     assert "\n" not in message and len(message) <= 500
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_a_wait_past_the_budget_is_not_started(server: ChatServer) -> None:
     server.queue(Reply(status=503, headers={"Retry-After": "50"}), Reply(GOOD))
     with client_for(server, retry_budget=5, max_backoff=60) as client:
@@ -152,6 +160,7 @@ def test_endpoint_block_passes_its_retry_budget() -> None:
     assert block.config().retry_budget == 42
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_500_then_good(server: ChatServer) -> None:
     server.queue(Reply(status=500), Reply(status=503), Reply(GOOD))
     with client_for(server, max_retries=3) as client:
@@ -160,6 +169,7 @@ def test_500_then_good(server: ChatServer) -> None:
     assert len(server.requests) == 3
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_5xx_gives_up_after_max_retries(server: ChatServer) -> None:
     server.queue(*[Reply(status=502)] * 5)
     with client_for(server, max_retries=2) as client, pytest.raises(LLMError) as info:
@@ -168,6 +178,7 @@ def test_5xx_gives_up_after_max_retries(server: ChatServer) -> None:
     assert len(server.requests) == 3
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_timeout_is_a_clear_error_and_not_retried(server: ChatServer) -> None:
     server.queue(Reply(GOOD, delay=3.0), Reply(GOOD))
     with client_for(server, timeout=0.3) as client:
@@ -178,6 +189,7 @@ def test_timeout_is_a_clear_error_and_not_retried(server: ChatServer) -> None:
     assert len(server.requests) == 1
 
 
+@pytest.mark.integration  # connects to a closed loopback port
 def test_unreachable_endpoint_is_a_clear_error() -> None:
     with socket.socket() as sock:  # a port that was free a moment ago and nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -188,6 +200,7 @@ def test_unreachable_endpoint_is_a_clear_error() -> None:
         client.complete([user("hi")])
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_falls_back_to_json_object_when_json_schema_is_rejected(server: ChatServer) -> None:
     server.queue(
         Reply(status=400, body={"error": {"message": "response_format json_schema unsupported"}}),
@@ -204,12 +217,14 @@ def test_falls_back_to_json_object_when_json_schema_is_rejected(server: ChatServ
     assert hint["role"] == "system" and '"score"' in hint["content"] and "JSON" in hint["content"]
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_other_400_is_reported(server: ChatServer) -> None:
     server.queue(Reply(status=400, body={"error": {"message": "context too long"}}))
     with client_for(server) as client, pytest.raises(LLMError, match="400: context too long"):
         client.complete([user("hi")])
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_api_key_never_in_logs_exceptions_or_reprs(
     server: ChatServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -238,6 +253,7 @@ def test_api_key_never_in_logs_exceptions_or_reprs(
     assert KEY not in json.dumps(client.config.model_dump(mode="json"))
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_usage_accumulates_across_calls(server: ChatServer) -> None:
     server.queue(Reply("hello", prompt_tokens=5, completion_tokens=2),
                  Reply("again", prompt_tokens=6, completion_tokens=3))
@@ -248,6 +264,7 @@ def test_usage_accumulates_across_calls(server: ChatServer) -> None:
     assert client.usage.total_tokens == 16 and client.usage.requests == 2
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_llm_endpoint_block_builds_config(server: ChatServer) -> None:
     block = LLMEndpoint(base_url=server.url, model="deepseek-chat", api_key=KEY, timeout=9)
     config = block.config()
@@ -261,6 +278,7 @@ def test_llm_endpoint_block_builds_config(server: ChatServer) -> None:
     assert server.requests[0].headers["Authorization"] == f"Bearer {KEY}"
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_repair_quotes_a_bounded_excerpt_of_a_huge_answer(server: ChatServer) -> None:
     from reelflow.llm import REPAIR_QUOTE_CHARS
 

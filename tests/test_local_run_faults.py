@@ -33,6 +33,8 @@ import pytest
 from reelflow import devstack
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
+from tests.support.boards import write_board
+from tests.support.waiting import wait_until
 
 
 def on_own_stack(test: Any) -> Any:
@@ -120,12 +122,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _write_board(folder: Path, project: str, shots: list[str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{project}.yaml"
     fps = 24 if len(shots) == len(SHOTS) else 8  # the kill test's long shot: a slow clip
-    path.write_text(BOARD.format(project=project, shots="\n".join(shots), fps=fps),
-                    encoding="utf-8")
-    return path
+    return write_board(folder, f"{project}.yaml",
+                       BOARD.format(project=project, shots="\n".join(shots), fps=fps))
 
 
 def _render(stack: Stack, board: Path, log: Path, *extra: str,
@@ -151,14 +150,9 @@ def _finish(process: subprocess.Popen[bytes], log: Path, timeout: float = 400) -
 
 
 def _wait_for(what: str, check: Any, timeout: float, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-3000:] if log else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+    """wait_until, with the render log's tail when it times out."""
+    detail = (lambda: log.read_text(errors="replace")[-3000:]) if log else None
+    return wait_until(what, check, timeout, detail=detail)
 
 
 def _states(stack: Stack, flow_run_id: str, timeout: float = 60) -> dict[str, list[str]]:
@@ -340,6 +334,19 @@ def test_sigkilled_render_redoes_at_most_the_shots_in_flight(
 # -- 1. the Prefect server restarted / gone ----------------------------------------------------
 
 
+def _task_finished(log: Path) -> bool:
+    """The run is under way: a task run has reported its final state to the API."""
+    return re.search(r"Task run '[^']+' - Finished in state", log.read_text(errors="replace")) \
+        is not None
+
+
+def _api_answers(stack: Stack) -> bool:
+    try:
+        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _kill_prefect(stack: Stack) -> None:
     pid = devstack.running_pid(stack.config, devstack.PREFECT)
     assert pid is not None
@@ -353,10 +360,9 @@ def test_render_rides_out_a_prefect_server_restart(stack: Stack, tmp_path: Path)
     log = tmp_path / "render.log"
     before = {r["id"] for r in stack.flow_runs()}
     process = _render(stack, board, log)
-    _wait_for("the run to start", lambda: "Beginning flow run" in log.read_text(), 120, log)
-    time.sleep(2)
-    _kill_prefect(stack)  # a crash: the database (SQLite file) stays
-    time.sleep(3)
+    _wait_for("the run's first task", lambda: _task_finished(log), 240, log)
+    _kill_prefect(stack)  # a crash: the database stays
+    _wait_for("the API to stop answering", lambda: not _api_answers(stack), 30)
     devstack.up(stack.config)  # the same port; takes a few seconds to answer
     output = _finish(process, log)
     assert process.returncode == 0, output[-4000:]
@@ -376,8 +382,7 @@ def test_prefect_server_gone_for_good_is_one_line(stack: Stack, tmp_path: Path) 
     log = tmp_path / "render.log"
     env = {**stack.env, "PREFECT_CLIENT_MAX_RETRIES": "2"}
     process = _render(stack, board, log, env=env)
-    _wait_for("the run to start", lambda: "Beginning flow run" in log.read_text(), 120, log)
-    time.sleep(2)
+    _wait_for("the run's first task", lambda: _task_finished(log), 240, log)
     _kill_prefect(stack)
     start = time.monotonic()
     output = _finish(process, log, timeout=240)

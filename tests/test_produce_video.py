@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,6 +21,8 @@ import pytest
 from reelflow.media.probe import probe
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
+from tests.support.deployed import task_states
+from tests.support.waiting import wait_for_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,28 +66,6 @@ shots:
       loras: [{name: spring, path: loras/spring.safetensors, weight: 0.8, role: scene}]
     caption: {zh: 冬去春来, en: Winter to spring}
 """
-
-
-def _task_states(flow_run_id: UUID, timeout: float = 60) -> dict[str, list[str]]:
-    """Task run name -> states, in start order. Task states reach the server as events, a
-    moment after the flow returns: wait until every run has a final state."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-        settled = all(run.state and run.state.is_final() for run in runs)
-        if settled or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    states: dict[str, list[str]] = {}
-    for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
-        states.setdefault(run.name, []).append(run.state.name if run.state else "?")
-    return states
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +128,7 @@ def test_independent_shots_render_concurrently(first_run: tuple[Any, Any]) -> No
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    _task_states(first_run[0].state_details.flow_run_id)  # states settled
+    task_states(first_run[0].state_details.flow_run_id)  # states settled
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(
@@ -169,7 +148,7 @@ def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:
 
     state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test", return_state=True)
     assert state.result().film_key == first_run[1].film_key
-    states = _task_states(state.state_details.flow_run_id)
+    states = task_states(state.state_details.flow_run_id)
     expensive = {
         name: s
         for name, s in states.items()
@@ -182,16 +161,10 @@ def test_second_run_is_all_cached(first_run: tuple[Any, Any]) -> None:
 
 
 def _wait_for_gate(run_id_holder: dict[str, str], gate: str, timeout: float = 240) -> str:
-    from flows.reviewer import pending_runs
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in pending_runs():
-            if run["gate"] == gate and run["id"] == run_id_holder.get("id", run["id"]):
-                run_id_holder["id"] = run["id"]
-                return run["id"]
-        time.sleep(1)
-    raise AssertionError(f"no run reached the {gate} gate")
+    """The run at `gate`: the one in `run_id_holder` once it holds an id (the first one found)."""
+    run = wait_for_pending(gate, timeout, **{k: v for k, v in run_id_holder.items() if k == "id"})
+    run_id_holder["id"] = run["id"]
+    return run["id"]
 
 
 LLM_PROMPT = "front view of the yellow car, headlights and grille facing the camera"
@@ -275,7 +248,7 @@ def test_manual_run_pauses_and_rejecting_a_shot_regenerates_only_it(
     assert "film:     s3://film/projects/tiny-film/edits/" in output
     assert f"reelflow approve {run_id} [--pick a=N]" in output  # what to run next, printed
 
-    states = _task_states(UUID(run_id))
+    states = task_states(UUID(run_id))
     assert states["variants-a"] == ["Cached"]
     assert states["variants-c"] == ["Cached"]
     assert states["variants-b"] == ["Cached", "Completed"]  # round 2 has the notes

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from pydantic import SecretStr
 
@@ -92,6 +93,7 @@ def test_the_models_own_tokenizer_counts_when_it_is_a_real_one(tmp_path: Path) -
     assert count(text) == len(text.replace(" ", "")) and count_tokens(text) == 3
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_chinese_prompts_are_translated_through_the_llm(tmp_path: Path) -> None:
     from tests.support.chat_server import ChatServer, Reply, Request
 

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 from tests.support.deployed import ROOT, OpsStack, Worker, ops_stack, start_worker, wait_for_state
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -237,13 +237,11 @@ def _flow_logs(run_ids: list[UUID]) -> str:
 
 
 def _wait_for_running_child(parent: UUID, ops: OpsStack, timeout: float = 600) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in _children(parent):
-            if child.state_name == "Running" and _task_runs([child.id]):
-                return child  # its GPU work has begun
-        time.sleep(0.5)
-    raise AssertionError(f"no render-shot run started its work\n{ops.logs()}")
+    def running() -> Any:  # a child whose GPU work has begun
+        return next((child for child in _children(parent)
+                     if child.state_name == "Running" and _task_runs([child.id])), None)
+
+    return wait_until("a render-shot run to start its work", running, timeout, detail=ops.logs)
 
 
 def _kill_machine(worker: Worker) -> None:

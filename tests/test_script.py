@@ -29,6 +29,7 @@ from reelflow.script.drafts import (
 )
 from reelflow.script.translate import prompt_hash, zh_rendering
 from reelflow.storyboard import Storyboard, load_storyboard
+from tests.support.boards import storyboard
 from tests.support.chat_server import ChatServer, Reply, Request
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
@@ -231,6 +232,7 @@ def client(server: ChatServer) -> Iterator[ChatClient]:
         yield c
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_end_to_end_brief_to_revision(server: ChatServer, client: ChatClient,
                                       tmp_path: Path) -> None:
     drafts = write_drafts(BRIEF, client, versions=3)
@@ -280,6 +282,7 @@ def test_end_to_end_brief_to_revision(server: ChatServer, client: ChatClient,
     assert client.usage.prompt_tokens >= 900 and client.usage.completion_tokens >= 2400
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_llm_draft_with_wrong_shot_count_is_repaired(server: ChatServer,
                                                      client: ChatClient) -> None:
     server.queue(Reply({"versions": [llm_draft(0, shots=5), llm_draft(1), llm_draft(2)]}))
@@ -290,6 +293,7 @@ def test_llm_draft_with_wrong_shot_count_is_repaired(server: ChatServer,
         server.requests[1].last_user
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_refine_shot_prompt_through_llm(server: ChatServer, client: ChatClient) -> None:
     sb = write_drafts(BRIEF, client)[0]
     shot, diff = refine_shot_prompt(sb, "s03-v1", "more snow, keep her coat red", client)
@@ -301,6 +305,7 @@ def test_refine_shot_prompt_through_llm(server: ChatServer, client: ChatClient) 
     assert "short black hair" in request.last_user  # the shot's characters travel as context
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_zh_rendering_is_cached_by_prompt_hash(server: ChatServer, client: ChatClient) -> None:
     cache: dict[str, str] = {}
     first = zh_rendering("mei on the platform, red coat", client, cache)
@@ -310,6 +315,7 @@ def test_zh_rendering_is_cached_by_prompt_hash(server: ChatServer, client: ChatC
     assert cache == {prompt_hash("mei on the platform, red coat"): first}
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_zh_rendering_failure_is_missing_not_fatal(server: ChatServer) -> None:
     server.queue(*[Reply(status=503)] * 2)
     config = LLMConfig(base_url=server.url, model="m", max_retries=1, backoff=0.0)
@@ -324,8 +330,7 @@ def test_zh_rendering_failure_is_missing_not_fatal(server: ChatServer) -> None:
 
 def board(shots: list[dict[str, Any]], characters: list[dict[str, Any]] | None = None,
           ) -> Storyboard:
-    return Storyboard.model_validate({"title": "t", "project": "cal-test", "shots": shots,
-                                      "characters": characters or []})
+    return storyboard(shots, project="cal-test", characters=characters)
 
 
 def test_seed_film_calibrates_by_rules(tmp_path: Path) -> None:
@@ -383,6 +388,7 @@ def test_durations_out_of_range() -> None:
     assert [p.shots for p in problems] == [["blink"], ["epic"]]
 
 
+@pytest.mark.integration  # a loopback chat server
 def test_llm_calibration_missing_a_shot_is_repaired(server: ChatServer,
                                                     client: ChatClient) -> None:
     draft = write_drafts(BRIEF, client)[0]

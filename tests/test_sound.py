@@ -12,7 +12,6 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from reelflow.sound.speech import EspeakEngine, speak, split_sentences
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 from reelflow.storyboard import StoryboardError, parse_storyboard
+from tests.support.deployed import task_states
 
 FPS = 24
 TONE = 13000.0
@@ -222,12 +222,6 @@ def test_english_line_mixed_over_music(store: ArtifactStore, tmp_path: Path) -> 
 # -- the flow: a Chinese voice-over film, then one line changed ------------------------------
 
 
-def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
-    from test_produce_video import _task_states as states
-
-    return states(flow_run_id)
-
-
 @pytest.fixture(scope="module")
 def voiced(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
     from flows.produce_video import produce_video
@@ -276,7 +270,7 @@ def test_changing_one_line_respeaks_only_it_and_remixes(
     state = produce_video(storyboard=str(board), approval="auto", profile="previz",
                           exports=[ExportSpec(captions="soft")], return_state=True)  # fmt: skip
     assert state.is_completed(), state.message
-    states = _task_states(state.state_details.flow_run_id)
+    states = task_states(state.state_details.flow_run_id)
     assert states["speech-a"] == ["Completed"]
     assert states["speech-b"] == ["Cached"]
     assert states["assemble-film"] == ["Cached"]  # the picture is untouched

@@ -16,9 +16,10 @@ def test_reader_who_sees_the_object_gets_its_lineage(
     store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow = store._write_sidecar
+    object_seen = threading.Event()
 
     def late_sidecar(key: str, lin: Lineage) -> None:  # the sidecar lands after the object
-        time.sleep(0.4)
+        assert object_seen.wait(10), "the reader never saw the object"
         slow(key, lin)
 
     monkeypatch.setattr(store, "_write_sidecar", late_sidecar)
@@ -28,6 +29,7 @@ def test_reader_who_sees_the_object_gets_its_lineage(
     def reader() -> None:
         while not store.exists(key):
             time.sleep(0.01)
+        object_seen.set()  # the object is there, its sidecar not yet
         seen.append(store.lineage(key).kind)
         seen.append(store.get_bytes(key).decode())
 

@@ -22,6 +22,8 @@ from reelflow.store.artifacts import ArtifactStore, StoreError
 from reelflow.store.keys import sidecar_key
 from reelflow.store.settings import S3Settings
 
+pytestmark = pytest.mark.integration  # weed servers of its own, stopped and killed
+
 
 def test_object_without_sidecar_is_made_again(store: ArtifactStore) -> None:
     buf = io.BytesIO()

@@ -2,13 +2,15 @@
 the `playwright` package; no browser is downloaded). A deployed run suspends at the storyboard
 gate; the director opens it, fills the approval form and submits; the run moves on to the images
 gate, whose contact sheets load in the browser. Screenshots of the forms and of the finished
-run's artifacts go to docs/.
+run's artifacts go to the test's temporary folder; `REELFLOW_SCREENSHOTS=docs` (`make
+screenshots`) writes them to the tracked docs/ui-*.png instead, on purpose.
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +22,13 @@ import pytest
 
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
-from tests.support.deployed import ROOT, OpsStack, board, ops_stack, wait_for_gate, wait_for_state
+from tests.support.boards import board
+from tests.support.deployed import ROOT, OpsStack, ops_stack, wait_for_gate, wait_for_state
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-DOCS = ROOT / "docs"
+SCREENSHOTS_ENV = "REELFLOW_SCREENSHOTS"  # a folder (relative to the checkout) to refresh
 BUCKET = "ui-film"
 
 pytestmark = [
@@ -79,13 +82,14 @@ def _open_resume_form(page: Any, url: str) -> Any:
 
 
 def test_director_approves_in_the_ui_and_the_run_moves_on(
-    ops: OpsStack, page: Any, s3_settings: S3Settings
+    ops: OpsStack, page: Any, s3_settings: S3Settings, tmp_path: Path
 ) -> None:
     from prefect.deployments import run_deployment
 
     from flows.reviewer import approve_run
 
-    DOCS.mkdir(exist_ok=True)
+    shots = ROOT / os.environ[SCREENSHOTS_ENV] if os.environ.get(SCREENSHOTS_ENV) else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
     run_id = _off_loop(
         run_deployment,
         "produce-video/produce-video",
@@ -106,7 +110,7 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
         reviewer = dialog.locator(".schema-form-property").filter(has_text="Reviewer (Optional)")
         reviewer.locator("textarea").fill("ui-director")
         if not attempt:
-            dialog.screenshot(path=str(DOCS / "ui-approval-form.png"))
+            dialog.screenshot(path=str(shots / "ui-approval-form.png"))
         with page.expect_response(
             lambda r: r.url.endswith(f"/flow_runs/{run_id}/resume") and r.request.method == "POST"
         ) as response:
@@ -128,7 +132,7 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
         ".every(i => i.complete && i.naturalWidth > 0)",
         timeout=30_000,
     )  # the presigned review images are reachable from the browser
-    dialog.screenshot(path=str(DOCS / "ui-images-gate.png"))
+    dialog.screenshot(path=str(shots / "ui-images-gate.png"))
     dialog.get_by_role("button", name="Close").click()
 
     assert _off_loop(approve_run, str(run_id), reviewer="cli") == "images"
@@ -143,10 +147,10 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
     for key in ("storyboard-review", "images-review", "clips-review", "final"):
         assert key in body, key
     assert "Completed" in body
-    page.screenshot(path=str(DOCS / "ui-run-artifacts.png"), full_page=True)
+    page.screenshot(path=str(shots / "ui-run-artifacts.png"), full_page=True)
 
     result = _off_loop(run.state.result)
     manifest = ArtifactStore(s3_settings.with_bucket(BUCKET)).get_json(result.manifest_key)
     assert [a["reviewer"] for a in manifest["approvals"]] == ["ui-director", "cli", "cli"]
     for name in ("ui-approval-form.png", "ui-images-gate.png", "ui-run-artifacts.png"):
-        assert (DOCS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.settings import S3Settings
 from reelflow.storyboard import Storyboard, load_storyboard
 from tests.support.chat_server import ChatServer, Reply, Request
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = f"sk-reelflow-secret-{uuid.uuid4().hex}"
@@ -190,16 +190,16 @@ def _wait_for_gate(flow_run_id: UUID, key: str, process: subprocess.Popen[str],
                    timeout: float = 120) -> None:
     from prefect.client.orchestration import get_client
 
-    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
+        def paused_at_key() -> bool:
             state = client.read_flow_run(flow_run_id).state
             if state and state.is_paused() and state.state_details.pause_key == key:
-                return
+                return True
             if process.poll() is not None:
                 raise AssertionError(f"the flow exited before {key}: {process.stdout.read()}")
-            time.sleep(0.5)
-    raise AssertionError(f"run {flow_run_id} never reached {key}")
+            return False
+
+        wait_until(f"run {flow_run_id} to reach {key}", paused_at_key, timeout)
 
 
 def _find_run(project: str, process: subprocess.Popen[str], timeout: float = 120) -> UUID:
@@ -207,9 +207,8 @@ def _find_run(project: str, process: subprocess.Popen[str], timeout: float = 120
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
 
-    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
+        def ours() -> UUID | None:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
                 state=dict(name=FlowRunFilterStateName(any_=["Paused"]))))
             for run in runs:
@@ -218,8 +217,9 @@ def _find_run(project: str, process: subprocess.Popen[str], timeout: float = 120
                     return run.id
             if process.poll() is not None:
                 raise AssertionError(f"the flow exited early: {process.stdout.read()}")
-            time.sleep(0.5)
-    raise AssertionError("the write-script run never paused")
+            return None
+
+        return wait_until("the write-script run to pause", ours, timeout)
 
 
 # -- manual: two rounds through the loopback model --------------------------------------------

@@ -12,6 +12,7 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
 from flows.stages.run import RunContext
+from reelflow.render.edit.sound import SOUND_BACKENDS
 from reelflow.render.jobs import (
     ExportSpec,
     cover_job,
@@ -22,7 +23,15 @@ from reelflow.render.jobs import (
     music_job,
     version_job,
 )
-from tasks.edit import assemble_film, export_version, make_cover, master_with_music, snap_to_music
+from reelflow.render.jobs.specs import ClipSoundJob
+from tasks.edit import (
+    assemble_film,
+    export_version,
+    make_cover,
+    master_with_clip_sound,
+    master_with_music,
+    snap_to_music,
+)
 
 
 class Cut(BaseModel):
@@ -81,8 +90,15 @@ def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
     if music_key and board.music and board.music.snap_cuts and cut == "fast":
         durations = snap_to_music(music_job(board, music_key, [d for d, _, _ in plan]))
         plan = [(d, t, length) for d, (_, t, length) in zip(durations, plan, strict=True)]
-    edit_key = assemble_film(edit_job(board, clips, plan, run.profile.crf))
+    edit = edit_job(board, clips, plan, run.profile.crf)
+    edit_key = assemble_film(edit)
     durations = [d for d, _, _ in plan]
     master = master_job(board, edit_key, music_key, durations, run.lines)
-    master_key = master_with_music(master) if master is not None else edit_key
+    master_key = edit_key
+    if master is not None:  # music and/or voice-over lines
+        master_key = master_with_music(master)
+    elif run.profile.video_backend in SOUND_BACKENDS:  # neither: the clips' own sound
+        master_key = master_with_clip_sound(
+            ClipSoundJob(project=board.project, edit_key=edit_key, clips=edit.clips, fps=edit.fps)
+        )
     return Cut(edit_key=edit_key, master_key=master_key, durations=durations)

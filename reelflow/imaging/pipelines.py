@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import torch
 
+from reelflow.gpu.memory import MemoryPlan, apply_memory_plan, resident_plan
 from reelflow.imaging.models import (
     LoraError,
     LoraSpec,
@@ -197,7 +198,10 @@ class PipelineCache:
     `loads` counts real base-model loads; each one logs `loaded model X (load #N)`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, memory_plan: MemoryPlan | None = None) -> None:
+        #: applied to every base pipeline this cache loads; None: everything resident on the
+        #: model's device (what a CPU worker and today's renders do)
+        self.memory_plan = memory_plan
         self.loads = 0
         self._bases: dict[CacheKey, Any] = {}
         self._derived: dict[tuple[CacheKey, str, str], Any] = {}
@@ -230,6 +234,16 @@ class PipelineCache:
                         del self._derived[derived]
                 self._bases[key] = self._load(source)
             return self._bases[key]
+
+    def adopt(self, source: ModelSource, pipe: Any) -> None:
+        """Serve `pipe` as the base pipeline of `source` without loading it: the GPU benchmark
+        builds full-size models with random weights in memory, and times reelflow's steps on
+        them (`source` must name a folder with the pipeline's model_index.json)."""
+        key = self.key(source)
+        with self._guard:
+            pipe.scheduler = euler_scheduler(pipe)
+            pipe.set_progress_bar_config(disable=True)
+            self._bases[key] = pipe
 
     def img2img(self, source: ModelSource) -> Any:
         return self._derive(source, "img2img")
@@ -305,7 +319,9 @@ class PipelineCache:
             ) from error
         pipe.scheduler = euler_scheduler(pipe)
         pipe.set_progress_bar_config(disable=True)
-        pipe.to(source.resolved_device())
+        plan = self.memory_plan or resident_plan(source.resolved_device(), source.source,
+                                                 source.dtype)
+        apply_memory_plan(pipe, plan)
         self.loads += 1
         log.info("loaded model %s (load #%d)", source.source, self.loads)
         return pipe

@@ -249,6 +249,7 @@ _REGISTRY: dict[str, BackendFactory | str] = {
     # Generative backends import torch/diffusers; they load only when asked for.
     "ltx": "reelflow.motion.diffusion:LTXBackend",
     "wan": "reelflow.motion.diffusion:WanBackend",
+    "ltx2": "reelflow.motion.ltx2:LTX2Backend",
 }
 
 

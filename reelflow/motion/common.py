@@ -15,12 +15,19 @@ ImageLike = Path | str | Image.Image | np.ndarray
 __all__ = [
     "EASINGS",
     "ImageLike",
+    "audio_stem_path",
     "cover_fit",
     "ease",
     "frame_count",
     "frame_times",
     "load_rgb",
 ]
+
+
+def audio_stem_path(clip: Path) -> Path:
+    """Where a backend that makes sound (LTX-2) leaves a clip's audio beside ``clip``: a WAV
+    the clip step stores as the clip's stem, for the mix."""
+    return clip.with_name(f"{clip.stem}.audio.wav")
 
 
 def _ease_in_out(t: float) -> float:

@@ -58,12 +58,14 @@ def load_pipeline(
     dtype: str = "float32",
     device: str = "cpu",
     local_files_only: bool = True,
+    memory_plan: Any = None,
 ) -> tuple[Any, threading.Lock]:
     """Return the resident pipeline for ``(class_name, model, dtype, device)`` and its lock.
 
     Loading a real video model takes a minute and tens of GB, so it happens once per process.
     The lock serialises calls: Prefect runs tasks in threads, and a pipeline's scheduler keeps
-    per-call state.
+    per-call state. ``memory_plan`` (a :class:`reelflow.gpu.memory.MemoryPlan`) places it;
+    None keeps everything resident on ``device``.
     """
     key = (class_name, str(model), dtype, device)
     with _CACHE_LOCK:
@@ -75,7 +77,9 @@ def load_pipeline(
             pipe = cls.from_pretrained(
                 str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
             )
-            pipe.to(device)
+            from reelflow.gpu.memory import apply_memory_plan, resident_plan
+
+            apply_memory_plan(pipe, memory_plan or resident_plan(device, str(model), dtype))
             pipe.set_progress_bar_config(disable=True)
             _PIPES[key] = pipe
             _PIPE_LOCKS[key] = threading.Lock()
@@ -307,6 +311,12 @@ class DiffusionVideoBackend:
     ) -> VideoInfo:
         size = self.generation_size(request.width, request.height)
         generated, total = self._generated(first, last, request, size)
+        return self._encode(generated, total, request, out)
+
+    def _encode(
+        self, generated: Iterable[np.ndarray], total: int, request: ClipRequest, out: Path
+    ) -> VideoInfo:
+        """Retime ``total`` generated frames to the request's frame count and size, to ``out``."""
         w, h = request.width, request.height
         with VideoWriter(out, width=w, height=h, fps=request.fps, crf=self.crf,
                          preset=self.preset) as writer:  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 
 from reelflow.render.common import lineage_of, require_weights, scratch
 from reelflow.render.jobs import ClipJob, resolve_model_path
+from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
 
 
@@ -20,6 +21,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
     require_weights(job, f"shot {job.shot} clip")
     with scratch() as tmp:
         out, info, backend = clip_file(store, job, tmp)
+        store_audio_stem(store, job, out)  # before the clip: a stored clip means both are there
         store.put_file(
             key,
             out,
@@ -38,6 +40,37 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
             ),
         )
     return key
+
+
+def store_audio_stem(store: ArtifactStore, job: ClipJob, clip: Path) -> str | None:
+    """The clip's own sound (a backend that makes it, LTX-2, leaves a WAV beside the clip),
+    stored beside the clip for the mix; its sidecar names the clip job. None: a silent clip."""
+    from reelflow.motion.common import audio_stem_path
+    from reelflow.motion.ltx2 import read_wav
+
+    stem = audio_stem_path(clip)
+    if not stem.is_file():
+        return None
+    audio, rate = read_wav(stem)
+    key = keys.clip_audio_key(job.output_key())
+    return store.put_file(
+        key,
+        stem,
+        "audio/wav",
+        lineage_of(
+            "clip-audio",
+            job,
+            job_parents(job),
+            {
+                "clip": job.output_key(),
+                "backend": job.backend,
+                "shot": job.shot,
+                "sample_rate": rate,
+                "channels": int(audio.shape[0]),
+                "duration": audio.shape[1] / rate,
+            },
+        ),
+    )
 
 
 def job_parents(job: ClipJob) -> list[str]:

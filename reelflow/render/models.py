@@ -14,6 +14,13 @@ from reelflow.render.jobs import (
     resolve_model_path,
 )
 
+#: tiny video models a profile or block may name -> their builder in reelflow.motion.tiny
+TINY_VIDEO_MODELS = {
+    "tiny-ltx": "build_tiny_ltx",
+    "tiny-wan": "build_tiny_wan",
+    "tiny-ltx2": "build_tiny_ltx2",
+}
+
 
 def prepare_demo_models(
     lora_names: list[str], family: str = "sd15", video_model: str | None = None
@@ -22,7 +29,7 @@ def prepare_demo_models(
     root = models_dir()
     wanted = {"tiny-sd": root / "tiny-sd", "tiny-controlnet": root / "tiny-controlnet"}
     wanted |= {name: root / "loras" / f"{name}.safetensors" for name in lora_names}
-    if video_model in ("tiny-ltx", "tiny-wan"):
+    if video_model in TINY_VIDEO_MODELS:
         wanted[video_model] = root / video_model
     if all(
         (path / "model_index.json").exists() or path.is_file() or (path / "config.json").exists()
@@ -31,11 +38,10 @@ def prepare_demo_models(
         return {name: str(path) for name, path in wanted.items()}  # no torch import needed
     from reelflow.imaging.tiny import build_tiny_controlnet, build_tiny_lora, build_tiny_sd
 
-    if video_model in ("tiny-ltx", "tiny-wan"):
-        from reelflow.motion.tiny import build_tiny_ltx, build_tiny_wan
+    if video_model in TINY_VIDEO_MODELS:
+        from reelflow.motion import tiny
 
-        build = build_tiny_ltx if video_model == "tiny-ltx" else build_tiny_wan
-        build(root / video_model)
+        getattr(tiny, TINY_VIDEO_MODELS[video_model])(root / video_model)
     sd = build_tiny_sd(root / "tiny-sd", family=family)
     controlnet = build_tiny_controlnet(sd, root / "tiny-controlnet")
     built = {"tiny-sd": str(sd), "tiny-controlnet": str(controlnet)}

@@ -40,7 +40,9 @@ class RenderProfile(BaseModel):
     )
     video_backend: str = "animatic"
     video_model: str | None = Field(
-        None, description="model of a generative video backend; 'tiny-ltx'/'tiny-wan' for tests"
+        None,
+        description="model of a generative video backend; 'tiny-ltx'/'tiny-wan'/'tiny-ltx2' for "
+        "tests",
     )
     video_options: dict[str, Any] = Field(
         default_factory=dict, description="backend options, e.g. steps, max_area, max_frames"
@@ -96,6 +98,31 @@ PROFILES: dict[str, RenderProfile] = {
         variants=2,
         tiny_loras=True,
         controlnet="tiny",
+    ),
+    "test-ltx2": RenderProfile(
+        name="test-ltx2",
+        description=(
+            "tests of LTX-2: the `test` profile's stills, clips (with their own sound) from a "
+            "tiny LTX-2 built from configs, 2 steps, one 9-frame call per second, 64x32 generation"
+        ),
+        image_model="tiny",
+        image_family="sd15",
+        image_width=64,
+        image_height=40,
+        steps=2,
+        variants=1,
+        hires_fix=False,
+        tiny_loras=True,
+        controlnet="tiny",
+        video_backend="ltx2",
+        video_model="tiny-ltx2",
+        video_options={
+            "steps": 2,
+            "max_frames": 9,
+            "native_fps": 8,
+            "max_area": 64 * 32,
+            "preset": "ultrafast",
+        },
     ),
 }
 

@@ -467,7 +467,9 @@ def plot_emotion_curve(report: CalibrationReport, path: str | Path) -> Path:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("plot_emotion_curve needs matplotlib (pip install matplotlib)") from exc
+        raise RuntimeError(
+            "the emotion-curve plot needs matplotlib: pip install 'reelflow[plot]'"
+        ) from exc
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,6 +109,15 @@ def speech_key(project: str, shot: str, spec_hash: str, ext: str = "wav") -> str
     )
 
 
+def clip_audio_key(clip_key: str) -> str:
+    """A clip's own sound (its stem, a WAV) beside the clip: `<hash>.audio.wav`, so that its
+    lineage sidecar (`<hash>.audio.json`) is its own, not the clip's."""
+    base, dot, _ = clip_key.rpartition(".")
+    if not dot or "/clips/" not in base:
+        raise ValueError(f"not a clip key: {clip_key!r}")
+    return f"{base}.audio.wav"
+
+
 def edit_key(project: str, spec_hash: str, ext: str = "mp4") -> str:
     return f"projects/{slug(project, 'project')}/edits/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
 

@@ -14,6 +14,7 @@ from reelflow.store.uris import is_s3_uri, parse_s3_uri
 from reelflow.storyboard.files import check_references
 from reelflow.storyboard.loading import decode_storyboard, load_storyboard, parse_storyboard
 from reelflow.storyboard.model import Storyboard
+from reelflow.storyboard.problems import StoryboardError
 
 if TYPE_CHECKING:
     from reelflow.store.artifacts import ArtifactStore
@@ -21,6 +22,25 @@ if TYPE_CHECKING:
 
 def is_inline(source: str) -> bool:
     return "\n" in source or source.lstrip().startswith("{")
+
+
+def check_project_boundary(board: Storyboard, stored_under: str | None, source: str) -> None:
+    """Projects are boundaries (a studio shares one bucket among clients): a storyboard filed
+    under a project (`projects/{p}/...`, or the batch queue's `incoming/{p}/`) renders only into
+    project p, and so reads only p's inputs and the shared library. One naming another project
+    is refused before any run exists."""
+    if stored_under is not None and stored_under != board.project:
+        raise StoryboardError([
+            f"{source} project: {board.project!r}, but the storyboard is filed under project "
+            f"{stored_under!r}; a storyboard renders only into the project it is filed under "
+            f"(file it under {board.project}/ or set project: {stored_under})"
+        ])
+
+
+def project_of_key(key: str) -> str | None:
+    """The project a bucket key lies in (`projects/{p}/...`), if any."""
+    parts = key.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "projects" else None
 
 
 def read_storyboard(
@@ -33,6 +53,7 @@ def read_storyboard(
         key = parse_s3_uri(source, store.bucket, what="storyboard")
         text = decode_storyboard(store.get_bytes(key), source)
         board = parse_storyboard(text, source=source)
+        check_project_boundary(board, project_of_key(key), source)
         check_references(board, text, source, base_dir=None, bucket=store.bucket,
                          exists=store.exists)
         return board, None

@@ -18,36 +18,9 @@ from uuid import UUID
 
 from reelflow import devstack
 from reelflow.store.settings import S3Settings
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# Two shots, the test profile: one still-based shot and a crossfade into the second.
-SMALL_BOARD = """
-title: "Ops test"
-project: ops-film
-width: 160
-height: 96
-fps: 8
-style:
-  palette: ["#f5c518", "#e8f1f8"]
-  visual_style: cinematic
-  negative_prompt: blurry
-  model: some-real-model
-  loras: [{name: detail, path: loras/detail.safetensors, weight: 0.5}]
-  base_seed: 11
-shots:
-  - {id: a, description: a yellow car on a snowy road, duration: 1.0,
-     camera: {size: wide, angle: aerial, movement: push-in}}
-  - {id: b, description: the car at the summit, duration: 1.0,
-     camera: {size: full, angle: high, movement: pan-right},
-     transition_in: crossfade, transition_duration: 0.25}
-"""
-
-
-def board(project: str) -> str:
-    """SMALL_BOARD under another project name (so nothing is cached from another test)."""
-    return SMALL_BOARD.replace("project: ops-film", f"project: {project}")
-
 
 @dataclass
 class Worker:
@@ -198,31 +171,35 @@ def read_run(run_id: UUID | str) -> Any:
 def wait_for_state(run_id: UUID | str, names: set[str], ops: OpsStack,
                    timeout: float = 240) -> Any:
     """The run once its state name is one of `names`; fails early on an unexpected final state."""
-    deadline = time.monotonic() + timeout
-    run = read_run(run_id)
-    while time.monotonic() < deadline:
-        run = read_run(run_id)
+    last: list[Any] = [None]
+
+    def reached() -> Any:
+        run = last[0] = read_run(run_id)
         name = run.state.name if run.state else "?"
         if name in names:
             return run
         if run.state and run.state.is_final():
             raise AssertionError(f"run ended {name}: {run.state.message}\n{ops.logs()}")
-        time.sleep(1)
-    state = run.state.name if run.state else "?"
-    raise AssertionError(f"run still {state} after {timeout:.0f}s, wanted {names}\n{ops.logs()}")
+        return None
+
+    def still() -> str:
+        state = last[0].state.name if last[0] and last[0].state else "?"
+        return f"run still {state}\n{ops.logs()}"
+
+    return wait_until(f"the run to be {' or '.join(sorted(names))}", reached, timeout,
+                      interval=1, detail=still)
 
 
 def wait_for_gate(run_id: UUID | str, gate: str, ops: OpsStack, timeout: float = 240) -> Any:
     """The run once it is Suspended (or Paused) at `gate` (a pause key like `images-1`)."""
     deadline = time.monotonic() + timeout
-    while True:
+
+    def at_gate() -> Any:
         run = wait_for_state(run_id, {"Suspended", "Paused"}, ops,
                              timeout=max(1.0, deadline - time.monotonic()))
-        if run.state.state_details.pause_key == gate:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run waits at {run.state.state_details.pause_key}, not {gate}")
-        time.sleep(1)
+        return run if run.state.state_details.pause_key == gate else None
+
+    return wait_until(f"the run to wait at {gate}", at_gate, timeout, interval=1)
 
 
 def task_states(flow_run_id: UUID | str, timeout: float = 60) -> dict[str, list[str]]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.waiting import wait_until
 
 
 class WebhookReceiver:
@@ -53,11 +54,9 @@ class WebhookReceiver:
 
     def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict:
         """The first message `match` accepts; AssertionError with what did arrive otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def matching() -> dict | None:
             with self._lock:
-                for message in self.messages:
-                    if match(message):
-                        return message
-            time.sleep(0.25)
-        raise AssertionError(f"no matching webhook within {timeout:.0f}s; got {self.messages}")
+                return next((message for message in self.messages if match(message)), None)
+
+        return wait_until("a matching webhook", matching, timeout, interval=0.25,
+                          detail=lambda: f"got {self.messages}")

@@ -129,7 +129,7 @@ def model_choice(
     if source == "tiny":
         source = f"{MODELS_PREFIX}tiny-sd"
     return ModelChoice(
-        family=profile.image_family or _guess_family(storyboard.style.model),
+        family=profile.image_family or guess_family(storyboard.style.model),
         source=source,
         dtype=profile.dtype,
         device=profile.device,
@@ -152,7 +152,7 @@ def model_source(value: str, base_dir: Path | None) -> str:
         raise InputError(f"style.model: {exc}") from None
 
 
-def _guess_family(model: str) -> Literal["sd15", "sdxl", "flux"]:
+def guess_family(model: str) -> Literal["sd15", "sdxl", "flux"]:
     lowered = model.lower()
     if "flux" in lowered:
         return "flux"

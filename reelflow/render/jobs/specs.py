@@ -283,6 +283,19 @@ class MasterJob(Job):
         return keys.edit_key(self.project, f"{self.spec_hash()}-mix", ext="m4a")
 
 
+class ClipSoundJob(Job):
+    """The master of a film without music whose clips carry their own sound (LTX-2): the edit
+    with each shot's audio stem laid under its picture."""
+
+    project: str
+    edit_key: str
+    clips: list[EditClip]  # the edit's clips, for their stems and timing
+    fps: int
+
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, f"{self.spec_hash()}-sound")
+
+
 class VersionJob(Job):
     """One delivered version of the master: framing, enhancement, captions."""
 

@@ -1,0 +1,1 @@
+"""GPU memory: what each model needs, what the device has, and the options that make it fit."""
