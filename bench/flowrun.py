@@ -209,10 +209,10 @@ def run_plain(board_text: str, profile: str, parallel: bool = False) -> dict[str
         store, edit_job(board, clips, cut_plan(board, "storyboard", durations), render_profile.crf)
     )
     export = default_export(board)
-    film = steps_runner.submit(
-        edit_steps.export_version, store, version_job(board, edit_key, export, durations))
+    version = version_job(board, edit_key, export, durations, render_profile.delivery)
+    film = steps_runner.submit(edit_steps.export_version, store, version)
     cover = steps_runner.submit(
-        edit_steps.make_cover, store, cover_job(board, edit_key, export.aspect))
+        edit_steps.make_cover, store, cover_job(board, edit_key, export.aspect, version.size))
     film_key, cover_key = film.result(), cover.result()
     steps_runner.close()
     lap("assemble_cover_version")

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from reelflow.motion.capabilities import capabilities, declared_backends
 from reelflow.render.profiles import RenderProfile
 
 
@@ -52,16 +53,31 @@ class ImageModel(Block):
 
 
 class VideoModel(Block):
-    """The clip backend: `animatic` (no model) or a diffusers image-to-video model."""
+    """The clip backend: `animatic` (no model) or a diffusers image-to-video model. A storyboard
+    may choose another backend for the film or a shot (`video.backend`); the block's model is
+    for the block's backend."""
 
     _block_type_name = "Video Model"
     _block_type_slug = "video-model"
 
-    backend: Literal["animatic", "ltx", "wan", "ltx2"] = "animatic"
+    backend: str = Field(
+        "animatic", description=f"a wired video backend: one of {', '.join(declared_backends())}"
+    )
     model: str | None = Field(None, description="folder, single file or cached hub id")
     options: dict[str, Any] = Field(
         default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype"
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _wired(cls, value: str) -> str:
+        try:
+            declared = capabilities(value)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        if not declared.available:
+            raise ValueError(f"backend {value} is {declared.unavailable_reason}")
+        return value
 
     def apply(self, profile: RenderProfile) -> RenderProfile:
         return profile.model_copy(

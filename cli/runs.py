@@ -24,8 +24,9 @@ from reelflow.errors import ReelflowError
 @click.option("--llm", metavar="BLOCK",
               help="LLMEndpoint block: rewrites a rejected shot's prompt from the notes")
 @click.option("--export", "exports", multiple=True, metavar="ASPECT[,k=v...]",
-              help="a version to deliver, e.g. 9:16 or 16:9,fps=60 or 16:9,size=3840x2160 "
-              "(codec=h264|h265|av1, captions=burn|soft|none, cut=fast|slow); "
+              help="a version to deliver, e.g. 9:16 (1080x1920) or 9:16,size=720p or "
+              "16:9,fps=60 or 16:9,size=3840x2160 (codec=h264|h265|av1, "
+              "captions=burn|soft|none, cut=fast|slow); "
               "default: one at the storyboard's aspect with burned captions")
 @click.option("--identity-threshold", type=DECIMAL, metavar="0..1",
               help="quality-gate: lowest identity score (vs the character's references) "
@@ -47,7 +48,8 @@ def render(file: str, approval: str, auto_approve: bool, profile: str, out: str 
                           exports=list(exports) or None, llm_endpoint=llm, store=get_store(),
                           keep_for_run=True, **identity)
     ensure_results_block()
-    with listening(ProgressPrinter()) as printer:  # "images 3/9", "clips 5/9", "edit" on stderr
+    # "images 3/9", "clips 5/9", "edit" on stderr as they happen; a line at least every 10 s
+    with ProgressPrinter() as printer, listening(printer):
         result = produce_video(
             storyboard=file if is_s3_uri(file) else str(Path(file).resolve()),
             approval=approval,
@@ -56,7 +58,7 @@ def render(file: str, approval: str, auto_approve: bool, profile: str, out: str 
             llm_endpoint=llm,
             **identity,
         )
-    print(f"rendered in {printer.clock() - printer.start:.0f} s")
+    print(printer.summary())  # rendered in N s (work W s, waiting for review R s)
     print(f"film:     {result.film_uri}")
     print(f"cover:    {result.cover_uri}")
     print(f"manifest: {result.manifest_uri}")

@@ -18,9 +18,11 @@ MAX_VERSIONS = 5
 PROFILE = click.Choice(list(PROFILES))
 
 
-@click.command(help="check storyboard files; exit 2 when one is invalid")
+@click.command(help="check storyboard files (and what each shot asks of its video backend); "
+               "exit 2 when one is invalid")
 @click.argument("files", nargs=-1, required=True)
 def validate(files: tuple[str, ...]) -> int:
+    from reelflow.render.inputs import check_backends
     from reelflow.sound.check import check_lines
     from reelflow.storyboard import StoryboardError, load_storyboard
 
@@ -34,6 +36,7 @@ def validate(files: tuple[str, ...]) -> int:
             status = EXIT_INVALID
             continue
         try:
+            check_backends(storyboard)
             check_lines(storyboard)  # a voice-over line longer than its shot (measured)
         except InputError as exc:
             print(f"{file}: {exc}", file=sys.stderr)
@@ -58,12 +61,14 @@ def schema() -> int:
 @click.argument("file")
 @click.option("--profile", type=PROFILE, default="full", show_default=True)
 def plan(file: str, profile: str) -> int:
+    from reelflow.motion.capabilities import capabilities
     from reelflow.render.jobs import (
         PREVIZ,
         needs_image,
         plan_render,
         resolve_model_path,
         resolve_run_facts,
+        shot_video,
     )
     from reelflow.render.profiles import get_profile
     from reelflow.render.prompt_readout import readouts
@@ -82,18 +87,24 @@ def plan(file: str, profile: str) -> int:
     jobs = {job.shot: job for job in planned.images}
     for shot in storyboard.shots:
         job = jobs.get(shot.id)
+        backend = capabilities(shot_video(storyboard, shot, render_profile.video_backend).backend)
+        clip = "    clip: " + backend.summary(
+            shot.duration, storyboard.width, storyboard.height, storyboard.fps
+        )
         if job is None and not needs_image(shot):  # first and last frames from other clips
             ends = [f"{ref.shot}'s {ref.frame} frame"
                     + (f" restyled to '{ref.restyle}'" if ref.restyle else "")
                     for ref in (shot.first_frame, shot.last_frame) if ref is not None]
             print(f"{shot.id}: {shot.duration:g} s, a transition from {ends[0]} to {ends[1]} "
                   "(no still of its own)")
+            print(clip)
             continue
         print(
             f"{job.shot}: seed {job.seed}, {job.width}x{job.height}, {job.steps} steps, "
             f"{job.variants} variants, loras {[lora.name for lora in job.loras]}"
         )
         print(f"    {job.prompt}")
+        print(clip)
         if facts.model.source != PREVIZ:  # panels are drawn: no text encoder reads them
             for readout in readouts(job.prompt, facts.model.family, model_dir):
                 print(f"    {readout.line()}")

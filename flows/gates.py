@@ -36,6 +36,7 @@ from flows.forms import (
     spec_key,
 )
 from reelflow.errors import ReelflowError
+from reelflow.progress import waiting
 from reelflow.render.decisions import AnswerError, GateSpec, check_answer
 
 __all__ = [
@@ -143,17 +144,18 @@ def wait_for_review(
             request = form.with_initial_data(description=shown, **defaults)
             _announce_gate(key, spec)
             try:
-                if _is_deployed_run():
-                    answer = suspend_flow_run(
-                        wait_for_input=request, key=key, timeout=gate_timeout()
-                    )
-                else:
-                    answer = pause_flow_run(
-                        wait_for_input=request,
-                        key=key,
-                        timeout=gate_timeout(),
-                        poll_interval=poll_interval(),
-                    )
+                with waiting(gate, round_):  # a person's time: not counted as the render's work
+                    if _is_deployed_run():
+                        answer = suspend_flow_run(
+                            wait_for_input=request, key=key, timeout=gate_timeout()
+                        )
+                    else:
+                        answer = pause_flow_run(
+                            wait_for_input=request,
+                            key=key,
+                            timeout=gate_timeout(),
+                            poll_interval=poll_interval(),
+                        )
                 if spec is not None:
                     check_answer(spec, answer.model_dump(mode="json", exclude={"metadata"}))
                 break

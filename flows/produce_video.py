@@ -20,7 +20,6 @@ from flows.stages.models import plan_timing, prepare_run_models
 from flows.stages.record import FilmResult, record_run
 from flows.stages.run import cpu_slots, start_run
 from flows.stages.storyboard import review_storyboard
-from reelflow.progress import report
 from reelflow.render.identity import IDENTITY_THRESHOLD
 from reelflow.render.jobs import ExportSpec
 from tasks.common import RESULTS_BLOCK
@@ -71,7 +70,6 @@ def produce_video(
     # 5. Clips: camera moves over the approved stills, transitions from other clips' frames.
     clips = clips_stage(run, stills.chosen)
     # 6. Delivery: the edit, its music master, every version asked for, a cover for each.
-    report("edit", detail=f"{len(run.board.shots)} shots")
     delivery = deliver(run, clips.keys, run.exports)
     # 7. The record: the manifest of inputs, decisions and outputs.
     return record_run(run, stills, clips, delivery)

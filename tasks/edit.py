@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect.cache_policies import NO_CACHE
 
+from reelflow.progress import step
 from reelflow.render import edit
 from reelflow.render.jobs import (
     CoverJob,
@@ -23,7 +24,8 @@ from tasks.common import get_store, step_task
 
 @step_task("assemble-film")
 def assemble_film(job: EditJob) -> str:
-    return edit.assemble_film(get_store(), job)
+    with step("edit", f"{len(job.clips)} clips, {job.width}x{job.height}"):
+        return edit.assemble_film(get_store(), job)
 
 
 @step_task("make-cover", "cover-{job.aspect}")
@@ -40,7 +42,8 @@ def upload_input(project: str, ref: str, base_dir: str | None) -> str:
 
 @step_task("snap-to-music")
 def snap_to_music(job: MusicJob) -> list[float]:
-    return edit.snap_to_music(get_store(), job)
+    with step("beat detection", f"{len(job.durations)} cuts snapped to the music"):
+        return edit.snap_to_music(get_store(), job)
 
 
 @step_task("speech", "speech-{job.shot}")
@@ -51,7 +54,8 @@ def synthesize_line(job: SpeechJob) -> SpokenLine:
 
 @step_task("master-with-music")
 def master_with_music(job: MasterJob) -> str:
-    return edit.master_with_music(get_store(), job)
+    with step("music master", f"the edit with its music at {job.target_lufs:g} LUFS"):
+        return edit.master_with_music(get_store(), job)
 
 
 @step_task("master-with-clip-sound")

@@ -71,7 +71,7 @@ def clips_review(
     clips: dict[str, str],
     prompts: dict[str, str],
     seeds: dict[str, int],
-    backend: str,
+    backend: str | dict[str, str],
 ) -> str:
     markdown = review.clips_markdown(get_store(), project, clips, prompts, seeds, backend, picture)
     create_markdown_artifact(markdown, key="clips-review", description="clips gate")

@@ -299,7 +299,10 @@ def test_bad_export_option(
 def test_good_export_options_parse() -> None:
     from reelflow.render.jobs import parse_export
 
-    assert parse_export("9:16,size=1080x1920,fps=60").name == "9x16-h264-60fps-1080x1920"
+    assert parse_export("9:16,size=720x1280,fps=60").name == "9x16-h264-60fps-720x1280"
+    # 1080x1920 is the 9:16 preset's own size: the same version as no size at all
+    assert parse_export("9:16,size=1080x1920,fps=60").name == "9x16-h264-60fps"
+    assert parse_export("9:16,size=720p").size == (720, 1280)
     assert parse_export("16:9, codec=h265, captions=soft").codec == "h265"
 
 

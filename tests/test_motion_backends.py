@@ -16,6 +16,7 @@ from reelflow.motion.backends import (
     ClipRequest,
     VideoBackend,
     available_backends,
+    capabilities,
     get_backend,
     register_backend,
 )
@@ -117,6 +118,8 @@ def test_registry(tmp_path: Path) -> None:
     class NotABackend:
         pass
 
-    register_backend("broken-test", NotABackend)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must declare its capabilities"):
+        register_backend("broken-test", NotABackend)  # type: ignore[arg-type]
+    register_backend("broken-test", NotABackend, capabilities("animatic"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="does not implement"):
         get_backend("broken-test")

@@ -79,8 +79,8 @@ FILM_KEYS = {
         "still:s09-finale": "a3dc43e25f4ffa31.png",
         "clip:s09-finale": "17c53ebff4c2c227.mp4",
         "edit": "2eda6cdb5a3b94df.mp4",
-        "version": "1bb0f466d72545a5-16x9-h264.mp4",
-        "cover": "6dc4d056e199f9a3.png",
+        "version": "2cfa85e223b7701a-16x9-h264.mp4",
+        "cover": "16bdcd967793b999.png",
     },
     "test": {
         "still:s01-mountain-aerial": "02c3f1d9428258d3.png",
@@ -103,8 +103,8 @@ FILM_KEYS = {
         "still:s09-finale": "9a2c6b2480a26de6.png",
         "clip:s09-finale": "d98a052fd5b48957.mp4",
         "edit": "76ee909d62efe3dc.mp4",
-        "version": "622d6163fa27eca3-16x9-h264.mp4",
-        "cover": "67e541a08dc83bc0.png",
+        "version": "c0174f3619f1125f-16x9-h264.mp4",
+        "cover": "a0e7219f30e6fd0b.png",
     },
 }
 
@@ -158,8 +158,9 @@ def test_film_keys_are_pinned(no_weights, profile):
     edit = edit_job(board, clips, cut_plan(board, "storyboard"), render_profile.crf).output_key()
     got["edit"] = _name(edit)
     durations = [shot.duration for shot in board.shots]
-    got["version"] = _name(version_job(board, edit, default_export(board), durations).output_key())
-    got["cover"] = _name(cover_job(board, edit).output_key())
+    version = version_job(board, edit, default_export(board), durations, render_profile.delivery)
+    got["version"] = _name(version.output_key())  # demo: 1920x1080; test: the film's size
+    got["cover"] = _name(cover_job(board, edit, version.export.aspect, version.size).output_key())
     assert got == FILM_KEYS[profile]
 
 

@@ -3,13 +3,17 @@ between frames taken from other shots' clips; a person approves them or asks for
 
 from __future__ import annotations
 
-from prefect.futures import PrefectFuture
+from collections.abc import Iterable
+
 from pydantic import BaseModel
 
 from flows.gates import ClipsReview, wait_for_review
+from flows.stages.finishing import Finishing
 from flows.stages.run import RunContext
+from reelflow.progress import Counter, step
 from reelflow.render.decisions import GateSpec
 from reelflow.render.jobs import clip_job, frame_job, frame_refs, shot_seed
+from reelflow.storyboard import Shot, Storyboard
 from tasks.clips import check_clip_drift, render_clip
 from tasks.images import take_frame
 from tasks.review import clips_review
@@ -19,6 +23,7 @@ class Clips(BaseModel):
     keys: dict[str, str]  # shot -> approved clip, storyboard order
     frames: dict[str, list[str]] = {}  # shot -> frames it took from other clips
     motion: dict[str, str] = {}  # shot -> motion prompt used
+    backends: dict[str, str] = {}  # shot -> video backend (the run's, or the shot's own)
     notes: dict[str, list[str]] = {}
     seeds: dict[str, int] = {}
     drifting: dict[str, list[str]] = {}  # shot -> frames (first/middle/last) off its still
@@ -26,9 +31,9 @@ class Clips(BaseModel):
 
 def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
     clips = Clips(keys={})
-    round_ = 1
+    round_, redo = 1, None  # round 1 makes every clip; later rounds what was sent back
     while True:
-        render_clips(run, clips, chosen)
+        render_clips(run, clips, chosen, round_, redo)
         if run.attended:
             check_drift(run, clips, chosen)
         redo = review_clips(run, clips, round_)
@@ -40,37 +45,87 @@ def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
         round_ += 1
 
 
-def render_clips(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
-    """Shots with a still start at once, concurrently; a transition waits only for the clips
-    it takes frames from. Keys do not depend on completion order."""
+def remade(board: Storyboard, redo: Iterable[str]) -> set[str]:
+    """The shots a round makes again: those sent back, and every transition that takes frames
+    from one of them (its frames change with its source)."""
+    out = set(redo)
+    for shot in board.shots:  # storyboard order: a transition takes frames from earlier shots
+        if any(ref.shot in out for _, ref in frame_refs(shot)):
+            out.add(shot.id)
+    return out
+
+
+def render_clips(
+    run: RunContext,
+    clips: Clips,
+    chosen: dict[str, str],
+    round_: int = 1,
+    redo: Iterable[str] | None = None,
+) -> None:
+    """Shots with a still start at once, concurrently; a transition starts as soon as the clips
+    it takes frames from are done. Progress counts clips as they finish; a later round counts
+    only the shots it makes again (the others come back Cached). Keys do not depend on
+    completion order."""
     board = run.board
-    futures: dict[str, PrefectFuture] = {}
-    for index, shot in enumerate(board.shots):
-        frames: dict[str, str] = {}
-        for field, ref in frame_refs(shot):
-            source = futures[ref.shot].result()
-            job = frame_job(
-                board, shot, ref, run.profile, source, base_dir=run.base_dir, facts=run.facts
-            )
-            frames[field] = take_frame(job)
+    counted = {shot.id for shot in board.shots} if redo is None else remade(board, redo)
+    counter = Counter("clips", len(counted), round_=round_)
+    finished: dict[str, str] = {}  # shot -> clip key, as they finish
+    frames: dict[str, dict[str, str]] = {}  # transition -> its frames (ClipJob field -> key)
+    not_started = list(board.shots)
+    work: Finishing[tuple[str, str | None]] = Finishing()  # (shot, frame field or None: clip)
+
+    index = {shot.id: i for i, shot in enumerate(board.shots)}
+
+    def start_clip(shot: Shot) -> None:
+        taken = frames.get(shot.id, {})
         job = clip_job(
             board,
             shot,
             run.profile,
             still_key=chosen.get(shot.id),
-            duration=run.durations[index],
+            duration=run.durations[index[shot.id]],
             notes=clips.notes.get(shot.id),
             seed=clips.seeds.get(shot.id),
             facts=run.facts,
-            **frames,
+            **taken,
         )
-        clips.frames[shot.id] = list(frames.values())
+        clips.frames[shot.id] = [taken[field] for field, _ in frame_refs(shot)]
         clips.motion[shot.id] = job.motion_prompt
-        futures[shot.id] = render_clip.submit(job)
-    done_before = run.steps_total - len(board.shots)
-    for done, (shot_id, future) in enumerate(futures.items(), 1):
-        clips.keys[shot_id] = future.result()
-        run.advance(done_before + done)
+        clips.backends[shot.id] = job.backend
+        work.add((shot.id, None), render_clip.submit(job))
+
+    def start_ready() -> None:
+        for shot in list(not_started):
+            refs = frame_refs(shot)
+            if any(ref.shot not in finished for _, ref in refs):
+                continue
+            not_started.remove(shot)
+            if not refs:
+                start_clip(shot)
+            for field, ref in refs:
+                job = frame_job(board, shot, ref, run.profile, finished[ref.shot],
+                                base_dir=run.base_dir, facts=run.facts)  # fmt: skip
+                work.add((shot.id, field), take_frame.submit(job))
+
+    start_ready()
+    for (shot_id, field), future in work:
+        key = future.result()
+        if field is not None:  # a frame for a transition: its clip starts with the last one
+            frames.setdefault(shot_id, {})[field] = key
+            shot = board.shot(shot_id)
+            if len(frames[shot_id]) == len(frame_refs(shot)):
+                start_clip(shot)
+            continue
+        finished[shot_id] = key
+        if shot_id in counted:
+            counter.advance(shot_id)
+            if round_ == 1:
+                run.advance()
+        start_ready()
+    if not_started:  # validation refuses frames from later or unknown shots; never silently
+        raise RuntimeError(f"clips never started (frames from shots without a clip): "
+                           f"{', '.join(shot.id for shot in not_started)}")
+    clips.keys = {shot.id: finished[shot.id] for shot in board.shots}
     clips.frames = {shot: keys for shot, keys in clips.frames.items() if keys}
 
 
@@ -84,15 +139,21 @@ def check_drift(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
         if shot.id in chosen and shot.id in clips.keys
         and any(board.character(name).reference_images for name in shot.characters)
     ]  # fmt: skip
-    futures = {
-        shot: check_clip_drift.submit(shot, clips.keys[shot], chosen[shot], run.clip_model)
-        for shot in shots
-    }
     clips.drifting = {}
-    for shot, future in futures.items():
+    if not shots:
+        return
+    work: Finishing[str] = Finishing()
+    for shot in shots:
+        work.add(shot, check_clip_drift.submit(shot, clips.keys[shot], chosen[shot],
+                                               run.clip_model))  # fmt: skip
+    counter = Counter("drift check", len(shots), detail="clips against their stills")
+    drifting = {}
+    for shot, future in work:
         drift = future.result()
         if drift.drifts:
-            clips.drifting[shot] = drift.flagged
+            drifting[shot] = drift.flagged
+        counter.advance(shot)
+    clips.drifting = {shot: drifting[shot] for shot in shots if shot in drifting}
 
 
 def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
@@ -102,9 +163,10 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
     seeds = {shot.id: clips.seeds.get(shot.id, shot_seed(board, shot)) for shot in board.shots}
     description = ""
     if run.attended:
-        description = clips_review(
-            board.project, clips.keys, clips.motion, seeds, run.profile.video_backend
-        )
+        with step("review material", "clips gate: previews"):
+            description = clips_review(
+                board.project, clips.keys, clips.motion, seeds, clips.backends
+            )
         if clips.drifting:
             description += "\n**Drifting from the approved still:** " + "; ".join(
                 f"{shot} ({', '.join(frames)})" for shot, frames in clips.drifting.items()

@@ -12,7 +12,7 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
 from flows.stages.run import RunContext
-from reelflow.render.edit.sound import SOUND_BACKENDS
+from reelflow.render.edit.sound import makes_sound
 from reelflow.render.jobs import (
     ExportSpec,
     cover_job,
@@ -57,18 +57,20 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
     cuts: dict[str, Cut] = {}
     versions: dict[str, PrefectFuture] = {}
     covers: dict[str, PrefectFuture] = {}
-    framed: dict[tuple[str, str], PrefectFuture] = {}  # (cut, aspect) -> its cover
+    framed: dict[tuple[str, str, object], PrefectFuture] = {}  # (cut, aspect, size) -> cover
     for export in exports:
         if export.cut not in cuts:
             cuts[export.cut] = assemble_cut(run, clips, export.cut)
         cut = cuts[export.cut]
-        job = version_job(run.board, cut.master_key, export, cut.durations, run.lines)
+        job = version_job(run.board, cut.master_key, export, cut.durations,
+                          run.profile.delivery, run.lines)
         versions[export.name] = export_version.submit(job)
-        if (export.cut, export.aspect) not in framed:
-            framed[export.cut, export.aspect] = make_cover.submit(
-                cover_job(run.board, cut.master_key, export.aspect)
+        framing = (export.cut, export.aspect, job.size)
+        if framing not in framed:
+            framed[framing] = make_cover.submit(
+                cover_job(run.board, cut.master_key, export.aspect, job.size)
             )
-        covers[export.name] = framed[export.cut, export.aspect]
+        covers[export.name] = framed[framing]
     first = exports[0]
     film = cuts[first.cut]
     return Delivery(
@@ -97,7 +99,7 @@ def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
     master_key = edit_key
     if master is not None:  # music and/or voice-over lines
         master_key = master_with_music(master)
-    elif run.profile.video_backend in SOUND_BACKENDS:  # neither: the clips' own sound
+    elif makes_sound(run.profile.video_backend):  # neither: the clips' own sound
         master_key = master_with_clip_sound(
             ClipSoundJob(project=board.project, edit_key=edit_key, clips=edit.clips, fps=edit.fps)
         )

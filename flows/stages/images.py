@@ -8,7 +8,9 @@ from pydantic import BaseModel, Field
 
 from flows.gates import ImagesReview, wait_for_review
 from flows.render_shot import fan_out_shots, fan_out_variants
+from flows.stages.finishing import Finishing
 from flows.stages.run import RunContext
+from reelflow.progress import Counter, step
 from reelflow.render.decisions import GateSpec
 from reelflow.render.identity import (
     IDENTITY_THRESHOLD,
@@ -58,8 +60,8 @@ def images_stage(
         retry_off_model(run, stills, identity_threshold, identity_retries)
     round_ = 1
     while rejected := review_images(run, stills, round_, quality_threshold, identity_threshold):
-        regenerate(run, stills, rejected)
         round_ += 1
+        regenerate(run, stills, rejected, round_)
     approve_stills(run, stills)
     return stills
 
@@ -72,7 +74,8 @@ def prompts_for_encoder(run: RunContext) -> None:
         return
     logger = get_run_logger()
     if run.llm_endpoint:
-        board, untranslated = english_prompts(run.board, run.llm_endpoint)
+        with step("translating prompts", "for the text encoder, through the LLM"):
+            board, untranslated = english_prompts(run.board, run.llm_endpoint)
         if board != run.board:
             run.publish(board)
         for warning in untranslated:
@@ -103,7 +106,7 @@ def retry_off_model(run: RunContext, stills: Stills, threshold: float, bound: in
                 facts=run.facts,
             )
             stills.jobs[shot_id] = with_reference(stills, job)
-        render_all(run, stills, list(failing))
+        render_all(run, stills, list(failing), retry=attempt)
 
 
 def first_round(run: RunContext) -> Stills:
@@ -136,11 +139,25 @@ def with_reference(stills: Stills, job: ImageJob) -> ImageJob:
     return job.model_copy(update={"reference": key, "reference_strength": strength})
 
 
-def render_all(run: RunContext, stills: Stills, shots: list[str]) -> None:
-    futures = {shot: render_variants.submit(stills.jobs[shot]) for shot in shots}
-    for done, (shot, future) in enumerate(futures.items(), 1):
-        stills.variants[shot] = future.result()
-        run.advance(done)
+def render_all(
+    run: RunContext, stills: Stills, shots: list[str], *, round_: int = 1, retry: int = 0
+) -> None:
+    """The variants of `shots`, concurrently, counted as each shot's finish (`images 3/9`);
+    a later round (or an unattended retry) counts only its own shots (`images 1/1 (round 2)`).
+    """
+    work: Finishing[str] = Finishing()
+    for shot in shots:
+        work.add(shot, render_variants.submit(stills.jobs[shot]))
+    detail = f"retry {retry}: new seeds for off-model shots" if retry else ""
+    counter = Counter("images", len(shots), round_=round_, detail=detail)
+    finished: dict[str, list[str]] = {}
+    for shot, future in work:
+        finished[shot] = future.result()
+        counter.advance(shot)
+        if round_ == 1 and not retry:  # the run's progress artifact: the first render only
+            run.advance()
+    for shot in shots:  # storyboard order, whatever order they finished in
+        stills.variants[shot] = finished[shot]
 
 
 def review_images(
@@ -152,27 +169,11 @@ def review_images(
 ) -> dict[str, str]:
     """One round of the images gate; returns the rejected shots with their notes."""
     variants = stills.variants
-    if run.attended:
-        scores = score_variants(variants, run.board.style.palette)
-    else:  # unattended: nobody reads review material before the next stage
-        scores = {shot: [0.0] * len(keys) for shot, keys in variants.items()}
-    stills.identity = score_identity(stills.jobs, variants, run.clip_model)
-    off_model = identity_failures(stills.identity, identity_threshold)
-    if off_model:
-        get_run_logger().warning(
-            "images gate: identity under threshold: %s", "; ".join(off_model.values())
-        )
+    what = "images gate: scores, contact sheet" if run.attended else "images: identity check"
+    with step("review material" if run.attended else "checks", what):
+        scores, off_model, description = images_material(run, stills, identity_threshold)
     best = pick_by_identity(scores, stills.identity, identity_threshold)
     first_choice = best if run.policy == "quality-gate" else dict.fromkeys(stills.jobs, 0)
-    description = ""
-    if run.attended:
-        prompts = {shot: job.prompt for shot, job in stills.jobs.items()}
-        diffs = {shot: d[-1] for shot, d in stills.prompt_diffs.items()}
-        zh = zh_prompts(prompts, run.llm_endpoint)
-        description = images_review(run.board.project, variants, prompts, scores, diffs, zh)
-        if off_model:
-            description += "\n**Identity under threshold:** " + "; ".join(off_model.values())
-        description += "\n" + identity_markdown(stills.identity, identity_threshold)
     answer, record = wait_for_review(
         "images",
         round_,
@@ -198,14 +199,45 @@ def review_images(
     return {shot: text for shot, text in answer.reject.items() if shot in stills.jobs}
 
 
-def regenerate(run: RunContext, stills: Stills, rejected: dict[str, str]) -> None:
-    """New variants for the rejected shots only: their prompts take the notes (or the LLM
-    rewrites them from the notes), and a new seed round."""
+def images_material(
+    run: RunContext, stills: Stills, identity_threshold: float
+) -> tuple[dict[str, list[float]], dict[str, str], str]:
+    """What the images gate decides on: scores per variant, the shots whose identity is under
+    the threshold, and (attended) the review's description with its contact sheets."""
+    variants = stills.variants
+    if run.attended:
+        scores = score_variants(variants, run.board.style.palette)
+    else:  # unattended: nobody reads review material before the next stage
+        scores = {shot: [0.0] * len(keys) for shot, keys in variants.items()}
+    stills.identity = score_identity(stills.jobs, variants, run.clip_model)
+    off_model = identity_failures(stills.identity, identity_threshold)
+    if off_model:
+        get_run_logger().warning(
+            "images gate: identity under threshold: %s", "; ".join(off_model.values())
+        )
+    description = ""
+    if run.attended:
+        prompts = {shot: job.prompt for shot, job in stills.jobs.items()}
+        diffs = {shot: d[-1] for shot, d in stills.prompt_diffs.items()}
+        zh = zh_prompts(prompts, run.llm_endpoint)
+        description = images_review(run.board.project, variants, prompts, scores, diffs, zh)
+        if off_model:
+            description += "\n**Identity under threshold:** " + "; ".join(off_model.values())
+        description += "\n" + identity_markdown(stills.identity, identity_threshold)
+    return scores, off_model, description
+
+
+def regenerate(
+    run: RunContext, stills: Stills, rejected: dict[str, str], round_: int = 2
+) -> None:
+    """New variants for the rejected shots only, as review round `round_`: their prompts take
+    the notes (or the LLM rewrites them from the notes), and a new seed round."""
     for shot_id, text in rejected.items():
         stills.notes.setdefault(shot_id, []).append(text)
         stills.picks.pop(shot_id, None)  # new variants: the old pick means nothing now
         if run.llm_endpoint:
-            refined = refine_prompt(run.board, shot_id, text, run.llm_endpoint)
+            with step("rewriting a prompt", f"{shot_id}, from the notes through the LLM"):
+                refined = refine_prompt(run.board, shot_id, text, run.llm_endpoint)
             shot = run.board.shot(shot_id).model_copy(update={"prompt": refined.prompt})
             run.publish(replace_shot(run.board, shot))
             stills.prompt_diffs.setdefault(shot_id, []).append(refined.diff)
@@ -220,7 +252,7 @@ def regenerate(run: RunContext, stills: Stills, rejected: dict[str, str]) -> Non
             facts=run.facts,
         )
         stills.jobs[shot_id] = with_reference(stills, job)
-    render_all(run, stills, list(rejected))
+    render_all(run, stills, list(rejected), round_=round_)
 
 
 def approve_stills(run: RunContext, stills: Stills) -> None:
@@ -237,11 +269,22 @@ def approve_stills(run: RunContext, stills: Stills) -> None:
     }
     if run.fan_out:  # hi-res, retouch and clip of each shot as render-shot runs on the gpu pool
         fan_out_shots(run.board, run.profile, plans, run.durations, run.facts)
-    hires = {shot: hires_fix.submit(p.hires) for shot, p in plans.items() if p.hires}
+    finished = {shot: plan.variant_key for shot, plan in plans.items()
+                if plan.hires is None and plan.retouch is None}  # fmt: skip
+    work: Finishing[tuple[str, str]] = Finishing()  # (shot, "hires" or "retouch")
     for shot, plan in plans.items():
-        if plan.retouch is not None:
-            if shot in hires:
-                hires[shot].result()  # the retouch starts from the hi-res still
-            stills.chosen[shot] = retouch(plan.retouch)
-        else:
-            stills.chosen[shot] = hires[shot].result() if shot in hires else plan.variant_key
+        if plan.hires is not None:
+            work.add((shot, "hires"), hires_fix.submit(plan.hires))
+        elif plan.retouch is not None:
+            work.add((shot, "retouch"), retouch.submit(plan.retouch))
+    counter = Counter("stills", len(work), detail="hi-res fix, retouch") if len(work) else None
+    for (shot, kind), future in work:
+        key = future.result()
+        retouching = plans[shot].retouch
+        if kind == "hires" and retouching is not None:  # the retouch starts from the hi-res
+            work.add((shot, "retouch"), retouch.submit(retouching))
+            continue
+        finished[shot] = key
+        if counter is not None:
+            counter.advance(shot)
+    stills.chosen = {shot: finished[shot] for shot in plans}

@@ -11,6 +11,7 @@ holds the shot or stops the run, as the storyboard says, before any clip is made
 from __future__ import annotations
 
 from flows.stages.run import RunContext
+from reelflow.progress import step
 from reelflow.render.jobs import cut_plan, lora_names, music_job, speech_jobs
 from reelflow.sound.lines import check_line_lengths
 from tasks.edit import snap_to_music, synthesize_line, upload_input
@@ -21,9 +22,12 @@ def prepare_run_models(run: RunContext) -> None:
     """Build the tiny models where the profile asks for them, then resolve the run's facts
     (model, tokenizer, LoRA files, weight hashes) once, for every builder of the run."""
     profile = run.profile
-    if profile.image_model == "tiny":
-        prepare_models(lora_names(run.board), profile.image_family or "sd15", profile.video_model)
-    run.resolve_facts()
+    with step("models", f"images {profile.image_model}, clips {profile.video_backend}"):
+        if profile.image_model == "tiny":
+            prepare_models(
+                lora_names(run.board), profile.image_family or "sd15", profile.video_model
+            )
+        run.resolve_facts()
 
 
 def plan_timing(run: RunContext) -> None:

@@ -10,6 +10,7 @@ from flows.stages.clips import Clips
 from flows.stages.delivery import Delivery
 from flows.stages.images import Stills
 from flows.stages.run import RunContext
+from reelflow.progress import step
 from reelflow.render.edit import edit_trims
 from reelflow.render.manifest import RunManifest
 from reelflow.store import keys
@@ -31,6 +32,11 @@ class FilmResult(BaseModel):
 
 
 def record_run(run: RunContext, stills: Stills, clips: Clips, delivery: Delivery) -> FilmResult:
+    with step("record", "the run manifest and the final review"):
+        return _record(run, stills, clips, delivery)
+
+
+def _record(run: RunContext, stills: Stills, clips: Clips, delivery: Delivery) -> FilmResult:
     board, store = run.board, get_store()
     run_id = str(flow_run.get_id() or "local")
     usage = stills.llm_usage

@@ -16,9 +16,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
-from reelflow.progress import report
 from reelflow.render.identity import IDENTITY_THRESHOLD, default_clip_model
-from reelflow.render.inputs import check_inputs
+from reelflow.render.inputs import check_backends, check_inputs
 from reelflow.render.jobs import ExportSpec, RunFacts, SpokenLine, resolve_run_facts
 from reelflow.render.profiles import RenderProfile
 from reelflow.script.camera import propose_camera
@@ -46,6 +45,7 @@ class RunContext:
     lines: dict[str, SpokenLine] = field(default_factory=dict)  # shot -> its spoken line
     progress_id: object | None = None
     steps_total: int = 1
+    steps_done: int = 0
     characters: dict[str, str] = field(default_factory=dict)  # library character -> version
     clip_model: str | None = None  # local CLIP model for identity checks (else perceptual)
 
@@ -77,21 +77,17 @@ class RunContext:
             self.storyboard_keys.append(key)
         return key
 
-    def advance(self, done: int) -> None:
-        """The run's progress artifact: one step per shot's images and one per clip."""
+    def advance(self) -> None:
+        """One more step of the run's progress artifact (a shot's images or a clip of the
+        first round), counted as each finishes. The terminal's lines come from the stages'
+        counters (reelflow.progress.Counter), which also count later rounds."""
         if self.progress_id is None:
             self.progress_id = create_progress_artifact(
                 0.0, key="render-progress", description="shots rendered"
             )
-        share = min(done, self.steps_total) / self.steps_total
+        self.steps_done += 1
+        share = min(self.steps_done, self.steps_total) / self.steps_total
         update_progress_artifact(self.progress_id, 100.0 * share)
-        # the same steps for whoever watches this process (`reelflow render` prints them)
-        shots = len(self.board.shots)
-        images = self.steps_total - shots
-        if done <= images:
-            report("images", done, images)
-        else:
-            report("clips", min(done - images, shots), shots)
 
 
 def read_storyboard(source: str) -> tuple[Storyboard, Path | None]:
@@ -141,6 +137,7 @@ def start_run(
         render_profile = ImageModel.load(image_model).apply(render_profile)
     if video_model:
         render_profile = VideoModel.load(video_model).apply(render_profile)
+        check_backends(inputs.storyboard, render_profile)  # the block's model for its backend
     board = with_camera_language(inputs.storyboard)
     run = RunContext(
         board=board,

@@ -13,6 +13,9 @@ with their own interface. So captions are laid out here, before any renderer see
   but never before closing punctuation (，。！？…) nor after opening punctuation (“（《); a word
   longer than a line is split by characters. Widths are measured with the font that renders them
   (FreeType through Pillow) or, without a font, by *display width* (full-width characters count 2);
+- **balanced lines**: a caption that needs two lines gets two lines of about the same width
+  (the narrowest width that still gives that many lines), never a full line and one word or
+  character left alone under it;
 - **never overflow**: if the lines do not fit the safe area's height, the size shrinks; if they
   still do not fit at the smallest readable size, the text is shortened with an ellipsis.
 
@@ -34,6 +37,7 @@ __all__ = [
     "SAFE_AREAS",
     "CaptionLayout",
     "SafeArea",
+    "balanced_wrap",
     "display_width",
     "layout_caption",
     "preset_for",
@@ -58,10 +62,13 @@ class SafeArea:
 
 #: Platform presets. 9:16: Douyin/TikTok/Reels/Shorts draw the description, music ticker and
 #: buttons over the bottom ~20-25% and a button column on the right.
+#: Sizes: a phone shows a 9:16 film at the screen's full width, so its captions are sized to
+#: the width and read like a phone's own text (Chinese glyphs ~5% of the width: 54 px at
+#: 1080x1920); a 16:9 film on a phone is small, on a TV far away: 6.5% of its height.
 SAFE_AREAS: dict[str, SafeArea] = {
-    "9:16": SafeArea("9:16", left=0.08, right=0.16, top=0.12, bottom=0.22, size_ratio=0.065),
+    "9:16": SafeArea("9:16", left=0.08, right=0.16, top=0.12, bottom=0.22, size_ratio=0.08),
     "16:9": SafeArea("16:9", left=0.05, right=0.05, top=0.05, bottom=0.06, size_ratio=0.065),
-    "1:1": SafeArea("1:1", left=0.06, right=0.06, top=0.06, bottom=0.10, size_ratio=0.06),
+    "1:1": SafeArea("1:1", left=0.06, right=0.06, top=0.06, bottom=0.10, size_ratio=0.07),
 }
 
 #: No line may start with these (closing punctuation, in CJK and Latin).
@@ -169,6 +176,28 @@ def wrap_text(
     return lines
 
 
+def balanced_wrap(
+    text: str, max_width: float, measure: Callable[[str], float] = display_width
+) -> list[str]:
+    """:func:`wrap_text` with lines of about equal width: the narrowest width (searched between
+    the widest line's share and ``max_width``) that still wraps into as many lines as
+    ``max_width`` does. So "A flash of yellow on the snowy / peaks" becomes "A flash of
+    yellow / on the snowy peaks"."""
+    lines = wrap_text(text, max_width, measure)
+    if len(lines) < 2:
+        return lines
+    low, high = max(measure(line) for line in lines) / len(lines), float(max_width)
+    best = lines
+    for _ in range(14):  # bisect to about max_width / 16000
+        mid = (low + high) / 2
+        candidate = wrap_text(text, mid, measure)
+        if len(candidate) <= len(lines):
+            best, high = candidate, mid
+        else:
+            low = mid
+    return best
+
+
 @lru_cache(maxsize=64)
 def _font(path: str, px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, px)
@@ -259,7 +288,7 @@ def layout_caption(
         for i, text in enumerate(texts):
             px = size if i == 0 else max(8, round(size * SECOND_LANGUAGE_SCALE))
             measure = _measurer(font_path, px)
-            blocks.append(Block(tuple(wrap_text(text, box_w, measure)), px))
+            blocks.append(Block(tuple(balanced_wrap(text, box_w, measure)), px))
         layout = CaptionLayout(width, height, area, tuple(blocks), outline)
         fits_lines = all(len(b.lines) <= area.max_lines for b in blocks)
         fits_height = layout.text_height() + 2 * outline <= layout.box_height

@@ -13,6 +13,14 @@ Frame score (each term in [0, 1], higher is better)
   of a map of four Gaussians centred on those points, divided by the map's maximum. A subject
   on a third scores higher than a centred or empty frame.
 
+Title placement
+---------------
+The title goes where the frame is calmest (:func:`title_box`): a *saliency map* (the spectral
+residual of the grey image, Hou & Zhang 2007: what stands out from the image's own statistics,
+plus edge density: where the detail, faces and text are), averaged over every candidate box
+(three horizontal placements, heights every 2%) inside the platform's safe area and above its
+caption band; the box with the least saliency wins, the centred one on a tie.
+
 The frames are sampled evenly (``samples`` of them, skipping the very first and last frame,
 which are the likeliest to be black or mid-transition), each reached by seeking, so the cost
 does not grow with the film's length; only the current and the best frame are held in memory.
@@ -21,6 +29,7 @@ does not grow with the film's length; only the current and the best frame are he
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +52,10 @@ __all__ = [
     "crop_to_aspect",
     "make_cover",
     "render_title",
+    "saliency_map",
     "score_frame",
     "title_band",
+    "title_box",
 ]
 
 _ANALYSIS_WIDTH = 480
@@ -178,6 +189,16 @@ def crop_to_aspect(frame: np.ndarray, aspect: tuple[int, int]) -> np.ndarray:
     return frame[y0 : y0 + ch, :]
 
 
+def _caption_top(w: int, h: int) -> float:
+    """Where a cover's title must end: above the platform's safe bottom and a caption of one
+    line per language (the usual caption; a cover shows none, but the film's first seconds do
+    and the title should not jump over them)."""
+    from reelflow.editing.caption_layout import SECOND_LANGUAGE_SCALE, preset_for
+
+    area = preset_for(w, h)
+    return h * (1 - area.bottom) - (1 + SECOND_LANGUAGE_SCALE) * area.size_ratio * min(w, h)
+
+
 def title_band(frame: np.ndarray, block_h: int, *, margin: int = 0) -> int:
     """The top ``y`` of the ``block_h``-pixel band where a title covers the least of the picture.
 
@@ -193,8 +214,7 @@ def title_band(frame: np.ndarray, block_h: int, *, margin: int = 0) -> int:
     energy = edge_energy(frame)
     profile = energy.mean(axis=1)
     rows = np.interp(np.arange(h) * len(profile) / h, np.arange(len(profile)), profile)
-    # two lines of the first caption language and two of the second, above the safe bottom
-    caption_top = h * (1 - area.bottom) - 3.5 * area.size_ratio * min(w, h)
+    caption_top = _caption_top(w, h)
     top = max(margin, round(h * area.top * 0.5))
     bottom = max(top, min(h - margin - block_h, round(caption_top - block_h)))
     step = max(1, h // 50)
@@ -206,11 +226,75 @@ def title_band(frame: np.ndarray, block_h: int, *, margin: int = 0) -> int:
     return best_y
 
 
+def saliency_map(frame: np.ndarray) -> np.ndarray:
+    """Where the eye goes, in [0, 1] at the analysis width: the spectral residual (the log
+    spectrum minus its local mean, back in the image domain: what the image's own statistics
+    do not predict) and the density of edges, half each, both blurred to object scale."""
+    energy = edge_energy(frame)
+    h, w = energy.shape
+    density = cv2.GaussianBlur(energy, (0, 0), max(2.0, w / 60))
+    grey = _grey(frame).astype(np.float32)
+    small = cv2.resize(grey, (64, max(8, round(64 * h / w))), interpolation=cv2.INTER_AREA)
+    spectrum = np.fft.fft2(small)
+    log_amplitude = np.log(np.abs(spectrum) + 1e-6).astype(np.float32)
+    residual = log_amplitude - cv2.blur(log_amplitude, (3, 3))
+    spectral = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spectrum)))) ** 2
+    spectral = cv2.GaussianBlur(spectral.astype(np.float32), (0, 0), 2.5)
+    spectral = cv2.resize(spectral, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((h, w), np.float32)
+    for part in (density, spectral):
+        top = float(part.max())
+        if top > 1e-6:
+            out += 0.5 * part / top
+    return out
+
+
+def title_box(
+    frame: np.ndarray, block_w: int, block_h: int, *, margin: int = 0
+) -> tuple[int, int]:
+    """The top-left ``(x, y)`` of the ``block_w`` x ``block_h`` box where a title covers the
+    calmest part of the picture (least mean :func:`saliency_map`), inside the platform's safe
+    area (clear of 9:16's button column) and above its caption band."""
+    from reelflow.editing.caption_layout import preset_for
+
+    h, w = frame.shape[:2]
+    area = preset_for(w, h)
+    sal = saliency_map(frame)
+    scale = sal.shape[1] / w
+    integral = cv2.integral(sal.astype(np.float64))
+    caption_top = _caption_top(w, h)
+    top = max(margin, round(h * area.top * 0.5))
+    bottom = max(top, min(h - margin - block_h, round(caption_top - block_h)))
+    left = max(margin, round(w * area.left))
+    right = max(left, min(w - margin, round(w * (1 - area.right))) - block_w)
+    centre = min(max((w - block_w) // 2, left), right)
+    step = max(1, h // 50)
+
+    def cost(x: int, y: int) -> float:
+        x0, y0 = int(x * scale), int(y * scale)
+        x1 = max(x0 + 1, min(sal.shape[1], int((x + block_w) * scale)))
+        y1 = max(y0 + 1, min(sal.shape[0], int((y + block_h) * scale)))
+        total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        return float(total) / ((x1 - x0) * (y1 - y0))
+
+    best, best_cost = (centre, top), float("inf")
+    for y in range(top, bottom + 1, step):
+        for x in dict.fromkeys((centre, left, right)):  # centred first: it wins a tie
+            c = cost(x, y)
+            if c < best_cost - 1e-4:
+                best, best_cost = (x, y), c
+    return best
+
+
 def _text_width(
     draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, stroke: int
 ) -> int:
     left, _, right, _ = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
     return right - left
+
+
+#: Where a bilingual title breaks first: "冬去春来 · From Winter to Spring" becomes two lines.
+_SEPARATOR = re.compile(r"\s+[·|/—–-]\s+")
 
 
 def _layout(
@@ -221,33 +305,30 @@ def _layout(
     max_width: int,
     stroke_ratio: float,
 ) -> list[tuple[str, ImageFont.FreeTypeFont, int]]:
-    """Lines of ``text`` that fit ``max_width``: shrink the font down to 60%, then wrap.
-
-    Wrapping breaks at spaces, or between characters for text without spaces (Chinese), so a
-    long English subtitle on a 9:16 cover wraps instead of becoming unreadably small.
+    """Lines of ``text`` that fit ``max_width``: a title too wide for one line breaks at its
+    separators (` · `) first, then the font shrinks down to 60%, then lines are wrapped,
+    balanced (spaces, or between characters for Chinese), so a long English subtitle on a 9:16
+    cover wraps into even lines instead of becoming unreadably small or leaving a word alone.
     """
+    from reelflow.editing.caption_layout import balanced_wrap
+
     min_size = max(8, round(size * 0.6))
+    parts = [text]
+    font = ImageFont.truetype(str(font_file), size)
+    if _text_width(draw, text, font, round(size * stroke_ratio)) > max_width:
+        parts = [part for part in _SEPARATOR.split(text.strip()) if part] or [text]
     while True:
         stroke = round(size * stroke_ratio)
         font = ImageFont.truetype(str(font_file), size)
-        width = _text_width(draw, text, font, stroke)
+        width = max(_text_width(draw, part, font, stroke) for part in parts)
         if width <= max_width or size <= min_size:
             break
         size = max(min_size, int(size * max_width / width))
-    if width <= max_width:
-        return [(text, font, stroke)]
-    words = text.split(" ") if " " in text.strip() else list(text)
-    sep = " " if " " in text.strip() else ""
-    lines: list[str] = []
-    current = ""
-    for word in words:
-        candidate = f"{current}{sep}{word}" if current else word
-        if current and _text_width(draw, candidate, font, stroke) > max_width:
-            lines.append(current)
-            current = word
-        else:
-            current = candidate
-    lines.append(current)
+
+    def measure(line: str) -> float:
+        return _text_width(draw, line, font, stroke)
+
+    lines = [line for part in parts for line in balanced_wrap(part, max_width, measure)]
     return [(line, font, stroke) for line in lines]
 
 
@@ -268,19 +349,28 @@ def render_title(
     """Set ``title`` (and an optional smaller ``subtitle``) on ``image``; return a new RGB image.
 
     Sizes are relative so one call suits every aspect ratio: the title's font size is
-    ``size_ratio`` x the image height (shrunk to fit 90% of the width), the subtitle's 55% of it;
+    ``size_ratio`` x the image height, or x 1.5 its width for a portrait cover (a phone shows it
+    at full width: 130 px at 1080x1920), shrunk to fit 90% of the width (the safe area's width
+    for ``auto``), the subtitle's 55% of it;
     ``stroke`` and ``shadow`` (offset, also the blur radius) are fractions of the font size, 0 to
     disable. The outline and soft shadow keep white text readable on snow as on night.
-    ``position="auto"`` puts the block in the emptiest band (:func:`title_band`): away from the
-    subject and faces, and out of the band where captions and the platform's interface sit.
+    ``position="auto"`` puts the block where the frame is calmest (:func:`title_box`): away
+    from the subject and faces, inside the platform's safe area and out of the band where
+    captions and the app's interface sit.
     """
     base = (Image.fromarray(image) if isinstance(image, np.ndarray) else image).convert("RGBA")
     w, h = base.size
     font_file = cjk_font_path(font_path)
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    max_w = int(w * 0.9)
-    t_size = max(8, round(h * size_ratio))
+    if position == "auto":  # inside the platform's safe area (9:16: clear of the buttons)
+        from reelflow.editing.caption_layout import preset_for
+
+        area = preset_for(w, h)
+        max_w = int(w * (1 - area.left - area.right))
+    else:
+        max_w = int(w * 0.9)
+    t_size = max(8, round(size_ratio * (h if w >= h else 1.5 * w)))
     lines = _layout(draw, title, font_file, t_size, max_w, stroke)
     t_font = lines[0][1]
     if subtitle:
@@ -290,6 +380,8 @@ def render_title(
     boxes = [draw.textbbox((0, 0), t, font=f, stroke_width=s) for t, f, s in lines]
     block_h = sum(b[3] - b[1] for b in boxes) + gap * (len(lines) - 1)
     margin = round(h * margin_ratio)
+    block_w = max(b[2] - b[0] for b in boxes)
+    x = (w - block_w) // 2
     if position == "top":
         y = margin
     elif position == "center":
@@ -297,13 +389,13 @@ def render_title(
     elif position == "bottom":
         y = h - margin - block_h
     elif position == "auto":
-        y = title_band(np.asarray(base.convert("RGB")), block_h, margin=margin)
+        x, y = title_box(np.asarray(base.convert("RGB")), block_w, block_h, margin=margin)
     else:
         raise ValueError(f"position must be top, center, bottom or auto, got {position!r}")
     placed = []
     for (text, font, s), box in zip(lines, boxes, strict=True):
         bw, bh = box[2] - box[0], box[3] - box[1]
-        placed.append((text, font, s, ((w - bw) // 2 - box[0], y - box[1])))
+        placed.append((text, font, s, (x + (block_w - bw) // 2 - box[0], y - box[1])))
         y += bh + gap
     if shadow > 0:
         shadow_layer = Image.new("RGBA", base.size, (0, 0, 0, 0))

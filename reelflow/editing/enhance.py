@@ -2,8 +2,9 @@
 
 All three are ffmpeg filters in one graph and one encode, so a clip is decoded and encoded
 once whatever is asked. Order matters and is fixed: denoise first (noise would otherwise be
-sharpened and interpolated), then upscale + sharpen, then interpolate (motion estimation works
-best on the clean, final-size picture).
+sharpened and interpolated), then interpolate, then upscale + sharpen last (motion estimation
+finds the same motion on the smaller picture at a fraction of the cost: a 404x720 crop
+delivered at 1080x1920 has 7x fewer pixels to search).
 
 - **upscale**: ``scale`` with Lanczos to the target size (aspect kept, padded never: callers
   pass the film's size), followed by ``unsharp`` whose amount is ``sharpen`` (0 disables) to
@@ -50,9 +51,6 @@ def enhance_filters(
         w, h = size
         if w % 2 or h % 2:
             raise ValueError(f"yuv420p needs even dimensions, got {w}x{h}")
-        chain.append(f"scale={w}:{h}:flags=lanczos")
-        if sharpen > 0:
-            chain.append(f"unsharp=5:5:{sharpen:.2f}:5:5:0")
     if fps is not None:
         # minterpolate stops at the last input frame's timestamp (and drops a few before it);
         # cloned frames at the end let it run past the end, and the encode stops at the
@@ -62,6 +60,10 @@ def enhance_filters(
             chain.append(f"minterpolate=fps={fps_arg(fps)}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir")
         else:
             chain.append(f"minterpolate=fps={fps_arg(fps)}:mi_mode=blend")
+    if size is not None:
+        chain.append(f"scale={size[0]}:{size[1]}:flags=lanczos")
+        if sharpen > 0:
+            chain.append(f"unsharp=5:5:{sharpen:.2f}:5:5:0")
     return chain
 
 

@@ -31,6 +31,7 @@ from reelflow.imaging.models import (
     ModelNotFoundError,
     ModelSource,
 )
+from reelflow.progress import step
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,10 @@ class PipelineCache:
         return self._controlnets[ckey]
 
     def _load(self, source: ModelSource) -> Any:
+        with step("loading model", source.source):  # tens of seconds for a real checkpoint
+            return self._load_now(source)
+
+    def _load_now(self, source: ModelSource) -> Any:
         kind, where = source.locate()
         _check_family(source, kind, where)
         cls = _diffusers_class(PIPELINE_CLASSES[source.family]["text2image"])

@@ -2,9 +2,11 @@
 
 Tasks turn a storyboard shot into a :class:`ClipRequest` and hand it to whichever backend the
 run is configured with (``get_backend(name)``); they never care whether frames come from a
-diffusion model on a GPU or from the CPU animatic. Each backend states its
-:class:`BackendConstraints` (size multiple, frame-count rule, frames per call) so callers and the
-chunking logic can adapt a request instead of failing deep inside a pipeline.
+diffusion model on a GPU or from the CPU animatic. Every registered backend declares its
+:class:`~reelflow.motion.capabilities.BackendCapabilities` (what it can be asked for, checked
+before a run), and a loaded one states its :class:`BackendConstraints` (size multiple,
+frame-count rule, frames per call) so the chunking logic can adapt a request instead of failing
+deep inside a pipeline.
 """
 
 from __future__ import annotations
@@ -21,15 +23,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from reelflow.media.probe import VideoInfo
 from reelflow.motion.animatic import DEFAULT_STRENGTH, MOVEMENTS, render_camera_move
+from reelflow.motion.capabilities import (
+    ANIMATIC,
+    BackendCapabilities,
+    capabilities,
+    declare,
+    declared_backends,
+)
 from reelflow.motion.common import EASINGS, frame_count
 from reelflow.motion.morph import render_morph
 
 __all__ = [
     "AnimaticBackend",
+    "BackendCapabilities",
     "BackendConstraints",
+    "BackendNotWired",
     "ClipRequest",
     "VideoBackend",
     "available_backends",
+    "capabilities",
     "get_backend",
     "register_backend",
 ]
@@ -199,6 +211,7 @@ class AnimaticBackend:
     """
 
     name = "animatic"
+    capabilities = ANIMATIC
     constraints = BackendConstraints()
     version = "1"
 
@@ -244,6 +257,11 @@ class AnimaticBackend:
 
 BackendFactory = Callable[..., VideoBackend]
 
+
+class BackendNotWired(LookupError):
+    """A backend whose capabilities are declared but whose render function is not written."""
+
+
 _REGISTRY: dict[str, BackendFactory | str] = {
     "animatic": AnimaticBackend,
     # Generative backends import torch/diffusers; they load only when asked for.
@@ -253,22 +271,35 @@ _REGISTRY: dict[str, BackendFactory | str] = {
 }
 
 
-def register_backend(name: str, factory: BackendFactory | str) -> None:
-    """Register ``factory`` (a callable, or ``"module:attr"`` imported lazily) as ``name``."""
+def register_backend(
+    name: str, factory: BackendFactory | str, declared: BackendCapabilities | None = None
+) -> None:
+    """Register ``factory`` (a callable, or ``"module:attr"`` imported lazily) as ``name``.
+
+    ``declared``: what it can do; by default the factory's ``capabilities`` attribute (a class
+    that subclasses a backend inherits its parent's), renamed to ``name``. A backend that
+    declares nothing is refused: the storyboard check could not tell what it may be asked.
+    """
+    declared = declared or getattr(factory, "capabilities", None)
+    if not isinstance(declared, BackendCapabilities):
+        raise TypeError(f"backend {name!r} must declare its capabilities (BackendCapabilities)")
+    declare(declared.model_copy(update={"name": name, "available": True,
+                                        "unavailable_reason": ""}))  # fmt: skip
     _REGISTRY[name] = factory
 
 
 def available_backends() -> list[str]:
-    """Registered backend names (lazy ones included, even if their deps are missing)."""
-    return sorted(_REGISTRY)
+    """Declared backends, wired or not (lazy ones included, even if their deps are missing);
+    `capabilities(name).available` tells which can render."""
+    return declared_backends()
 
 
 def get_backend(name: str, **options: Any) -> VideoBackend:
     """Instantiate the backend registered as ``name`` with ``options``."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown video backend {name!r}; have {available_backends()}") from None
+    declared = capabilities(name)  # KeyError naming the known backends
+    factory = _REGISTRY.get(name)
+    if factory is None or not declared.available:
+        raise BackendNotWired(f"backend {name} is {declared.unavailable_reason or 'not wired'}")
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(importlib.import_module(module), attr)

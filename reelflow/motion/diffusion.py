@@ -35,7 +35,9 @@ from PIL import Image
 from reelflow.media.frames import VideoWriter
 from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
+from reelflow.motion.capabilities import LTX, WAN, BackendCapabilities
 from reelflow.motion.common import cover_fit, load_rgb
+from reelflow.progress import step
 
 __all__ = [
     "DiffusionVideoBackend",
@@ -74,12 +76,13 @@ def load_pipeline(
             import torch
 
             cls = getattr(diffusers, class_name)
-            pipe = cls.from_pretrained(
-                str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
-            )
-            from reelflow.gpu.memory import apply_memory_plan, resident_plan
+            with step("loading video model", f"{Path(model).name} ({class_name})"):
+                pipe = cls.from_pretrained(
+                    str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
+                )
+                from reelflow.gpu.memory import apply_memory_plan, resident_plan
 
-            apply_memory_plan(pipe, memory_plan or resident_plan(device, str(model), dtype))
+                apply_memory_plan(pipe, memory_plan or resident_plan(device, str(model), dtype))
             pipe.set_progress_bar_config(disable=True)
             _PIPES[key] = pipe
             _PIPE_LOCKS[key] = threading.Lock()
@@ -150,6 +153,7 @@ class DiffusionVideoBackend:
     """
 
     name: ClassVar[str]
+    capabilities: ClassVar[BackendCapabilities]
     pipeline_class: ClassVar[str]
     default_max_frames: ClassVar[int]
     default_fps: ClassVar[float | None] = None
@@ -354,6 +358,7 @@ class LTXBackend(DiffusionVideoBackend):
     transitions, at the chunk's last frame (LTX conditions on any frame index)."""
 
     name = "ltx"
+    capabilities = LTX
     pipeline_class = "LTXConditionPipeline"
     default_max_frames = 121  # ~5 s at 24 fps, LTX's trained range
     default_fps = 24.0
@@ -414,6 +419,7 @@ class WanBackend(DiffusionVideoBackend):
     ``last_image`` conditioning. Wan generates at 16 fps; output is retimed to the request."""
 
     name = "wan"
+    capabilities = WAN
     pipeline_class = "WanImageToVideoPipeline"
     default_max_frames = 81  # ~5 s at 16 fps
     default_fps = 16.0

@@ -32,6 +32,7 @@ from reelflow.media.ffmpeg import run
 from reelflow.media.frames import VideoWriter, read_frames
 from reelflow.media.probe import VideoInfo, probe
 from reelflow.motion.backends import ClipRequest
+from reelflow.motion.capabilities import LTX2
 from reelflow.motion.common import audio_stem_path
 from reelflow.motion.diffusion import DiffusionVideoBackend, _to_uint8
 
@@ -49,6 +50,7 @@ class LTX2Backend(DiffusionVideoBackend):
     """
 
     name = "ltx2"
+    capabilities = LTX2
     pipeline_class = "LTX2ConditionPipeline"
     default_max_frames = 121  # ~5 s at 24 fps
     default_fps = 24.0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reelflow.errors import InputError
+from reelflow.motion.capabilities import backends_with, capabilities
 from reelflow.render.identity import IDENTITY_THRESHOLD
 from reelflow.render.jobs import (
     PREVIZ,
@@ -26,6 +27,7 @@ from reelflow.render.jobs import (
     needs_image,
     parse_export,
     shot_loras,
+    shot_video,
 )
 from reelflow.render.profiles import PROFILES, RenderProfile, get_profile
 from reelflow.storyboard import Storyboard
@@ -99,7 +101,18 @@ def check_parameters(
     except ValueError:
         known = ", ".join(PROFILES)
         raise InputError(f"profile {profile!r}: unknown (choose from {known})") from None
-    return render_profile, check_exports(exports)
+    checked = check_exports(exports)
+    if render_profile.delivery == "film":  # the preset's size is then not the default one
+        named: dict[str, ExportSpec] = {}
+        for export in checked or []:
+            other = named.setdefault(export.name, export)
+            if (other.size is None) != (export.size is None):
+                raise InputError(
+                    f"exports: {export.name} asked at the film's size and at "
+                    f"{(export.size or other.size)[0]}x{(export.size or other.size)[1]}; the "
+                    f"{profile} profile delivers at the film's own size, so the two would share "
+                    "a name: ask for one of them")
+    return render_profile, checked
 
 
 def check_exports(exports: list[Any] | None) -> list[ExportSpec] | None:
@@ -138,6 +151,61 @@ def check_models(storyboard: Storyboard, profile: RenderProfile, base_dir: Path 
             for ref in frame.loras if frame else []:
                 refs.setdefault(ref.name, ref)
     lora_choices(list(refs.values()), profile, base_dir)
+
+
+def check_backends(
+    storyboard: Storyboard, profile: RenderProfile | None = None, *, models: bool = True
+) -> None:
+    """Every shot against what its video backend declares it can do (InputError, one line
+    naming the shot and the backend): a last frame, the length of one window when the backend
+    has no long-video method, its size multiple when it does not snap, reference images,
+    audio; then whether it is wired, and (`models`) whether the run has a model for it.
+
+    `profile`: the run's (its backend is the default, its model is for that backend); None
+    (`reelflow validate`): the default profile's backend, and models are not checked.
+    """
+    default = (profile or PROFILES["full"]).video_backend
+    chosen = [(shot, shot_video(storyboard, shot, default)) for shot in storyboard.shots]
+    for shot, video in chosen:  # what no version of the backend will do comes first
+        assert video.backend is not None
+        caps = capabilities(video.backend)
+        name = f"shot {shot.id}: backend {caps.name}"
+        if shot.first_frame or shot.last_frame:  # the clip ends on a given frame
+            if not caps.last_frame:
+                raise InputError(
+                    f"{name} cannot end a clip on a given frame (this shot is a first+last-frame "
+                    f"transition); backends that can: {backends_with('last_frame')}"
+                )
+        window = caps.window_seconds(storyboard.fps)
+        if window is not None and shot.duration > window and caps.long_video == "none":
+            raise InputError(
+                f"{name} renders at most {window:g} s in one window ({caps.max_frames} frames) "
+                f"and has no long-video method; this shot is {shot.duration:g} s"
+            )
+        m = caps.size_multiple
+        if not caps.snaps_size and (storyboard.width % m or storyboard.height % m):
+            raise InputError(
+                f"{name} needs a size that is a multiple of {m} and does not snap it; the film "
+                f"is {storyboard.width}x{storyboard.height}"
+            )
+        for ask, field in (("reference images", "reference_images"), ("audio", "audio")):
+            if getattr(video, field) and not getattr(caps, field):
+                raise InputError(
+                    f"{name} takes no {ask} (video.{field}); backends that do: "
+                    f"{backends_with(field)}"
+                )
+    for shot, video in chosen:  # then what this version and this run can render
+        assert video.backend is not None
+        caps = capabilities(video.backend)
+        name = f"shot {shot.id}: backend {caps.name}"
+        if not caps.available:
+            raise InputError(f"{name} is {caps.unavailable_reason}")
+        if models and profile is not None and caps.needs_model:
+            if video.backend != profile.video_backend or not profile.video_model:
+                raise InputError(
+                    f"{name} needs a model and the run has none for it (the run's video "
+                    f"backend is {profile.video_backend}); name one in a video-model block"
+                )
 
 
 def read_checked_storyboard(
@@ -215,6 +283,9 @@ def check_inputs(
         board, cast = resolve_cast(board, store)
         resolved = True
     check_models(board, render_profile, base_dir)
+    # A video-model block (applied by the flow after this check) may give the run its model:
+    # then the flow checks the models once the block is applied.
+    check_backends(board, render_profile, models=video_model is None)
     from reelflow.sound.check import check_lines
 
     check_lines(board)  # a voice-over line longer than its shot, when the storyboard refuses it

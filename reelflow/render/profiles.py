@@ -50,6 +50,11 @@ class RenderProfile(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
     crf: int = 18
+    delivery: Literal["platform", "film"] = Field(
+        "platform",
+        description="versions without a size: at the platform preset's size (1080x1920 for "
+        "9:16; reframed, then upscaled), or 'film': at the reframed film's own size",
+    )
 
 
 PROFILES: dict[str, RenderProfile] = {
@@ -86,6 +91,9 @@ PROFILES: dict[str, RenderProfile] = {
         variants=2,
         hires_fix=False,
         controlnet=None,
+        # a preview to check timing with: versions at the film's own size, quick to make;
+        # `demo` and `full` deliver at platform sizes (or ask: --export 9:16,size=1080p)
+        delivery="film",
     ),
     "test": RenderProfile(
         name="test",
@@ -98,6 +106,7 @@ PROFILES: dict[str, RenderProfile] = {
         variants=2,
         tiny_loras=True,
         controlnet="tiny",
+        delivery="film",  # the suite encodes small pictures; its own tests ask for 1080x1920
     ),
     "test-ltx2": RenderProfile(
         name="test-ltx2",

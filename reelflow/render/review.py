@@ -202,16 +202,18 @@ def clips_markdown(
     clips: dict[str, str],
     prompts: dict[str, str],
     seeds: dict[str, int],
-    backend: str,
+    backend: str | dict[str, str],
     picture: Picture,
 ) -> str:
-    """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend."""
+    """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend
+    (`backend`: the run's, or per shot where the storyboard chose one per shot)."""
     rows = ["| shot | frames | motion prompt | seed | backend |", "|---|---|---|---|---|"]
     for shot, key in clips.items():
         strip = frame_strip_key(store, project, shot, key)
         rows.append(
             f"| **{shot}** {link(store, key, 'play')} | {picture(strip, shot)} | "
-            f"{prompts.get(shot, '')} | {seeds.get(shot, '')} | {backend} |"
+            f"{prompts.get(shot, '')} | {seeds.get(shot, '')} | "
+            f"{backend if isinstance(backend, str) else backend.get(shot, '')} |"
         )
     return (
         "# Clips\n\nApprove all, or ask for a regeneration per shot with notes (`regenerate`) "

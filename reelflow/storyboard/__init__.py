@@ -27,6 +27,7 @@ from reelflow.storyboard.model import (
     Storyboard,
     StyleLock,
     Transition,
+    VideoChoice,
     VoiceOver,
 )
 from reelflow.storyboard.problems import StoryboardError
@@ -34,7 +35,6 @@ from reelflow.storyboard.problems import StoryboardError
 __all__ = [
     "Angle", "Camera", "Caption", "Character", "FrameRef", "HexColor", "InpaintRegion",
     "LoraRef", "Movement", "Music", "Outpaint", "Reference", "Sampler", "Shot", "ShotSize",
-    "Slug", "Sound", "Storyboard", "StoryboardError", "StyleLock", "Transition", "VoiceOver",
-    "json_schema",
-    "load_storyboard", "parse_storyboard", "save_storyboard",
+    "Slug", "Sound", "Storyboard", "StoryboardError", "StyleLock", "Transition", "VideoChoice",
+    "VoiceOver", "json_schema", "load_storyboard", "parse_storyboard", "save_storyboard",
 ]  # fmt: skip

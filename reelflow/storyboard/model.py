@@ -86,6 +86,32 @@ class Camera(Strict):
     movement: Movement = "static"
 
 
+class VideoChoice(Strict):
+    """Which video backend renders the film (`style.video`) or one shot (`shot.video`), and what
+    the clip asks of it. A shot's fields override the style's; an unset backend is the run's
+    (its profile or `video-model` block), which also says where the model is."""
+
+    backend: str | None = Field(
+        None, description="a declared video backend: animatic, ltx, wan, ltx2, wan22, "
+        "wan22-ti2v, wan-vace, skyreels-v2-df (`reelflow validate` refuses what it cannot do)",
+    )
+    reference_images: bool | None = Field(
+        None, description="condition the clip on its characters' reference images (wan-vace)"
+    )
+    audio: bool | None = Field(None, description="keep the clip's own generated sound (ltx2)")
+
+    @field_validator("backend")
+    @classmethod
+    def _declared(cls, value: str | None) -> str | None:
+        from reelflow.motion.capabilities import declared_backends
+
+        if value is not None and value not in declared_backends():
+            raise ValueError(
+                f"unknown video backend '{value}' (choose from {', '.join(declared_backends())})"
+            )
+        return value
+
+
 class StyleLock(Strict):
     """The look every shot shares; changing it changes every image's spec hash."""
 
@@ -103,6 +129,7 @@ class StyleLock(Strict):
     height: StrictInt = Field(864, ge=64, le=4096)
     base_seed: StrictInt = Field(0, ge=0, lt=2**32)
     variants: StrictInt = Field(3, ge=1, le=16)
+    video: VideoChoice | None = None
 
 
 class Character(Strict):
@@ -234,6 +261,7 @@ class Shot(Strict):
     first_frame: FrameRef | None = None
     last_frame: FrameRef | None = None
     reference: Reference | None = None
+    video: VideoChoice | None = None
     inpaint: list[InpaintRegion] = []
     outpaint: Outpaint | None = None
     caption: Caption | None = None

@@ -7,7 +7,7 @@ Also what the later steps read back from a film's lineage: the parts it was join
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,7 +122,9 @@ def assemble_film(store: ArtifactStore, job: EditJob) -> str:
 
         report("edit", 0, len(missing), f"{len(missing)} of {len(parts)} parts to encode")
         with ThreadPoolExecutor(max_workers=part_workers()) as pool:
-            for done, _ in enumerate(pool.map(encode, missing), 1):
+            encoding = [pool.submit(encode, part) for part in missing]
+            for done, finished in enumerate(as_completed(encoding), 1):  # as each one ends
+                finished.result()
                 report("edit", done, len(missing), "parts encoded")
         log.info("edit %s: encoded %d of %d parts", key, len(missing), len(parts))
         paths = [store.get_file(k, tmp / f"part-{i:05d}.ts") for i, (k, _) in enumerate(parts)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
-from reelflow.progress import report
+from reelflow.progress import step
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.edit.assembly import ANALYSIS_VERSION, recorded_parts
 from reelflow.render.jobs import CoverJob
@@ -16,8 +16,8 @@ from reelflow.store.keys import spec_hash
 
 def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     """The cover of a version: a frame of the clean master (``job.source_key``: never a
-    captioned version), cropped to ``job.aspect`` around the subject, with the title in the
-    emptiest band outside the caption band.
+    captioned version), cropped to ``job.aspect`` around the subject, upscaled to the version's
+    delivered size (``job.size``), the title where the frame is calmest outside the caption band.
 
     Each sample frame's score is kept in the bucket under the film part it lies in, so after
     one shot changed only the samples in the parts that were encoded again are decoded."""
@@ -28,8 +28,7 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
     key = job.output_key()
     if store.complete(key):
         return key
-    report("cover", detail=job.title)
-    with scratch() as tmp:
+    with step("cover", job.title), scratch() as tmp:
         film = store.get_file(job.source_key, tmp / "film.mp4")
         places = _sample_places(store, job.project, job.source_key, probe(film).frame_count)
         known = {}
@@ -45,7 +44,7 @@ def make_cover(store: ArtifactStore, job: CoverJob) -> str:
                     parents=[spec["cover-score"]]))  # fmt: skip
         width, height = (int(part) for part in job.aspect.split(":"))
         out = render_cover(film, tmp / "cover.png", job.title, aspect=(width, height),
-                           known_scores=scores)
+                           size=job.size, known_scores=scores)
         store.put_file(
             key,
             out,

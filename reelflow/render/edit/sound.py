@@ -11,8 +11,15 @@ from reelflow.render.jobs.specs import ClipSoundJob
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
 
-#: Backends whose clips carry their own sound (the video registry's capabilities say it too).
-SOUND_BACKENDS = frozenset({"ltx2"})
+
+def makes_sound(backend: str) -> bool:
+    """Whether the backend's clips carry their own sound (its declared capabilities)."""
+    from reelflow.motion.capabilities import capabilities
+
+    try:
+        return capabilities(backend).audio
+    except KeyError:
+        return False
 
 
 def master_with_clip_sound(store: ArtifactStore, job: ClipSoundJob) -> str:

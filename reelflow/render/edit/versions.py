@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ log = logging.getLogger("reelflow.render")
 
 
 #: Bump when a version part's filter graph changes: it is in every version part's spec.
-VERSION_PART_VERSION = 1
+VERSION_PART_VERSION = 2
 
 
 def _part_captions(subs: Any, start_ms: int, end_ms: int) -> Any:
@@ -39,7 +39,8 @@ def _part_captions(subs: Any, start_ms: int, end_ms: int) -> Any:
 
 
 def export_version(store: ArtifactStore, job: VersionJob) -> str:
-    """One delivered version: reframed, enhanced (fps, size, denoise), captioned.
+    """One delivered version: reframed, enhanced (fps, denoise), upscaled to its delivery size
+    (``job.size``), captioned for that size.
 
     Built per part of the film, each in ONE encode (reframe, enhancement and burned captions in
     one filter graph), cached by (film part, version settings, that part's captions): a changed
@@ -79,9 +80,12 @@ def _export_by_part(
     out_w, out_h = width, height
     if aspect is not None:
         _, _, out_w, out_h = crop_window(width, height, aspect)
-    if export.size:
-        out_w, out_h = export.size
-    enhance = enhance_filters(size=export.size, fps=export.fps, denoise=export.denoise)
+    size = job.size or export.size
+    if size == (out_w, out_h):
+        size = None  # the reframed film is already the delivered size
+    if size:
+        out_w, out_h = size
+    enhance = enhance_filters(size=size, fps=export.fps, denoise=export.denoise)
     rate = export.fps or fps
     captions = [Caption(duration=c.duration, zh=c.zh, en=c.en) for c in job.captions]
     burn = export.captions == "burn" and any(c.zh or c.en for c in captions)
@@ -140,7 +144,9 @@ def _export_by_part(
         stage = f"version {export.name}"
         report(stage, 0, len(missing), f"{len(missing)} of {len(plan)} parts to encode")
         with ThreadPoolExecutor(max_workers=part_workers()) as pool:
-            for done, _ in enumerate(pool.map(encode, missing.items()), 1):
+            encoding = [pool.submit(encode, item) for item in missing.items()]
+            for done, finished in enumerate(as_completed(encoding), 1):  # as each one ends
+                finished.result()
                 report(stage, done, len(missing), "parts encoded")
         log.info("version %s: encoded %d of %d parts", key, len(missing), len(plan))
         paths = [store.get_file(k, tmp / f"part-{i:05d}.ts") for i, (k, *_) in enumerate(plan)]
@@ -194,17 +200,21 @@ def _export_whole(store: ArtifactStore, job: VersionJob, key: str) -> str:
         caption_languages,
     )
     from reelflow.editing.versions import export_version as reframe
+    from reelflow.media.probe import probe
 
     export = job.export
     with scratch() as tmp:
         current = store.get_file(job.master_key, tmp / "master.mp4")
         if export.aspect != job.source_aspect or export.codec != "h264":
             current = reframe(current, tmp / "framed.mp4", aspect=export.aspect, codec=export.codec)
-        if export.fps or export.size or export.denoise:
+        size = job.size or export.size
+        if size and size == (probe(current).width, probe(current).height):
+            size = None
+        if export.fps or size or export.denoise:
             current = enhance(
                 current,
                 tmp / "enhanced.mp4",
-                size=export.size,
+                size=size,
                 fps=export.fps,
                 denoise=export.denoise,
             )

@@ -33,15 +33,18 @@ from reelflow.render.jobs.builders import (
     shot_characters,
     shot_loras,
     shot_seed,
+    shot_video,
     speech_jobs,
     still_plan,
     version_job,
     video_options,
 )
 from reelflow.render.jobs.exports import (
+    DELIVERY_SIZES,
     EXPORT_FPS,
     EXPORT_MAX_PIXELS,
     EXPORT_MAX_SIDE,
+    Delivery,
     ExportSpec,
     cut_plan,
     default_export,
@@ -87,7 +90,8 @@ from reelflow.render.jobs.specs import (
 )
 
 __all__ = [
-    "EXPORT_FPS", "EXPORT_MAX_PIXELS", "EXPORT_MAX_SIDE", "MIN_REAL_VOCAB", "MODELS_PREFIX",
+    "DELIVERY_SIZES", "Delivery", "EXPORT_FPS", "EXPORT_MAX_PIXELS", "EXPORT_MAX_SIDE",
+    "MIN_REAL_VOCAB", "MODELS_PREFIX",
     "PREVIZ", "SIZE_MULTIPLE", "CaptionCue", "ClipJob", "CoverJob", "EditClip", "EditJob",
     "ExportSpec", "FrameJob", "HiresJob", "IPAdapterChoice", "ImageJob", "Job", "LoraChoice",
     "MasterJob", "ModelChoice", "MusicJob", "PanelSpec", "RenderPlan", "RetouchJob", "RunFacts",
@@ -98,7 +102,6 @@ __all__ = [
     "master_job", "model_choice", "model_source", "models_dir", "music_job", "needs_image",
     "panel_spec",
     "parse_export", "plan_render", "resolve_model_path", "resolve_run_facts", "retouch_job",
-    "shot_characters", "shot_loras", "shot_seed", "speech_jobs", "still_plan", "token_counter",
-    "version_job",
-    "video_options",
+    "shot_characters", "shot_loras", "shot_seed", "shot_video", "speech_jobs", "still_plan",
+    "token_counter", "version_job", "video_options",
 ]

@@ -7,7 +7,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from reelflow.render.jobs.exports import ExportSpec
+from reelflow.render.jobs.exports import Delivery, ExportSpec
 from reelflow.render.jobs.resolve import (
     MODELS_PREFIX,
     PREVIZ,
@@ -36,7 +36,7 @@ from reelflow.render.jobs.specs import (
     VersionJob,
 )
 from reelflow.render.profiles import RenderProfile
-from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition
+from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition, VideoChoice
 from reelflow.storyboard.prompts import compose_prompt, motion_phrase
 
 
@@ -267,6 +267,17 @@ def frame_job(
     return identify_weights(job, facts)
 
 
+def shot_video(storyboard: Storyboard, shot: Shot, default_backend: str) -> VideoChoice:
+    """What the shot asks of the video stage, every field set: the shot's own choice over the
+    style's, over the run's backend (`default_backend`: the profile's or video-model block's)."""
+    merged: dict[str, Any] = {"backend": default_backend, "reference_images": False,
+                              "audio": False}  # fmt: skip
+    for choice in (storyboard.style.video, shot.video):
+        if choice is not None:
+            merged |= choice.model_dump(exclude_none=True)
+    return VideoChoice(**merged)
+
+
 def video_options(profile: RenderProfile) -> dict[str, Any]:
     """The generative backend's options, with its model named machine-independently."""
     options = dict(profile.video_options)
@@ -295,8 +306,13 @@ def clip_job(
     motion = motion_phrase(shot)
     if notes:
         motion = ", ".join([motion, *notes])
+    backend = shot_video(storyboard, shot, profile.video_backend).backend
+    assert backend is not None
+    # The run's model and options belong to the run's backend; another one chosen by the
+    # storyboard takes its defaults (a generative one without a model is refused at the check).
+    options = video_options(profile) if backend == profile.video_backend else {}
     job = ClipJob(
-        backend_options=video_options(profile),
+        backend_options=options,
         project=storyboard.project,
         shot=shot.id,
         duration=shot.duration if duration is None else duration,
@@ -305,7 +321,7 @@ def clip_job(
         height=storyboard.height,
         movement=shot.camera.movement,
         motion_prompt=motion,
-        backend=profile.video_backend,
+        backend=backend,
         seed=shot_seed(storyboard, shot) if seed is None else seed,
         image_key=still_key if needs_image(shot) else None,
         first_frame_key=first_frame_key,
@@ -407,8 +423,11 @@ def version_job(
     master_key: str,
     export: ExportSpec,
     durations: list[float],
+    delivery: Delivery = "platform",
     lines: dict[str, SpokenLine] | None = None,
 ) -> VersionJob:
+    """A version of the master at its delivery size (the platform preset's, unless the export
+    names one or the profile delivers at the film's size)."""
     return VersionJob(
         project=storyboard.project,
         master_key=master_key,
@@ -416,11 +435,17 @@ def version_job(
         export=export,
         captions=caption_cues(storyboard, durations, lines),
         title=storyboard.title,
+        size=export.delivery_size((storyboard.width, storyboard.height), delivery),
     )
 
 
-def cover_job(storyboard: Storyboard, master_key: str, aspect: str = "16:9") -> CoverJob:
-    """A cover drawn from the clean master at a version's framing."""
+def cover_job(
+    storyboard: Storyboard,
+    master_key: str,
+    aspect: str = "16:9",
+    size: tuple[int, int] | None = None,
+) -> CoverJob:
+    """A cover drawn from the clean master at a version's framing and delivered size."""
     return CoverJob(
         project=storyboard.project,
         source_key=master_key,
@@ -428,6 +453,7 @@ def cover_job(storyboard: Storyboard, master_key: str, aspect: str = "16:9") -> 
         width=storyboard.width,
         height=storyboard.height,
         aspect=aspect,
+        size=size,
     )
 
 

@@ -1,9 +1,17 @@
 """Delivered versions: the `--export` grammar (`ExportSpec`, `parse_export`), the default
-version, and the cut plans (storyboard, fast, slow) an edit is assembled from."""
+version, each version's delivery size, and the cut plans (storyboard, fast, slow) an edit is
+assembled from.
+
+Delivery sizes: platforms take 1080x1920 (9:16, 720x1280 at least), 1920x1080 (16:9) and
+1080x1080 (1:1); a 1280x720 film reframed to 9:16 is only 404x720. So a version without a
+size of its own is delivered at its platform preset's size (:data:`DELIVERY_SIZES`): the film
+is reframed (the subject-following crop) and then upscaled. A film bigger than the preset is
+never scaled down, and `size=720p` (or `WIDTHxHEIGHT`) asks for another size.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -13,6 +21,24 @@ from reelflow.storyboard import Storyboard, Transition
 EXPORT_MAX_SIDE = 7680
 EXPORT_MAX_PIXELS = 7680 * 4320
 EXPORT_FPS = (1, 120)
+
+#: The size each platform preset is delivered at when a version names none.
+DELIVERY_SIZES: dict[str, tuple[int, int]] = {
+    "9:16": (1080, 1920), "16:9": (1920, 1080), "1:1": (1080, 1080),
+}  # fmt: skip
+#: Named sizes by their short side: `9:16,size=720p` is 720x1280, `16:9,size=4k` 3840x2160.
+NAMED_SIZES: dict[str, int] = {"720p": 720, "1080p": 1080, "1440p": 1440, "2160p": 2160, "4k": 2160}
+#: How a version without a size is delivered: at its platform preset's size (reframed, then
+#: upscaled), or at the reframed film's own size (the `test` profile: small pictures).
+Delivery = Literal["platform", "film"]
+
+
+def named_size(aspect: str, name: str) -> tuple[int, int]:
+    """`720p` at `aspect`: the short side is 720, the long side follows the aspect (even)."""
+    short = NAMED_SIZES[name.lower()]
+    a, b = (int(part) for part in aspect.split(":"))
+    long = round(short * max(a, b) / min(a, b) / 2) * 2
+    return (short, long) if a < b else (long, short) if a > b else (short, short)
 
 
 class ExportSpec(BaseModel):
@@ -24,13 +50,30 @@ class ExportSpec(BaseModel):
     codec: Literal["h264", "h265", "av1"] = "h264"
     fps: int | None = Field(None, ge=EXPORT_FPS[0], le=EXPORT_FPS[1],
                             description="interpolate to this frame rate (e.g. 60)")
-    size: tuple[int, int] | None = Field(None, description="upscale to (width, height)")
+    size: tuple[int, int] | None = Field(
+        None,
+        description="delivered (width, height); a name (720p, 1080p, 1440p, 4k) sets the "
+        "short side; default: the platform preset's size (DELIVERY_SIZES)",
+    )
     denoise: Literal["hqdn3d", "nlmeans"] | None = None
     captions: Literal["burn", "soft", "none"] = "burn"
     cut: Literal["storyboard", "fast", "slow"] = Field(
         "storyboard",
         description="fast: shots trimmed to 60% with hard cuts; slow: long dissolves between shots",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_size(cls, data: Any) -> Any:
+        """`size: 720p` (a preset name) or `size: 720x1280` (text) become (width, height)."""
+        if isinstance(data, dict) and isinstance(data.get("size"), str):
+            text, aspect = data["size"].strip().lower(), data.get("aspect", "16:9")
+            if text in NAMED_SIZES and aspect in DELIVERY_SIZES:
+                return {**data, "size": named_size(aspect, text)}
+            width, x, height = text.partition("x")
+            if x and width.isdigit() and height.isdigit():
+                return {**data, "size": (int(width), int(height))}
+        return data
 
     @field_validator("size")
     @classmethod
@@ -55,16 +98,35 @@ class ExportSpec(BaseModel):
                 raise ValueError(f"size {self.size[0]}x{self.size[1]} is not {self.aspect}")
         return self
 
+    def delivery_size(
+        self, film: tuple[int, int], delivery: Delivery = "platform"
+    ) -> tuple[int, int] | None:
+        """The delivered (width, height) of this version of a `film`-sized picture: its own
+        size, else the platform preset's (never smaller than the reframed film), else (the
+        `film` delivery) None: the reframed film's own size."""
+        if self.size is not None:
+            return self.size
+        if delivery == "film":
+            return None
+        a, b = (int(part) for part in self.aspect.split(":"))
+        # the reframed film: the largest a:b window inside it
+        framed_w = min(film[0], film[1] * a / b)
+        preset = DELIVERY_SIZES[self.aspect]
+        if framed_w > preset[0]:
+            return round(framed_w / 2) * 2, round(framed_w * b / a / 2) * 2
+        return preset
+
     @property
     def name(self) -> str:
         """Every field that differs from its default, so two different versions never share a
-        name (a file name, a bucket key, a manifest entry): `9x16-h264-soft-captions`."""
+        name (a file name, a bucket key, a manifest entry): `9x16-h264-soft-captions`; a size
+        other than the platform preset's is named (`9x16-h264-720x1280`)."""
         parts = [self.aspect.replace(":", "x"), self.codec]
         if self.cut != "storyboard":
             parts.append(self.cut)
         if self.fps:
             parts.append(f"{self.fps}fps")
-        if self.size:
+        if self.size and self.size != DELIVERY_SIZES[self.aspect]:  # the preset is the default
             parts.append(f"{self.size[0]}x{self.size[1]}")
         if self.denoise:
             parts.append(self.denoise)
@@ -104,8 +166,9 @@ def cut_plan(
 
 
 def parse_export(text: str) -> ExportSpec:
-    """`9:16`, `16:9,codec=h265`, `16:9,fps=60`, `16:9,size=3840x2160,captions=soft`: the
-    `--export` option; InputError naming the option for anything else."""
+    """`9:16`, `9:16,size=720p`, `16:9,codec=h265`, `16:9,fps=60`,
+    `16:9,size=3840x2160,captions=soft`: the `--export` option; InputError naming the option
+    for anything else."""
     where = f"--export {text[:80]!r}"
     aspect, *options = [part.strip() for part in text.split(",")]
     fields: dict[str, object] = {"aspect": aspect}
@@ -121,9 +184,13 @@ def parse_export(text: str) -> ExportSpec:
             raise InputError(f"{where}: option {name} given twice")
         if name == "size":
             width, x, height = value.lower().partition("x")
-            if not (x and width.isdigit() and height.isdigit()):
-                raise InputError(f"{where}: size must be WIDTHxHEIGHT in pixels, got {value!r}")
-            fields["size"] = (int(width), int(height))
+            if value.lower() in NAMED_SIZES:
+                fields["size"] = value.lower()
+            elif not (x and width.isdigit() and height.isdigit()):
+                raise InputError(f"{where}: size must be WIDTHxHEIGHT in pixels or one of "
+                                 f"{', '.join(NAMED_SIZES)}, got {value!r}")
+            else:
+                fields["size"] = (int(width), int(height))
         elif name == "fps":
             if not value.isdigit():
                 raise InputError(f"{where}: fps must be a whole number "

@@ -204,6 +204,7 @@ class CoverJob(Job):
     width: int
     height: int
     aspect: str = "16:9"  # the version's framing: a 9:16 version gets a 9:16 cover
+    size: tuple[int, int] | None = None  # the version's delivered size (None: the crop's own)
 
     def output_key(self) -> str:
         return keys.cover_key(self.project, self.spec_hash())
@@ -305,6 +306,7 @@ class VersionJob(Job):
     export: ExportSpec
     captions: list[CaptionCue]
     title: str
+    size: tuple[int, int] | None = None  # delivered (width, height); None: the reframed master's
 
     def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-{self.export.name}")
