@@ -23,6 +23,7 @@ PROFILE = click.Choice(list(PROFILES))
 @click.argument("files", nargs=-1, required=True)
 def validate(files: tuple[str, ...]) -> int:
     from reelflow.render.inputs import check_backends
+    from reelflow.sound.check import check_lines
     from reelflow.storyboard import StoryboardError, load_storyboard
 
     status = 0
@@ -36,6 +37,7 @@ def validate(files: tuple[str, ...]) -> int:
             continue
         try:
             check_backends(storyboard)
+            check_lines(storyboard)  # a voice-over line longer than its shot (measured)
         except InputError as exc:
             print(f"{file}: {exc}", file=sys.stderr)
             status = EXIT_INVALID

@@ -1,4 +1,5 @@
-"""Edit tasks: assembly of the approved clips, music, delivered versions and their covers."""
+"""Edit tasks: assembly of the approved clips, voice-over lines, the sound master, delivered
+versions and their covers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from prefect.cache_policies import NO_CACHE
 
 from reelflow.progress import step
 from reelflow.render import edit
-from reelflow.render.jobs import CoverJob, EditJob, MasterJob, MusicJob, VersionJob
+from reelflow.render.jobs import (
+    CoverJob,
+    EditJob,
+    MasterJob,
+    MusicJob,
+    SpeechJob,
+    SpokenLine,
+    VersionJob,
+)
 from reelflow.render.jobs.specs import ClipSoundJob
 from tasks.common import get_store, step_task
 
@@ -35,6 +44,12 @@ def upload_input(project: str, ref: str, base_dir: str | None) -> str:
 def snap_to_music(job: MusicJob) -> list[float]:
     with step("beat detection", f"{len(job.durations)} cuts snapped to the music"):
         return edit.snap_to_music(get_store(), job)
+
+
+@step_task("speech", "speech-{job.shot}")
+def synthesize_line(job: SpeechJob) -> SpokenLine:
+    """One shot's voice-over line: changing it re-runs this task only (and the mix)."""
+    return edit.synthesize_line(get_store(), job)
 
 
 @step_task("master-with-music")

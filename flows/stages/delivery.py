@@ -15,11 +15,11 @@ from flows.stages.run import RunContext
 from reelflow.render.edit.sound import makes_sound
 from reelflow.render.jobs import (
     ExportSpec,
-    MasterJob,
     cover_job,
     cut_plan,
     default_export,
     edit_job,
+    master_job,
     music_job,
     version_job,
 )
@@ -62,7 +62,8 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
         if export.cut not in cuts:
             cuts[export.cut] = assemble_cut(run, clips, export.cut)
         cut = cuts[export.cut]
-        job = version_job(run.board, cut.master_key, export, cut.durations, run.profile.delivery)
+        job = version_job(run.board, cut.master_key, export, cut.durations,
+                          run.profile.delivery, run.lines)
         versions[export.name] = export_version.submit(job)
         framing = (export.cut, export.aspect, job.size)
         if framing not in framed:
@@ -84,7 +85,8 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
 
 
 def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
-    """The edit of one style of cut over the clips, with its music bed."""
+    """The edit of one style of cut over the clips, with its sound: the music bed and the
+    voice-over lines placed on this cut (the picture is stream-copied under it)."""
     board, music_key = run.board, run.music_key
     plan = cut_plan(board, cut, run.durations)
     if music_key and board.music and board.music.snap_cuts and cut == "fast":
@@ -92,13 +94,13 @@ def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
         plan = [(d, t, length) for d, (_, t, length) in zip(durations, plan, strict=True)]
     edit = edit_job(board, clips, plan, run.profile.crf)
     edit_key = assemble_film(edit)
+    durations = [d for d, _, _ in plan]
+    master = master_job(board, edit_key, music_key, durations, run.lines)
     master_key = edit_key
-    if music_key:
-        master_key = master_with_music(
-            MasterJob(project=board.project, edit_key=edit_key, music_key=music_key)
-        )
-    elif makes_sound(run.profile.video_backend):  # no music: the clips' own sound
+    if master is not None:  # music and/or voice-over lines
+        master_key = master_with_music(master)
+    elif makes_sound(run.profile.video_backend):  # neither: the clips' own sound
         master_key = master_with_clip_sound(
             ClipSoundJob(project=board.project, edit_key=edit_key, clips=edit.clips, fps=edit.fps)
         )
-    return Cut(edit_key=edit_key, master_key=master_key, durations=[d for d, _, _ in plan])
+    return Cut(edit_key=edit_key, master_key=master_key, durations=durations)

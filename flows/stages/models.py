@@ -3,15 +3,18 @@
 Models: the demo/test profiles build tiny ones from configs, once per machine; real ones load
 once per worker process; the run's facts (weight hashes included) are resolved once they exist.
 Timing: the storyboard's durations, snapped to the music's beats, are
-every clip's length, so the edit never stretches a shot by freezing its last frame.
+every clip's length, so the edit never stretches a shot by freezing its last frame. The
+voice-over lines are spoken here too (each its own cached step): a line longer than its shot
+holds the shot or stops the run, as the storyboard says, before any clip is made.
 """
 
 from __future__ import annotations
 
 from flows.stages.run import RunContext
 from reelflow.progress import step
-from reelflow.render.jobs import cut_plan, lora_names, music_job
-from tasks.edit import snap_to_music, upload_input
+from reelflow.render.jobs import cut_plan, lora_names, music_job, speech_jobs
+from reelflow.sound.lines import check_line_lengths
+from tasks.edit import snap_to_music, synthesize_line, upload_input
 from tasks.images import prepare_models
 
 
@@ -28,12 +31,15 @@ def prepare_run_models(run: RunContext) -> None:
 
 
 def plan_timing(run: RunContext) -> None:
-    """Decide each shot's clip length (`run.durations`) and store the music (`run.music_key`)."""
+    """Decide each shot's clip length (`run.durations`), store the music (`run.music_key`) and
+    speak the voice-over lines (`run.lines`)."""
     board = run.board
     run.durations = [duration for duration, _, _ in cut_plan(board, "storyboard")]
-    if board.music is None:
-        return
-    run.music_key = upload_input(board.project, board.music.path,
+    if board.music is not None:
+        run.music_key = upload_input(board.project, board.music.path,
                                      run.base_dir and str(run.base_dir))
-    if board.music.snap_cuts:
-        run.durations = snap_to_music(music_job(board, run.music_key, run.durations))
+        if board.music.snap_cuts:
+            run.durations = snap_to_music(music_job(board, run.music_key, run.durations))
+    futures = [synthesize_line.submit(job) for job in speech_jobs(board)]
+    run.lines = {line.shot: line for line in (future.result() for future in futures)}
+    run.durations = check_line_lengths(board, run.durations, run.lines)

@@ -18,7 +18,7 @@ from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
 from reelflow.render.identity import IDENTITY_THRESHOLD, default_clip_model
 from reelflow.render.inputs import check_backends, check_inputs
-from reelflow.render.jobs import ExportSpec, RunFacts, resolve_run_facts
+from reelflow.render.jobs import ExportSpec, RunFacts, SpokenLine, resolve_run_facts
 from reelflow.render.profiles import RenderProfile
 from reelflow.script.camera import propose_camera
 from reelflow.storyboard import Storyboard
@@ -42,6 +42,7 @@ class RunContext:
     storyboard_keys: list[str] = field(default_factory=list)  # every state the run rendered
     durations: list[float] = field(default_factory=list)  # each shot's clip length (timing)
     music_key: str | None = None  # the storyboard's music, stored by content
+    lines: dict[str, SpokenLine] = field(default_factory=dict)  # shot -> its spoken line
     progress_id: object | None = None
     steps_total: int = 1
     steps_done: int = 0

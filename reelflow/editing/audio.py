@@ -18,12 +18,12 @@ from pathlib import Path
 from reelflow.media.ffmpeg import PathLike, run
 from reelflow.media.probe import probe
 
-__all__ = ["loudness", "mux_music"]
+__all__ = ["bed_filter", "loudness", "loudnorm_measure", "mux_music"]
 
 _JSON_RE = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}", re.S)
 
 
-def _bed_filter(duration: float, fade_out: float, music_start: float) -> str:
+def bed_filter(duration: float, fade_out: float, music_start: float) -> str:
     fade_start = max(0.0, duration - fade_out)
     return (
         f"atrim=start={music_start:.6f},asetpts=PTS-STARTPTS,apad,"
@@ -31,7 +31,7 @@ def _bed_filter(duration: float, fade_out: float, music_start: float) -> str:
     )
 
 
-def _loudnorm_measure(args: list[str], what: str, target: float, tp: float, lra: float) -> dict:
+def loudnorm_measure(args: list[str], what: str, target: float, tp: float, lra: float) -> dict:
     stderr = run(
         [*args[:-1], args[-1] + f",loudnorm=I={target}:TP={tp}:LRA={lra}:print_format=json",
          "-f", "null", "-"],
@@ -77,8 +77,8 @@ def mux_music(
     video, music, out = Path(video), Path(music), Path(out)
     duration = probe(video).duration
     fade_out = min(fade_out, duration)
-    bed = _bed_filter(duration, fade_out, music_start)
-    m = _loudnorm_measure(
+    bed = bed_filter(duration, fade_out, music_start)
+    m = loudnorm_measure(
         ["-i", str(music), "-vn", "-af", bed],
         f"measure loudness of {music.name}",
         target_lufs,

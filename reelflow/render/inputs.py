@@ -286,6 +286,9 @@ def check_inputs(
     # A video-model block (applied by the flow after this check) may give the run its model:
     # then the flow checks the models once the block is applied.
     check_backends(board, render_profile, models=video_model is None)
+    from reelflow.sound.check import check_lines
+
+    check_lines(board)  # a voice-over line longer than its shot, when the storyboard refuses it
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,

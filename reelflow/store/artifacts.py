@@ -106,6 +106,7 @@ class Lineage(BaseModel):
 _KIND_BY_SEGMENT = {
     "images": "image",
     "clips": "clip",
+    "speech": "speech",
     "edits": "edit",
     "covers": "cover",
     "storyboards": "storyboard",

@@ -101,6 +101,14 @@ def clip_key(project: str, shot: str, spec_hash: str, ext: str = "mp4") -> str:
     )
 
 
+def speech_key(project: str, shot: str, spec_hash: str, ext: str = "wav") -> str:
+    """A voice-over line of one shot, spoken in one language by one engine and voice."""
+    return (
+        f"projects/{slug(project, 'project')}/shots/{slug(shot, 'shot')}/speech/"
+        f"{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
+    )
+
+
 def clip_audio_key(clip_key: str) -> str:
     """A clip's own sound (its stem, a WAV) beside the clip: `<hash>.audio.wav`, so that its
     lineage sidecar (`<hash>.audio.json`) is its own, not the clip's."""

@@ -23,16 +23,18 @@ from reelflow.storyboard.model import (
     Shot,
     ShotSize,
     Slug,
+    Sound,
     Storyboard,
     StyleLock,
     Transition,
     VideoChoice,
+    VoiceOver,
 )
 from reelflow.storyboard.problems import StoryboardError
 
 __all__ = [
     "Angle", "Camera", "Caption", "Character", "FrameRef", "HexColor", "InpaintRegion",
     "LoraRef", "Movement", "Music", "Outpaint", "Reference", "Sampler", "Shot", "ShotSize",
-    "Slug", "Storyboard", "StoryboardError", "StyleLock", "Transition", "VideoChoice",
-    "json_schema", "load_storyboard", "parse_storyboard", "save_storyboard",
+    "Slug", "Sound", "Storyboard", "StoryboardError", "StyleLock", "Transition", "VideoChoice",
+    "VoiceOver", "json_schema", "load_storyboard", "parse_storyboard", "save_storyboard",
 ]  # fmt: skip

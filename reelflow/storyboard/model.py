@@ -209,6 +209,42 @@ class Caption(Strict):
     en: str = ""
 
 
+class VoiceOver(Strict):
+    """The line spoken over a shot, in Chinese and/or English; the film speaks one language
+    (`sound.language`), and its captions then follow the voice sentence by sentence."""
+
+    zh: str = ""
+    en: str = ""
+    voice: str | None = Field(None, description="the engine's voice; default: sound.voice_zh/en")
+    speed: StrictFloat = Field(1.0, ge=0.5, le=2.0, description="1.0: the engine's usual pace")
+
+    @model_validator(mode="after")
+    def _some_text(self) -> VoiceOver:
+        if not (self.zh.strip() or self.en.strip()):
+            raise ValueError("give the line in zh and/or en")
+        return self
+
+
+class Sound(Strict):
+    """How the film sounds: the speech engine and voices, the stems' levels, the music ducked
+    under the voice, the delivered loudness, and what wins when a line outlasts its shot."""
+
+    engine: Literal["espeak"] = "espeak"
+    language: Literal["zh", "en"] | None = Field(
+        None, description="the language the voice-over speaks; default zh when a line has it"
+    )
+    voice_zh: str | None = None
+    voice_en: str | None = None
+    voice_level_db: StrictFloat = Field(0.0, ge=-30, le=10, description="voice stem vs target")
+    music_level_db: StrictFloat = Field(-8.0, ge=-40, le=10, description="music stem vs target")
+    duck_db: StrictFloat = Field(12.0, ge=0, le=40, description="music lowered while voice speaks")
+    loudness_lufs: StrictFloat = Field(-14.0, ge=-40, le=-5)
+    line_too_long: Literal["extend", "refuse"] = Field(
+        "refuse",
+        description="a line longer than its shot: refuse the storyboard, or extend the shot",
+    )
+
+
 class Shot(Strict):
     id: Slug
     description: str = Field(min_length=1)
@@ -230,6 +266,7 @@ class Shot(Strict):
     outpaint: Outpaint | None = None
     caption: Caption | None = None
     dialogue: str | None = None
+    voiceover: VoiceOver | None = None
     trim_waste: bool = Field(
         True, description="the edit trims black/frozen heads and tails of this shot's clip"
     )
@@ -253,6 +290,7 @@ class Storyboard(Strict):
     characters: list[Character] = []
     shots: list[Shot] = Field(min_length=1)
     music: Music | None = None
+    sound: Sound | None = None
 
     @field_validator("width", "height")
     @classmethod
@@ -301,9 +339,23 @@ class Storyboard(Strict):
                         f"must be shorter than both neighbouring shots ({limit:g} s)",
                     )
             seen.add(shot.id)
+        language = self.voice_language
+        for index, shot in enumerate(self.shots):
+            if shot.voiceover is not None and not getattr(shot.voiceover, language).strip():
+                raise RefError(("shots", index, "voiceover", language),
+                               f"shot {shot.id}: no {language} line, and the film speaks "
+                               f"{language} (sound.language)")
         return self
 
     # -- convenience -------------------------------------------------------------------------
+    @property
+    def voice_language(self) -> Literal["zh", "en"]:
+        """The language the voice-over speaks: `sound.language`, else zh when a line has it."""
+        if self.sound is not None and self.sound.language is not None:
+            return self.sound.language
+        lines = [shot.voiceover for shot in self.shots if shot.voiceover is not None]
+        return "zh" if not lines or any(line.zh.strip() for line in lines) else "en"
+
     @property
     def duration(self) -> float:
         return sum(shot.duration for shot in self.shots)

@@ -65,12 +65,17 @@ def snap_to_music(store: ArtifactStore, job: MusicJob) -> list[float]:
 
 
 def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
-    """The film with its music bed, faded out and normalised to the target loudness."""
+    """The film with its sound: the music bed alone (faded out, normalised), or the voice-over
+    lines over it (ducked) with the mixed audio stored as an object of its own."""
     from reelflow.editing.audio import mux_music
 
     key = job.output_key()
     if store.complete(key):
         return key
+    if job.voice:
+        return _master_with_voice(store, job)
+    if job.music_key is None:
+        raise ValueError("a master needs music or voice-over lines")
     with scratch() as tmp:
         film = store.get_file(job.edit_key, tmp / "edit.mp4")
         music = store.get_file(job.music_key, tmp / "music")
@@ -83,4 +88,42 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
             "video/mp4",
             lineage_of("edit", job, [job.edit_key, job.music_key], {"step": "music"}),
         )
+    return key
+
+
+def _master_with_voice(store: ArtifactStore, job: MasterJob) -> str:
+    from reelflow.media.probe import probe
+    from reelflow.sound.mix import mix_sound, mux_audio, voice_track
+
+    key, mix_key = job.output_key(), job.mix_key()
+    lines = [clip.key for clip in job.voice]
+    with scratch() as tmp:
+        film = store.get_file(job.edit_key, tmp / "edit.mp4")
+        duration = probe(film).duration
+        if not store.complete(mix_key):
+            placed = [
+                (store.get_file(clip.key, tmp / f"line{i}.wav"), clip.start)
+                for i, clip in enumerate(job.voice)
+            ]
+            voice = voice_track(placed, duration, tmp / "voice.wav")
+            music = store.get_file(job.music_key, tmp / "music") if job.music_key else None
+            mix_sound(
+                voice,
+                music,
+                tmp / "mix.m4a",
+                duration=duration,
+                spans=[(c.start, c.start + c.duration) for c in job.voice],
+                target_lufs=job.target_lufs,
+                voice_level_db=job.voice_level_db,
+                music_level_db=job.music_level_db,
+                duck_db=job.duck_db,
+                fade_out=job.fade_out,
+            )
+            parents = lines + ([job.music_key] if job.music_key else [])
+            store.put_file(mix_key, tmp / "mix.m4a", "audio/mp4",
+                           lineage_of("mix", job, parents, {"step": "mix"}))  # fmt: skip
+        mix = store.get_file(mix_key, tmp / "mix.m4a")
+        out = mux_audio(film, mix, tmp / "master.mp4", duration)
+        store.put_file(key, out, "video/mp4",
+                       lineage_of("edit", job, [job.edit_key, mix_key], {"step": "master"}))
     return key

@@ -25,10 +25,13 @@ from reelflow.render.jobs.specs import (
     HiresJob,
     ImageJob,
     IPAdapterChoice,
+    MasterJob,
     MusicJob,
     PanelSpec,
     RenderPlan,
     RetouchJob,
+    SpeechJob,
+    SpokenLine,
     StillPlan,
     VersionJob,
 )
@@ -437,8 +440,15 @@ def edit_job(
     )
 
 
-def caption_cues(storyboard: Storyboard, durations: list[float]) -> list[CaptionCue]:
-    """One caption per shot, timed by the shot's duration in this cut."""
+def caption_cues(
+    storyboard: Storyboard, durations: list[float], lines: dict[str, SpokenLine] | None = None
+) -> list[CaptionCue]:
+    """One caption per shot, timed by the shot's duration in this cut; with voice-over lines,
+    one per spoken sentence, where it is spoken (`reelflow.sound.lines.voiced_cues`)."""
+    if lines:
+        from reelflow.sound.lines import voiced_cues
+
+        return voiced_cues(storyboard, durations, lines)
     return [
         CaptionCue(
             duration=duration,
@@ -455,6 +465,7 @@ def version_job(
     export: ExportSpec,
     durations: list[float],
     delivery: Delivery = "platform",
+    lines: dict[str, SpokenLine] | None = None,
 ) -> VersionJob:
     """A version of the master at its delivery size (the platform preset's, unless the export
     names one or the profile delivers at the film's size)."""
@@ -463,7 +474,7 @@ def version_job(
         master_key=master_key,
         source_aspect=storyboard.aspect,
         export=export,
-        captions=caption_cues(storyboard, durations),
+        captions=caption_cues(storyboard, durations, lines),
         title=storyboard.title,
         size=export.delivery_size((storyboard.width, storyboard.height), delivery),
     )
@@ -496,4 +507,62 @@ def music_job(storyboard: Storyboard, music_key: str, durations: list[float]) ->
         min_shot=min(1.0, min(durations)),
         tolerance=0.25,
         fps=storyboard.fps,
+    )
+
+
+# -- sound ---------------------------------------------------------------------------------------
+
+
+def speech_jobs(storyboard: Storyboard) -> list[SpeechJob]:
+    """One job per voiced shot, in the language the film speaks."""
+    from reelflow.sound.lines import line_text, sound_of
+    from reelflow.sound.speech import engine
+
+    sound = sound_of(storyboard)
+    language = storyboard.voice_language
+    voiced = [shot for shot in storyboard.shots if line_text(storyboard, shot)]
+    if not voiced:
+        return []
+    speaker = engine(sound.engine)
+    default_voice = sound.voice_zh if language == "zh" else sound.voice_en
+    return [
+        SpeechJob(
+            project=storyboard.project,
+            shot=shot.id,
+            language=language,
+            text=line_text(storyboard, shot),
+            voice=speaker.voice_for(language, shot.voiceover.voice or default_voice),
+            speed=shot.voiceover.speed,
+            engine=sound.engine,
+            engine_version=speaker.version(),
+        )
+        for shot in voiced
+        if shot.voiceover is not None
+    ]
+
+
+def master_job(
+    storyboard: Storyboard,
+    edit_key: str,
+    music_key: str | None,
+    durations: list[float],
+    lines: dict[str, SpokenLine],
+) -> MasterJob | None:
+    """The edit's sound: music and/or the lines placed on this cut; None when it has neither."""
+    from reelflow.sound.lines import place_lines, sound_of
+
+    if music_key is None and not lines:
+        return None
+    if not lines:  # the music bed alone, as before voice-over existed
+        return MasterJob(project=storyboard.project, edit_key=edit_key, music_key=music_key)
+    sound = sound_of(storyboard)
+    return MasterJob(
+        project=storyboard.project,
+        edit_key=edit_key,
+        music_key=music_key,
+        target_lufs=sound.loudness_lufs,
+        voice=place_lines(storyboard, durations, lines),
+        voice_level_db=sound.voice_level_db,
+        music_level_db=sound.music_level_db,
+        duck_db=sound.duck_db,
     )

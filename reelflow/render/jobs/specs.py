@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from reelflow.render import weights
 from reelflow.render.jobs.exports import ExportSpec
+from reelflow.sound.speech import SentenceTiming
 from reelflow.store import keys
 from reelflow.store.keys import spec_hash
 from reelflow.storyboard import Transition
@@ -235,17 +236,61 @@ class MusicJob(Job):
     fps: int
 
 
+class SpeechJob(Job):
+    """One shot's voice-over line in the film's language: its key changes with the text, the
+    voice, the speed and the engine (and its version), and with nothing else."""
+
+    project: str
+    shot: str
+    language: Literal["zh", "en"]
+    text: str
+    voice: str
+    speed: float
+    engine: str
+    engine_version: str
+
+    def output_key(self) -> str:
+        return keys.speech_key(self.project, self.shot, self.spec_hash())
+
+
+class SpokenLine(BaseModel):
+    """A synthesised line: where its audio is, how long it lasts, when each sentence is said."""
+
+    shot: str
+    key: str
+    duration: float
+    sentences: list[SentenceTiming]
+
+
+class VoiceClip(BaseModel):
+    """A line placed on the film's timeline."""
+
+    shot: str
+    key: str
+    start: float
+    duration: float
+
+
 class MasterJob(Job):
-    """The edit with its music bed: faded out and loudness-normalised."""
+    """The edit with its sound: the voice-over lines at their places over the music bed, the
+    music ducked while the voice speaks, loudness-normalised. The picture is stream-copied."""
 
     project: str
     edit_key: str
-    music_key: str
+    music_key: str | None = None
     target_lufs: float = -14.0
     fade_out: float = 2.0
+    voice: list[VoiceClip] = []
+    voice_level_db: float = 0.0
+    music_level_db: float = -8.0
+    duck_db: float = 12.0
 
     def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-master")
+
+    def mix_key(self) -> str:
+        """The mixed audio alone, an object of its own (a voiced master only)."""
+        return keys.edit_key(self.project, f"{self.spec_hash()}-mix", ext="m4a")
 
 
 class ClipSoundJob(Job):

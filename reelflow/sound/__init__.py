@@ -1,0 +1,1 @@
+"""Sound: speech for the voice-over, captions timed to it, and the mix under the picture."""

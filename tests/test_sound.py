@@ -1,0 +1,285 @@
+"""The film's sound: voice-over lines spoken offline (eSpeak NG), captions that start where each
+sentence is heard, the music ducked under the voice, and one changed line re-spoken alone.
+
+Speech onsets are measured from the delivered audio (energy below 8 kHz after a silence); the
+music is a 13 kHz tone, above anything the 22.05 kHz voice can hold, so its level is read from
+that band even while the voice speaks.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from reelflow.editing.audio import loudness
+from reelflow.errors import InputError
+from reelflow.media.ffmpeg import ffmpeg_exe
+from reelflow.render.jobs import ExportSpec
+from reelflow.sound.check import check_lines, measure_lines
+from reelflow.sound.lines import check_line_lengths, place_lines, voiced_cues
+from reelflow.sound.speech import EspeakEngine, speak, split_sentences
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
+from reelflow.storyboard import StoryboardError, parse_storyboard
+from tests.support.deployed import task_states
+
+FPS = 24
+TONE = 13000.0
+
+STORYBOARD = """
+title: 声音
+project: sound-film
+width: 192
+height: 108
+fps: 24
+style: {palette: ["#f5c518"]}
+music: {path: tone.wav, snap_cuts: false}
+shots:
+  - {id: a, description: snowy peaks, duration: 2.5, voiceover: {zh: 雪山很静。}}
+  - {id: b, description: the city, duration: 2.5,
+     voiceover: {zh: 城市醒了。春天来了。, en: The city wakes. Spring is here.}}
+"""
+
+
+def tone(path: Path, seconds: float = 8.0, rate: int = 48000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(str(path), 0.3 * np.sin(2 * np.pi * TONE * t), rate, subtype="PCM_16")
+    return path
+
+
+def film_audio(video: Path, out: Path) -> tuple[np.ndarray, int]:
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-map", "0:a:0",
+                    "-ac", "1", "-ar", "48000", str(out)], check=True)  # fmt: skip
+    samples, rate = soundfile.read(str(out), dtype="float32")
+    return samples, rate
+
+
+def band_levels(samples: np.ndarray, rate: int, low: float, high: float, hop: float = 0.01):
+    """(times, dB) of the energy between ``low`` and ``high`` Hz in windows of ``hop`` s."""
+    n = round(hop * rate)
+    frames = samples[: samples.size // n * n].reshape(-1, n) * np.hanning(n)
+    spectrum = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(n, 1 / rate)
+    band = spectrum[:, (freqs >= low) & (freqs < high)].sum(axis=1)
+    return np.arange(band.size) * hop, 10 * np.log10(band + 1e-12)
+
+
+def speech_onsets(samples: np.ndarray, rate: int, min_silence: float = 0.2) -> list[float]:
+    """Where the voice starts after at least ``min_silence`` s of quiet (below 8 kHz)."""
+    times, level = band_levels(samples, rate, 60, 8000)
+    loud = level > level.max() - 35
+    onsets, quiet = [], min_silence
+    for t, on in zip(times, loud, strict=True):
+        if on and quiet >= min_silence:
+            onsets.append(float(t))
+        quiet = 0.0 if on else quiet + 0.01
+    return onsets
+
+
+def srt_starts(video: Path, tmp: Path) -> list[tuple[float, str]]:
+    srt = tmp / "cues.srt"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-map", "0:s:0",
+                    str(srt)], check=True)  # fmt: skip
+    found = re.findall(r"(\d+):(\d+):(\d+),(\d+) --> .*\n(.+)", srt.read_text(encoding="utf-8"))
+    return [(int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000, text)
+            for h, m, s, ms, text in found]  # fmt: skip
+
+
+def music_drop(samples: np.ndarray, rate: int, speaking: list[tuple[float, float]],
+               between: tuple[float, float]) -> float:  # fmt: skip
+    """dB by which the tone is lower while the voice speaks than between the lines."""
+    times, level = band_levels(samples, rate, TONE - 300, TONE + 300)
+    during = np.concatenate([level[(times > a + 0.2) & (times < b - 0.2)] for a, b in speaking])
+    gap = level[(times > between[0]) & (times < between[1])]
+    return float(np.median(gap) - np.median(during))
+
+
+# -- the engine and the storyboard (no servers) ------------------------------------------------
+
+
+def test_espeak_speaks_chinese_and_english_sentence_by_sentence(tmp_path: Path) -> None:
+    engine = EspeakEngine()
+    assert re.match(r"\d+\.\d+", engine.version())
+    assert split_sentences("城市醒了。春天来了！Go. Now?") == [
+        "城市醒了。", "春天来了！", "Go.", "Now?"]
+    for text, voice in [("城市醒了。春天来了。", "cmn"), ("The city wakes. Spring is here.", "en")]:
+        speech = speak(engine, text, voice, 1.0, tmp_path / f"{voice}.wav")
+        samples, rate = soundfile.read(str(tmp_path / f"{voice}.wav"), dtype="float32")
+        assert rate == speech.sample_rate == 22050 and samples.size / rate == speech.duration
+        assert len(speech.sentences) == 2 and speech.sentences[0].start == 0.0
+        onsets = speech_onsets(samples, rate)
+        assert len(onsets) == 2, onsets
+        for onset, sentence in zip(onsets, speech.sentences, strict=True):
+            assert abs(onset - sentence.start) <= 1 / FPS, (onset, sentence)
+    fast = speak(engine, "城市醒了。", "cmn", 1.6, tmp_path / "fast.wav")
+    slow = speak(engine, "城市醒了。", "cmn", 0.8, tmp_path / "slow.wav")
+    assert fast.duration < slow.duration * 0.7
+
+
+def test_voiceover_is_strict_and_a_long_line_is_refused_or_held() -> None:
+    with pytest.raises(StoryboardError, match=r"voiceover.*(tone|Extra)"):
+        parse_storyboard(STORYBOARD.replace("{zh: 雪山很静。}", "{zh: 雪山很静。, tone: calm}"))
+    with pytest.raises(StoryboardError, match="sound.duck_db"):
+        parse_storyboard(STORYBOARD + "sound: {duck_db: -3}\n")
+    with pytest.raises(StoryboardError, match="no en line"):  # shot a speaks only zh
+        parse_storyboard(STORYBOARD + "sound: {language: en}\n")
+    board = parse_storyboard(STORYBOARD)
+    assert board.voice_language == "zh"
+    check_lines(board)  # both lines fit their shots
+    short = STORYBOARD.replace("id: b, description: the city, duration: 2.5",
+                               "id: b, description: the city, duration: 1.0")
+    with pytest.raises(InputError, match=r"^shot b: .* lasts 2\.\d\d s, longer than the shot "
+                       r"\(1 s\)"):  # fmt: skip
+        check_lines(parse_storyboard(short))
+    held = parse_storyboard(short + "sound: {line_too_long: extend}\n")
+    check_lines(held)  # extend: never refused
+    lines = measure_lines(held)
+    durations = check_line_lengths(held, [2.5, 1.0], lines)
+    assert durations[0] == 2.5 and durations[1] > lines["b"].duration  # held, never cut
+
+
+def test_validate_refuses_a_long_line_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    tone(tmp_path / "tone.wav", seconds=1.0)
+    path = tmp_path / "board.yaml"
+    path.write_text(STORYBOARD.replace("id: b, description: the city, duration: 2.5",
+                                       "id: b, description: the city, duration: 1.0"),
+                    encoding="utf-8")  # fmt: skip
+    assert main(["validate", str(path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.match(rf"{re.escape(str(path))}: shot b: .* lasts 2\.\d\d s",
+                                         lines[0]), lines  # fmt: skip
+    path.write_text(STORYBOARD, encoding="utf-8")
+    assert main(["validate", str(path)]) == 0
+
+
+def test_captions_follow_the_placed_lines() -> None:
+    board = parse_storyboard(STORYBOARD)
+    lines = measure_lines(board)
+    placed = place_lines(board, [2.5, 2.5], lines)
+    assert [(c.shot, c.start) for c in placed] == [("a", 0.0), ("b", 2.5)]
+    cues = voiced_cues(board, [2.5, 2.5], lines)
+    assert abs(sum(c.duration for c in cues) - 5.0) < 1e-6
+    spoken = [c for c in cues if c.zh]
+    assert [c.zh for c in spoken] == ["雪山很静。", "城市醒了。", "春天来了。"]
+    assert [c.en for c in spoken] == ["", "The city wakes.", "Spring is here."]  # paired
+    # a shorter cut: line b would start before line a ends; it waits instead of overlapping
+    tight = place_lines(board, [0.5, 2.5], lines)
+    assert tight[1].start >= tight[0].start + tight[0].duration
+
+
+# -- English, through the speech step and the master (S3) -------------------------------------
+
+
+def test_english_line_mixed_over_music(store: ArtifactStore, tmp_path: Path) -> None:
+    from reelflow.render.edit import master_with_music, synthesize_line
+    from reelflow.render.jobs import MasterJob, VoiceClip, speech_jobs
+    from reelflow.store import keys
+
+    text = STORYBOARD.replace("project: sound-film", "project: sound-en").replace(
+        "{zh: 雪山很静。}", "{zh: 雪山很静。, en: The peaks are quiet.}")
+    text += "sound: {language: en}\n"
+    board = parse_storyboard(text)
+    jobs = speech_jobs(board)
+    assert [(j.shot, j.language, j.voice, j.engine) for j in jobs] == [
+        ("a", "en", "en", "espeak"), ("b", "en", "en", "espeak")]
+    lines = {job.shot: synthesize_line(store, job) for job in jobs}
+    assert store.lineage(lines["b"].key).kind == "speech"
+    assert synthesize_line(store, jobs[1]) == lines["b"]  # found again, timings from the sidecar
+    edit = tmp_path / "edit.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=gray:s=192x108:r=24:d=5", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(edit)], check=True)  # fmt: skip
+    edit_key = store.put_file(keys.edit_key("sound-en", "0" * 16), edit, "video/mp4")
+    music_key = store.put_file(keys.input_key("sound-en", "1" * 16, "wav"),
+                               tone(tmp_path / "tone.wav"), "audio/wav")  # fmt: skip
+    placed = [VoiceClip(shot=s, key=lines[s].key, start=at, duration=lines[s].duration)
+              for s, at in (("a", 0.0), ("b", 2.5))]  # fmt: skip
+    job = MasterJob(project="sound-en", edit_key=edit_key, music_key=music_key, voice=placed)
+    master = store.get_file(master_with_music(store, job), tmp_path / "master.mp4")
+    assert store.lineage(job.mix_key()).parents == [c.key for c in placed] + [music_key]
+    samples, rate = film_audio(master, tmp_path / "master.wav")
+    starts = [c.start + s.start for c in placed for s in lines[c.shot].sentences]
+    onsets = speech_onsets(samples, rate)
+    assert len(onsets) == len(starts) == 3, (onsets, starts)
+    assert all(abs(o - s) <= 1 / FPS for o, s in zip(onsets, starts, strict=True)), onsets
+    end_a = placed[0].start + placed[0].duration
+    drop = music_drop(samples, rate, [(c.start, c.start + c.duration) for c in placed],
+                      (end_a + 0.25, 2.5 - 0.25))  # fmt: skip
+    assert drop >= 6.0, drop
+    assert abs(loudness(master) - (-14.0)) <= 1.0
+
+
+# -- the flow: a Chinese voice-over film, then one line changed ------------------------------
+
+
+@pytest.fixture(scope="module")
+def voiced(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from flows.produce_video import produce_video
+
+    folder = tmp_path_factory.mktemp("sound")
+    tone(folder / "tone.wav")
+    board = folder / "board.yaml"
+    board.write_text(STORYBOARD, encoding="utf-8")
+    state = produce_video(storyboard=str(board), approval="auto", profile="previz",
+                          exports=[ExportSpec(captions="soft")], return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    return folder, state, state.result()
+
+
+def test_captions_start_where_each_sentence_is_spoken_and_music_ducks(
+    voiced: Any, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    _, _, result = voiced
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    film = store.get_file(result.film_key, tmp_path / "film.mp4")
+    samples, rate = film_audio(film, tmp_path / "film.wav")
+    onsets = speech_onsets(samples, rate)
+    cues = srt_starts(film, tmp_path)
+    assert [text for _, text in cues] == ["雪山很静。", "城市醒了。", "春天来了。"]
+    assert len(onsets) == 3, onsets
+    for onset, (start, text) in zip(onsets, cues, strict=True):
+        assert abs(onset - start) <= 1 / FPS, (text, onset, start)
+    master = store.lineage(result.master_key)
+    mix_key = master.parents[1]
+    assert store.lineage(mix_key).kind == "mix"
+    voice = master.spec["voice"]
+    end_a = voice[0]["start"] + voice[0]["duration"]
+    drop = music_drop(samples, rate, [(v["start"], v["start"] + v["duration"]) for v in voice],
+                      (end_a + 0.25, 2.5 - 0.25))  # fmt: skip
+    assert drop >= 6.0, drop
+
+
+def test_changing_one_line_respeaks_only_it_and_remixes(
+    voiced: Any, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    from flows.produce_video import produce_video
+
+    folder, first, result = voiced
+    board = folder / "board.yaml"
+    board.write_text(STORYBOARD.replace("雪山很静。", "雪山醒了。"), encoding="utf-8")
+    state = produce_video(storyboard=str(board), approval="auto", profile="previz",
+                          exports=[ExportSpec(captions="soft")], return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    states = task_states(state.state_details.flow_run_id)
+    assert states["speech-a"] == ["Completed"]
+    assert states["speech-b"] == ["Cached"]
+    assert states["assemble-film"] == ["Cached"]  # the picture is untouched
+    assert all(s == ["Cached"] for name, s in states.items() if name.startswith("clip-")), states
+    assert states["master-with-music"] == ["Completed"]
+    again = state.result()
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    edit_key = store.lineage(result.master_key).parents[0]
+    assert store.lineage(again.master_key).parents[0] == edit_key  # the same picture
+    assert again.master_key != result.master_key
+    cues = srt_starts(store.get_file(again.film_key, tmp_path / "film.mp4"), tmp_path)
+    assert cues[0][1] == "雪山醒了。"
