@@ -103,10 +103,19 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
     result = _cli("validate", str(bad))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "bad.yaml:2 project: must be a slug: lowercase letters, digits and dashes",
+        "bad.yaml:2 project: must be a slug: lowercase letters, digits and dashes "
+        "(try 'bad-slug')",
         "bad.yaml:3 shots: List should have at least 1 item after validation, not 0",
     ]
     assert sorted(tmp_path.iterdir()) == before  # nothing written
+    # a Chinese project name gets a pinyin suggestion
+    chinese = tmp_path / "zh.yaml"
+    chinese.write_text("title: x\nproject: 春日短片\nshots: []\n", encoding="utf-8")
+    result = _cli("validate", str(chinese))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "zh.yaml:2 project: must be a slug: lowercase letters, digits and dashes "
+        "(try 'chun-ri-duan-pian')")
 
 
 def test_cli_schema_is_json() -> None:

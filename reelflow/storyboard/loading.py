@@ -12,6 +12,7 @@ from reelflow.storyboard import yamlsafe
 from reelflow.storyboard.files import check_references
 from reelflow.storyboard.model import Storyboard
 from reelflow.storyboard.problems import StoryboardError, problem_lines
+from reelflow.storyboard.slugs import slugify
 
 __all__ = [
     "StoryboardError",
@@ -41,6 +42,10 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "required"
     if kind == "string_pattern_mismatch" and "a-z0-9" in str(ctx.get("pattern", "")):
+        got = error.get("input")
+        suggestion = slugify(got, fallback="") if isinstance(got, str) else ""
+        if suggestion and not suggestion.startswith("-"):  # `春日短片` -> try `chun-ri-duan-pian`
+            return f"must be a slug: lowercase letters, digits and dashes (try {suggestion!r})"
         return "must be a slug: lowercase letters, digits and dashes"
     return msg.removeprefix("Value error, ")
 
