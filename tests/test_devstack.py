@@ -407,8 +407,9 @@ def test_free_port_choice_retries_a_taken_block(tmp_path: Path,
     chosen block is recorded, kept by `auto`, and a running stack refuses to move."""
     from reelflow.devstack import stack as stack_module
 
-    taken, good = devstack.free_base_port(), devstack.free_base_port()
-    assert not set(devstack.block_ports(taken)) & set(devstack.block_ports(good))
+    taken = devstack.free_base_port()
+    good = next(base for base in iter(devstack.free_base_port, None)  # two random blocks may
+                if not set(devstack.block_ports(taken)) & set(devstack.block_ports(base)))
     offers = iter([taken, good])
     monkeypatch.setattr(stack_module, "free_base_port", lambda host: next(offers))
     home = tmp_path / "home"

@@ -61,7 +61,7 @@ def test_plan_warns_about_chinese_prompts_for_an_english_encoder(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert "warning: shot s01-mountain-aerial: the prompt is partly Chinese but" in done.stderr
     # what the encoder receives: every token, in CLIP windows (nothing cut mid-word)
-    assert re.search(r"\n    clip: \d+ tokens \(estimated\), all of them, in \d windows? of 75\n",
+    assert re.search(r"\n    clip-l: \d+ tokens \(estimated\), all of them, in \d windows? of 75\n",
                      done.stdout), done.stdout
     assert "72x128" in done.stdout  # portrait stills for the 9:16 board
 

@@ -124,5 +124,5 @@ def test_plan_lists_every_shot_and_what_each_encoder_receives(
         assert f"\n{shot.id}: " in f"\n{out}", shot.id
     assert "s05-winter-to-spring: 3 s, a transition from s04-summit's last frame to " \
            "s04-summit's last frame restyled to" in out
-    assert out.count("clip: ") == len(board.shots) - 1  # the transition has no prompt
+    assert out.count("clip-l: ") == len(board.shots) - 1  # the transition has no prompt
     assert "in 2 windows of 75" in out and "over the token budget" not in out

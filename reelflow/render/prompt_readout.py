@@ -28,7 +28,7 @@ class Encoder(NamedTuple):
 
 
 ENCODERS: dict[str, list[Encoder]] = {
-    "sd15": [Encoder("clip", "tokenizer", "windows", CLIP_WINDOW, "sd15")],
+    "sd15": [Encoder("clip-l", "tokenizer", "windows", CLIP_WINDOW, "sd15")],
     "sdxl": [
         Encoder("clip-l", "tokenizer", "windows", CLIP_WINDOW, "sdxl"),
         Encoder("clip-g", "tokenizer_2", "windows", CLIP_WINDOW, "sdxl"),
