@@ -407,6 +407,8 @@ def test_free_port_choice_retries_a_taken_block(tmp_path: Path,
     chosen block is recorded, kept by `auto`, and a running stack refuses to move."""
     from reelflow.devstack import stack as stack_module
 
+    for name in [n for n in os.environ if n.startswith("REELFLOW_S3_")]:
+        monkeypatch.delenv(name)  # an S3 named by the environment is not this stack's own
     taken = devstack.free_base_port()
     good = next(base for base in iter(devstack.free_base_port, None)  # two random blocks may
                 if not set(devstack.block_ports(taken)) & set(devstack.block_ports(base)))
