@@ -431,3 +431,12 @@ def test_free_port_choice_retries_a_taken_block(tmp_path: Path,
         finally:
             devstack.down(StackConfig(home=home))
     assert not devstack.status(StackConfig.load(home))["s3"]["running"]
+
+
+def test_embedded_s3_takes_more_buckets_than_its_own_volume_default(
+        s3_stack: StackConfig) -> None:
+    """`weed mini` caps volumes at ~free disk/1 GB (63 on a 64 GB disk) and one bucket takes one:
+    a studio's 64th bucket (or a test suite's) got HTTP 500 on every PUT. The stack sets the cap."""
+    master = s3_stack.weed_ports()["master"]
+    status = httpx.get(f"http://{s3_stack.host}:{master}/dir/status", timeout=5).json()
+    assert status["Topology"]["Max"] == s3_stack.s3_volumes >= 1000

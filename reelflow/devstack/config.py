@@ -55,6 +55,11 @@ class StackConfig(BaseModel):
     prefect_port: int = 4200
     redis_port: int = 6390
     bucket: str = "reelflow"
+    s3_volumes: int = Field(default=2000, ge=1)
+    """The most SeaweedFS volumes (128 MB each, one or more per bucket) the embedded S3 may
+    create. Its own default (free disk / an estimate, 63 on a 64 GB disk) refuses writes with
+    HTTP 500 once a few dozen buckets or ~8 GB exist; volumes are not preallocated, so a high cap
+    costs nothing and the disk stays the real limit."""
     db: Db | None = None
     """None: `external` when PREFECT_API_DATABASE_CONNECTION_URL is set, else the stack file's
     choice, else `postgres`."""

@@ -48,6 +48,7 @@ def start_s3(config: StackConfig, settings: S3Settings) -> int:
     cmd = [weed_binary(), "mini", f"-dir={config.s3_data_dir}", f"-ip={config.host}",
            f"-ip.bind={config.host}", "-admin.ui=false", "-webdav=false",
            "-s3.port.iceberg=0", "-s3.port.lance=0",
+           f"-volume.max={config.s3_volumes}",
            "-master.telemetry=false"]  # a local stack reports nothing to anyone
     # Every port is passed explicitly: `weed mini` persists flags in s3-data/mini.options and
     # would otherwise reuse stale ones from an earlier start (a stack moved to another base).
