@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import torch
 
-from reelflow.gpu.memory import MemoryPlan, apply_memory_plan, resident_plan
+from reelflow.gpu.memory import MemoryPlan, apply_memory_plan
+from reelflow.gpu.pins import memory_json, plan_for
 from reelflow.imaging.models import (
     LoraError,
     LoraSpec,
@@ -62,8 +63,8 @@ PIPELINE_CLASSES: dict[str, dict[str, str]] = {
     },
 }
 
-# family, location, config, dtype, device, stat fingerprint of the files
-CacheKey = tuple[str, str, str | None, str, str, str]
+# family, location, config, dtype, device, stat fingerprint of the files, pinned memory choices
+CacheKey = tuple[str, str, str | None, str, str, str, str]
 
 
 def _fingerprint(where: str) -> str:
@@ -213,7 +214,7 @@ class PipelineCache:
     def key(self, source: ModelSource) -> CacheKey:
         _, where = source.locate()
         return (source.family, where, source.config, source.dtype, source.resolved_device(),
-                _fingerprint(where))
+                _fingerprint(where), memory_json(source.memory))
 
     @contextmanager
     def lock(self, source: ModelSource) -> Iterator[None]:
@@ -229,7 +230,8 @@ class PipelineCache:
         key = self.key(source)
         with self._guard:
             if key not in self._bases:
-                for old in [k for k in self._bases if k[:5] == key[:5]]:  # changed on disk
+                changed = [k for k in self._bases if k[:5] == key[:5] and k[6:] == key[6:]]
+                for old in changed:  # changed on disk
                     del self._bases[old]
                     for derived in [d for d in self._derived if d[0] == old]:
                         del self._derived[derived]
@@ -324,8 +326,8 @@ class PipelineCache:
             ) from error
         pipe.scheduler = euler_scheduler(pipe)
         pipe.set_progress_bar_config(disable=True)
-        plan = self.memory_plan or resident_plan(source.resolved_device(), source.source,
-                                                 source.dtype)
+        plan = self.memory_plan or plan_for(
+            source.resolved_device(), where, source.dtype, source.memory, model=source.source)
         apply_memory_plan(pipe, plan)
         self.loads += 1
         log.info("loaded model %s (load #%d)", source.source, self.loads)

@@ -133,6 +133,7 @@ def model_choice(
         source=source,
         dtype=profile.dtype,
         device=profile.device,
+        memory=profile.memory.job_options() if profile.memory else {},
     )
 
 
