@@ -77,8 +77,13 @@ class MemoryPins(BaseModel):
 
 
 def pixel_view(memory: dict[str, Any]) -> dict[str, Any]:
-    """The part of a job's `memory` mapping that belongs in its key."""
-    return {k: v for k, v in memory.items() if k in PIXEL_KEYS and v not in (None, False)}
+    """The part of a job's `memory` mapping that belongs in its key (a GGUF file by its content
+    hash when known, like every other weight)."""
+    out = {k: v for k, v in memory.items()
+           if k in (*PIXEL_KEYS, "gguf_sha256") and v not in (None, False)}
+    if out.get("gguf_sha256"):
+        out.pop("gguf", None)
+    return out
 
 
 def plan_for(

@@ -194,6 +194,21 @@ def _check_family(source: ModelSource, kind: str, where: str) -> None:
         )
 
 
+def _gguf_transformer(source: ModelSource, kind: str, where: str) -> dict[str, Any]:
+    """`{"transformer": ...}` from the GGUF file the model's memory pins name, else nothing."""
+    gguf = source.memory.get("gguf")
+    if not gguf:
+        return {}
+    if kind != "directory":
+        raise ModelLoadError(f"model {source.source}: memory.gguf needs the model as a "
+                             "diffusers folder (its transformer config)")
+    if not Path(gguf).is_file():
+        raise ModelNotFoundError(f"memory.gguf: GGUF file not found: {gguf}")
+    from reelflow.gpu.quantized import load_gguf_transformer
+
+    return {"transformer": load_gguf_transformer(gguf, where, source.torch_dtype())}
+
+
 class PipelineCache:
     """Base pipelines by (model, dtype, device) and the pipelines derived from them.
 
@@ -316,7 +331,8 @@ class PipelineCache:
                     local_files_only=True,
                 )
             else:
-                pipe = cls.from_pretrained(where, dtype=dtype, local_files_only=True)
+                pipe = cls.from_pretrained(where, dtype=dtype, local_files_only=True,
+                                           **_gguf_transformer(source, kind, where))
         except (ModelNotFoundError, ModelLoadError):
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:

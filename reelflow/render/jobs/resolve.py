@@ -37,9 +37,22 @@ def models_dir() -> Path:
 
 def resolve_model_path(source: str) -> str:
     """`@models/x` names a file in this machine's models folder; jobs keep the short form so
-    that their hashes (and object keys) are the same on every machine."""
+    that their hashes (and object keys) are the same on every machine. Not there, `x` (and a
+    bare model name that is no local path) is looked up in the folders of ComfyUI and
+    A1111/Forge (REELFLOW_COMFYUI, REELFLOW_A1111; see reelflow/gpu/library.py) by path or
+    name: `@models/loras/ink.safetensors`, `@models/ink`, `juggernautXL`."""
     if source.startswith(MODELS_PREFIX):
-        return str(models_dir() / source.removeprefix(MODELS_PREFIX))
+        name = source.removeprefix(MODELS_PREFIX)
+        local = models_dir() / name
+        if local.exists():
+            return str(local)
+        from reelflow.gpu.library import library_path
+
+        return library_path(name) or str(local)
+    if "/" not in source and "\\" not in source and not Path(source).exists():
+        from reelflow.gpu.library import library_path
+
+        return library_path(source) or source
     return source
 
 
@@ -59,7 +72,11 @@ def identify_weights(job: J, facts: RunFacts | None = None) -> J:
     updates: dict[str, Any] = {}
     model = getattr(job, "model", None)
     if isinstance(model, ModelChoice):
-        updates["model"] = model.model_copy(update={"sha256": known(model.source, model.sha256)})
+        memory = dict(model.memory)
+        if memory.get("gguf"):  # a pinned GGUF transformer: keyed by its content
+            memory["gguf_sha256"] = known(memory["gguf"], memory.get("gguf_sha256"))
+        updates["model"] = model.model_copy(update={
+            "sha256": known(model.source, model.sha256), "memory": memory})
     if getattr(job, "loras", None):
         updates["loras"] = [
             lora.model_copy(update={"sha256": known(lora.path, lora.sha256)})
