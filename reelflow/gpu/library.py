@@ -97,7 +97,8 @@ def extra_model_paths(file: Path) -> list[LibraryRoot]:
                 continue
             for line in value.splitlines():
                 if line.strip():
-                    roots.append(LibraryRoot(path=base / line.strip(), kind=kind,
+                    folder = Path(os.path.normpath(base / line.strip()))
+                    roots.append(LibraryRoot(path=folder, kind=kind,
                                              tool="extra_model_paths"))
     return roots
 
