@@ -105,3 +105,14 @@ def test_an_unreachable_threshold_turns_the_cache_off_and_the_review_says_so(
     )
     assert f"PSNR {guard.psnr:.1f} dB" in markdown
     assert "threshold 1000 dB" in markdown and "turned OFF for the run" in markdown
+
+
+def test_an_unknown_speed_option_is_one_line_before_anything_renders(tmp_path: Path) -> None:
+    from reelflow.errors import InputError
+    from reelflow.render.inputs import check_models
+
+    board = parse_storyboard(BOARD)
+    profile = get_profile("test").model_copy(update={
+        "video_options": {"speed": {"cache": "teacache"}}})
+    with pytest.raises(InputError, match=r"^video options speed\.cache: Input should be"):
+        check_models(board, profile, tmp_path)

@@ -118,8 +118,9 @@ def plan_for(
             plan = plan_memory(arch, budget=device_budget(device), device=device, pin=pin)
             if not plan.fits and not pin["fp8"]:
                 raise MemoryPlanError(
-                    f"model {name}: {plan.reason}; pin `memory: {{fp8: true}}` (changes pixels) "
-                    "in the profile or image-model block, or use a smaller model"
+                    f"model {name}: {plan.reason}; pin `memory: {{fp8: true}}` or "
+                    "`{vae_tiling: true}` (they change pixels) in the profile or image-model "
+                    "block, or use a smaller model"
                 )
             return plan
     plan = resident_plan(device, name, dtype)
