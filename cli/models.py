@@ -16,10 +16,11 @@ import click
 @click.argument("file", required=False)
 @click.option("--no-hash", is_flag=True, help="skip the sha256 (fast on a large library)")
 def models(file: str | None, no_hash: bool) -> int:
-    from reelflow.gpu.library import listing, scan, storyboard_names
+    from reelflow.gpu.library import listing, scan
 
     names = None
     if file is not None:
+        from reelflow.gpu.names import storyboard_names
         from reelflow.storyboard import load_storyboard
 
         board = load_storyboard(file, check_files=False)  # the names may be elsewhere

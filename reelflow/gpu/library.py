@@ -103,11 +103,16 @@ def extra_model_paths(file: Path) -> list[LibraryRoot]:
     return roots
 
 
+def models_dir() -> Path:
+    """reelflow's own models folder (tiny demo models are built here): REELFLOW_MODELS, else
+    `models/` in REELFLOW_HOME (`.reelflow`)."""
+    home = Path(os.environ.get("REELFLOW_HOME", ".reelflow"))
+    return Path(os.environ.get("REELFLOW_MODELS", home / "models")).resolve()
+
+
 def library_roots() -> list[LibraryRoot]:
     """Every folder this machine keeps models in: reelflow's first, then ComfyUI's (with its
     extra paths), then A1111/Forge's."""
-    from reelflow.render.jobs.resolve import models_dir
-
     roots = [LibraryRoot(path=models_dir(), kind=None, tool="reelflow")]
     for comfy in _env_paths(COMFYUI_ENV):
         roots += _subfolders(comfy / "models", "comfyui")
@@ -330,28 +335,6 @@ def _other_tools() -> list[ModelFile]:
 
 
 # --- the listing ---------------------------------------------------------------------------
-
-
-def storyboard_names(storyboard, base_dir: Path | None) -> dict[str, str]:
-    """Each weights name a storyboard uses (`style.model: X`, `lora ink: PATH`) -> the path it
-    resolves to on this machine (as the renderer resolves it)."""
-    from reelflow.render.jobs.resolve import model_source, resolve_model_path
-    from reelflow.storyboard.files import resolve_local
-
-    out = {f"style.model: {storyboard.style.model}":
-           resolve_model_path(model_source(storyboard.style.model, base_dir))}
-    refs = list(storyboard.style.loras)
-    for shot in storyboard.shots:
-        refs += list(getattr(shot, "loras", None) or [])
-    for ref in refs:
-        value = ref.path
-        if not value.startswith("@") and base_dir is not None:
-            try:
-                value = str(resolve_local(value, base_dir, must_exist=False))
-            except ValueError:
-                pass
-        out[f"lora {ref.name}: {ref.path}"] = resolve_model_path(value)
-    return out
 
 
 def _size(n: int) -> str:

@@ -5,12 +5,12 @@ machine-independently (`@models/...`) and carry their content hashes, so keys ma
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from reelflow.gpu.library import library_path, models_dir
 from reelflow.render import weights
 from reelflow.render.jobs.specs import (
     ClipJob,
@@ -29,10 +29,6 @@ MODELS_PREFIX = "@models/"
 PREVIZ = "previz"
 
 
-def models_dir() -> Path:
-    """Where built and downloaded-by-hand models live (tiny demo models are built here)."""
-    home = Path(os.environ.get("REELFLOW_HOME", ".reelflow"))
-    return Path(os.environ.get("REELFLOW_MODELS", home / "models")).resolve()
 
 
 def resolve_model_path(source: str) -> str:
@@ -46,12 +42,8 @@ def resolve_model_path(source: str) -> str:
         local = models_dir() / name
         if local.exists():
             return str(local)
-        from reelflow.gpu.library import library_path
-
         return library_path(name) or str(local)
     if "/" not in source and "\\" not in source and not Path(source).exists():
-        from reelflow.gpu.library import library_path
-
         return library_path(source) or source
     return source
 
