@@ -250,6 +250,8 @@ def _walk(root: LibraryRoot) -> Iterator[ModelFile]:
     while stack:
         folder = stack.pop()
         for child in sorted(folder.iterdir()):
+            if child.name.startswith((".", "__")):  # .git, .venv, __pycache__, .cache
+                continue
             relative = prefix + str(child.relative_to(root.path))
             kind = root.kind
             if kind is None and child.parent == root.path and child.is_dir():
