@@ -102,3 +102,19 @@ def test_fp8_changes_the_key_offload_does_not_and_the_sidecar_records_both(
         update={"seed": 7}))
     logged = [r.message for r in caplog.records if r.message.startswith("memory plan:")]
     assert len([m for m in logged if "model CPU offload + float8_e4m3fn" in m]) == 1
+
+
+def test_doctor_plans_with_the_profiles_pins_and_names_the_pin_a_plan_needs() -> None:
+    from reelflow.gpu.doctor import _image_check
+    from reelflow.storyboard import load_storyboard
+
+    board = load_storyboard(Path(__file__).resolve().parents[1] / "examples"
+                            / "su7-winter-spring.yaml", check_files=False)
+    full = get_profile("full")
+    tight = _image_check(board, full, "8GB", "128GB", "cuda")
+    assert tight.plan.vae_tiling and "pins memory: {vae_tiling: true}" in tight.note
+    pinned = full.model_copy(update={"memory": MemoryPins(fp8=True)})
+    roomy = _image_check(board, pinned, "80GB", "128GB", "cuda")
+    assert roomy.plan.storage_dtype == "float8_e4m3fn" and roomy.plan.offload == "none"
+    offload = full.model_copy(update={"memory": MemoryPins.model_validate("model-offload")})
+    assert _image_check(board, offload, "80GB", "128GB", "cuda").plan.offload == "model"

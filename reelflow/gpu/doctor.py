@@ -130,7 +130,8 @@ def _image_check(storyboard, profile, budget, ram, device) -> ModelCheck | None:
     if unpinned:  # a render never chooses pixel-changing options on its own (gpu/pins.py)
         what = " and ".join(w for w, _ in unpinned)
         keys = ", ".join(f"{k}: true" for _, k in unpinned)
-        note = "; ".join(filter(None, [note, f"{what} change pixels: a render uses them only "
+        verb = "change" if len(unpinned) > 1 else "changes"
+        note = "; ".join(filter(None, [note, f"{what} {verb} pixels: a render uses it only "
                                        f"when the profile pins memory: {{{keys}}}"]))
     return ModelCheck(stage="images", name=name, architecture=arch.name, workload=work,
                       plan=plan, note=note)
