@@ -38,7 +38,8 @@ def romanize(text: str) -> str:
 
     syllables = lazy_pinyin(text.translate(_CHINESE_PUNCTUATION), style=Style.NORMAL,
                             errors="default")  # fmt: skip
-    return re.sub(r"\s+", " ", " ".join(syllables)).strip()
+    spaced = re.sub(r"\s+", " ", " ".join(syllables)).strip()
+    return re.sub(r" ([.!?,;:])", r"\1", spaced)
 
 
 def vits_vocabulary() -> dict[str, int]:
