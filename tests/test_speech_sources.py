@@ -12,6 +12,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,18 @@ def take_file(path: Path, bursts: list[tuple[float, float]], seconds: float) -> 
         audio[a:b] += 0.4 * np.sin(2 * np.pi * 220 * np.arange(b - a) / TAKE_RATE)
     soundfile.write(str(path), audio, TAKE_RATE, subtype="PCM_16")
     return path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """The tiny VITS runs in a blink on one thread; on a busy CI machine torch's thread pool
+    makes it many times slower (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def config(url: str, **extra: Any) -> SpeechEndpointConfig:
@@ -124,7 +137,7 @@ def test_a_recorded_take_is_timed_by_its_pauses(tmp_path: Path) -> None:
 
 
 def test_a_vits_folder_speaks_chinese_and_english(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
 ) -> None:
     monkeypatch.setenv("REELFLOW_MODELS", str(tmp_path / "models"))
     folder = make_tiny_vits(tmp_path / "models" / "tts-tiny")
@@ -209,7 +222,7 @@ def test_each_line_is_keyed_by_its_source(
 )
 def test_bad_speech_config_is_one_line_at_validate(
     edit: tuple[str, str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], one_thread: None,
 ) -> None:
     from cli.main import main
 
@@ -246,7 +259,7 @@ shots:
 
 @pytest.mark.flows
 def test_one_film_speaks_from_endpoint_take_and_vits(
-    film_env: dict[str, str], s3_settings: S3Settings, tmp_path: Path
+    film_env: dict[str, str], s3_settings: S3Settings, tmp_path: Path, one_thread: None
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (

@@ -156,7 +156,7 @@ def make_tiny_vits(folder: Path, *, seed: int = 0) -> Path:
     (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     config = VitsConfig(
         vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        ffn_dim=32, flow_size=16, spectrogram_bins=33, upsample_initial_channel=32,
+        ffn_dim=32, flow_size=16, spectrogram_bins=33, upsample_initial_channel=8,
         upsample_rates=[8, 8], upsample_kernel_sizes=[16, 16], resblock_kernel_sizes=[3],
         resblock_dilation_sizes=[[1, 3]], prior_encoder_num_flows=1,
         prior_encoder_num_wavenet_layers=1, posterior_encoder_num_wavenet_layers=1,
