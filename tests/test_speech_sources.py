@@ -271,7 +271,7 @@ def test_one_film_speaks_from_endpoint_take_and_vits(
         LogFilterFlowRunId,
     )
 
-    from blocks.speech_endpoint import SpeechEndpoint
+    from blocks.speech_endpoint import SpeechEndpoint, load_speech_endpoint
     from flows.produce_video import produce_video
     from reelflow.render.jobs.resolve import models_dir
 
@@ -312,6 +312,11 @@ def test_one_film_speaks_from_endpoint_take_and_vits(
     for onset, (start, text) in zip(onsets, cues, strict=True):
         assert abs(onset - start) <= 1 / FPS, (text, onset, start)
     assert abs(cues[1][0] - cues[0][0] - (TONE_SECONDS + 0.3)) < 1 / FPS  # sentence pause
+
+    # a storyboard naming a block that is not there: one line naming the field and the block
+    with pytest.raises(ConfigError, match=r"^sound\.endpoint: no speech endpoint block named "
+                       r"'nowhere' \(type reelflow-speech-endpoint\)"):  # fmt: skip
+        load_speech_endpoint("nowhere")
 
     # the key is nowhere but the Authorization header
     assert {r.headers["Authorization"] for r in server.requests} == {f"Bearer {API_KEY}"}
