@@ -14,7 +14,9 @@ pipelines is everything that makes a model's output fit the edit exactly:
   frames (first maps to first, last to last), which also converts the model's native frame
   rate (Wan: 16 fps) to the requested one.
 - **streaming**: at most one chunk (what one pipeline call returns) is in memory; frames go to
-  the encoder as soon as they exist.
+  the encoder as soon as they exist. The LTX backends go further (``saves_latents``): they
+  sample each window with ``output_type="latent"``, keep the latents (a failed decode resumes
+  from them) and decode a few latent frames at a time (:mod:`reelflow.motion.latents`).
 
 Pipelines load once per worker process (keyed by class, model, dtype and device) with
 ``local_files_only=True`` by default, since render machines do not reach a model hub.
@@ -37,7 +39,7 @@ from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
 from reelflow.motion.capabilities import LTX, WAN, BackendCapabilities
 from reelflow.motion.common import cover_fit, load_rgb
-from reelflow.motion.latents import DecodeSettings, LatentCache
+from reelflow.motion.latents import DecodeSettings, LatentCache, decode_in_chunks
 from reelflow.motion.windows import WindowPlan, plan_windows
 from reelflow.progress import step
 
@@ -327,6 +329,30 @@ class DiffusionVideoBackend:
         """The uint8 frames of one window's saved latents, as they are decoded."""
         raise NotImplementedError
 
+    def _decode_video(self, video: Any) -> Iterator[np.ndarray]:
+        """Frames of video latents ([B, C, F, H, W], the VAE's own scale) from the pipeline's
+        VAE, a few latent frames at a time (``decode_chunk``), as the pipeline would decode them
+        with its default ``decode_timestep`` of 0."""
+        import torch
+
+        pipe, lock = self.pipe, self._lock
+        assert lock is not None
+        timestep = None
+        if getattr(pipe.vae.config, "timestep_conditioning", False):
+            timestep = torch.zeros(video.shape[0], device=pipe.device, dtype=pipe.vae.dtype)
+
+        def decode(part: Any) -> np.ndarray:
+            with lock, torch.inference_mode():
+                part = part.to(pipe.device, pipe.vae.dtype)
+                pixels = pipe.vae.decode(part, timestep, return_dict=False)[0]
+                frames = pipe.video_processor.postprocess_video(pixels, output_type="np")
+            return _to_uint8(frames)
+
+        yield from decode_in_chunks(
+            decode, video, temporal_ratio=pipe.vae_temporal_compression_ratio,
+            chunk=self.decode_chunk, context=self.decode_context,
+        )  # fmt: skip
+
     def _window(
         self,
         index: int,
@@ -449,7 +475,8 @@ class DiffusionVideoBackend:
 
 class LTXBackend(DiffusionVideoBackend):
     """LTX-Video through ``LTXConditionPipeline``: image conditions at frame 0 and, for
-    transitions, at the chunk's last frame (LTX conditions on any frame index)."""
+    transitions, at the chunk's last frame (LTX conditions on any frame index). Windows are
+    sampled as latents, kept, then decoded in chunks."""
 
     name = "ltx"
     capabilities = LTX
@@ -459,6 +486,7 @@ class LTXBackend(DiffusionVideoBackend):
     default_steps = 30
     default_guidance = 3.0
     default_negative = "worst quality, inconsistent motion, blurry, jittery, distorted"
+    saves_latents = True
 
     def _compression(self) -> tuple[int, int]:
         p = self.pipe
@@ -469,7 +497,7 @@ class LTXBackend(DiffusionVideoBackend):
             p.vae_temporal_compression_ratio * p.transformer_temporal_patch_size,
         )
 
-    def _call(
+    def _sample(
         self,
         first: Image.Image,
         last: Image.Image | None,
@@ -479,7 +507,7 @@ class LTXBackend(DiffusionVideoBackend):
         height: int,
         request: ClipRequest,
         seed: int,
-    ) -> np.ndarray:
+    ) -> dict[str, Any]:
         from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
         conditions = [LTXVideoCondition(image=first, frame_index=0)]
@@ -503,9 +531,16 @@ class LTXBackend(DiffusionVideoBackend):
                     else request.guidance_scale
                 ),
                 generator=self._generator(seed),
-                output_type="np",
-            )
-        return _to_uint8(out.frames)
+                output_type="latent",
+                return_dict=False,
+            )[0]
+            vae = pipe.vae  # "latent" output is normalised; kept at the VAE's own scale
+            video = pipe._denormalize_latents(out, vae.latents_mean, vae.latents_std,
+                                              vae.config.scaling_factor)  # fmt: skip
+        return {"video": video}
+
+    def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
+        return self._decode_video(tensors["video"])
 
 
 class WanBackend(DiffusionVideoBackend):

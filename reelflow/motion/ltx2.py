@@ -41,8 +41,8 @@ from reelflow.media.probe import VideoInfo, probe
 from reelflow.motion.backends import ClipRequest
 from reelflow.motion.capabilities import LTX2
 from reelflow.motion.common import audio_stem_path
-from reelflow.motion.diffusion import DiffusionVideoBackend, _to_uint8
-from reelflow.motion.latents import LatentCache, decode_in_chunks
+from reelflow.motion.diffusion import DiffusionVideoBackend
+from reelflow.motion.latents import LatentCache
 
 __all__ = ["LTX2Backend", "read_wav", "write_wav"]
 
@@ -229,21 +229,7 @@ class LTX2Backend(DiffusionVideoBackend):
 
             with lock:
                 video = upsample_latents(pipe.vae, self.upsampler, video)
-        timestep = None
-        if pipe.vae.config.timestep_conditioning:  # decode_timestep 0: the latents as sampled
-            timestep = torch.zeros(video.shape[0], device=pipe.device, dtype=pipe.vae.dtype)
-
-        def decode(part: Any) -> np.ndarray:
-            with lock, torch.inference_mode():
-                part = part.to(pipe.device, pipe.vae.dtype)
-                pixels = pipe.vae.decode(part, timestep, return_dict=False)[0]
-                frames = pipe.video_processor.postprocess_video(pixels, output_type="np")
-            return _to_uint8(frames)
-
-        yield from decode_in_chunks(
-            decode, video, temporal_ratio=pipe.vae_temporal_compression_ratio,
-            chunk=self.decode_chunk, context=self.decode_context,
-        )  # fmt: skip
+        yield from self._decode_video(video)
 
     def condition_indices(
         self, first: Image.Image, last: Image.Image | None, num_frames: int
