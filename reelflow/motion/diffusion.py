@@ -579,6 +579,7 @@ class WanBackend(DiffusionVideoBackend):
         last: np.ndarray | None,
         request: ClipRequest,
         size: tuple[int, int],
+        latents: LatentCache | None = None,
     ) -> tuple[Iterator[np.ndarray], int]:
         # Fail before any GPU time is spent when the checkpoint cannot do what is asked.
         mode = self.last_image_mode()
@@ -595,7 +596,7 @@ class WanBackend(DiffusionVideoBackend):
                     f"{self.model} needs a last frame in every call, so it cannot chunk; "
                     "raise max_frames or shorten the transition"
                 )
-        return super()._generated(first, last, request, size)
+        return super()._generated(first, last, request, size, latents)
 
     def _call(
         self,

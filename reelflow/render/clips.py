@@ -194,7 +194,8 @@ def _backend(name: str, options: dict):
     generative backend then serialises its calls on its pipeline's own lock)."""
     from reelflow.motion.backends import get_backend
 
-    resolved = {k: resolve_model_path(v) if k == "model" else v for k, v in options.items()}
+    resolved = {k: resolve_model_path(v) if k in ("model", "upsampler") else v
+                for k, v in options.items()}  # fmt: skip
     cache_key = f"{name}:{sorted(resolved.items())}"
     with _BACKENDS_LOCK:
         if cache_key not in _BACKENDS:
