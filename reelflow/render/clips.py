@@ -26,7 +26,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
         return key
     require_weights(job, f"shot {job.shot} clip")
     with scratch() as tmp:
-        out, info, backend = clip_file(store, job, tmp)
+        out, info, backend = clip_file(store, job, tmp, keep_latents=True)
         store_audio_stem(store, job, out)  # before the clip: a stored clip means both are there
         made = made_with(store, job, tmp)
         store.put_file(
@@ -161,10 +161,13 @@ def job_parents(job: ClipJob) -> list[str]:
     return [k for k in (job.image_key, job.first_frame_key, job.last_frame_key) if k]
 
 
-def clip_file(store: ArtifactStore, job: ClipJob, tmp: Path) -> tuple[Path, Any, str]:
+def clip_file(
+    store: ArtifactStore, job: ClipJob, tmp: Path, *, keep_latents: bool = False
+) -> tuple[Path, Any, str]:
     """Render the clip into `tmp` (not stored): (file, backend's info, backend name). Also what
-    `regenerate` runs. A backend that samples latents keeps them in the bucket first, and finds
-    them there when an earlier attempt sampled them."""
+    `regenerate` runs (it samples afresh: it checks that sampling reproduces the clip).
+    `keep_latents`: a backend that samples latents keeps them in the bucket before decoding,
+    and decodes those an earlier attempt kept instead of sampling again."""
     backend = _backend(job.backend, job.backend_options)
     out = tmp / "clip.mp4"
     request_images: list[Path] = []
@@ -172,8 +175,9 @@ def clip_file(store: ArtifactStore, job: ClipJob, tmp: Path) -> tuple[Path, Any,
         if source:
             request_images.append(store.get_file(source, tmp / f"in{index}.png"))
     request = clip_request(job, *request_images)
-    kept = {"latents": BucketLatents(store, job, tmp)} if getattr(
-        backend, "saves_latents", False) else {}  # fmt: skip
+    kept = {}
+    if keep_latents and getattr(backend, "saves_latents", False):
+        kept["latents"] = BucketLatents(store, job, tmp)
     if job.first_frame_key or job.last_frame_key:
         first, last = _transition_ends(job, request_images)
         info = backend.render_transition(first, last, request, out, **kept)
