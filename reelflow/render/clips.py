@@ -20,7 +20,8 @@ from reelflow.store.artifacts import ArtifactStore
 
 
 def render_clip(store: ArtifactStore, job: ClipJob) -> str:
-    """A shot's clip: a camera move over its still, or a transition between two frames."""
+    """A shot's clip: a camera move over its still, or a transition between two frames. Its
+    lineage says what made it: backend, model hash, window plan, decode settings, kept latents."""
     key = job.output_key()
     if store.complete(key):
         return key
