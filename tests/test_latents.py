@@ -109,3 +109,18 @@ def test_the_latent_upsampler_doubles_the_sampled_latents_before_the_decode(
     assert len(frames) == 9 and frames[0].shape == (64, 128, 3)
     assert backend.made_with(request)["latent_upsample"] == {
         "upsampler": str(upsampler), "sampled_at": [64, 32]}
+
+
+def test_a_window_plan_needs_a_long_video_method_for_more_than_one_window() -> None:
+    from reelflow.motion.backends import BackendConstraints
+    from reelflow.motion.windows import plan_windows
+
+    windows = BackendConstraints(frame_step=8, frame_offset=1, max_frames=41).chunks(160)
+    assert windows == [41, 41, 41, 41]  # 20 s at 8 fps on a 5 s window
+    plan = plan_windows(windows, native_fps=8, output_frames=480, long_video="chained-windows")
+    assert plan.method == "chained-windows" and plan.generated_frames == 41 + 3 * 40
+    assert "fallback: chained windows" in plan.describe()
+    with pytest.raises(ValueError, match="no long-video method"):
+        plan_windows(windows, native_fps=8, output_frames=480, long_video="none")
+    single = plan_windows([41], native_fps=8, output_frames=120, long_video="none")
+    assert single.describe() == "1 window of 41 frames -> 120 frames"
