@@ -337,13 +337,14 @@ class DiffusionVideoBackend:
 
         pipe, lock = self.pipe, self._lock
         assert lock is not None
+        device = pipe._execution_device  # where the VAE runs, offloaded or not
         timestep = None
         if getattr(pipe.vae.config, "timestep_conditioning", False):
-            timestep = torch.zeros(video.shape[0], device=pipe.device, dtype=pipe.vae.dtype)
+            timestep = torch.zeros(video.shape[0], device=device, dtype=pipe.vae.dtype)
 
         def decode(part: Any) -> np.ndarray:
             with lock, torch.inference_mode():
-                part = part.to(pipe.device, pipe.vae.dtype)
+                part = part.to(device, pipe.vae.dtype)
                 pixels = pipe.vae.decode(part, timestep, return_dict=False)[0]
                 frames = pipe.video_processor.postprocess_video(pixels, output_type="np")
             return _to_uint8(frames)

@@ -218,7 +218,7 @@ class LTX2Backend(DiffusionVideoBackend):
         lock = self._lock
         assert lock is not None
         with lock, torch.inference_mode():
-            audio_latents = tensors["audio"].to(pipe.device, pipe.audio_vae.dtype)
+            audio_latents = tensors["audio"].to(pipe._execution_device, pipe.audio_vae.dtype)
             mel = pipe.audio_vae.decode(audio_latents, return_dict=False)[0]
             audio = pipe.vocoder(mel)
         audio = audio[0] if audio.ndim == 3 else audio
