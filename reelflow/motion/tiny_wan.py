@@ -179,7 +179,11 @@ def build_tiny_wan_vace(path: str | Path, seed: int = 0) -> Path:
     if _built(out):
         return out
     import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        WanVACEPipeline,
+        WanVACETransformer3DModel,
+    )
 
     tokenizer, text_encoder = tiny_umt5(seed)
     torch.manual_seed(seed)
