@@ -74,7 +74,9 @@ def store_audio_stem(store: ArtifactStore, job: ClipJob, clip: Path) -> str | No
 
 
 def job_parents(job: ClipJob) -> list[str]:
-    return [k for k in (job.image_key, job.first_frame_key, job.last_frame_key) if k]
+    return [k for k in (job.image_key, job.first_frame_key, job.last_frame_key) if k] + list(
+        job.reference_keys
+    )
 
 
 def clip_file(store: ArtifactStore, job: ClipJob, tmp: Path) -> tuple[Path, Any, str]:
@@ -88,7 +90,12 @@ def clip_file(store: ArtifactStore, job: ClipJob, tmp: Path) -> tuple[Path, Any,
     for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
         if source:
             request_images.append(store.get_file(source, tmp / f"in{index}.png"))
+    references = [  # the characters' library references (wan-vace)
+        store.get_file(key, tmp / f"ref{index}{Path(key).suffix}")
+        for index, key in enumerate(job.reference_keys)
+    ]
     request = ClipRequest(
+        reference_images=references,
         images=request_images,
         motion_prompt=job.motion_prompt,
         movement=job.movement,
