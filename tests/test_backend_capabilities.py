@@ -153,6 +153,9 @@ def test_declarations_follow_the_pinned_diffusers() -> None:
         ({"style_video": "{backend: ltx, reference_images: true}"},
          "shot a: backend ltx takes no reference images (video.reference_images); backends "
          "that do: wan-vace"),
+        ({"video_a": "{backend: wan-vace, reference_images: true}"},
+         "shot a: backend wan-vace is asked for reference images (video.reference_images) but "
+         "the shot names no character; they are its characters' library references"),
         ({"video_a": "{backend: wan, audio: true}"},
          "shot a: backend wan takes no audio (video.audio); backends that do: ltx2"),
         ({"video_c": "{backend: skyreels-v2-df}"},

@@ -195,6 +195,11 @@ def check_backends(
                     f"{name} takes no {ask} (video.{field}); backends that do: "
                     f"{backends_with(field)}"
                 )
+        if video.reference_images and caps.reference_images and not shot.characters:
+            raise InputError(
+                f"{name} is asked for reference images (video.reference_images) but the shot "
+                "names no character; they are its characters' library references"
+            )
     for shot, video in chosen:  # then what this version and this run can render
         assert video.backend is not None
         caps = capabilities(video.backend)
