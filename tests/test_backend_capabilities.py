@@ -129,10 +129,11 @@ def test_declarations_follow_the_pinned_diffusers() -> None:
     assert sky["base_num_frames"].default == capabilities("skyreels-v2-df").max_frames
     assert sky["fps"].default == capabilities("skyreels-v2-df").native_fps
     assert {"overlap_history", "ar_step", "last_image"} <= set(sky)
-    for name in ("ltx", "wan"):  # the wired ones' render code uses the declared window
-        from reelflow.motion import diffusion
+    from reelflow.motion import diffusion, vace, wan22
 
-        cls = {"ltx": diffusion.LTXBackend, "wan": diffusion.WanBackend}[name]
+    wired = {"ltx": diffusion.LTXBackend, "wan": diffusion.WanBackend, "wan22": wan22.Wan22Backend,
+             "wan22-ti2v": wan22.Wan22TI2VBackend, "wan-vace": vace.WanVACEBackend}  # fmt: skip
+    for name, cls in wired.items():  # the wired ones' render code uses the declared window
         assert cls.capabilities is capabilities(name)
         assert cls.default_max_frames == capabilities(name).max_frames
         assert cls.default_fps == capabilities(name).native_fps

@@ -63,6 +63,7 @@ TINY_OPTIONS = {"steps": 2, "max_frames": 9, "native_fps": 8, "max_area": 64 * 3
                 "preset": "ultrafast"}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_tiny_wan22_ti2v_renders_first_frame_clips_and_refuses_a_last_frame(
     tmp_path: Path,
 ) -> None:
@@ -89,6 +90,7 @@ def test_tiny_wan22_ti2v_renders_first_frame_clips_and_refuses_a_last_frame(
         _ = get_backend("wan22", model=str(model), **TINY_OPTIONS).constraints
 
 
+@pytest.mark.slow
 def test_vace_conditions_on_the_reference_images(tmp_path: Path) -> None:
     """The reference images reach the pipeline: with one, another clip (same seed; the tiny
     model's random weights tell a reference from none, hardly one colour from another);
@@ -200,3 +202,20 @@ def test_vace_shot_rerenders_alone_when_its_characters_reference_changes(
     again = store.lineage(second["clips"]["rider"])
     assert again.spec["characters"]["lan"] == second["characters"]["lan"]
     assert second["characters"]["lan"] != first["characters"]["lan"]
+
+
+def test_a_video_model_block_gives_further_backends_their_models() -> None:
+    from blocks.models import VideoModel
+    from reelflow.render.jobs.builders import backend_video_options
+    from reelflow.render.profiles import get_profile
+
+    block = VideoModel(backend="wan22", model="/models/wan22-a14b", options={"steps": 40},
+                       models={"wan-vace": {"model": "/models/vace", "steps": 30}})  # fmt: skip
+    profile = block.apply(get_profile("full"))
+    assert backend_video_options(profile, "wan22") == {"steps": 40, "model": "/models/wan22-a14b"}
+    assert backend_video_options(profile, "wan-vace") == {"model": "/models/vace", "steps": 30}
+    assert backend_video_options(profile, "ltx") == {}
+    with pytest.raises(ValueError, match="backend skyreels-v2-df is declared but not wired"):
+        VideoModel(backend="wan22", models={"skyreels-v2-df": {"model": "x"}})
+    with pytest.raises(ValueError, match="models.wan-vace names no model"):
+        VideoModel(backend="wan22", models={"wan-vace": {"steps": 2}})
