@@ -294,7 +294,7 @@ def check_inputs(
     check_backends(board, render_profile, models=video_model is None)
     from reelflow.sound.check import check_lines
 
-    check_lines(board)  # a voice-over line longer than its shot, when the storyboard refuses it
+    check_lines(board, base_dir)  # the speech sources; a line longer than its shot (refused)
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,
