@@ -13,6 +13,7 @@ from __future__ import annotations
 from flows.stages.run import RunContext
 from reelflow.progress import step
 from reelflow.render.jobs import cut_plan, lora_names, music_job, speech_jobs
+from reelflow.render.models import tiny_video_models
 from reelflow.sound.lines import check_line_lengths
 from reelflow.sound.sources import Take, line_engine, line_take
 from reelflow.storyboard import Storyboard
@@ -27,7 +28,7 @@ def prepare_run_models(run: RunContext) -> None:
     with step("models", f"images {profile.image_model}, clips {profile.video_backend}"):
         if profile.image_model == "tiny":
             prepare_models(
-                lora_names(run.board), profile.image_family or "sd15", profile.video_model
+                lora_names(run.board), profile.image_family or "sd15", tiny_video_models(profile)
             )
         run.resolve_facts()
 

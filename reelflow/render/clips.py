@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,13 @@ def made_with(store: ArtifactStore, job: ClipJob, tmp: Path) -> dict[str, Any]:
     return made
 
 
-def clip_request(job: ClipJob, *images: Path) -> Any:
-    """The backend's request for ``job`` (``images``: its sources, fetched)."""
+def clip_request(job: ClipJob, *images: Path, references: Sequence[Path] = ()) -> Any:
+    """The backend's request for ``job`` (``images``: its sources, ``references``: its
+    characters' library references, fetched)."""
     from reelflow.motion.backends import ClipRequest
 
     return ClipRequest(
+        reference_images=list(references),
         images=list(images),
         motion_prompt=job.motion_prompt,
         movement=job.movement,
@@ -159,7 +162,9 @@ def store_audio_stem(store: ArtifactStore, job: ClipJob, clip: Path) -> str | No
 
 
 def job_parents(job: ClipJob) -> list[str]:
-    return [k for k in (job.image_key, job.first_frame_key, job.last_frame_key) if k]
+    return [k for k in (job.image_key, job.first_frame_key, job.last_frame_key) if k] + list(
+        job.reference_keys
+    )
 
 
 def clip_file(
@@ -175,7 +180,11 @@ def clip_file(
     for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
         if source:
             request_images.append(store.get_file(source, tmp / f"in{index}.png"))
-    request = clip_request(job, *request_images)
+    references = [  # the characters' library references (wan-vace)
+        store.get_file(key, tmp / f"ref{index}{Path(key).suffix}")
+        for index, key in enumerate(job.reference_keys)
+    ]
+    request = clip_request(job, *request_images, references=references)
     kept = {}
     if keep_latents and getattr(backend, "saves_latents", False):
         kept["latents"] = BucketLatents(store, job, tmp)

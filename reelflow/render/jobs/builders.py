@@ -331,6 +331,42 @@ def video_options(profile: RenderProfile) -> dict[str, Any]:
     return options
 
 
+def backend_video_options(profile: RenderProfile, backend: str) -> dict[str, Any]:
+    """The options (model included) of `backend` in this run: the run's own backend's, or those
+    the profile (a video-model block) gives another backend a storyboard may choose
+    (`profile.video_models`); none: the backend's defaults (refused at the check when it needs
+    a model)."""
+    if backend == profile.video_backend:
+        return video_options(profile)
+    options = dict(profile.video_models.get(backend, {}))
+    model = options.get("model")
+    if isinstance(model, str) and model.startswith("tiny-"):
+        options["model"] = f"{MODELS_PREFIX}{model}"
+    return options
+
+
+def clip_references(storyboard: Storyboard, shot: Shot, backend: str) -> dict[str, Any]:
+    """The ClipJob fields that condition a clip on its characters' library references: on a
+    backend that takes reference images (wan-vace), unless the storyboard says
+    `video.reference_images: false`, the shot's characters' versions and reference keys."""
+    from reelflow.motion.capabilities import capabilities
+
+    asked = [c.reference_images for c in (shot.video, storyboard.style.video) if c is not None]
+    wanted = next((value for value in asked if value is not None), True)
+    if not wanted or not capabilities(backend).reference_images:
+        return {}
+    cast = [storyboard.character(name) for name in shot.characters]
+    references = [
+        key for c in cast for key in c.reference_images if key.startswith("characters/")
+    ]
+    if not references:
+        return {}
+    return {
+        "characters": {c.name: c.version for c in cast if c.version},
+        "reference_keys": references,
+    }
+
+
 def clip_job(
     storyboard: Storyboard,
     shot: Shot,
@@ -354,8 +390,9 @@ def clip_job(
     assert backend is not None
     # The run's model and options belong to the run's backend; another one chosen by the
     # storyboard takes its defaults (a generative one without a model is refused at the check).
-    options = video_options(profile) if backend == profile.video_backend else {}
+    options = backend_video_options(profile, backend)
     job = ClipJob(
+        **clip_references(storyboard, shot, backend),
         backend_options=options,
         project=storyboard.project,
         shot=shot.id,

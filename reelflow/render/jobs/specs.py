@@ -175,6 +175,12 @@ class ClipJob(Job):
     first_frame_key: str | None = None  # for first+last-frame transitions
     last_frame_key: str | None = None
     model_sha256: str | None = None  # content hash of backend_options["model"] (identify_weights)
+    # a backend that takes reference images (wan-vace): the shot's library characters, name ->
+    # version (a changed reference re-renders exactly its shots, as for stills), and the
+    # reference image keys the clip is conditioned on. Left out of the spec when empty, so the
+    # keys of every other clip stay what they were.
+    characters: dict[str, str] = Field(default_factory=dict, exclude_if=lambda value: not value)
+    reference_keys: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
 
     def output_key(self) -> str:
         return keys.clip_key(self.project, self.shot, self.spec_hash())
