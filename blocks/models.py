@@ -69,18 +69,27 @@ class VideoModel(Block):
     )
     model: str | None = Field(None, description="folder, single file or cached hub id")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype"
+        default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype, "
+        "vae_tiling, decode_chunk (latent frames per decode), upsample + upsampler (ltx2)"
+    )
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="further backends a storyboard may choose per shot (`video.backend`), each "
+        "with its model and options: {wan-vace: {model: ..., steps: 30}}",
     )
 
     @field_validator("backend")
     @classmethod
     def _wired(cls, value: str) -> str:
-        try:
-            declared = capabilities(value)
-        except KeyError as exc:
-            raise ValueError(exc.args[0]) from None
-        if not declared.available:
-            raise ValueError(f"backend {value} is {declared.unavailable_reason}")
+        return _wired_backend(value)
+
+    @field_validator("models")
+    @classmethod
+    def _wired_models(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for backend, options in value.items():
+            _wired_backend(backend)
+            if not isinstance(options.get("model"), str):
+                raise ValueError(f"models.{backend} names no model (model: a folder or hub id)")
         return value
 
     def apply(self, profile: RenderProfile) -> RenderProfile:
@@ -89,5 +98,17 @@ class VideoModel(Block):
                 "video_backend": self.backend,
                 "video_model": self.model,
                 "video_options": dict(self.options),
+                "video_models": {name: dict(o) for name, o in self.models.items()},
             }
         )
+
+
+def _wired_backend(value: str) -> str:
+    """A declared backend that can render (ValueError naming the known ones otherwise)."""
+    try:
+        declared = capabilities(value)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    if not declared.available:
+        raise ValueError(f"backend {value} is {declared.unavailable_reason}")
+    return value

@@ -14,7 +14,7 @@ from tasks.common import RETRIES, get_store, gpu_slot, step_task
 
 @step_task("prepare-models", cache_policy=NO_CACHE, retries=RETRIES, retry_delay_seconds=0)
 def prepare_models(
-    lora_names: list[str], family: str = "sd15", video_model: str | None = None
+    lora_names: list[str], family: str = "sd15", video_model: str | list[str] | None = None
 ) -> dict[str, str]:
     return models.prepare_demo_models(lora_names, family, video_model)
 

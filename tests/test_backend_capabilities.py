@@ -91,9 +91,10 @@ def test_every_backend_declares_what_it_can_do() -> None:
         assert isinstance(declared, BackendCapabilities) and declared.name == name
         assert declared.available or "not wired" in declared.unavailable_reason
     assert get_backend("animatic").capabilities is capabilities("animatic")
-    with pytest.raises(BackendNotWired, match="backend wan22 is declared but not wired"):
-        get_backend("wan22")
-    assert capabilities("ltx2").available  # wired: reelflow/motion/ltx2.py
+    with pytest.raises(BackendNotWired, match="backend skyreels-v2-df is declared but not wired"):
+        get_backend("skyreels-v2-df")
+    for wired in ("ltx2", "wan22", "wan22-ti2v", "wan-vace"):  # motion/ltx2.py, wan22.py, vace.py
+        assert capabilities(wired).available, wired
     with pytest.raises(TypeError, match="must declare its capabilities"):
         register_backend("silent-test", object)  # type: ignore[arg-type]
     # what each model is asked for exists in the pinned diffusers
@@ -128,10 +129,11 @@ def test_declarations_follow_the_pinned_diffusers() -> None:
     assert sky["base_num_frames"].default == capabilities("skyreels-v2-df").max_frames
     assert sky["fps"].default == capabilities("skyreels-v2-df").native_fps
     assert {"overlap_history", "ar_step", "last_image"} <= set(sky)
-    for name in ("ltx", "wan"):  # the wired ones' render code uses the declared window
-        from reelflow.motion import diffusion
+    from reelflow.motion import diffusion, vace, wan22
 
-        cls = {"ltx": diffusion.LTXBackend, "wan": diffusion.WanBackend}[name]
+    wired = {"ltx": diffusion.LTXBackend, "wan": diffusion.WanBackend, "wan22": wan22.Wan22Backend,
+             "wan22-ti2v": wan22.Wan22TI2VBackend, "wan-vace": vace.WanVACEBackend}  # fmt: skip
+    for name, cls in wired.items():  # the wired ones' render code uses the declared window
         assert cls.capabilities is capabilities(name)
         assert cls.default_max_frames == capabilities(name).max_frames
         assert cls.default_fps == capabilities(name).native_fps
@@ -151,11 +153,14 @@ def test_declarations_follow_the_pinned_diffusers() -> None:
          "snap it; the film is 160x96"),
         ({"style_video": "{backend: ltx, reference_images: true}"},
          "shot a: backend ltx takes no reference images (video.reference_images); backends "
-         "that do: wan-vace (not wired)"),
+         "that do: wan-vace"),
+        ({"video_a": "{backend: wan-vace, reference_images: true}"},
+         "shot a: backend wan-vace is asked for reference images (video.reference_images) but "
+         "the shot names no character; they are its characters' library references"),
         ({"video_a": "{backend: wan, audio: true}"},
          "shot a: backend wan takes no audio (video.audio); backends that do: ltx2"),
-        ({"video_c": "{backend: wan22}"},
-         "shot c: backend wan22 is declared but not wired in this version"),
+        ({"video_c": "{backend: skyreels-v2-df}"},
+         "shot c: backend skyreels-v2-df is declared but not wired in this version"),
     ],
 )
 def test_validate_refuses_what_a_backend_cannot_do(
@@ -177,10 +182,13 @@ def test_validate_passes_what_the_backends_can_do(
     assert code == 0, out
     assert out.endswith(": ok (3 shots, 5 s, 160x96@8)")
     # a shot's own choice overrides the style's: the transition leaves the TI2V model
-    mixed = board(style_video="{backend: wan22-ti2v}", video_c="{backend: animatic}")
-    assert validate(tmp_path, mixed, capsys)[1].endswith(  # a is still on the unwired TI2V
-        "shot a: backend wan22-ti2v is declared but not wired in this version"
+    mixed = board(style_video="{backend: skyreels-v2-df}", video_c="{backend: animatic}")
+    assert validate(tmp_path, mixed, capsys)[1].endswith(  # a is still on the unwired one
+        "shot a: backend skyreels-v2-df is declared but not wired in this version"
     )
+    wan = board(style_video="{backend: wan22-ti2v}", video_c="{backend: wan-vace}")
+    code, out = validate(tmp_path, wan, capsys)  # TI2V: first frames; VACE: the transition
+    assert code == 0, out
     code, out = validate(tmp_path, board(video_c="{backend: animatic}"), capsys)
     assert code == 0, out
 
@@ -219,9 +227,14 @@ def test_check_inputs_refuses_a_generative_backend_without_a_model(tmp_path: Pat
     )
     # a video-model block may give the model: the flow checks again once it is applied
     assert check_inputs(str(path), profile="previz", video_model="ltx-block").storyboard
-    path.write_text(board(video_c="{backend: wan22}"), encoding="utf-8")
-    with pytest.raises(InputError, match="^shot c: backend wan22 is declared but not wired"):
+    path.write_text(board(video_c="{backend: skyreels-v2-df}"), encoding="utf-8")
+    with pytest.raises(InputError, match="^shot c: backend skyreels-v2-df is declared but not"):
         check_inputs(str(path), profile="previz")
+    # the profile (a video-model block's `models`) may give a further backend its model
+    path.write_text(board(video_c="{backend: wan-vace}"), encoding="utf-8")
+    with pytest.raises(InputError, match="^shot c: backend wan-vace needs a model and the run"):
+        check_inputs(str(path), profile="test-ltx2")
+    assert check_inputs(str(path), profile="test-wan").storyboard  # test-wan has tiny-wan-vace
 
 
 def test_a_shot_renders_on_its_own_backend() -> None:

@@ -42,7 +42,7 @@ shots:
         ({"identity_retries": 1.5}, "identity_retries 1.5: must be a whole number in 0..10"),
         ({"approval": "yes"}, "approval 'yes': must be one of manual, auto, quality-gate"),
         ({"profile": "huge"},
-         "profile 'huge': unknown (choose from full, demo, previz, test, test-ltx2)"),
+         "profile 'huge': unknown (choose from full, demo, previz, test, test-ltx2, test-wan)"),
         ({"exports": ["4:3"]}, "--export '4:3': aspect: Input should be '16:9', '9:16' or '1:1'"),
         ({"exports": [{"aspect": "9:16", "fps": 500}]},
          "exports[0].fps: Input should be less than or equal to 120"),

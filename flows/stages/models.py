@@ -13,8 +13,11 @@ from __future__ import annotations
 from flows.stages.run import RunContext
 from reelflow.progress import step
 from reelflow.render.jobs import cut_plan, lora_names, music_job, speech_jobs
+from reelflow.render.models import tiny_video_models
 from reelflow.sound.lines import check_line_lengths
-from tasks.edit import snap_to_music, synthesize_line, upload_input
+from reelflow.sound.sources import Take, line_engine, line_take
+from reelflow.storyboard import Storyboard
+from tasks.edit import snap_to_music, store_take, synthesize_line, upload_input
 from tasks.images import prepare_models
 
 
@@ -25,7 +28,7 @@ def prepare_run_models(run: RunContext) -> None:
     with step("models", f"images {profile.image_model}, clips {profile.video_backend}"):
         if profile.image_model == "tiny":
             prepare_models(
-                lora_names(run.board), profile.image_family or "sd15", profile.video_model
+                lora_names(run.board), profile.image_family or "sd15", tiny_video_models(profile)
             )
         run.resolve_facts()
 
@@ -40,6 +43,29 @@ def plan_timing(run: RunContext) -> None:
                                      run.base_dir and str(run.base_dir))
         if board.music.snap_cuts:
             run.durations = snap_to_music(music_job(board, run.music_key, run.durations))
-    futures = [synthesize_line.submit(job) for job in speech_jobs(board)]
+    futures = [synthesize_line.submit(job) for job in speech_jobs(
+        board, endpoint=speech_endpoint_identity(board), takes=store_takes(run))]
     run.lines = {line.shot: line for line in (future.result() for future in futures)}
     run.durations = check_line_lengths(board, run.durations, run.lines)
+
+
+def speech_endpoint_identity(board: Storyboard) -> str | None:
+    """The speech endpoint's model and URL (from its block) when a line uses it: part of
+    those lines' keys. The key it holds stays in the block (the speech step loads it)."""
+    if not any(line_engine(board, shot) == "endpoint" for shot in board.shots
+               if shot.voiceover is not None):  # fmt: skip
+        return None
+    from blocks.speech_endpoint import load_speech_endpoint
+
+    assert board.sound is not None and board.sound.endpoint  # the storyboard checks it
+    return load_speech_endpoint(board.sound.endpoint).identity()
+
+
+def store_takes(run: RunContext) -> dict[str, Take]:
+    """The recorded lines in the film's language, stored in the bucket, by shot."""
+    board = run.board
+    base_dir = run.base_dir and str(run.base_dir)
+    refs = {shot.id: line_take(board, shot) for shot in board.shots}
+    futures = {shot: store_take.submit(board.project, shot, ref, base_dir)
+               for shot, ref in refs.items() if ref}  # fmt: skip
+    return {shot: future.result() for shot, future in futures.items()}

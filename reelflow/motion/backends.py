@@ -145,6 +145,11 @@ class ClipRequest(BaseModel):
     seed: int = Field(0, ge=0, lt=2**32)
     steps: int | None = Field(None, ge=1, description="denoising steps (generative backends)")
     guidance_scale: float | None = Field(None, ge=0)
+    reference_images: list[Path] = Field(
+        default_factory=list,
+        description="the shot's characters' reference images, for a backend that takes them "
+        "(wan-vace: the clip keeps their identity)",
+    )
 
     @field_validator("movement")
     @classmethod
@@ -268,6 +273,9 @@ _REGISTRY: dict[str, BackendFactory | str] = {
     "ltx": "reelflow.motion.diffusion:LTXBackend",
     "wan": "reelflow.motion.diffusion:WanBackend",
     "ltx2": "reelflow.motion.ltx2:LTX2Backend",
+    "wan22": "reelflow.motion.wan22:Wan22Backend",
+    "wan22-ti2v": "reelflow.motion.wan22:Wan22TI2VBackend",
+    "wan-vace": "reelflow.motion.vace:WanVACEBackend",
 }
 
 

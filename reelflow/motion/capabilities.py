@@ -202,11 +202,9 @@ LTX2 = declare(BackendCapabilities(
 
 WAN22 = declare(BackendCapabilities(
     name="wan22",
-    description="Wan 2.2 A14B image-to-video: two experts by noise level (transformer_2, "
-    "boundary_ratio); last_image conditioned in latent space.",
+    description="Wan 2.2 A14B image-to-video (reelflow/motion/wan22.py): two experts by noise "
+    "level (transformer_2, boundary_ratio); last_image conditioned in latent space.",
     pipeline="WanImageToVideoPipeline",
-    available=False,
-    unavailable_reason=_NOT_WIRED,
     last_frame=True,
     max_frames=81,  # num_frames default
     long_video="chained-windows",
@@ -218,11 +216,10 @@ WAN22 = declare(BackendCapabilities(
 
 WAN22_TI2V = declare(BackendCapabilities(
     name="wan22-ti2v",
-    description="Wan 2.2 TI2V-5B (expand_timesteps): first frame only; with expand_timesteps the "
-    "pipeline conditions on the image alone and ignores last_image.",
+    description="Wan 2.2 TI2V-5B (reelflow/motion/wan22.py, expand_timesteps, the 48-channel "
+    "Wan 2.2 VAE): first frame only; with expand_timesteps the pipeline conditions on the "
+    "image alone and ignores last_image.",
     pipeline="WanImageToVideoPipeline",
-    available=False,
-    unavailable_reason=_NOT_WIRED,
     last_frame=False,
     max_frames=121,  # TI2V-5B's 5 s at 24 fps (the pipeline's default 81 is the A14B's)
     long_video="chained-windows",
@@ -234,11 +231,9 @@ WAN22_TI2V = declare(BackendCapabilities(
 
 WAN_VACE = declare(BackendCapabilities(
     name="wan-vace",
-    description="Wan VACE: reference_images (a character's identity) plus frames placed by a "
-    "video and mask (first, last, any index).",
+    description="Wan VACE (reelflow/motion/vace.py): reference_images (the shot's characters' "
+    "library references) plus frames placed by a video and mask (first, last, any index).",
     pipeline="WanVACEPipeline",
-    available=False,
-    unavailable_reason=_NOT_WIRED,
     last_frame=True,
     keyframes=True,
     reference_images=True,

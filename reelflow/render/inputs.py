@@ -29,6 +29,7 @@ from reelflow.render.jobs import (
     shot_loras,
     shot_video,
 )
+from reelflow.render.jobs.builders import backend_video_options
 from reelflow.render.profiles import PROFILES, RenderProfile, get_profile
 from reelflow.storyboard import Storyboard
 
@@ -204,6 +205,11 @@ def check_backends(
                     f"{name} takes no {ask} (video.{field}); backends that do: "
                     f"{backends_with(field)}"
                 )
+        if video.reference_images and caps.reference_images and not shot.characters:
+            raise InputError(
+                f"{name} is asked for reference images (video.reference_images) but the shot "
+                "names no character; they are its characters' library references"
+            )
     for shot, video in chosen:  # then what this version and this run can render
         assert video.backend is not None
         caps = capabilities(video.backend)
@@ -211,7 +217,7 @@ def check_backends(
         if not caps.available:
             raise InputError(f"{name} is {caps.unavailable_reason}")
         if models and profile is not None and caps.needs_model:
-            if video.backend != profile.video_backend or not profile.video_model:
+            if not backend_video_options(profile, video.backend).get("model"):
                 raise InputError(
                     f"{name} needs a model and the run has none for it (the run's video "
                     f"backend is {profile.video_backend}); name one in a video-model block"
@@ -298,7 +304,7 @@ def check_inputs(
     check_backends(board, render_profile, models=video_model is None)
     from reelflow.sound.check import check_lines
 
-    check_lines(board)  # a voice-over line longer than its shot, when the storyboard refuses it
+    check_lines(board, base_dir)  # the speech sources; a line longer than its shot (refused)
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,

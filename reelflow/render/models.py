@@ -3,6 +3,8 @@ translation of a job's model/LoRA choice into what imaging loads."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from reelflow.render.jobs import (
     MODELS_PREFIX,
     FrameJob,
@@ -13,24 +15,44 @@ from reelflow.render.jobs import (
     models_dir,
     resolve_model_path,
 )
+from reelflow.render.profiles import RenderProfile
 
 #: tiny video models a profile or block may name -> their builder in reelflow.motion.tiny
 TINY_VIDEO_MODELS = {
     "tiny-ltx": "build_tiny_ltx",
     "tiny-wan": "build_tiny_wan",
     "tiny-ltx2": "build_tiny_ltx2",
+    "tiny-wan22": "reelflow.motion.tiny_wan:build_tiny_wan22",
+    "tiny-wan22-ti2v": "reelflow.motion.tiny_wan:build_tiny_wan22_ti2v",
+    "tiny-wan-vace": "reelflow.motion.tiny_wan:build_tiny_wan_vace",
 }
 
 
+def tiny_video_models(profile: RenderProfile) -> list[str]:
+    """The tiny video models a profile names: its backend's and its further backends'."""
+    names = [profile.video_model, *(o.get("model") for o in profile.video_models.values())]
+    return [name for name in names if name in TINY_VIDEO_MODELS]
+
+
+def build_tiny_video_model(name: str, path: Path) -> Path:
+    """Build the tiny video model ``name`` (a key of TINY_VIDEO_MODELS) at ``path``."""
+    import importlib
+
+    module, _, attr = TINY_VIDEO_MODELS[name].rpartition(":")
+    return getattr(importlib.import_module(module or "reelflow.motion.tiny"), attr)(path)
+
+
 def prepare_demo_models(
-    lora_names: list[str], family: str = "sd15", video_model: str | None = None
+    lora_names: list[str], family: str = "sd15", video_model: str | list[str] | None = None
 ) -> dict[str, str]:
-    """Build the tiny models a `demo`/`test` profile asks for (once; later calls find them)."""
+    """Build the tiny models a `demo`/`test` profile asks for (once; later calls find them).
+    `video_model`: one tiny video model or several (`tiny_video_models(profile)`)."""
     root = models_dir()
     wanted = {"tiny-sd": root / "tiny-sd", "tiny-controlnet": root / "tiny-controlnet"}
     wanted |= {name: root / "loras" / f"{name}.safetensors" for name in lora_names}
-    if video_model in TINY_VIDEO_MODELS:
-        wanted[video_model] = root / video_model
+    videos = [video_model] if isinstance(video_model, str) else list(video_model or [])
+    videos = [name for name in videos if name in TINY_VIDEO_MODELS]
+    wanted |= {name: root / name for name in videos}
     if all(
         (path / "model_index.json").exists() or path.is_file() or (path / "config.json").exists()
         for path in wanted.values()
@@ -38,10 +60,8 @@ def prepare_demo_models(
         return {name: str(path) for name, path in wanted.items()}  # no torch import needed
     from reelflow.imaging.tiny import build_tiny_controlnet, build_tiny_lora, build_tiny_sd
 
-    if video_model in TINY_VIDEO_MODELS:
-        from reelflow.motion import tiny
-
-        getattr(tiny, TINY_VIDEO_MODELS[video_model])(root / video_model)
+    for name in videos:
+        build_tiny_video_model(name, root / name)
     sd = build_tiny_sd(root / "tiny-sd", family=family)
     controlnet = build_tiny_controlnet(sd, root / "tiny-controlnet")
     built = {"tiny-sd": str(sd), "tiny-controlnet": str(controlnet)}

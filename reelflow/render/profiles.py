@@ -43,11 +43,16 @@ class RenderProfile(BaseModel):
     video_backend: str = "animatic"
     video_model: str | None = Field(
         None,
-        description="model of a generative video backend; 'tiny-ltx'/'tiny-wan'/'tiny-ltx2' for "
-        "tests",
+        description="model of a generative video backend; 'tiny-ltx'/'tiny-wan'/'tiny-ltx2'/"
+        "'tiny-wan22'/'tiny-wan22-ti2v'/'tiny-wan-vace' for tests",
     )
     video_options: dict[str, Any] = Field(
         default_factory=dict, description="backend options, e.g. steps, max_area, max_frames"
+    )
+    video_models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="further backends a storyboard may choose per film or shot (`video.backend`)"
+        ", each with its model and options: backend -> {model: ..., steps: ...}",
     )
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
@@ -64,6 +69,15 @@ class RenderProfile(BaseModel):
         "pixels (in the key), offloading does not (in the sidecar)",
     )
 
+
+#: the tiny Wan models' options in `test-wan`: 2 steps, 9 frames (4k+1) a second, 64x32
+_TINY_WAN_OPTIONS: dict[str, Any] = {
+    "steps": 2,
+    "max_frames": 9,
+    "native_fps": 8,
+    "max_area": 64 * 32,
+    "preset": "ultrafast",
+}
 
 PROFILES: dict[str, RenderProfile] = {
     "full": RenderProfile(
@@ -140,6 +154,27 @@ PROFILES: dict[str, RenderProfile] = {
             "max_area": 64 * 32,
             "preset": "ultrafast",
         },
+    ),
+    "test-wan": RenderProfile(
+        name="test-wan",
+        description=(
+            "tests of Wan 2.2 and VACE: the `test` profile's stills, clips from a tiny Wan 2.2 "
+            "A14B (two experts) built from configs, and a tiny Wan VACE for shots that choose "
+            "it (video.backend: wan-vace), 2 steps, one 9-frame call per second, 64x32"
+        ),
+        image_model="tiny",
+        image_family="sd15",
+        image_width=64,
+        image_height=40,
+        steps=2,
+        variants=1,
+        hires_fix=False,
+        tiny_loras=True,
+        controlnet="tiny",
+        video_backend="wan22",
+        video_model="tiny-wan22",
+        video_options=_TINY_WAN_OPTIONS,
+        video_models={"wan-vace": {"model": "tiny-wan-vace", **_TINY_WAN_OPTIONS}},
     ),
 }
 

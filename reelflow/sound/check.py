@@ -1,36 +1,79 @@
 """Lines measured before a run: `validate` and the run's first check refuse a voice-over line
 longer than its shot (when the storyboard says so) with the measured length, before anything
 renders. The lines are spoken off the record here (no store, no cache); the run's own speech
-steps store them."""
+steps store them.
+
+Offline sources are measured here: eSpeak NG, a VITS folder, a recorded take next to the
+storyboard. An endpoint's lines (each a paid request) and a bucket storyboard's takes are
+measured by the run's speech steps, which stop the run before any clip is made.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
+from reelflow.errors import InputError
 from reelflow.render.jobs.builders import speech_jobs
-from reelflow.render.jobs.specs import SpokenLine
+from reelflow.render.jobs.specs import SpeechJob, SpokenLine
 from reelflow.sound.lines import check_line_lengths, line_text, sound_of
-from reelflow.sound.speech import engine, speak
+from reelflow.sound.sources import Take, line_take, speak_line
+from reelflow.sound.speech import SpeechError
 from reelflow.storyboard import Storyboard
 
 
-def measure_lines(storyboard: Storyboard) -> dict[str, SpokenLine]:
-    """Every line spoken now, off the record (no store), to measure it: what `validate` and the
-    run's first check use to refuse a line longer than its shot before anything renders."""
+def local_takes(storyboard: Storyboard, base_dir: Path | None) -> dict[str, Take]:
+    """The recorded lines of a local storyboard, as paths (not stored)."""
+    from reelflow.storyboard.files import resolve_local
+
+    if base_dir is None:
+        return {}
+    takes = {}
+    for shot in storyboard.shots:
+        ref = line_take(storyboard, shot)
+        if ref:
+            try:
+                path = resolve_local(ref, base_dir, must_exist=True)
+            except ValueError as exc:
+                raise InputError(f"shot {shot.id}: voiceover.recording: {exc}") from None
+            takes[shot.id] = Take(key=str(path), sha256="")
+    return takes
+
+
+def offline_jobs(storyboard: Storyboard, base_dir: Path | None = None) -> list[SpeechJob]:
+    """The lines that can be spoken here and now; InputError for a source that is unusable
+    (a missing model folder names `sound.model`)."""
+    try:
+        return speech_jobs(storyboard, takes=local_takes(storyboard, base_dir), partial=True)
+    except SpeechError as exc:
+        raise InputError(str(exc)) from None
+
+
+def measure_lines(storyboard: Storyboard, base_dir: Path | None = None) -> dict[str, SpokenLine]:
+    """Every offline line spoken now, off the record (no store), to measure it: what `validate`
+    and the run's first check use to refuse a line longer than its shot before anything
+    renders."""
     lines: dict[str, SpokenLine] = {}
     with tempfile.TemporaryDirectory(prefix="reelflow-lines-") as tmp:
-        for job in speech_jobs(storyboard):
-            speech = speak(engine(job.engine), job.text, job.voice, job.speed, Path(tmp) / "a.wav")
+        for job in offline_jobs(storyboard, base_dir):
+            take = Path(job.source) if job.engine == "recorded" and job.source else None
+            try:
+                speech = speak_line(job.engine, job.text, job.voice, job.speed,
+                                    Path(tmp) / "a.wav", source=job.source, take=take)
+            except SpeechError as exc:
+                raise InputError(f"shot {job.shot}: voiceover: {exc}") from None
             lines[job.shot] = SpokenLine(shot=job.shot, key="", duration=speech.duration,
                                          sentences=speech.sentences)
     return lines
 
 
-def check_lines(storyboard: Storyboard) -> None:
-    """Refuse (InputError, one line) a line longer than its shot when the storyboard says so."""
-    if sound_of(storyboard).line_too_long == "refuse" and any(
-        line_text(storyboard, shot) for shot in storyboard.shots
-    ):
-        check_line_lengths(storyboard, [s.duration for s in storyboard.shots],
-                           measure_lines(storyboard))  # fmt: skip
+def check_lines(storyboard: Storyboard, base_dir: Path | None = None) -> None:
+    """Refuse (InputError, one line) an unusable speech source, and a line longer than its
+    shot when the storyboard says so. ``base_dir``: the storyboard's folder (its takes)."""
+    if not any(line_text(storyboard, shot) for shot in storyboard.shots):
+        return
+    if sound_of(storyboard).line_too_long != "refuse":
+        offline_jobs(storyboard, base_dir)  # the sources are usable
+        return
+    check_line_lengths(storyboard, [s.duration for s in storyboard.shots],
+                       measure_lines(storyboard, base_dir))  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reelflow.render.jobs.exports import Delivery, ExportSpec
 from reelflow.render.jobs.resolve import (
@@ -38,6 +38,9 @@ from reelflow.render.jobs.specs import (
 from reelflow.render.profiles import RenderProfile
 from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition, VideoChoice
 from reelflow.storyboard.prompts import compose_prompt, motion_phrase
+
+if TYPE_CHECKING:
+    from reelflow.sound.sources import Take
 
 
 def run_facts(
@@ -328,6 +331,42 @@ def video_options(profile: RenderProfile) -> dict[str, Any]:
     return options
 
 
+def backend_video_options(profile: RenderProfile, backend: str) -> dict[str, Any]:
+    """The options (model included) of `backend` in this run: the run's own backend's, or those
+    the profile (a video-model block) gives another backend a storyboard may choose
+    (`profile.video_models`); none: the backend's defaults (refused at the check when it needs
+    a model)."""
+    if backend == profile.video_backend:
+        return video_options(profile)
+    options = dict(profile.video_models.get(backend, {}))
+    model = options.get("model")
+    if isinstance(model, str) and model.startswith("tiny-"):
+        options["model"] = f"{MODELS_PREFIX}{model}"
+    return options
+
+
+def clip_references(storyboard: Storyboard, shot: Shot, backend: str) -> dict[str, Any]:
+    """The ClipJob fields that condition a clip on its characters' library references: on a
+    backend that takes reference images (wan-vace), unless the storyboard says
+    `video.reference_images: false`, the shot's characters' versions and reference keys."""
+    from reelflow.motion.capabilities import capabilities
+
+    asked = [c.reference_images for c in (shot.video, storyboard.style.video) if c is not None]
+    wanted = next((value for value in asked if value is not None), True)
+    if not wanted or not capabilities(backend).reference_images:
+        return {}
+    cast = [storyboard.character(name) for name in shot.characters]
+    references = [
+        key for c in cast for key in c.reference_images if key.startswith("characters/")
+    ]
+    if not references:
+        return {}
+    return {
+        "characters": {c.name: c.version for c in cast if c.version},
+        "reference_keys": references,
+    }
+
+
 def clip_job(
     storyboard: Storyboard,
     shot: Shot,
@@ -351,8 +390,9 @@ def clip_job(
     assert backend is not None
     # The run's model and options belong to the run's backend; another one chosen by the
     # storyboard takes its defaults (a generative one without a model is refused at the check).
-    options = video_options(profile) if backend == profile.video_backend else {}
+    options = backend_video_options(profile, backend)
     job = ClipJob(
+        **clip_references(storyboard, shot, backend),
         backend_options=options,
         project=storyboard.project,
         shot=shot.id,
@@ -513,32 +553,62 @@ def music_job(storyboard: Storyboard, music_key: str, durations: list[float]) ->
 # -- sound ---------------------------------------------------------------------------------------
 
 
-def speech_jobs(storyboard: Storyboard) -> list[SpeechJob]:
-    """One job per voiced shot, in the language the film speaks."""
+def speech_jobs(
+    storyboard: Storyboard,
+    *,
+    endpoint: str | None = None,
+    takes: dict[str, Take] | None = None,
+    partial: bool = False,
+) -> list[SpeechJob]:
+    """One job per voiced shot, in the language the film speaks, from the line's source
+    (`reelflow.sound.sources.line_engine`). ``endpoint``: the speech endpoint's identity (its
+    model and URL, from its block); ``takes``: the recorded lines stored in the bucket, by
+    shot. A line whose source is not given is an error, or left out when ``partial``."""
     from reelflow.sound.lines import line_text, sound_of
-    from reelflow.sound.speech import engine
+    from reelflow.sound.sources import line_engine, speaker
+    from reelflow.sound.speech import SpeechError
 
     sound = sound_of(storyboard)
     language = storyboard.voice_language
-    voiced = [shot for shot in storyboard.shots if line_text(storyboard, shot)]
-    if not voiced:
-        return []
-    speaker = engine(sound.engine)
-    default_voice = sound.voice_zh if language == "zh" else sound.voice_en
-    return [
-        SpeechJob(
-            project=storyboard.project,
-            shot=shot.id,
-            language=language,
-            text=line_text(storyboard, shot),
-            voice=speaker.voice_for(language, shot.voiceover.voice or default_voice),
-            speed=shot.voiceover.speed,
-            engine=sound.engine,
-            engine_version=speaker.version(),
-        )
-        for shot in voiced
-        if shot.voiceover is not None
-    ]
+    film_voice = sound.voice_zh if language == "zh" else sound.voice_en
+    engines: dict[str, tuple[str, Any]] = {}  # name -> (version, engine)
+    jobs = []
+    for shot in storyboard.shots:
+        text = line_text(storyboard, shot)
+        if not text or shot.voiceover is None:
+            continue
+        name = line_engine(storyboard, shot)
+        default_voice = film_voice if name == sound.engine else None
+        source, block = None, None
+        if name == "recorded":
+            take = (takes or {}).get(shot.id)
+            if take is None:
+                if partial:
+                    continue
+                raise SpeechError(f"shot {shot.id}: its recorded line is not stored")
+            version, voice, source = take.sha256, "recorded", take.key
+        elif name == "endpoint":
+            if endpoint is None:
+                if partial:
+                    continue
+                raise SpeechError(f"shot {shot.id}: the speech endpoint is not resolved")
+            from reelflow.sound.endpoint import DEFAULT_VOICE
+
+            version, block = endpoint, sound.endpoint
+            voice = shot.voiceover.voice or default_voice or DEFAULT_VOICE
+        else:
+            if name not in engines:
+                found = speaker(name, storyboard)
+                engines[name] = (found.version(), found)
+            version, found = engines[name]
+            voice = found.voice_for(language, shot.voiceover.voice or default_voice)
+            source = sound.model if name == "vits" else None
+        jobs.append(SpeechJob(
+            project=storyboard.project, shot=shot.id, language=language, text=text,
+            voice=voice, speed=shot.voiceover.speed, engine=name, engine_version=version,
+            source=source, endpoint=block,
+        ))  # fmt: skip
+    return jobs
 
 
 def master_job(

@@ -178,6 +178,12 @@ class ClipJob(Job):
     first_frame_key: str | None = None  # for first+last-frame transitions
     last_frame_key: str | None = None
     model_sha256: str | None = None  # content hash of backend_options["model"] (identify_weights)
+    # a backend that takes reference images (wan-vace): the shot's library characters, name ->
+    # version (a changed reference re-renders exactly its shots, as for stills), and the
+    # reference image keys the clip is conditioned on. Left out of the spec when empty, so the
+    # keys of every other clip stay what they were.
+    characters: dict[str, str] = Field(default_factory=dict, exclude_if=lambda value: not value)
+    reference_keys: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
 
     def output_key(self) -> str:
         return keys.clip_key(self.project, self.shot, self.spec_hash())
@@ -249,8 +255,17 @@ class SpeechJob(Job):
     text: str
     voice: str
     speed: float
-    engine: str
-    engine_version: str
+    engine: str  # espeak, endpoint, vits, or recorded (a take of the line)
+    engine_version: str  # endpoint: its model and URL; vits: the folder's hash; recorded: sha256
+    # where the speech comes from, outside the hash (its content is in engine_version): the
+    # recorded take's object key, the VITS folder (@models/...), the endpoint block's name
+    source: str | None = None
+    endpoint: str | None = None
+
+    def spec_hash(self) -> str:
+        """Of what is spoken and how (text, voice, speed, engine and its version): a renamed
+        block, a moved model folder or a re-uploaded take keep the line."""
+        return spec_hash(self.model_dump(mode="json", exclude={"source", "endpoint"}))
 
     def output_key(self) -> str:
         return keys.speech_key(self.project, self.shot, self.spec_hash())

@@ -1,0 +1,221 @@
+"""Wan 2.2 (two-expert A14B, TI2V-5B) and Wan VACE as video backends: tiny pipelines built from
+configs (a UMT5 text encoder and tokenizer made in code), saved with `save_pretrained` and
+loaded through `from_pretrained(..., local_files_only=True)`, like a real checkpoint.
+
+Through the flow (`test-wan`: the run's backend is a tiny A14B, a shot may choose the tiny
+VACE): a shot with a library character renders on VACE conditioned on the character's
+references, whose version is in the clip's key; changing the reference re-renders exactly
+that shot. TI2V-5B is rendered through its backend's render function.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from reelflow.store.artifacts import ArtifactStore
+from reelflow.store.settings import S3Settings
+from reelflow.storyboard import Character
+from tests.support.deployed import task_states
+
+STORYBOARD = """
+title: Wan 2.2 · VACE
+project: wan-film
+width: 128
+height: 72
+fps: 8
+style: {model: some-real-model, base_seed: 5}
+characters:
+  - name: lan
+shots:
+  - {id: rider, description: a rider on a snowy road, duration: 1.0, characters: [lan],
+     video: {backend: wan-vace}}
+  - {id: street, description: an empty city street, duration: 1.0,
+     transition_in: crossfade, transition_duration: 0.25}
+"""
+
+LAN = Character(name="lan", description="a rider in a red jacket", trigger_words=["lanrider"])
+
+
+def png(stripe: tuple[int, int, int]) -> bytes:
+    image = Image.new("RGB", (48, 48), (200, 30, 30))
+    ImageDraw.Draw(image).rectangle((18, 0, 28, 48), fill=stripe)
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _request(tmp_path: Path, **fields: Any) -> Any:
+    from reelflow.motion.backends import ClipRequest
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (96, 54), (40, 90, 200)).save(still)
+    return ClipRequest(images=[still], duration=1.0, fps=12, width=96, height=54, **fields)
+
+
+TINY_OPTIONS = {"steps": 2, "max_frames": 9, "native_fps": 8, "max_area": 64 * 32,
+                "preset": "ultrafast"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_tiny_wan22_ti2v_renders_first_frame_clips_and_refuses_a_last_frame(
+    tmp_path: Path,
+) -> None:
+    from reelflow.motion.backends import get_backend
+    from reelflow.motion.tiny_wan import build_tiny_wan22_ti2v
+
+    model = build_tiny_wan22_ti2v(tmp_path / "tiny-wan22-ti2v")
+    backend = get_backend("wan22-ti2v", model=str(model), **TINY_OPTIONS)
+    pipe = backend.pipe
+    assert type(pipe).__name__ == "WanImageToVideoPipeline"
+    assert pipe.config.expand_timesteps and pipe.transformer_2 is None
+    assert pipe.vae.config.z_dim == 48 and pipe.vae_scale_factor_spatial == 16
+    assert type(pipe.text_encoder).__name__ == "UMT5EncoderModel"
+    assert (backend.constraints.size_multiple, backend.constraints.frame_step) == (32, 4)
+    info = backend.render_shot(_request(tmp_path), tmp_path / "clip.mp4")
+    assert (info.width, info.height, info.frame_count) == (96, 54, 12)
+    assert backend.last_chunks == [9] and backend.last_generation_size == (64, 32)
+    assert backend.identity["expand_timesteps"] == "true" and backend.identity["vae_z_dim"] == "48"
+    still = tmp_path / "still.png"
+    with pytest.raises(ValueError, match="conditions on the first frame only"):
+        backend.render_transition(still, still, _request(tmp_path), tmp_path / "t.mp4")
+    # the other shape's backend refuses this checkpoint when it loads, naming what it lacks
+    with pytest.raises(ValueError, match="not a Wan 2.2 A14B checkpoint .*transformer_2"):
+        _ = get_backend("wan22", model=str(model), **TINY_OPTIONS).constraints
+
+
+@pytest.mark.slow
+def test_vace_conditions_on_the_reference_images(tmp_path: Path) -> None:
+    """The reference images reach the pipeline: with one, another clip (same seed; the tiny
+    model's random weights tell a reference from none, hardly one colour from another);
+    the control video keeps the still (and a transition's last frame), masked black."""
+    from reelflow.media.frames import read_frames
+    from reelflow.motion.backends import get_backend
+    from reelflow.motion.tiny_wan import build_tiny_wan_vace
+    from reelflow.motion.vace import control_video
+
+    first, last = Image.new("RGB", (64, 32), "blue"), Image.new("RGB", (64, 32), "white")
+    frames, masks = control_video(first, last, 9)
+    assert frames[0] is first and np.asarray(frames[-1]).min() == 255
+    assert [int(np.asarray(m).max()) for m in masks] == [0, *[255] * 7, 0]
+    assert [int(np.asarray(m).max()) for m in control_video(first, None, 5)[1]] == [0, *[255] * 4]
+
+    model = build_tiny_wan_vace(tmp_path / "tiny-wan-vace")
+    backend = get_backend("wan-vace", model=str(model), **TINY_OPTIONS)
+    assert type(backend.pipe.transformer).__name__ == "WanVACETransformer3DModel"
+    ref = tmp_path / "ref.png"
+    Image.new("RGB", (48, 48), "red").save(ref)
+    clips = {}
+    for name, refs in (("plain", []), ("referenced", [ref])):
+        request = _request(tmp_path, reference_images=refs)
+        out = tmp_path / f"{name}.mp4"
+        assert backend.render_shot(request, out).frame_count == 12
+        clips[name] = np.stack(list(read_frames(out))).astype(np.int16)
+    assert np.abs(clips["plain"] - clips["referenced"]).mean() > 0.5
+
+
+def test_a_vace_clip_key_carries_its_characters_version_and_references() -> None:
+    """Only a shot on a reference-image backend carries them; other shots' keys are as before."""
+    from reelflow.render.jobs import clip_job
+    from reelflow.render.profiles import get_profile
+    from reelflow.storyboard import parse_storyboard
+
+    profile = get_profile("test-wan")
+    base = parse_storyboard(STORYBOARD)
+
+    def cast(version: str, refs: list[str]) -> Any:
+        return base.model_copy(
+            update={"characters": [LAN.model_copy(update={"version": version,
+                                                          "reference_images": refs})]}
+        )  # fmt: skip
+
+    one, two = cast("aaa", ["characters/lan/front.png"]), cast("bbb", ["characters/lan/front.png"])
+    rider = [clip_job(b, b.shot("rider"), profile, still_key="s.png") for b in (one, two)]
+    assert rider[0].backend == "wan-vace"
+    assert rider[0].backend_options["model"] == "@models/tiny-wan-vace"
+    assert rider[0].characters == {"lan": "aaa"}
+    assert rider[0].reference_keys == ["characters/lan/front.png"]
+    assert rider[0].output_key() != rider[1].output_key()  # same still, another reference
+    street = [clip_job(b, b.shot("street"), profile, still_key="s.png") for b in (one, two)]
+    assert street[0].output_key() == street[1].output_key()
+    assert street[0].backend == "wan22" and "characters" not in street[0].model_dump()
+    # a storyboard may keep a VACE shot off its references
+    off = parse_storyboard(STORYBOARD.replace("{backend: wan-vace}",
+                                              "{backend: wan-vace, reference_images: false}"))
+    off = off.model_copy(update={"characters": one.characters})
+    assert clip_job(off, off.shot("rider"), profile, still_key="s.png").reference_keys == []
+
+
+@pytest.mark.slow
+def test_vace_shot_rerenders_alone_when_its_characters_reference_changes(
+    film_env: dict[str, str], s3_settings: S3Settings
+) -> None:
+    from flows.produce_video import produce_video
+    from reelflow.render import weights
+    from reelflow.render.jobs import resolve_model_path
+    from reelflow.storyboard.characters import add_character
+
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    store.ensure_bucket()
+    add_character(store, LAN, {"front.png": png((0, 0, 0))})
+
+    def render() -> tuple[dict[str, Any], dict[str, list[str]]]:
+        state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test-wan",
+                              exports=[], return_state=True)  # fmt: skip
+        assert state.is_completed(), state.message
+        manifest = json.loads(store.get_bytes(state.result().manifest_key))
+        return manifest, task_states(state.state_details.flow_run_id)
+
+    first, _ = render()
+    rider, street = (store.lineage(first["clips"][s]) for s in ("rider", "street"))
+    # lineage names the backend, its pipeline and the model's content hash
+    assert rider.extra["backend"] == "wan-vace"
+    assert rider.extra["backend_identity"]["pipeline"] == "WanVACEPipeline"
+    assert rider.spec["model_sha256"] == weights.try_content_hash(
+        resolve_model_path("@models/tiny-wan-vace")
+    )
+    assert rider.spec["characters"] == {"lan": first["characters"]["lan"]}
+    assert rider.spec["reference_keys"] == ["characters/lan/front.png"]
+    assert "characters/lan/front.png" in rider.parents
+    assert street.extra["backend"] == "wan22"
+    assert street.extra["backend_identity"]["experts"] == "2"
+    assert street.spec["model_sha256"] == weights.try_content_hash(
+        resolve_model_path("@models/tiny-wan22")
+    )
+    assert "reference_keys" not in street.spec
+
+    add_character(store, LAN, {"front.png": png((255, 255, 255))})
+    try:
+        second, states = render()
+    finally:
+        add_character(store, LAN, {"front.png": png((0, 0, 0))})
+    assert states["clip-rider"] == ["Completed"]
+    assert states["clip-street"] == ["Cached"]
+    assert second["clips"]["street"] == first["clips"]["street"]
+    assert second["clips"]["rider"] != first["clips"]["rider"]
+    again = store.lineage(second["clips"]["rider"])
+    assert again.spec["characters"]["lan"] == second["characters"]["lan"]
+    assert second["characters"]["lan"] != first["characters"]["lan"]
+
+
+def test_a_video_model_block_gives_further_backends_their_models() -> None:
+    from blocks.models import VideoModel
+    from reelflow.render.jobs.builders import backend_video_options
+    from reelflow.render.profiles import get_profile
+
+    block = VideoModel(backend="wan22", model="/models/wan22-a14b", options={"steps": 40},
+                       models={"wan-vace": {"model": "/models/vace", "steps": 30}})  # fmt: skip
+    profile = block.apply(get_profile("full"))
+    assert backend_video_options(profile, "wan22") == {"steps": 40, "model": "/models/wan22-a14b"}
+    assert backend_video_options(profile, "wan-vace") == {"model": "/models/vace", "steps": 30}
+    assert backend_video_options(profile, "ltx") == {}
+    with pytest.raises(ValueError, match="backend skyreels-v2-df is declared but not wired"):
+        VideoModel(backend="wan22", models={"skyreels-v2-df": {"model": "x"}})
+    with pytest.raises(ValueError, match="models.wan-vace names no model"):
+        VideoModel(backend="wan22", models={"wan-vace": {"steps": 2}})
