@@ -14,6 +14,7 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
+from reelflow.gpu.pins import MemoryPins
 from reelflow.motion.capabilities import capabilities, declared_backends
 from reelflow.render.profiles import RenderProfile
 
@@ -33,6 +34,9 @@ class ImageModel(Block):
     height: int | None = None
     steps: int | None = None
     variants: int | None = None
+    memory: MemoryPins | None = Field(
+        None, description="pinned memory choices: model-offload, fp8, {offload: group, ...}"
+    )
 
     def apply(self, profile: RenderProfile) -> RenderProfile:
         update: dict[str, Any] = {
@@ -46,7 +50,7 @@ class ImageModel(Block):
         for field in ("width", "height"):
             if getattr(self, field):
                 update[f"image_{field}"] = getattr(self, field)
-        for field in ("steps", "variants"):
+        for field in ("steps", "variants", "memory"):
             if getattr(self, field):
                 update[field] = getattr(self, field)
         return profile.model_copy(update=update)

@@ -89,6 +89,9 @@ def doctor(file: str | None, profile: str, gpu_memory: str | None, host_memory: 
 
 
 def register(group: click.Group) -> None:
+    from cli.models import models
+
     group.add_command(deploy)
     group.add_command(worker)
     group.add_command(doctor)
+    group.add_command(models)

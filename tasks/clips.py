@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reelflow.gpu.speed import CacheGuard
 from reelflow.render import clips, identity
 from reelflow.render.identity import ClipDrift
 from reelflow.render.jobs import ClipJob
@@ -16,6 +17,15 @@ def render_clip(job: ClipJob) -> str:
         return clips.render_clip(get_store(), job)
     with gpu_slot():
         return clips.render_clip(get_store(), job)
+
+
+@step_task("guard-cache", "cache-guard-{first.shot}")
+def guard_cache(first: ClipJob) -> CacheGuard:
+    """The run's speed cache checked on its first clip (rendered with and without it); cached
+    on the job, so a resumed run keeps its decision. (`first`, not `job`: the guard writes no
+    object of the job's.)"""
+    with gpu_slot():
+        return clips.guard_cache(get_store(), first)
 
 
 @step_task("check-clip-drift", "drift-{shot}")

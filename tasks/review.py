@@ -79,10 +79,11 @@ def clips_review(
     backend: str | dict[str, str],
     round_: int = 1,
     replaced: dict[str, str] | None = None,
+    speed: str | None = None,
 ) -> str:
     markdown = review.clips_markdown(
         get_store(), project, clips, prompts, seeds, backend, picture, round_=round_,
-        replaced=replaced,
+        replaced=replaced, speed=speed,
     )
     create_markdown_artifact(markdown, key="clips-review", description="clips gate")
     return markdown

@@ -25,7 +25,10 @@ def test_tiny_ltx_renders_the_film_including_the_transition(
     VideoModel(
         backend="ltx",
         model="tiny-ltx",
-        options={"steps": 2, "max_frames": 9, "max_area": 64 * 32, "preset": "ultrafast"},
+        options={"steps": 2, "max_frames": 9, "max_area": 64 * 32, "preset": "ultrafast",
+                 # the cache guard runs in the flow (tests/test_speed_guard.py measures it on a
+                 # two-block model; First Block Cache cannot hook the one block of tiny-ltx)
+                 "speed": {"cache": "first-block", "guard_psnr": 1000}},
     ).save("tiny-ltx", overwrite=True)
     board = STORYBOARD.replace("project: tiny-film", "project: ltx-film")
     result = produce_video(
@@ -41,6 +44,13 @@ def test_tiny_ltx_renders_the_film_including_the_transition(
         lineage = store.lineage(key)
         assert lineage.extra["backend"] == "ltx", shot
         assert lineage.spec["backend_options"]["model"] == "@models/tiny-ltx"
+        speed = lineage.extra["speed"]
+        assert speed["cache"] is None and speed["guard"]["kept"] is False, shot
+        assert speed["guard"]["shot"] == "a"  # one guard for the run, on its first clip
+    from prefect.artifacts import Artifact
+
+    guard = str(Artifact.get("speed-guard").data)
+    assert "cache guard on shot a: cache turned OFF for the run" in guard
     transition = store.lineage(manifest["clips"]["d"])
     assert transition.parents == manifest["frames"]["d"]  # first and last frame, in order
     assert store.lineage(manifest["frames"]["d"][1]).extra["step"] == "restyle"

@@ -3,20 +3,26 @@ between frames taken from other shots' clips; a person approves them or asks for
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
+from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from flows.gates import ClipsReview, wait_for_review
 from flows.stages.finishing import Finishing
 from flows.stages.run import RunContext
+from reelflow.gpu.speed import CacheGuard
 from reelflow.progress import Counter, step
+from reelflow.render.clips import with_guard
 from reelflow.render.decisions import GateSpec
-from reelflow.render.jobs import clip_job, frame_job, frame_refs, shot_seed
+from reelflow.render.jobs import ClipJob, clip_job, frame_job, frame_refs, shot_seed
 from reelflow.storyboard import Shot, Storyboard
-from tasks.clips import check_clip_drift, render_clip
+from tasks.clips import check_clip_drift, guard_cache, render_clip
 from tasks.images import take_frame
 from tasks.review import clips_review
+
+log = logging.getLogger(__name__)
 
 
 class Clips(BaseModel):
@@ -28,6 +34,7 @@ class Clips(BaseModel):
     seeds: dict[str, int] = {}
     drifting: dict[str, list[str]] = {}  # shot -> frames (first/middle/last) off its still
     replaced: dict[str, str] = {}  # shot -> the clip its last regeneration replaced
+    cache_guard: CacheGuard | None = None  # the speed cache's check on the run's first clip
 
 
 def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
@@ -91,6 +98,7 @@ def render_clips(
             facts=run.facts,
             **taken,
         )
+        job = guarded(clips, job)
         clips.frames[shot.id] = [taken[field] for field, _ in frame_refs(shot)]
         clips.motion[shot.id] = job.motion_prompt
         clips.backends[shot.id] = job.backend
@@ -131,6 +139,22 @@ def render_clips(
     clips.frames = {shot: keys for shot, keys in clips.frames.items() if keys}
 
 
+def guarded(clips: Clips, job: ClipJob) -> ClipJob:
+    """A job whose options ask for a speed cache, keyed with the guard's decision: the first
+    such clip of the run is rendered with and without the cache (once per run), the others
+    take the same decision."""
+    if not (job.backend_options.get("speed") or {}).get("cache"):
+        return job
+    if clips.cache_guard is None:
+        with step("speed cache", f"checking the cache on shot {job.shot}"):
+            clips.cache_guard = guard_cache(job)
+        log.info("%s", clips.cache_guard.line())
+        # an artifact of the run whatever its approval policy (an auto run has no gate form)
+        create_markdown_artifact(f"# Speed\n\n{clips.cache_guard.line()}\n", key="speed-guard",
+                                 description="speed cache guard")
+    return with_guard(job, clips.cache_guard)
+
+
 def check_drift(run: RunContext, clips: Clips, chosen: dict[str, str]) -> None:
     """A clip of a shot with characters whose first, middle or last frame drifts off its
     approved still (off-model) is flagged before the edit."""
@@ -169,6 +193,7 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
             description = clips_review(
                 board.project, clips.keys, clips.motion, seeds, clips.backends,
                 round_=round_, replaced=clips.replaced,
+                speed=clips.cache_guard.line() if clips.cache_guard else None,
             )
         if clips.drifting:
             description += "\n**Drifting from the approved still:** " + "; ".join(

@@ -121,7 +121,18 @@ def _image_check(storyboard, profile, budget, ram, device) -> ModelCheck | None:
     if profile.hires_fix:  # the hi-res pass decodes the largest image of the run
         width, height = int(width * profile.hires_scale), int(height * profile.hires_scale)
     work = Workload(width=width, height=height)
-    plan = plan_memory(arch, budget=budget, host_budget=ram, device=device, work=work)
+    pins = profile.memory.job_options() if profile.memory else {}
+    pin = {k: v for k, v in pins.items() if k in ("offload", "fp8", "vae_tiling")}
+    plan = plan_memory(arch, budget=budget, host_budget=ram, device=device, work=work, pin=pin)
+    unpinned = [(what, key) for what, key, on in (("fp8 storage", "fp8", plan.storage_dtype),
+                                                  ("VAE tiling", "vae_tiling", plan.vae_tiling))
+                if on and key not in pin]
+    if unpinned:  # a render never chooses pixel-changing options on its own (gpu/pins.py)
+        what = " and ".join(w for w, _ in unpinned)
+        keys = ", ".join(f"{k}: true" for _, k in unpinned)
+        verb = "change" if len(unpinned) > 1 else "changes"
+        note = "; ".join(filter(None, [note, f"{what} {verb} pixels: a render uses it only "
+                                       f"when the profile pins memory: {{{keys}}}"]))
     return ModelCheck(stage="images", name=name, architecture=arch.name, workload=work,
                       plan=plan, note=note)
 

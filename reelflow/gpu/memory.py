@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -553,6 +554,21 @@ def apply_memory_plan(pipe: Any, plan: MemoryPlan) -> Any:
             vae.enable_tiling()
         if plan.vae_slicing and hasattr(vae, "enable_slicing"):
             vae.enable_slicing()
-    if plan.offload != "none" or plan.storage_dtype or plan.vae_tiling:
-        log.info("memory plan: %s", plan.summary())
+    log_plan_once(plan)
     return pipe
+
+
+_LOGGED: set[str] = set()
+_LOGGED_LOCK = threading.Lock()
+
+
+def log_plan_once(plan: MemoryPlan) -> bool:
+    """Log a plan the first time this process applies it: a worker's log names its plan once,
+    not once per shot (pipelines are loaded once per process). True when this call logged."""
+    line = plan.summary()
+    with _LOGGED_LOCK:
+        if line in _LOGGED:
+            return False
+        _LOGGED.add(line)
+    log.info("memory plan: %s", line)
+    return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -58,6 +58,8 @@ class ModelSource(BaseModel):
     dtype: DType = "float32"
     device: str = "auto"
     config: str | None = None
+    #: pinned memory choices (reelflow/gpu/pins.py); empty: the worker's own plan
+    memory: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("device")
     @classmethod

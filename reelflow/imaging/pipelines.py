@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import torch
 
-from reelflow.gpu.memory import MemoryPlan, apply_memory_plan, resident_plan
+from reelflow.gpu.memory import MemoryPlan, apply_memory_plan
+from reelflow.gpu.pins import memory_json, plan_for
 from reelflow.imaging.models import (
     LoraError,
     LoraSpec,
@@ -62,8 +63,8 @@ PIPELINE_CLASSES: dict[str, dict[str, str]] = {
     },
 }
 
-# family, location, config, dtype, device, stat fingerprint of the files
-CacheKey = tuple[str, str, str | None, str, str, str]
+# family, location, config, dtype, device, stat fingerprint of the files, pinned memory choices
+CacheKey = tuple[str, str, str | None, str, str, str, str]
 
 
 def _fingerprint(where: str) -> str:
@@ -193,6 +194,21 @@ def _check_family(source: ModelSource, kind: str, where: str) -> None:
         )
 
 
+def _gguf_transformer(source: ModelSource, kind: str, where: str) -> dict[str, Any]:
+    """`{"transformer": ...}` from the GGUF file the model's memory pins name, else nothing."""
+    gguf = source.memory.get("gguf")
+    if not gguf:
+        return {}
+    if kind != "directory":
+        raise ModelLoadError(f"model {source.source}: memory.gguf needs the model as a "
+                             "diffusers folder (its transformer config)")
+    if not Path(gguf).is_file():
+        raise ModelNotFoundError(f"memory.gguf: GGUF file not found: {gguf}")
+    from reelflow.gpu.quantized import load_gguf_transformer
+
+    return {"transformer": load_gguf_transformer(gguf, where, source.torch_dtype())}
+
+
 class PipelineCache:
     """Base pipelines by (model, dtype, device) and the pipelines derived from them.
 
@@ -213,7 +229,7 @@ class PipelineCache:
     def key(self, source: ModelSource) -> CacheKey:
         _, where = source.locate()
         return (source.family, where, source.config, source.dtype, source.resolved_device(),
-                _fingerprint(where))
+                _fingerprint(where), memory_json(source.memory))
 
     @contextmanager
     def lock(self, source: ModelSource) -> Iterator[None]:
@@ -229,7 +245,8 @@ class PipelineCache:
         key = self.key(source)
         with self._guard:
             if key not in self._bases:
-                for old in [k for k in self._bases if k[:5] == key[:5]]:  # changed on disk
+                changed = [k for k in self._bases if k[:5] == key[:5] and k[6:] == key[6:]]
+                for old in changed:  # changed on disk
                     del self._bases[old]
                     for derived in [d for d in self._derived if d[0] == old]:
                         del self._derived[derived]
@@ -314,7 +331,8 @@ class PipelineCache:
                     local_files_only=True,
                 )
             else:
-                pipe = cls.from_pretrained(where, dtype=dtype, local_files_only=True)
+                pipe = cls.from_pretrained(where, dtype=dtype, local_files_only=True,
+                                           **_gguf_transformer(source, kind, where))
         except (ModelNotFoundError, ModelLoadError):
             raise
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
@@ -324,8 +342,8 @@ class PipelineCache:
             ) from error
         pipe.scheduler = euler_scheduler(pipe)
         pipe.set_progress_bar_config(disable=True)
-        plan = self.memory_plan or resident_plan(source.resolved_device(), source.source,
-                                                 source.dtype)
+        plan = self.memory_plan or plan_for(
+            source.resolved_device(), where, source.dtype, source.memory, model=source.source)
         apply_memory_plan(pipe, plan)
         self.loads += 1
         log.info("loaded model %s (load #%d)", source.source, self.loads)

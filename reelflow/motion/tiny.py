@@ -57,8 +57,9 @@ def _built(path: Path) -> bool:
     return (path / "model_index.json").is_file()
 
 
-def build_tiny_ltx(path: str | Path, seed: int = 0) -> Path:
+def build_tiny_ltx(path: str | Path, seed: int = 0, *, num_layers: int = 1) -> Path:
     """Save a tiny ``LTXConditionPipeline`` at ``path`` (idempotent) and return the path.
+    (``num_layers``: diffusers' First Block Cache needs at least two transformer blocks.)
 
     Its VAE compresses 4x in space and time (the real one: 32x, 8x), so it takes sizes that
     are multiples of 4 and 4k+1 frames.
@@ -84,7 +85,7 @@ def build_tiny_ltx(path: str | Path, seed: int = 0) -> Path:
         num_attention_heads=4,
         attention_head_dim=8,
         cross_attention_dim=32,
-        num_layers=1,
+        num_layers=num_layers,
         caption_channels=32,
     )
     torch.manual_seed(seed)

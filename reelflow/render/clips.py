@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
         out, info, backend = clip_file(store, job, tmp, keep_latents=True)
         store_audio_stem(store, job, out)  # before the clip: a stored clip means both are there
         made = made_with(store, job, tmp)
+        speed = speed_lineage(job)
         store.put_file(
             key,
             out,
@@ -47,6 +49,7 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
                     "shot": job.shot,
                     "model_sha256": job.model_sha256,
                     **made,
+                    **({"speed": speed} if speed else {}),
                 },
             ),
         )
@@ -168,14 +171,16 @@ def job_parents(job: ClipJob) -> list[str]:
 
 
 def clip_file(
-    store: ArtifactStore, job: ClipJob, tmp: Path, *, keep_latents: bool = False
+    store: ArtifactStore, job: ClipJob, tmp: Path, *, keep_latents: bool = False,
+    cache: bool | None = None, name: str = "clip.mp4",
 ) -> tuple[Path, Any, str]:
     """Render the clip into `tmp` (not stored): (file, backend's info, backend name). Also what
     `regenerate` runs (it samples afresh: it checks that sampling reproduces the clip).
     `keep_latents`: a backend that samples latents keeps them in the bucket before decoding,
-    and decodes those an earlier attempt kept instead of sampling again."""
+    and decodes those an earlier attempt kept instead of sampling again. A job's speed cache
+    runs once its guard kept it (`cache` forces it on or off: the guard's two renders)."""
     backend = _backend(job.backend, job.backend_options)
-    out = tmp / "clip.mp4"
+    out = tmp / name
     request_images: list[Path] = []
     for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
         if source:
@@ -188,12 +193,108 @@ def clip_file(
     kept = {}
     if keep_latents and getattr(backend, "saves_latents", False):
         kept["latents"] = BucketLatents(store, job, tmp)
-    if job.first_frame_key or job.last_frame_key:
-        first, last = _transition_ends(job, request_images)
-        info = backend.render_transition(first, last, request, out, **kept)
-    else:
-        info = backend.render_shot(request, out, **kept)
+    with _speed(backend, job, cache):
+        if job.first_frame_key or job.last_frame_key:
+            first, last = _transition_ends(job, request_images)
+            info = backend.render_transition(first, last, request, out, **kept)
+        else:
+            info = backend.render_shot(request, out, **kept)
     return out, info, backend.name
+
+
+def speed_options(job: ClipJob):
+    """The job's speed options (`backend_options["speed"]`), None without."""
+    from reelflow.gpu.speed import SpeedOptions
+
+    raw = job.backend_options.get("speed")
+    return SpeedOptions.model_validate(raw) if raw else None
+
+
+def _pipe_of(backend: Any) -> Any:
+    """A generative backend's resident diffusers pipeline (loaded on first use); None for the
+    model-free ones."""
+    return backend.pipe if isinstance(getattr(type(backend), "pipe", None), property) else None
+
+
+@contextmanager
+def _speed(backend: Any, job: ClipJob, cache: bool | None) -> Iterator[None]:
+    """The cache on or off around one render (the transformer is shared by the process's jobs,
+    so every generative render sets it), and the transformer's blocks compiled when asked."""
+    from reelflow.gpu.speed import cache_state, compile_blocks
+
+    pipe = _pipe_of(backend)
+    if pipe is None:
+        yield
+        return
+    options = speed_options(job)
+    _COMPILE_NOTES[job.spec_hash()] = compile_blocks(pipe, options, str(backend.device))
+    with cache_state(pipe, options, force=cache):
+        yield
+
+
+_COMPILE_NOTES: dict[str, str | None] = {}
+
+
+def speed_lineage(job: ClipJob) -> dict[str, Any]:
+    """The speed options a clip was made with, for its sidecar: the cache, the guard's figures
+    and what compilation did (or why it was skipped)."""
+    options = speed_options(job)
+    if options is None:
+        return {}
+    out: dict[str, Any] = {"cache": options.cache if options.cache_active() else None,
+                           "cache_asked": options.cache}
+    if options.guard is not None:
+        out["guard"] = options.guard.model_dump(mode="json")
+    note = _COMPILE_NOTES.get(job.spec_hash())
+    if note:
+        out["compile"] = note
+    return out
+
+
+def guard_cache(store: ArtifactStore, job: ClipJob):
+    """The guard of the job's cache: the clip rendered without and with it, compared frame by
+    frame (PSNR). Returns a `CacheGuard`; the caller keys the run's clips with it."""
+    import time
+
+    import numpy as np
+
+    from reelflow.gpu.speed import CacheGuard, psnr
+    from reelflow.media.frames import read_frames
+
+    options = speed_options(job)
+    if options is None or options.cache is None:
+        raise ValueError(f"shot {job.shot}: no speed.cache to guard")
+    with scratch() as tmp:
+        seconds = {}
+        files = {}
+        for cached in (False, True):
+            start = time.perf_counter()
+            try:
+                files[cached], _, _ = clip_file(store, job, tmp, cache=cached,
+                                                name=f"guard-{int(cached)}.mp4")
+            except (ValueError, IndexError) as error:  # the model has no (or too few) blocks
+                if not cached:
+                    raise
+                return CacheGuard(shot=job.shot, psnr=0.0,
+                                  threshold=options.guard_psnr, kept=False,
+                                  seconds_plain=seconds[False], seconds_cached=0.0,
+                                  reason=f"{options.cache} cache does not apply to this "
+                                  f"model ({type(error).__name__}: {error})")
+            seconds[cached] = time.perf_counter() - start
+        plain = np.stack(list(read_frames(files[False])))
+        fast = np.stack(list(read_frames(files[True])))
+    score = psnr(plain, fast)
+    return CacheGuard(shot=job.shot, psnr=score, threshold=options.guard_psnr,
+                      kept=score >= options.guard_psnr, seconds_plain=seconds[False],
+                      seconds_cached=seconds[True])
+
+
+def with_guard(job: ClipJob, guard: Any) -> ClipJob:
+    """`job` keyed with the guard's decision: the cache runs (and is in the key) when kept;
+    turned off, the figures stay in the job's options so its lineage shows why."""
+    options = dict(job.backend_options)
+    options["speed"] = {**options["speed"], "guard": guard.model_dump(mode="json")}
+    return job.model_copy(update={"backend_options": options})
 
 
 _BACKENDS: dict[str, object] = {}
@@ -209,7 +310,8 @@ def _backend(name: str, options: dict):
     from reelflow.motion.backends import get_backend
 
     resolved = {k: resolve_model_path(v) if k in ("model", "upsampler") else v
-                for k, v in options.items()}  # fmt: skip
+                for k, v in options.items()
+                if k != "speed"}  # fmt: skip (speed options are set per render: `_speed`)
     cache_key = f"{name}:{sorted(resolved.items())}"
     with _BACKENDS_LOCK:
         if cache_key not in _BACKENDS:

@@ -109,6 +109,7 @@ def model_source(model: ModelChoice):
         source=resolve_model_path(model.source),
         dtype=model.dtype,
         device=model.device,
+        memory={k: resolve_model_path(v) if k == "gguf" else v for k, v in model.memory.items()},
     )
 
 

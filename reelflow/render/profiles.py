@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from reelflow.gpu.pins import MemoryPins
+
 
 class RenderProfile(BaseModel):
     name: str
@@ -59,6 +61,12 @@ class RenderProfile(BaseModel):
         "platform",
         description="versions without a size: at the platform preset's size (1080x1920 for "
         "9:16; reframed, then upscaled), or 'film': at the reframed film's own size",
+    )
+    memory: MemoryPins | None = Field(
+        None,
+        description="pinned memory choices of the image model: `model-offload`, `fp8`, ... or "
+        "{offload: model, fp8: true, vae_tiling: true, gguf: FILE}; fp8, tiling and GGUF change "
+        "pixels (in the key), offloading does not (in the sidecar)",
     )
 
 

@@ -294,11 +294,13 @@ def clips_markdown(
     *,
     round_: int = 1,
     replaced: dict[str, str] | None = None,
+    speed: str | None = None,
 ) -> str:
     """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend
     (`backend`: the run's, or per shot where the storyboard chose one per shot) with what its
     lineage says made it (model hash, window plan, decode settings); a clip made
-    again shows the take it replaces (``replaced``: shot -> earlier clip) above."""
+    again shows the take it replaces (``replaced``: shot -> earlier clip) above. ``speed``:
+    the speed cache guard's line (its PSNR, and whether the cache was kept)."""
     rows = ["| shot | frames | motion prompt | seed | backend |", "|---|---|---|---|---|"]
     for shot, key in clips.items():
         strip = frame_strip_key(store, project, shot, key)
@@ -318,6 +320,7 @@ def clips_markdown(
     return (
         f"# Clips, round {round_}\n\nApprove all, or per shot switch on `regenerate` for a new "
         "take, write notes for it, or change its seed: only those clips are made again.\n\n"
+        + (f"**Speed:** {speed}\n\n" if speed else "")
         + "\n".join(rows)
     )
 

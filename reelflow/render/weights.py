@@ -159,6 +159,12 @@ def identity_view(data: Any) -> Any:
         if out.get(field):
             for path in paths:
                 out.pop(path, None)
+    if isinstance(out.get("memory"), dict):  # a model's pinned memory choices
+        from reelflow.gpu.pins import pixel_view
+
+        out["memory"] = pixel_view(out["memory"])  # offloading moves weights: same pixels
+        if not out["memory"]:
+            out.pop("memory")
     if out.get("model_sha256") and isinstance(out.get("backend_options"), dict):
         out["backend_options"] = {k: v for k, v in out["backend_options"].items() if k != "model"}
     return out
@@ -253,4 +259,9 @@ def render_lineage(job: Any) -> dict[str, Any]:
     options = getattr(job, "backend_options", None) or {}
     device = model.device if model is not None else str(options.get("device", "auto"))
     dtype = model.dtype if model is not None else options.get("dtype")
-    return {"weights": used_weights(job), "environment": environment(device, dtype)}
+    out = {"weights": used_weights(job), "environment": environment(device, dtype)}
+    if model is not None and getattr(model, "memory", None):
+        from reelflow.gpu.pins import runtime_lineage
+
+        out["memory"] = runtime_lineage(model.memory, device)
+    return out

@@ -5,12 +5,12 @@ machine-independently (`@models/...`) and carry their content hashes, so keys ma
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from reelflow.gpu.library import library_path, models_dir
 from reelflow.render import weights
 from reelflow.render.jobs.specs import (
     ClipJob,
@@ -29,17 +29,22 @@ MODELS_PREFIX = "@models/"
 PREVIZ = "previz"
 
 
-def models_dir() -> Path:
-    """Where built and downloaded-by-hand models live (tiny demo models are built here)."""
-    home = Path(os.environ.get("REELFLOW_HOME", ".reelflow"))
-    return Path(os.environ.get("REELFLOW_MODELS", home / "models")).resolve()
 
 
 def resolve_model_path(source: str) -> str:
     """`@models/x` names a file in this machine's models folder; jobs keep the short form so
-    that their hashes (and object keys) are the same on every machine."""
+    that their hashes (and object keys) are the same on every machine. Not there, `x` (and a
+    bare model name that is no local path) is looked up in the folders of ComfyUI and
+    A1111/Forge (REELFLOW_COMFYUI, REELFLOW_A1111; see reelflow/gpu/library.py) by path or
+    name: `@models/loras/ink.safetensors`, `@models/ink`, `juggernautXL`."""
     if source.startswith(MODELS_PREFIX):
-        return str(models_dir() / source.removeprefix(MODELS_PREFIX))
+        name = source.removeprefix(MODELS_PREFIX)
+        local = models_dir() / name
+        if local.exists():
+            return str(local)
+        return library_path(name) or str(local)
+    if "/" not in source and "\\" not in source and not Path(source).exists():
+        return library_path(source) or source
     return source
 
 
@@ -59,7 +64,11 @@ def identify_weights(job: J, facts: RunFacts | None = None) -> J:
     updates: dict[str, Any] = {}
     model = getattr(job, "model", None)
     if isinstance(model, ModelChoice):
-        updates["model"] = model.model_copy(update={"sha256": known(model.source, model.sha256)})
+        memory = dict(model.memory)
+        if memory.get("gguf"):  # a pinned GGUF transformer: keyed by its content
+            memory["gguf_sha256"] = known(memory["gguf"], memory.get("gguf_sha256"))
+        updates["model"] = model.model_copy(update={
+            "sha256": known(model.source, model.sha256), "memory": memory})
     if getattr(job, "loras", None):
         updates["loras"] = [
             lora.model_copy(update={"sha256": known(lora.path, lora.sha256)})
@@ -133,6 +142,7 @@ def model_choice(
         source=source,
         dtype=profile.dtype,
         device=profile.device,
+        memory=profile.memory.job_options() if profile.memory else {},
     )
 
 

@@ -33,6 +33,9 @@ class ModelChoice(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
     sha256: str | None = None  # content hash of the weights (identify_weights); keys use it
+    # pinned memory choices (reelflow/gpu/pins.py): fp8/vae_tiling/gguf change pixels and are
+    # in the key; offload is not (weights.identity_view). Empty: not in the dump (old keys).
+    memory: dict[str, Any] = Field(default_factory=dict, exclude_if=lambda value: not value)
 
 
 class LoraChoice(BaseModel):
