@@ -54,8 +54,14 @@ def synthesize_line(job: SpeechJob) -> SpokenLine:
 
 @step_task("master-with-music")
 def master_with_music(job: MasterJob) -> str:
-    with step("music master", f"the edit with its music at {job.target_lufs:g} LUFS"):
+    with step("sound master", f"the edit with its sound at {job.target_lufs:g} LUFS"):
         return edit.master_with_music(get_store(), job)
+
+
+@step_task("clip-sound-stem")
+def clip_sound_stem(job: ClipSoundJob) -> str | None:
+    """The clips' own sound on a cut, as one stem for the mix (shared by every language)."""
+    return edit.clip_sound_stem(get_store(), job)
 
 
 @step_task("master-with-clip-sound")

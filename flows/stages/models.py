@@ -13,7 +13,7 @@ from __future__ import annotations
 from flows.stages.run import RunContext
 from reelflow.progress import step
 from reelflow.render.jobs import cut_plan, lora_names, music_job, speech_jobs
-from reelflow.sound.lines import check_line_lengths
+from reelflow.sound.lines import check_line_lengths, voiced_languages
 from tasks.edit import snap_to_music, synthesize_line, upload_input
 from tasks.images import prepare_models
 
@@ -40,6 +40,12 @@ def plan_timing(run: RunContext) -> None:
                                      run.base_dir and str(run.base_dir))
         if board.music.snap_cuts:
             run.durations = snap_to_music(music_job(board, run.music_key, run.durations))
-    futures = [synthesize_line.submit(job) for job in speech_jobs(board)]
-    run.lines = {line.shot: line for line in (future.result() for future in futures)}
-    run.durations = check_line_lengths(board, run.durations, run.lines)
+    # every language a version speaks (`--export ...,lang=`), each line its own cached step;
+    # the versions share one picture, so a shot is held for the longest of its lines
+    languages = voiced_languages(board, [export.lang for export in run.exports or []])
+    futures = {lang: [synthesize_line.submit(job) for job in speech_jobs(board, lang)]
+               for lang in languages}  # fmt: skip
+    for lang, spoken in futures.items():
+        run.voices[lang] = {line.shot: line for line in (future.result() for future in spoken)}
+        run.durations = check_line_lengths(board, run.durations, run.voices[lang], lang)
+    run.lines = run.voices.get(board.voice_language, {})

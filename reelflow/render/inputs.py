@@ -286,9 +286,13 @@ def check_inputs(
     # A video-model block (applied by the flow after this check) may give the run its model:
     # then the flow checks the models once the block is applied.
     check_backends(board, render_profile, models=video_model is None)
-    from reelflow.sound.check import check_lines
+    from reelflow.sound.check import check_export_languages, check_lines
+    from reelflow.sound.lines import voiced_languages
 
-    check_lines(board)  # a voice-over line longer than its shot, when the storyboard refuses it
+    check_export_languages(board, checked_exports or [])  # `lang=`: lines in that language
+    # a voice-over line longer than its shot, when the storyboard refuses it, in every language
+    # the run's versions speak
+    check_lines(board, voiced_languages(board, [e.lang for e in checked_exports or []]))
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,

@@ -61,6 +61,15 @@ class ExportSpec(BaseModel):
         "storyboard",
         description="fast: shots trimmed to 60% with hard cuts; slow: long dissolves between shots",
     )
+    lang: Literal["zh", "en"] | None = Field(
+        None,
+        description="the voice-over's and the captions' language (captions in it alone); "
+        "default: the storyboard's (sound.language), captions in both",
+    )
+    lufs: float | None = Field(
+        None, ge=-40, le=-5,
+        description="integrated loudness of the mix (default: sound.loudness_lufs, -14)",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +141,10 @@ class ExportSpec(BaseModel):
             parts.append(self.denoise)
         if self.captions != "burn":
             parts.append({"soft": "soft-captions", "none": "no-captions"}[self.captions])
+        if self.lang:
+            parts.append(self.lang)
+        if self.lufs is not None:
+            parts.append(f"lufs{self.lufs:g}")
         return "-".join(parts)
 
 
@@ -167,8 +180,8 @@ def cut_plan(
 
 def parse_export(text: str) -> ExportSpec:
     """`9:16`, `9:16,size=720p`, `16:9,codec=h265`, `16:9,fps=60`,
-    `16:9,size=3840x2160,captions=soft`: the `--export` option; InputError naming the option
-    for anything else."""
+    `16:9,size=3840x2160,captions=soft`, `9:16,lang=zh,lufs=-16`: the `--export` option;
+    InputError naming the option for anything else."""
     where = f"--export {text[:80]!r}"
     aspect, *options = [part.strip() for part in text.split(",")]
     fields: dict[str, object] = {"aspect": aspect}
