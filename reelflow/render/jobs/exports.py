@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from reelflow.errors import InputError
 from reelflow.storyboard import Storyboard, Transition
@@ -70,6 +79,16 @@ class ExportSpec(BaseModel):
         None, ge=-40, le=-5,
         description="integrated loudness of the mix (default: sound.loudness_lufs, -14)",
     )  # fmt: skip
+
+    @model_serializer(mode="wrap")
+    def _unset_sound_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`lang` and `lufs` left out while unset: a version without them keeps the key (the
+        hash of its job) it had before versions had a language."""
+        data = handler(self)
+        for name in ("lang", "lufs"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
