@@ -18,7 +18,7 @@ from reelflow.render.jobs import (
     SpokenLine,
     VersionJob,
 )
-from reelflow.render.jobs.specs import ClipSoundJob
+from reelflow.render.jobs.specs import ClipSoundJob, ClipStemJob
 from tasks.common import get_store, step_task
 
 
@@ -59,7 +59,7 @@ def master_with_music(job: MasterJob) -> str:
 
 
 @step_task("clip-sound-stem")
-def clip_sound_stem(job: ClipSoundJob) -> str | None:
+def clip_sound_stem(job: ClipStemJob) -> str | None:
     """The clips' own sound on a cut, as one stem for the mix (shared by every language)."""
     return edit.clip_sound_stem(get_store(), job)
 

@@ -179,7 +179,7 @@ def test_clip_stems_join_the_mix_at_their_level_and_are_not_ducked(
     from reelflow.motion.ltx2 import write_wav
     from reelflow.render.edit import clip_sound_stem, master_with_music, synthesize_line
     from reelflow.render.jobs import EditClip, MasterJob, VoiceClip, speech_jobs
-    from reelflow.render.jobs.specs import ClipSoundJob
+    from reelflow.render.jobs.specs import ClipStemJob
 
     project = "clip-mix"
     board = parse_storyboard(STORYBOARD.replace("project: two-tongues", f"project: {project}"))
@@ -198,9 +198,9 @@ def test_clip_stems_join_the_mix_at_their_level_and_are_not_ducked(
     t = np.arange(16000 * 3) / 16000
     write_wav(tmp_path / "a.wav", np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2), 16000)
     stem_of_a = store.put_file(keys.clip_audio_key(clips[0].key), tmp_path / "a.wav", "audio/wav")
-    stem = clip_sound_stem(store, ClipSoundJob(project=project, edit_key=edit_key, clips=clips,
-                                               fps=24))  # fmt: skip
-    assert stem is not None and store.lineage(stem).parents == [stem_of_a]
+    stem_job = ClipStemJob(project=project, edit_key=edit_key, clips=clips, fps=24)
+    stem = clip_sound_stem(store, stem_job)
+    assert stem == stem_job.output_key() and store.lineage(stem).parents == [stem_of_a]
     track, rate = soundfile.read(str(store.get_file(stem, tmp_path / "stem.wav")))
     assert abs(track.shape[0] / rate - 5.0) < 0.01  # as long as the picture, silent in b
     assert np.abs(track[: rate * 2]).max() > 0.1 and np.abs(track[int(rate * 2.6):]).max() < 1e-3

@@ -25,7 +25,7 @@ from reelflow.render.jobs import (
     music_job,
     version_job,
 )
-from reelflow.render.jobs.specs import ClipSoundJob, EditClip, SpokenLine
+from reelflow.render.jobs.specs import ClipSoundJob, ClipStemJob, EditClip, SpokenLine
 from tasks.edit import (
     assemble_film,
     clip_sound_stem,
@@ -117,7 +117,9 @@ def assemble_cut(run: RunContext, clips: dict[str, str], cut: str) -> Cut:
     found = Cut(edit_key=edit_key, durations=[d for d, _, _ in plan], clips=edit.clips,
                 fps=edit.fps)  # fmt: skip
     if makes_sound(run.profile.video_backend) and (music_key or run.voices):
-        found.clip_sound_key = clip_sound_stem(found.clip_job(board.project))
+        found.clip_sound_key = clip_sound_stem(
+            ClipStemJob(**found.clip_job(board.project).model_dump())
+        )
     return found
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from reelflow.render.common import lineage_of, scratch
 from reelflow.render.edit.assembly import edit_trims
-from reelflow.render.jobs.specs import ClipSoundJob
+from reelflow.render.jobs.specs import ClipSoundJob, ClipStemJob
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
 
@@ -86,13 +86,13 @@ def master_with_clip_sound(store: ArtifactStore, job: ClipSoundJob) -> str:
     return key
 
 
-def clip_sound_stem(store: ArtifactStore, job: ClipSoundJob) -> str | None:
+def clip_sound_stem(store: ArtifactStore, job: ClipStemJob) -> str | None:
     """The clips' sound on this cut's timeline, alone (a WAV stem, an object of its own with the
     clips' stems as parents), for the mix beside the voice and the music; None when no clip
     has sound. Shared by every language and loudness of the cut."""
     from reelflow.editing.clip_sound import clip_sound_track
 
-    key = job.stem_key()
+    key = job.output_key()
     if store.complete(key):
         return key
     with scratch() as tmp:

@@ -284,7 +284,7 @@ class MasterJob(Job):
     voice_level_db: float = 0.0
     music_level_db: float = -8.0
     duck_db: float = 12.0
-    clip_sound_key: str | None = None  # the clips' own sound on this cut (ClipSoundJob.stem_key)
+    clip_sound_key: str | None = None  # the clips' own sound on this cut (ClipStemJob)
     clip_level_db: float = -10.0
 
     def spec_hash(self) -> str:
@@ -315,8 +315,12 @@ class ClipSoundJob(Job):
     def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-sound")
 
-    def stem_key(self) -> str:
-        """The clips' sound alone on this cut's timeline (a WAV stem for the mix)."""
+
+class ClipStemJob(ClipSoundJob):
+    """The clips' own sound alone on a cut's timeline: a WAV stem for the mix, beside the voice
+    and the music (shared by every language and loudness of the cut)."""
+
+    def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-clip-sound", ext="wav")
 
 
