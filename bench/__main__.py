@@ -25,6 +25,7 @@ BENCHMARKS: list[str] = [
     "residency",
     "assembly",
     "memory",
+    "longshots",
     "demo",
     "gpu",
 ]

@@ -65,7 +65,8 @@ class VideoModel(Block):
     )
     model: str | None = Field(None, description="folder, single file or cached hub id")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype"
+        default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype, "
+        "vae_tiling, decode_chunk (latent frames per decode), upsample + upsampler (ltx2)"
     )
 
     @field_validator("backend")

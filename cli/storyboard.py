@@ -37,7 +37,7 @@ def validate(files: tuple[str, ...]) -> int:
             continue
         try:
             check_backends(storyboard)
-            check_lines(storyboard)  # a voice-over line longer than its shot (measured)
+            check_lines(storyboard, Path(file).resolve().parent)  # speech sources, line lengths
         except InputError as exc:
             print(f"{file}: {exc}", file=sys.stderr)
             status = EXIT_INVALID

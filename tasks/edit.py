@@ -19,6 +19,7 @@ from reelflow.render.jobs import (
     VersionJob,
 )
 from reelflow.render.jobs.specs import ClipSoundJob, ClipStemJob
+from reelflow.sound.sources import Take
 from tasks.common import get_store, step_task
 
 
@@ -48,8 +49,20 @@ def snap_to_music(job: MusicJob) -> list[float]:
 
 @step_task("speech", "speech-{job.shot}")
 def synthesize_line(job: SpeechJob) -> SpokenLine:
-    """One shot's voice-over line: changing it re-runs this task only (and the mix)."""
-    return edit.synthesize_line(get_store(), job)
+    """One shot's voice-over line: changing it re-runs this task only (and the mix). An
+    endpoint line loads its block here, so the key is never a task input or result."""
+    endpoint = None
+    if job.engine == "endpoint" and job.endpoint:
+        from blocks.speech_endpoint import load_speech_endpoint
+
+        endpoint = load_speech_endpoint(job.endpoint)
+    return edit.synthesize_line(get_store(), job, endpoint=endpoint)
+
+
+@step_task("store-take", "take-{shot}", cache_policy=NO_CACHE)
+def store_take(project: str, shot: str, ref: str, base_dir: str | None) -> Take:
+    """A recorded voice-over line brought into the bucket, confined like the music."""
+    return edit.store_take(get_store(), project, ref, Path(base_dir) if base_dir else None)
 
 
 @step_task("master-with-music")

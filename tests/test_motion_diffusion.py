@@ -76,13 +76,13 @@ class RecordingLTX(LTXBackend):
         super().__init__(*args, **kwargs)
         self.calls: list[dict[str, Any]] = []
 
-    def _call(self, first: Any, last: Any, **kw: Any) -> np.ndarray:
-        chunk = super()._call(first, last, **kw)
+    def _window(self, index: int, first: Any, last: Any, **kw: Any) -> Any:
+        chunk = list(super()._window(index, first, last, **kw))
         self.calls.append(
             {"first": np.asarray(first).copy(), "has_last": last is not None,
              "num_frames": kw["num_frames"], "last_frame": chunk[-1].copy()}
         )  # fmt: skip
-        return chunk
+        return iter(chunk)
 
 
 @pytest.mark.slow

@@ -14,7 +14,9 @@ pipelines is everything that makes a model's output fit the edit exactly:
   frames (first maps to first, last to last), which also converts the model's native frame
   rate (Wan: 16 fps) to the requested one.
 - **streaming**: at most one chunk (what one pipeline call returns) is in memory; frames go to
-  the encoder as soon as they exist.
+  the encoder as soon as they exist. The LTX backends go further (``saves_latents``): they
+  sample each window with ``output_type="latent"``, keep the latents (a failed decode resumes
+  from them) and decode a few latent frames at a time (:mod:`reelflow.motion.latents`).
 
 Pipelines load once per worker process (keyed by class, model, dtype and device) with
 ``local_files_only=True`` by default, since render machines do not reach a model hub.
@@ -37,6 +39,8 @@ from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import BackendConstraints, ClipRequest
 from reelflow.motion.capabilities import LTX, WAN, BackendCapabilities
 from reelflow.motion.common import cover_fit, load_rgb
+from reelflow.motion.latents import DecodeSettings, LatentCache, decode_in_chunks
+from reelflow.motion.windows import WindowPlan, plan_windows
 from reelflow.progress import step
 
 __all__ = [
@@ -161,6 +165,9 @@ class DiffusionVideoBackend:
     default_guidance: ClassVar[float] = 3.0
     default_negative: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    #: samples with ``output_type="latent"`` and decodes itself (:meth:`_sample`,
+    #: :meth:`_decode_window`), so its latents can be kept before the decode
+    saves_latents: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -178,6 +185,8 @@ class DiffusionVideoBackend:
         blend_retime: bool = True,
         crf: int = 18,
         preset: str = "medium",
+        decode_chunk: int = 4,
+        decode_context: int = 1,
     ) -> None:
         if device is None:
             import torch
@@ -196,6 +205,10 @@ class DiffusionVideoBackend:
         self.blend_retime = blend_retime
         self.crf = crf
         self.preset = preset
+        self.decode_chunk = decode_chunk
+        self.decode_context = decode_context
+        #: windows sampled by this instance (resumed windows are decoded, not sampled)
+        self.sampled_windows = 0
         self._pipe: Any = None
         self._lock: threading.Lock | None = None
         #: chunk sizes of the most recent render, for logs and tests
@@ -258,6 +271,31 @@ class DiffusionVideoBackend:
         fps = self.native_fps or request.fps
         return max(2, round(request.duration * fps))
 
+    def window_plan(self, request: ClipRequest) -> WindowPlan:
+        """The model calls that make ``request``'s clip, and how they join."""
+        return plan_windows(
+            self.constraints.chunks(self.native_frames(request)),
+            native_fps=self.native_fps or request.fps,
+            output_frames=request.n_frames,
+            long_video=self.capabilities.long_video,
+        )
+
+    @property
+    def decode_settings(self) -> DecodeSettings | None:
+        """How the latents are decoded (None: the pipeline decodes inside its own call)."""
+        if not self.saves_latents:
+            return None
+        return DecodeSettings(tiled=self.vae_tiling, temporal_chunk=self.decode_chunk,
+                              context=self.decode_context)  # fmt: skip
+
+    def made_with(self, request: ClipRequest) -> dict[str, Any]:
+        """What the lineage and the review say made a clip: window plan and decode."""
+        decode = self.decode_settings
+        return {
+            "window_plan": self.window_plan(request).model_dump(mode="json"),
+            "decode": decode.model_dump(mode="json") if decode else None,
+        }
+
     # -- rendering -------------------------------------------------------------------------
     def _call(
         self,
@@ -273,48 +311,122 @@ class DiffusionVideoBackend:
         """One pipeline call: ``num_frames`` uint8 frames starting on ``first``."""
         raise NotImplementedError
 
+    def _sample(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> dict[str, Any]:
+        """One window sampled with ``output_type="latent"`` (``saves_latents`` backends)."""
+        raise NotImplementedError
+
+    def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
+        """The uint8 frames of one window's saved latents, as they are decoded."""
+        raise NotImplementedError
+
+    def _decode_video(self, video: Any) -> Iterator[np.ndarray]:
+        """Frames of video latents ([B, C, F, H, W], the VAE's own scale) from the pipeline's
+        VAE, a few latent frames at a time (``decode_chunk``), as the pipeline would decode them
+        with its default ``decode_timestep`` of 0."""
+        import torch
+
+        pipe, lock = self.pipe, self._lock
+        assert lock is not None
+        device = pipe._execution_device  # where the VAE runs, offloaded or not
+        timestep = None
+        if getattr(pipe.vae.config, "timestep_conditioning", False):
+            timestep = torch.zeros(video.shape[0], device=device, dtype=pipe.vae.dtype)
+
+        def decode(part: Any) -> np.ndarray:
+            with lock, torch.inference_mode():
+                part = part.to(device, pipe.vae.dtype)
+                pixels = pipe.vae.decode(part, timestep, return_dict=False)[0]
+                frames = pipe.video_processor.postprocess_video(pixels, output_type="np")
+            return _to_uint8(frames)
+
+        yield from decode_in_chunks(
+            decode, video, temporal_ratio=pipe.vae_temporal_compression_ratio,
+            chunk=self.decode_chunk, context=self.decode_context,
+        )  # fmt: skip
+
+    def _window(
+        self,
+        index: int,
+        cond: Image.Image,
+        end: Image.Image | None,
+        *,
+        num_frames: int,
+        size: tuple[int, int],
+        request: ClipRequest,
+        latents: LatentCache | None,
+    ) -> Iterator[np.ndarray]:
+        """One window's frames. A ``saves_latents`` backend takes its latents from ``latents``
+        when they were kept by an earlier attempt, else samples and keeps them, then decodes."""
+        seed = (request.seed + index) % 2**32
+        call = dict(num_frames=num_frames, width=size[0], height=size[1], request=request,
+                    seed=seed)  # fmt: skip
+        if not self.saves_latents:
+            return iter(self._call(cond, end, **call))  # type: ignore[arg-type]
+        tensors = latents.load(index) if latents is not None else None
+        if tensors is None:
+            tensors = self._sample(cond, end, **call)  # type: ignore[arg-type]
+            self.sampled_windows += 1
+            if latents is not None:
+                meta = {"backend": self.name, "window": str(index),
+                        "num_frames": str(num_frames), "seed": str(seed)}  # fmt: skip
+                latents.save(index, tensors, meta)
+        return self._decode_window(tensors, request)
+
     def _generated(
         self,
         first: np.ndarray,
         last: np.ndarray | None,
         request: ClipRequest,
         size: tuple[int, int],
+        latents: LatentCache | None = None,
     ) -> tuple[Iterator[np.ndarray], int]:
-        """Chunked generation: an iterator over the frames and how many it will yield."""
+        """Windowed generation: an iterator over the frames and how many it will yield."""
         gw, gh = size
-        plan = self.constraints.chunks(self.native_frames(request))
-        self.last_chunks = list(plan)
+        plan = self.window_plan(request)
+        self.last_chunks = list(plan.windows)
         self.last_generation_size = size
-        total = plan[0] + sum(c - 1 for c in plan[1:])
 
         def frames() -> Iterator[np.ndarray]:
             cond = Image.fromarray(cover_fit(first, gw, gh))
             end = Image.fromarray(cover_fit(last, gw, gh)) if last is not None else None
-            for index, count in enumerate(plan):
-                is_last = index == len(plan) - 1
-                chunk = self._call(
-                    cond,
-                    end if is_last else None,
-                    num_frames=count,
-                    width=gw,
-                    height=gh,
-                    request=request,
-                    seed=(request.seed + index) % 2**32,
-                )
-                if chunk.shape[0] != count:
-                    raise RuntimeError(f"{self.name} returned {chunk.shape[0]} frames, not {count}")
-                # Later chunks start on the previous chunk's last frame: drop the duplicate.
-                yield from chunk[0 if index == 0 else 1 :]
-                cond = Image.fromarray(chunk[-1])
-                del chunk
+            for index, count in enumerate(plan.windows):
+                is_last = index == len(plan.windows) - 1
+                made, final = 0, None
+                for final in self._window(index, cond, end if is_last else None,
+                                          num_frames=count, size=size, request=request,
+                                          latents=latents):  # fmt: skip
+                    # Later windows start on the previous one's last frame: drop the duplicate.
+                    if index == 0 or made > 0:
+                        yield final
+                    made += 1
+                if made != count or final is None:
+                    raise RuntimeError(f"{self.name} returned {made} frames, not {count}")
+                if not is_last:
+                    last_frame = final if final.shape[:2] == (gh, gw) else cover_fit(final, gw, gh)
+                    cond = Image.fromarray(last_frame)
 
-        return frames(), total
+        return frames(), plan.generated_frames
 
     def _render(
-        self, first: np.ndarray, last: np.ndarray | None, request: ClipRequest, out: Path
+        self,
+        first: np.ndarray,
+        last: np.ndarray | None,
+        request: ClipRequest,
+        out: Path,
+        latents: LatentCache | None = None,
     ) -> VideoInfo:
         size = self.generation_size(request.width, request.height)
-        generated, total = self._generated(first, last, request, size)
+        generated, total = self._generated(first, last, request, size, latents)
         return self._encode(generated, total, request, out)
 
     def _encode(
@@ -332,15 +444,24 @@ class DiffusionVideoBackend:
         assert writer.info is not None
         return writer.info
 
-    def render_shot(self, request: ClipRequest, out: Path) -> VideoInfo:
-        """Animate ``request.image`` with the model, conditioned on the motion prompt."""
-        return self._render(load_rgb(request.image), None, request, out)
+    def render_shot(
+        self, request: ClipRequest, out: Path, *, latents: LatentCache | None = None
+    ) -> VideoInfo:
+        """Animate ``request.image`` with the model, conditioned on the motion prompt.
+        ``latents``: where a ``saves_latents`` backend keeps (and finds) its sampled windows."""
+        return self._render(load_rgb(request.image), None, request, out, latents)
 
     def render_transition(
-        self, first: Path, last: Path, request: ClipRequest, out: Path
+        self,
+        first: Path,
+        last: Path,
+        request: ClipRequest,
+        out: Path,
+        *,
+        latents: LatentCache | None = None,
     ) -> VideoInfo:
         """Generate from ``first`` to ``last``: the final chunk is pinned to ``last``."""
-        return self._render(load_rgb(first), load_rgb(last), request, out)
+        return self._render(load_rgb(first), load_rgb(last), request, out, latents)
 
     def _prompt(self, request: ClipRequest) -> str:
         if request.motion_prompt:
@@ -355,7 +476,8 @@ class DiffusionVideoBackend:
 
 class LTXBackend(DiffusionVideoBackend):
     """LTX-Video through ``LTXConditionPipeline``: image conditions at frame 0 and, for
-    transitions, at the chunk's last frame (LTX conditions on any frame index)."""
+    transitions, at the chunk's last frame (LTX conditions on any frame index). Windows are
+    sampled as latents, kept, then decoded in chunks."""
 
     name = "ltx"
     capabilities = LTX
@@ -365,6 +487,7 @@ class LTXBackend(DiffusionVideoBackend):
     default_steps = 30
     default_guidance = 3.0
     default_negative = "worst quality, inconsistent motion, blurry, jittery, distorted"
+    saves_latents = True
 
     def _compression(self) -> tuple[int, int]:
         p = self.pipe
@@ -375,7 +498,7 @@ class LTXBackend(DiffusionVideoBackend):
             p.vae_temporal_compression_ratio * p.transformer_temporal_patch_size,
         )
 
-    def _call(
+    def _sample(
         self,
         first: Image.Image,
         last: Image.Image | None,
@@ -385,7 +508,7 @@ class LTXBackend(DiffusionVideoBackend):
         height: int,
         request: ClipRequest,
         seed: int,
-    ) -> np.ndarray:
+    ) -> dict[str, Any]:
         from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
         conditions = [LTXVideoCondition(image=first, frame_index=0)]
@@ -409,9 +532,16 @@ class LTXBackend(DiffusionVideoBackend):
                     else request.guidance_scale
                 ),
                 generator=self._generator(seed),
-                output_type="np",
-            )
-        return _to_uint8(out.frames)
+                output_type="latent",
+                return_dict=False,
+            )[0]
+            vae = pipe.vae  # "latent" output is normalised; kept at the VAE's own scale
+            video = pipe._denormalize_latents(out, vae.latents_mean, vae.latents_std,
+                                              vae.config.scaling_factor)  # fmt: skip
+        return {"video": video}
+
+    def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
+        return self._decode_video(tensors["video"])
 
 
 class WanBackend(DiffusionVideoBackend):
@@ -450,6 +580,7 @@ class WanBackend(DiffusionVideoBackend):
         last: np.ndarray | None,
         request: ClipRequest,
         size: tuple[int, int],
+        latents: LatentCache | None = None,
     ) -> tuple[Iterator[np.ndarray], int]:
         # Fail before any GPU time is spent when the checkpoint cannot do what is asked.
         mode = self.last_image_mode()
@@ -466,7 +597,7 @@ class WanBackend(DiffusionVideoBackend):
                     f"{self.model} needs a last frame in every call, so it cannot chunk; "
                     "raise max_frames or shorten the transition"
                 )
-        return super()._generated(first, last, request, size)
+        return super()._generated(first, last, request, size, latents)
 
     def _call(
         self,

@@ -13,6 +13,12 @@ the clip as a WAV (:func:`reelflow.motion.common.audio_stem_path`, which the cli
 the clip's stem) and muxed into the clip as AAC. The model's clock is set to the shot's: the
 pipeline is told ``frame_rate = generated frames / shot duration``, so the sound it generates
 lasts as long as the shot, not as long as the snapped frame count at 24 fps.
+
+Each window is sampled with ``output_type="latent"``; its video and audio latents are kept (see
+:mod:`reelflow.motion.latents`) before this module decodes them, a few latent frames at a time
+through the VAE (tiled by default), the frames going to the encoder as they come. With
+``upsample=True`` a window is sampled at half the size and its latents go through
+``LTX2LatentUpsamplePipeline`` (:mod:`reelflow.motion.upsample`) before the decode.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import math
 import tempfile
 import threading
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,7 +41,8 @@ from reelflow.media.probe import VideoInfo, probe
 from reelflow.motion.backends import ClipRequest
 from reelflow.motion.capabilities import LTX2
 from reelflow.motion.common import audio_stem_path
-from reelflow.motion.diffusion import DiffusionVideoBackend, _to_uint8
+from reelflow.motion.diffusion import DiffusionVideoBackend
+from reelflow.motion.latents import LatentCache
 
 __all__ = ["LTX2Backend", "read_wav", "write_wav"]
 
@@ -47,6 +55,10 @@ class LTX2Backend(DiffusionVideoBackend):
     ``condition_crf``: conditioning stills are re-compressed with H.264 at this CRF before the
     VAE encodes them, as LTX-2 was trained (diffusers does it with PyAV; here ffmpeg does it, and
     the pipeline is told ``crf=0``). ``0`` skips it.
+
+    ``upsample``: sample at half the size and double it in latent space with LTX-2's latent
+    upsampler (``upsampler``: its folder; by default the model's ``latent_upsampler``).
+    ``vae_tiling`` is on by default: the decode is where a long clip runs out of memory.
     """
 
     name = "ltx2"
@@ -61,10 +73,22 @@ class LTX2Backend(DiffusionVideoBackend):
         "muffled sound, distorted audio"
     )
     makes_audio: ClassVar[bool] = True
+    saves_latents: ClassVar[bool] = True
 
-    def __init__(self, model: str | Path, *, condition_crf: int = 33, **options: Any) -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        condition_crf: int = 33,
+        upsample: bool = False,
+        upsampler: str | None = None,
+        **options: Any,
+    ) -> None:
+        options.setdefault("vae_tiling", True)
         super().__init__(model, **options)
         self.condition_crf = condition_crf
+        self.upsample = upsample
+        self.upsampler = upsampler or str(Path(model) / "latent_upsampler")
         self._local = threading.local()  # per render: the model's clock and the audio so far
 
     def _compression(self) -> tuple[int, int]:
@@ -81,24 +105,42 @@ class LTX2Backend(DiffusionVideoBackend):
         """Rate of the waveform the vocoder makes (24 kHz for LTX-2)."""
         return int(self.pipe.vocoder.config.output_sampling_rate)
 
+    def generation_size(self, width: int, height: int) -> tuple[int, int]:
+        """Size to sample at: half of it (snapped) when the latent upsampler doubles it."""
+        if not self.upsample:
+            return super().generation_size(width, height)
+        return super().generation_size(width // 2, height // 2)
+
+    def made_with(self, request: ClipRequest) -> dict[str, Any]:
+        made = super().made_with(request)
+        made["latent_upsample"] = (
+            {"upsampler": self.upsampler, "sampled_at": list(self.generation_size(
+                request.width, request.height))} if self.upsample else None
+        )  # fmt: skip
+        return made
+
     # -- rendering -------------------------------------------------------------------------
     def _render(
-        self, first: np.ndarray, last: np.ndarray | None, request: ClipRequest, out: Path
+        self,
+        first: np.ndarray,
+        last: np.ndarray | None,
+        request: ClipRequest,
+        out: Path,
+        latents: LatentCache | None = None,
     ) -> VideoInfo:
         size = self.generation_size(request.width, request.height)
-        plan = self.constraints.chunks(self.native_frames(request))
-        generated_frames = plan[0] + sum(c - 1 for c in plan[1:])
+        plan = self.window_plan(request)
         log.info(
-            "ltx2 shot %dx%d, %d frames: generated at %dx%d (multiples of %d) in calls of %s "
-            "frames (%dk+1), retimed to the shot",
+            "ltx2 shot %dx%d, %d frames: sampled at %dx%d (multiples of %d%s), %s",
             request.width, request.height, request.n_frames, *size,
-            self.constraints.size_multiple, plan, self.constraints.frame_step,
+            self.constraints.size_multiple, ", latents upsampled 2x" if self.upsample else "",
+            plan.describe(),
         )  # fmt: skip
-        self._local.frame_rate = generated_frames / request.duration
+        self._local.frame_rate = plan.generated_frames / request.duration
         self._local.audio = []
         with tempfile.TemporaryDirectory(prefix="reelflow-ltx2-", dir=out.parent) as work:
             picture = Path(work) / "picture.mp4"
-            generated, total = self._generated(first, last, request, size)
+            generated, total = self._generated(first, last, request, size, latents)
             self._encode(generated, total, request, picture)
             stem = audio_stem_path(out)
             write_wav(stem, self._soundtrack(request), self.sample_rate)
@@ -124,7 +166,7 @@ class LTX2Backend(DiffusionVideoBackend):
             audio = np.pad(audio, ((0, 0), (0, want - audio.shape[1])))
         return audio[:, :want]
 
-    def _call(
+    def _sample(
         self,
         first: Image.Image,
         last: Image.Image | None,
@@ -134,7 +176,9 @@ class LTX2Backend(DiffusionVideoBackend):
         height: int,
         request: ClipRequest,
         seed: int,
-    ) -> np.ndarray:
+    ) -> dict[str, Any]:
+        """One window's video latents ([B, C, F, H, W], the VAE's own scale) and audio latents
+        ([B, C, L, mel]), before any decode."""
         from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
         pipe = self.pipe
@@ -159,12 +203,33 @@ class LTX2Backend(DiffusionVideoBackend):
                     else request.guidance_scale
                 ),
                 generator=self._generator(seed),
-                output_type="np",
+                output_type="latent",
+                return_dict=False,
                 max_sequence_length=min(1024, int(pipe.tokenizer.model_max_length)),
             )
-        audio = out.audio[0] if out.audio.ndim == 3 else out.audio
-        self._local.audio.append(audio.detach().float().cpu().numpy())
-        return _to_uint8(out.frames)
+        video, audio = out
+        return {"video": video, "audio": audio}
+
+    def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
+        """The window's sound (kept for the soundtrack), then its frames chunk by chunk."""
+        import torch
+
+        pipe = self.pipe
+        lock = self._lock
+        assert lock is not None
+        with lock, torch.inference_mode():
+            audio_latents = tensors["audio"].to(pipe._execution_device, pipe.audio_vae.dtype)
+            mel = pipe.audio_vae.decode(audio_latents, return_dict=False)[0]
+            audio = pipe.vocoder(mel)
+        audio = audio[0] if audio.ndim == 3 else audio
+        self._local.audio.append(audio.float().cpu().numpy())
+        video = tensors["video"]
+        if self.upsample:
+            from reelflow.motion.upsample import upsample_latents
+
+            with lock:
+                video = upsample_latents(pipe.vae, self.upsampler, video)
+        yield from self._decode_video(video)
 
     def condition_indices(
         self, first: Image.Image, last: Image.Image | None, num_frames: int

@@ -1,12 +1,18 @@
 """Clip step: a shot's clip from its still (a camera move) or from two frames (a transition),
-through the video backend the job names; the backend stays resident per process."""
+through the video backend the job names; the backend stays resident per process.
+
+A backend that samples latents (``saves_latents``: LTX-2) keeps each window's latents in the
+bucket beside the clip (:class:`BucketLatents`, keyed by the clip's job) before it decodes, so a
+clip whose decode failed or was killed is decoded again from them, not sampled again."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from reelflow.motion.latents import read_latents, write_latents
 from reelflow.render.common import lineage_of, require_weights, scratch
 from reelflow.render.jobs import ClipJob, resolve_model_path
 from reelflow.store import keys
@@ -14,14 +20,16 @@ from reelflow.store.artifacts import ArtifactStore
 
 
 def render_clip(store: ArtifactStore, job: ClipJob) -> str:
-    """A shot's clip: a camera move over its still, or a transition between two frames."""
+    """A shot's clip: a camera move over its still, or a transition between two frames. Its
+    lineage says what made it: backend, model hash, window plan, decode settings, kept latents."""
     key = job.output_key()
     if store.complete(key):
         return key
     require_weights(job, f"shot {job.shot} clip")
     with scratch() as tmp:
-        out, info, backend = clip_file(store, job, tmp)
+        out, info, backend = clip_file(store, job, tmp, keep_latents=True)
         store_audio_stem(store, job, out)  # before the clip: a stored clip means both are there
+        made = made_with(store, job, tmp)
         store.put_file(
             key,
             out,
@@ -36,10 +44,87 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
                     "backend_identity": _backend(job.backend, job.backend_options).identity,
                     "frames": info.frame_count,
                     "shot": job.shot,
+                    "model_sha256": job.model_sha256,
+                    **made,
                 },
             ),
         )
     return key
+
+
+def latents_key(clip_key: str, window: int) -> str:
+    """Window ``window``'s sampled latents beside the clip: ``<hash>.latents-w<n>.safetensors``
+    (its sidecar ``<hash>.latents-w<n>.json`` is its own)."""
+    base, dot, _ = clip_key.rpartition(".")
+    if not dot or "/clips/" not in base:
+        raise ValueError(f"not a clip key: {clip_key!r}")
+    return f"{base}.latents-w{window}.safetensors"
+
+
+class BucketLatents:
+    """A :class:`~reelflow.motion.latents.LatentCache` in the bucket, for one clip job: each
+    window's latents are a safetensors object with a lineage sidecar naming the job."""
+
+    def __init__(self, store: ArtifactStore, job: ClipJob, tmp: Path) -> None:
+        self.store, self.job, self.tmp = store, job, tmp
+
+    def key(self, window: int) -> str:
+        return latents_key(self.job.output_key(), window)
+
+    def load(self, window: int) -> dict[str, Any] | None:
+        key = self.key(window)
+        if not self.store.complete(key):
+            return None
+        return read_latents(self.store.get_file(key, self.tmp / f"latents-w{window}.in"))
+
+    def save(self, window: int, tensors: dict[str, Any], meta: dict[str, str]) -> None:
+        with tempfile.TemporaryDirectory(prefix="reelflow-latents-", dir=self.tmp) as work:
+            path = write_latents(Path(work) / "latents.safetensors", tensors, meta)
+            shapes = {name: list(t.shape) for name, t in tensors.items()}
+            self.store.put_file(
+                self.key(window),
+                path,
+                "application/octet-stream",
+                lineage_of("clip-latents", self.job, job_parents(self.job),
+                           {"clip": self.job.output_key(), "shot": self.job.shot,
+                            "backend": self.job.backend, "window": window, "shapes": shapes,
+                            **meta}),
+            )  # fmt: skip
+
+    def stored(self) -> list[str]:
+        """Keys of the windows kept so far, in order."""
+        out = []
+        while self.store.complete(self.key(len(out))):
+            out.append(self.key(len(out)))
+        return out
+
+
+def made_with(store: ArtifactStore, job: ClipJob, tmp: Path) -> dict[str, Any]:
+    """What the lineage says made the clip beyond its job: the window plan and the decode
+    settings (a generative backend), and the kept latents' keys."""
+    backend = _backend(job.backend, job.backend_options)
+    if not hasattr(backend, "made_with"):
+        return {}
+    made = dict(backend.made_with(clip_request(job, tmp / "in0.png")))
+    if getattr(backend, "saves_latents", False):
+        made["latents"] = BucketLatents(store, job, tmp).stored()
+    return made
+
+
+def clip_request(job: ClipJob, *images: Path) -> Any:
+    """The backend's request for ``job`` (``images``: its sources, fetched)."""
+    from reelflow.motion.backends import ClipRequest
+
+    return ClipRequest(
+        images=list(images),
+        motion_prompt=job.motion_prompt,
+        movement=job.movement,
+        duration=job.duration,
+        fps=job.fps,
+        width=job.width,
+        height=job.height,
+        seed=job.seed,
+    )
 
 
 def store_audio_stem(store: ArtifactStore, job: ClipJob, clip: Path) -> str | None:
@@ -77,32 +162,28 @@ def job_parents(job: ClipJob) -> list[str]:
     return [k for k in (job.image_key, job.first_frame_key, job.last_frame_key) if k]
 
 
-def clip_file(store: ArtifactStore, job: ClipJob, tmp: Path) -> tuple[Path, Any, str]:
+def clip_file(
+    store: ArtifactStore, job: ClipJob, tmp: Path, *, keep_latents: bool = False
+) -> tuple[Path, Any, str]:
     """Render the clip into `tmp` (not stored): (file, backend's info, backend name). Also what
-    `regenerate` runs."""
-    from reelflow.motion.backends import ClipRequest
-
+    `regenerate` runs (it samples afresh: it checks that sampling reproduces the clip).
+    `keep_latents`: a backend that samples latents keeps them in the bucket before decoding,
+    and decodes those an earlier attempt kept instead of sampling again."""
     backend = _backend(job.backend, job.backend_options)
     out = tmp / "clip.mp4"
     request_images: list[Path] = []
     for index, source in enumerate((job.image_key, job.first_frame_key, job.last_frame_key)):
         if source:
             request_images.append(store.get_file(source, tmp / f"in{index}.png"))
-    request = ClipRequest(
-        images=request_images,
-        motion_prompt=job.motion_prompt,
-        movement=job.movement,
-        duration=job.duration,
-        fps=job.fps,
-        width=job.width,
-        height=job.height,
-        seed=job.seed,
-    )
+    request = clip_request(job, *request_images)
+    kept = {}
+    if keep_latents and getattr(backend, "saves_latents", False):
+        kept["latents"] = BucketLatents(store, job, tmp)
     if job.first_frame_key or job.last_frame_key:
         first, last = _transition_ends(job, request_images)
-        info = backend.render_transition(first, last, request, out)
+        info = backend.render_transition(first, last, request, out, **kept)
     else:
-        info = backend.render_shot(request, out)
+        info = backend.render_shot(request, out, **kept)
     return out, info, backend.name
 
 
@@ -118,7 +199,8 @@ def _backend(name: str, options: dict):
     generative backend then serialises its calls on its pipeline's own lock)."""
     from reelflow.motion.backends import get_backend
 
-    resolved = {k: resolve_model_path(v) if k == "model" else v for k, v in options.items()}
+    resolved = {k: resolve_model_path(v) if k in ("model", "upsampler") else v
+                for k, v in options.items()}  # fmt: skip
     cache_key = f"{name}:{sorted(resolved.items())}"
     with _BACKENDS_LOCK:
         if cache_key not in _BACKENDS:

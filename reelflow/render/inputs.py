@@ -290,9 +290,9 @@ def check_inputs(
     from reelflow.sound.lines import voiced_languages
 
     check_export_languages(board, checked_exports or [])  # `lang=`: lines in that language
-    # a voice-over line longer than its shot, when the storyboard refuses it, in every language
-    # the run's versions speak
-    check_lines(board, voiced_languages(board, [e.lang for e in checked_exports or []]))
+    # the speech sources, and a line longer than its shot (when refused), in every language the
+    # run's versions speak
+    check_lines(board, base_dir, voiced_languages(board, [e.lang for e in checked_exports or []]))
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,

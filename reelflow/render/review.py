@@ -296,7 +296,8 @@ def clips_markdown(
     replaced: dict[str, str] | None = None,
 ) -> str:
     """Per clip: a strip of frames, a link to play it, its motion prompt, seed and backend
-    (`backend`: the run's, or per shot where the storyboard chose one per shot); a clip made
+    (`backend`: the run's, or per shot where the storyboard chose one per shot) with what its
+    lineage says made it (model hash, window plan, decode settings); a clip made
     again shows the take it replaces (``replaced``: shot -> earlier clip) above."""
     rows = ["| shot | frames | motion prompt | seed | backend |", "|---|---|---|---|---|"]
     for shot, key in clips.items():
@@ -307,16 +308,37 @@ def clips_markdown(
             before = frame_strip_key(store, project, shot, earlier)
             frames = (f"replaced (round {round_ - 1}, {link(store, earlier, 'play')}): "
                       f"{picture(before, f'{shot}-replaced')}<br>new: {frames}")
+        made = made_with_line(store.lineage(key).extra) if store.complete(key) else ""
+        made = f"<br>{made}" if made else ""  # model hash, window plan, decode settings
         rows.append(
             f"| **{shot}** {link(store, key, 'play')} | {frames} | "
             f"{prompts.get(shot, '')} | {seeds.get(shot, '')} | "
-            f"{backend if isinstance(backend, str) else backend.get(shot, '')} |"
+            f"{backend if isinstance(backend, str) else backend.get(shot, '')}{made} |"
         )
     return (
         f"# Clips, round {round_}\n\nApprove all, or per shot switch on `regenerate` for a new "
         "take, write notes for it, or change its seed: only those clips are made again.\n\n"
         + "\n".join(rows)
     )
+
+
+def made_with_line(extra: dict[str, Any]) -> str:
+    """A clip's model hash, window plan and decode settings in one review cell (empty for a
+    clip no model made)."""
+    from reelflow.motion.latents import DecodeSettings
+    from reelflow.motion.windows import WindowPlan
+
+    parts = []
+    if extra.get("model_sha256"):
+        parts.append(f"model {str(extra['model_sha256'])[:12]}")
+    if extra.get("window_plan"):
+        plan = {k: v for k, v in extra["window_plan"].items() if k != "generated_frames"}
+        parts.append(WindowPlan(**plan).describe())
+    if extra.get("latent_upsample"):
+        parts.append("latents upsampled 2x")
+    if extra.get("decode"):
+        parts.append(f"decode {DecodeSettings(**extra['decode']).describe()}")
+    return "; ".join(parts)
 
 
 def final_markdown(

@@ -1,4 +1,5 @@
-"""Confinement of the files a storyboard names (music, reference images, LoRAs, model paths).
+"""Confinement of the files a storyboard names (music, reference images, recorded voice-over
+lines, LoRAs, model paths).
 
 A storyboard is input from a user, an LLM or the bucket's batch queue; whatever it names is read by
 the renderer and uploaded to the bucket. So a local reference must resolve (symlinks followed)
@@ -51,6 +52,11 @@ def references(storyboard: Storyboard) -> list[FileRef]:
             refs.append(FileRef(("shots", i, "reference", "image"), shot.reference.image, True))
         for j, lora in enumerate(shot.loras):
             refs.append(FileRef(("shots", i, "loras", j, "path"), lora.path, False))
+        recording = shot.voiceover.recording if shot.voiceover is not None else None
+        for language in ("zh", "en"):
+            take = getattr(recording, language) if recording is not None else None
+            if take:
+                refs.append(FileRef(("shots", i, "voiceover", "recording", language), take, True))
         for field in ("first_frame", "last_frame"):
             frame = getattr(shot, field)
             for j, lora in enumerate(frame.loras if frame else []):

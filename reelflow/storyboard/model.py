@@ -209,6 +209,25 @@ class Caption(Strict):
     en: str = ""
 
 
+SpeechEngineName = Literal["espeak", "endpoint", "vits"]
+"""Speech engines: eSpeak NG (offline, in a wheel), an OpenAI-compatible speech endpoint (a
+`sound.endpoint` block), a VITS model from a local folder (`sound.model`)."""
+
+
+class Recording(Strict):
+    """Recorded takes of a voice-over line: an audio file per language, relative to the
+    storyboard's folder (or a key under the project for a storyboard from the bucket)."""
+
+    zh: str | None = None
+    en: str | None = None
+
+    @model_validator(mode="after")
+    def _some_file(self) -> Recording:
+        if not (self.zh or self.en):
+            raise ValueError("give a zh and/or en file")
+        return self
+
+
 class VoiceOver(Strict):
     """The line spoken over a shot, in Chinese and/or English; the film speaks one language
     (`sound.language`), and its captions then follow the voice sentence by sentence."""
@@ -217,11 +236,21 @@ class VoiceOver(Strict):
     en: str = ""
     voice: str | None = Field(None, description="the engine's voice; default: sound.voice_zh/en")
     speed: StrictFloat = Field(1.0, ge=0.5, le=2.0, description="1.0: the engine's usual pace")
+    engine: SpeechEngineName | None = Field(None, description="this line's engine; default: "
+                                            "sound.engine")
+    recording: Recording | None = Field(
+        None, description="a recorded take of the line (a human voice), per language; it is "
+        "used instead of an engine for that language, and its text gives the captions")
 
     @model_validator(mode="after")
     def _some_text(self) -> VoiceOver:
         if not (self.zh.strip() or self.en.strip()):
             raise ValueError("give the line in zh and/or en")
+        if self.recording is not None:
+            for language in ("zh", "en"):
+                if getattr(self.recording, language) and not getattr(self, language).strip():
+                    raise ValueError(f"recording.{language} needs the {language} text (the "
+                                     "captions are its sentences)")
         return self
 
 
@@ -229,7 +258,13 @@ class Sound(Strict):
     """How the film sounds: the speech engine and voices, the stems' levels, the music ducked
     under the voice, the delivered loudness, and what wins when a line outlasts its shot."""
 
-    engine: Literal["espeak"] = "espeak"
+    engine: SpeechEngineName = "espeak"
+    endpoint: str | None = Field(
+        None, description="speech-endpoint block name (engine endpoint): an OpenAI-compatible "
+        "/v1/audio/speech server; its key stays in the block")
+    model: str | None = Field(
+        None, description="VITS model folder (engine vits): @models/NAME, in the machine's "
+        "models folder")
     language: Literal["zh", "en"] | None = Field(
         None, description="the language the voice-over speaks; default zh when a line has it"
     )
@@ -343,6 +378,13 @@ class Storyboard(Strict):
                     )
             seen.add(shot.id)
         language = self.voice_language
+        sound = self.sound or Sound()
+        engines = {sound.engine} | {shot.voiceover.engine for shot in self.shots
+                                    if shot.voiceover is not None and shot.voiceover.engine}
+        for engine, field in (("endpoint", "endpoint"), ("vits", "model")):
+            if engine in engines and not getattr(sound, field):
+                raise RefError(("sound", field), f"the {engine} speech engine needs "
+                               f"sound.{field}")
         for index, shot in enumerate(self.shots):
             if shot.voiceover is not None and not getattr(shot.voiceover, language).strip():
                 raise RefError(("shots", index, "voiceover", language),

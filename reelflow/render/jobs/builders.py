@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from reelflow.render.jobs.exports import Delivery, ExportSpec
 from reelflow.render.jobs.resolve import (
@@ -38,6 +38,9 @@ from reelflow.render.jobs.specs import (
 from reelflow.render.profiles import RenderProfile
 from reelflow.storyboard import FrameRef, LoraRef, Shot, Storyboard, Transition, VideoChoice
 from reelflow.storyboard.prompts import compose_prompt, motion_phrase
+
+if TYPE_CHECKING:
+    from reelflow.sound.sources import Take
 
 
 def run_facts(
@@ -519,33 +522,63 @@ def music_job(storyboard: Storyboard, music_key: str, durations: list[float]) ->
 
 
 def speech_jobs(
-    storyboard: Storyboard, language: Literal["zh", "en"] | None = None
+    storyboard: Storyboard,
+    language: Literal["zh", "en"] | None = None,
+    *,
+    endpoint: str | None = None,
+    takes: dict[str, Take] | None = None,
+    partial: bool = False,
 ) -> list[SpeechJob]:
-    """One job per voiced shot, in ``language`` (default: the one the film speaks)."""
+    """One job per voiced shot, in ``language`` (default: the one the film speaks), from the
+    line's source (`reelflow.sound.sources.line_engine`). ``endpoint``: the speech endpoint's
+    identity (its model and URL, from its block); ``takes``: the recorded lines (in
+    ``language``) stored in the bucket, by shot. A line whose source is not given is an error,
+    or left out when ``partial``."""
     from reelflow.sound.lines import line_text, sound_of
-    from reelflow.sound.speech import engine
+    from reelflow.sound.sources import line_engine, speaker
+    from reelflow.sound.speech import SpeechError
 
     sound = sound_of(storyboard)
     language = language or storyboard.voice_language
-    voiced = [shot for shot in storyboard.shots if line_text(storyboard, shot, language)]
-    if not voiced:
-        return []
-    speaker = engine(sound.engine)
-    default_voice = sound.voice_zh if language == "zh" else sound.voice_en
-    return [
-        SpeechJob(
-            project=storyboard.project,
-            shot=shot.id,
-            language=language,
-            text=line_text(storyboard, shot, language),
-            voice=speaker.voice_for(language, shot.voiceover.voice or default_voice),
-            speed=shot.voiceover.speed,
-            engine=sound.engine,
-            engine_version=speaker.version(),
-        )
-        for shot in voiced
-        if shot.voiceover is not None
-    ]
+    film_voice = sound.voice_zh if language == "zh" else sound.voice_en
+    engines: dict[str, tuple[str, Any]] = {}  # name -> (version, engine)
+    jobs = []
+    for shot in storyboard.shots:
+        text = line_text(storyboard, shot, language)
+        if not text or shot.voiceover is None:
+            continue
+        name = line_engine(storyboard, shot, language)
+        default_voice = film_voice if name == sound.engine else None
+        source, block = None, None
+        if name == "recorded":
+            take = (takes or {}).get(shot.id)
+            if take is None:
+                if partial:
+                    continue
+                raise SpeechError(f"shot {shot.id}: its recorded line is not stored")
+            version, voice, source = take.sha256, "recorded", take.key
+        elif name == "endpoint":
+            if endpoint is None:
+                if partial:
+                    continue
+                raise SpeechError(f"shot {shot.id}: the speech endpoint is not resolved")
+            from reelflow.sound.endpoint import DEFAULT_VOICE
+
+            version, block = endpoint, sound.endpoint
+            voice = shot.voiceover.voice or default_voice or DEFAULT_VOICE
+        else:
+            if name not in engines:
+                found = speaker(name, storyboard)
+                engines[name] = (found.version(), found)
+            version, found = engines[name]
+            voice = found.voice_for(language, shot.voiceover.voice or default_voice)
+            source = sound.model if name == "vits" else None
+        jobs.append(SpeechJob(
+            project=storyboard.project, shot=shot.id, language=language, text=text,
+            voice=voice, speed=shot.voiceover.speed, engine=name, engine_version=version,
+            source=source, endpoint=block,
+        ))  # fmt: skip
+    return jobs
 
 
 def master_job(

@@ -246,8 +246,17 @@ class SpeechJob(Job):
     text: str
     voice: str
     speed: float
-    engine: str
-    engine_version: str
+    engine: str  # espeak, endpoint, vits, or recorded (a take of the line)
+    engine_version: str  # endpoint: its model and URL; vits: the folder's hash; recorded: sha256
+    # where the speech comes from, outside the hash (its content is in engine_version): the
+    # recorded take's object key, the VITS folder (@models/...), the endpoint block's name
+    source: str | None = None
+    endpoint: str | None = None
+
+    def spec_hash(self) -> str:
+        """Of what is spoken and how (text, voice, speed, engine and its version): a renamed
+        block, a moved model folder or a re-uploaded take keep the line."""
+        return spec_hash(self.model_dump(mode="json", exclude={"source", "endpoint"}))
 
     def output_key(self) -> str:
         return keys.speech_key(self.project, self.shot, self.spec_hash())
