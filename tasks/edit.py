@@ -18,7 +18,7 @@ from reelflow.render.jobs import (
     SpokenLine,
     VersionJob,
 )
-from reelflow.render.jobs.specs import ClipSoundJob
+from reelflow.render.jobs.specs import ClipSoundJob, ClipStemJob
 from reelflow.sound.sources import Take
 from tasks.common import get_store, step_task
 
@@ -67,8 +67,14 @@ def store_take(project: str, shot: str, ref: str, base_dir: str | None) -> Take:
 
 @step_task("master-with-music")
 def master_with_music(job: MasterJob) -> str:
-    with step("music master", f"the edit with its music at {job.target_lufs:g} LUFS"):
+    with step("sound master", f"the edit with its sound at {job.target_lufs:g} LUFS"):
         return edit.master_with_music(get_store(), job)
+
+
+@step_task("clip-sound-stem")
+def clip_sound_stem(job: ClipStemJob) -> str | None:
+    """The clips' own sound on a cut, as one stem for the mix (shared by every language)."""
+    return edit.clip_sound_stem(get_store(), job)
 
 
 @step_task("master-with-clip-sound")

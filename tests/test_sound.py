@@ -281,5 +281,8 @@ def test_changing_one_line_respeaks_only_it_and_remixes(
     edit_key = store.lineage(result.master_key).parents[0]
     assert store.lineage(again.master_key).parents[0] == edit_key  # the same picture
     assert again.master_key != result.master_key
+    # the version is joined from the edit's own parts (soft captions, the film's framing):
+    # no picture part was encoded for the new line
+    assert store.lineage(again.film_key).extra["encoded"] == []
     cues = srt_starts(store.get_file(again.film_key, tmp_path / "film.mp4"), tmp_path)
     assert cues[0][1] == "雪山醒了。"

@@ -14,7 +14,7 @@ from flows.stages.run import RunContext
 from reelflow.progress import step
 from reelflow.render.jobs import cut_plan, lora_names, music_job, speech_jobs
 from reelflow.render.models import tiny_video_models
-from reelflow.sound.lines import check_line_lengths
+from reelflow.sound.lines import Language, check_line_lengths, voiced_languages
 from reelflow.sound.sources import Take, line_engine, line_take
 from reelflow.storyboard import Storyboard
 from tasks.edit import snap_to_music, store_take, synthesize_line, upload_input
@@ -43,17 +43,23 @@ def plan_timing(run: RunContext) -> None:
                                      run.base_dir and str(run.base_dir))
         if board.music.snap_cuts:
             run.durations = snap_to_music(music_job(board, run.music_key, run.durations))
-    futures = [synthesize_line.submit(job) for job in speech_jobs(
-        board, endpoint=speech_endpoint_identity(board), takes=store_takes(run))]
-    run.lines = {line.shot: line for line in (future.result() for future in futures)}
-    run.durations = check_line_lengths(board, run.durations, run.lines)
+    # every language a version speaks (`--export ...,lang=`), each line its own cached step;
+    # the versions share one picture, so a shot is held for the longest of its lines
+    languages = voiced_languages(board, [export.lang for export in run.exports or []])
+    endpoint = speech_endpoint_identity(board, languages)
+    futures = {lang: [synthesize_line.submit(job) for job in speech_jobs(
+        board, lang, endpoint=endpoint, takes=store_takes(run, lang))] for lang in languages}
+    for lang, spoken in futures.items():
+        run.voices[lang] = {line.shot: line for line in (future.result() for future in spoken)}
+        run.durations = check_line_lengths(board, run.durations, run.voices[lang], lang)
+    run.lines = run.voices.get(board.voice_language, {})
 
 
-def speech_endpoint_identity(board: Storyboard) -> str | None:
+def speech_endpoint_identity(board: Storyboard, languages: list[Language]) -> str | None:
     """The speech endpoint's model and URL (from its block) when a line uses it: part of
     those lines' keys. The key it holds stays in the block (the speech step loads it)."""
-    if not any(line_engine(board, shot) == "endpoint" for shot in board.shots
-               if shot.voiceover is not None):  # fmt: skip
+    if not any(line_engine(board, shot, lang) == "endpoint" for shot in board.shots
+               for lang in languages if shot.voiceover is not None):  # fmt: skip
         return None
     from blocks.speech_endpoint import load_speech_endpoint
 
@@ -61,11 +67,12 @@ def speech_endpoint_identity(board: Storyboard) -> str | None:
     return load_speech_endpoint(board.sound.endpoint).identity()
 
 
-def store_takes(run: RunContext) -> dict[str, Take]:
-    """The recorded lines in the film's language, stored in the bucket, by shot."""
+def store_takes(run: RunContext, language: Language | None = None) -> dict[str, Take]:
+    """The recorded lines in ``language`` (default: the film's), stored in the bucket, by
+    shot."""
     board = run.board
     base_dir = run.base_dir and str(run.base_dir)
-    refs = {shot.id: line_take(board, shot) for shot in board.shots}
+    refs = {shot.id: line_take(board, shot, language) for shot in board.shots}
     futures = {shot: store_take.submit(board.project, shot, ref, base_dir)
                for shot, ref in refs.items() if ref}  # fmt: skip
     return {shot: future.result() for shot, future in futures.items()}

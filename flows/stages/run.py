@@ -43,6 +43,9 @@ class RunContext:
     durations: list[float] = field(default_factory=list)  # each shot's clip length (timing)
     music_key: str | None = None  # the storyboard's music, stored by content
     lines: dict[str, SpokenLine] = field(default_factory=dict)  # shot -> its spoken line
+    # language -> shot -> its line: every language the run's versions speak (`lang=`); `lines`
+    # is the film's own language's
+    voices: dict[str, dict[str, SpokenLine]] = field(default_factory=dict)
     progress_id: object | None = None
     steps_total: int = 1
     steps_done: int = 0

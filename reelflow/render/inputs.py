@@ -302,9 +302,13 @@ def check_inputs(
     # A video-model block (applied by the flow after this check) may give the run its model:
     # then the flow checks the models once the block is applied.
     check_backends(board, render_profile, models=video_model is None)
-    from reelflow.sound.check import check_lines
+    from reelflow.sound.check import check_export_languages, check_lines
+    from reelflow.sound.lines import voiced_languages
 
-    check_lines(board, base_dir)  # the speech sources; a line longer than its shot (refused)
+    check_export_languages(board, checked_exports or [])  # `lang=`: lines in that language
+    # the speech sources, and a line longer than its shot (when refused), in every language the
+    # run's versions speak
+    check_lines(board, base_dir, voiced_languages(board, [e.lang for e in checked_exports or []]))
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,

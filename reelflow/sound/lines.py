@@ -8,6 +8,7 @@ caption starts exactly where its sentence is heard.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from reelflow.errors import InputError
 from reelflow.render.jobs.specs import CaptionCue, SpokenLine, VoiceClip
@@ -25,19 +26,37 @@ def sound_of(storyboard: Storyboard) -> Sound:
     return storyboard.sound or Sound()
 
 
-def line_text(storyboard: Storyboard, shot: Shot) -> str:
-    """The shot's line in the film's language ('' when the shot has no voice-over)."""
+Language = Literal["zh", "en"]
+
+
+def line_text(storyboard: Storyboard, shot: Shot, language: Language | None = None) -> str:
+    """The shot's line in ``language`` (default: the film's), '' when it has none there."""
     if shot.voiceover is None:
         return ""
-    return getattr(shot.voiceover, storyboard.voice_language).strip()
+    return getattr(shot.voiceover, language or storyboard.voice_language).strip()
+
+
+def voiced_languages(storyboard: Storyboard, asked: Sequence[Language | None]) -> list[Language]:
+    """The languages a run speaks: each version's (`--export ...,lang=`; None: the film's own),
+    the film's first, none for a film without voice-over."""
+    if not any(shot.voiceover is not None for shot in storyboard.shots):
+        return []
+    found = [lang or storyboard.voice_language for lang in asked] or [storyboard.voice_language]
+    return list(dict.fromkeys(found))
 
 
 def check_line_lengths(
-    storyboard: Storyboard, durations: Sequence[float], lines: dict[str, SpokenLine]
+    storyboard: Storyboard,
+    durations: Sequence[float],
+    lines: dict[str, SpokenLine],
+    language: Language | None = None,
 ) -> list[float]:
     """The shots' durations once every line fits its shot: with `line_too_long: refuse` a line
     longer than its shot is an InputError naming the shot and the measured length; with
-    `extend` that shot is held until the line has ended. A line is never cut off."""
+    `extend` that shot is held until the line has ended. A line is never cut off. Called once
+    per language a run speaks, each on the last one's durations: every version shares one
+    picture, held for the longest of its lines."""
+    language = language or storyboard.voice_language
     policy = sound_of(storyboard).line_too_long
     fitted = []
     for shot, duration in zip(storyboard.shots, durations, strict=True):
@@ -47,7 +66,7 @@ def check_line_lengths(
             continue
         if policy == "refuse":
             raise InputError(
-                f"shot {shot.id}: its {storyboard.voice_language} voice-over lasts "
+                f"shot {shot.id}: its {language} voice-over lasts "
                 f"{line.duration:.2f} s, longer than the shot ({duration:g} s); shorten the "
                 "line, lengthen the shot, or set sound.line_too_long: extend"
             )
@@ -81,12 +100,19 @@ def place_lines(
 
 
 def voiced_cues(
-    storyboard: Storyboard, durations: Sequence[float], lines: dict[str, SpokenLine]
+    storyboard: Storyboard,
+    durations: Sequence[float],
+    lines: dict[str, SpokenLine],
+    language: Language | None = None,
+    *,
+    only: bool = False,
 ) -> list[CaptionCue]:
     """Captions for the film: a voiced shot gets one cue per sentence, from where the sentence
     starts to where it ends (the other language's sentence beside it when the line has as
-    many); a shot without a line keeps its one caption for the shot. Gaps are empty cues."""
-    language = storyboard.voice_language
+    many); a shot without a line keeps its one caption for the shot. Gaps are empty cues.
+    ``language``: the voice's (default: the film's); ``only``: captions in it alone (a
+    version delivered in one language, `--export ...,lang=`)."""
+    language = language or storyboard.voice_language
     other = "en" if language == "zh" else "zh"
     placed = {clip.shot: clip.start for clip in place_lines(storyboard, durations, lines)}
     spans: list[tuple[float, float, dict[str, str]]] = []
@@ -96,10 +122,12 @@ def voiced_cues(
         line = lines.get(shot.id)
         if line is None:
             if shot.caption is not None:
-                spans.append((start, start + duration, {"zh": shot.caption.zh,
-                                                        "en": shot.caption.en}))
+                text = {"zh": shot.caption.zh, "en": shot.caption.en}
+                if only:
+                    text[other] = ""
+                spans.append((start, start + duration, text))
             continue
-        translated = split_sentences(getattr(shot.voiceover, other))
+        translated = [] if only else split_sentences(getattr(shot.voiceover, other))
         paired = len(translated) == len(line.sentences)
         for i, sentence in enumerate(line.sentences):
             text = {language: sentence.text, other: translated[i] if paired else ""}

@@ -1,11 +1,13 @@
-"""The mix: the voice-over lines over the music bed, the music ducked while the voice speaks,
-loudness-normalised (EBU R128), and laid under the picture without re-encoding it.
+"""The mix: the voice-over lines, the clips' own sound (LTX-2 makes picture and sound together)
+and the music bed, the music ducked while the voice speaks, loudness-normalised (EBU R128), and
+laid under the picture without re-encoding it.
 
 Each stem is first brought to a level relative to the target (`voice_level_db`,
-`music_level_db`, measured with ``ebur128``); the music is then lowered by `duck_db` over every
-span where a line is spoken (a volume envelope with short ramps, computed from where the lines
-were placed, so the ducking is exactly as long as the speech); the sum is normalised to the
-target in two ``loudnorm`` passes with one linear gain, like the music-only master.
+`clips_level_db`, `music_level_db`, measured with ``ebur128``); the music is then lowered by
+`duck_db` over every span where a line is spoken (a volume envelope with short ramps, computed
+from where the lines were placed, so the ducking is exactly as long as the speech); the sum is
+normalised to the target in two ``loudnorm`` passes with one linear gain, like the music-only
+master. The clips' sound is not ducked: it belongs to the picture.
 """
 
 from __future__ import annotations
@@ -71,18 +73,21 @@ def duck_envelope(spans: Sequence[tuple[float, float]], duck_db: float) -> str:
     return f"1-{depth:.6f}*({terms})"
 
 
-def _integrated(args: list[str], what: str) -> float:
-    """Integrated loudness (LUFS) of the audio that ``args`` (inputs + filter chain) produce."""
+def _integrated(args: list[str], what: str) -> float | None:
+    """Integrated loudness (LUFS) of the audio that ``args`` (inputs + filter chain) produce;
+    None when it is silent (nothing above the gate)."""
     stderr = run([*args[:-1], args[-1] + ",ebur128=framelog=quiet", "-f", "null", "-"],
                  what=what, loglevel="info")  # fmt: skip
     found = re.findall(r"I:\s*(-?[\d.]+|-inf)\s*LUFS", stderr)
-    if not found or found[-1] == "-inf":
+    if not found:
         raise RuntimeError(f"{what}: no measurable loudness")
+    if found[-1] == "-inf" or float(found[-1]) <= -69.0:  # the absolute gate: silence
+        return None
     return float(found[-1])
 
 
 def mix_sound(
-    voice: Path,
+    voice: Path | None,
     music: Path | None,
     out: Path,
     *,
@@ -96,29 +101,45 @@ def mix_sound(
     true_peak: float = -1.0,
     lra: float = 11.0,
     bitrate: str = "192k",
+    clips: Path | None = None,
+    clips_level_db: float = -10.0,
 ) -> Path:
-    """Mix the voice stem (``voice``, as long as the film) over ``music`` (or alone) into the
-    AAC file ``out``, ``duration`` seconds long, at ``target_lufs``."""
+    """Mix the stems into the AAC file ``out``, ``duration`` seconds long, at ``target_lufs``:
+    the voice (``voice``, as long as the film), the clips' own sound (``clips``, a stem as long
+    as the picture) and ``music`` (ducked by ``duck_db`` over ``spans``, where the voice speaks).
+    Each stem is first set to its level against the target (``*_level_db``); a silent stem is
+    laid as it is."""
     stereo = f"aresample={MIX_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
-    voice_gain = target_lufs + voice_level_db - _integrated(
-        ["-i", str(voice), "-af", stereo], f"measure loudness of {voice.name}"
-    )
-    graph = [f"[0:a]{stereo},volume={voice_gain:.3f}dB,apad,atrim=end={duration:.6f}[v]"]
-    inputs = ["-i", str(voice)]
+    inputs: list[str] = []
+    graph: list[str] = []
+    labels: list[str] = []
+
+    def add(path: Path, level_db: float, chain: str, after: str = "") -> None:
+        measured = _integrated(["-i", str(path), "-vn", "-af", chain],
+                               f"measure loudness of {path.name}")  # fmt: skip
+        gain = 0.0 if measured is None else target_lufs + level_db - measured
+        n = len(labels)
+        graph.append(f"[{n}:a]{chain},volume={gain:.3f}dB{after}[s{n}]")
+        inputs.extend(["-i", str(path)])
+        labels.append(f"[s{n}]")
+
+    fit = f"apad,atrim=end={duration:.6f}"
+    if voice is not None:
+        add(voice, voice_level_db, f"{stereo},{fit}")
+    if clips is not None:
+        add(clips, clips_level_db, f"{stereo},{fit}")
     if music is not None:
         bed = f"{bed_filter(duration, min(fade_out, duration), 0.0)},{stereo}"
-        music_gain = target_lufs + music_level_db - _integrated(
-            ["-i", str(music), "-vn", "-af", bed], f"measure loudness of {music.name}"
-        )
-        duck = duck_envelope(spans, duck_db)
-        graph.append(f"[1:a]{bed},volume={music_gain:.3f}dB,volume='{duck}':eval=frame[m]")
-        graph.append("[v][m]amix=inputs=2:duration=first:normalize=0[a]")
-        inputs += ["-i", str(music)]
+        add(music, music_level_db, bed, f",volume='{duck_envelope(spans, duck_db)}':eval=frame")
+    if not labels:
+        raise ValueError("a mix needs a voice, the clips' sound or music")
+    if len(labels) == 1:
+        graph.append(f"{labels[0]}anull[a]")
     else:
-        graph.append("[v]anull[a]")
+        graph.append(f"{''.join(labels)}amix=inputs={len(labels)}:duration=first:normalize=0[a]")
     raw = out.with_name(out.stem + ".raw.wav")
     run([*inputs, "-filter_complex", ";".join(graph), "-map", "[a]", "-c:a", "pcm_f32le",
-         str(raw)], what="mix the voice over the music")  # fmt: skip
+         str(raw)], what="mix the sound's stems")  # fmt: skip
     m = loudnorm_measure(["-i", str(raw), "-af", "anull"], "measure loudness of the mix",
                           target_lufs, true_peak, lra)  # fmt: skip
     norm = (

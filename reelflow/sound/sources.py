@@ -26,17 +26,19 @@ class Take(BaseModel):
     sha256: str
 
 
-def line_take(storyboard: Storyboard, shot: Shot) -> str | None:
-    """The recording (file reference) of the shot's line in the film's language, if any."""
+def line_take(storyboard: Storyboard, shot: Shot, language: str | None = None) -> str | None:
+    """The recording (file reference) of the shot's line in ``language`` (default: the
+    film's), if any."""
     voiceover = shot.voiceover
     if voiceover is None or voiceover.recording is None:
         return None
-    return getattr(voiceover.recording, storyboard.voice_language)
+    return getattr(voiceover.recording, language or storyboard.voice_language)
 
 
-def line_engine(storyboard: Storyboard, shot: Shot) -> str:
-    """`recorded` for a line with a take in the film's language, else the line's engine."""
-    if line_take(storyboard, shot):
+def line_engine(storyboard: Storyboard, shot: Shot, language: str | None = None) -> str:
+    """`recorded` for a line with a take in ``language`` (default: the film's), else the
+    line's engine."""
+    if line_take(storyboard, shot, language):
         return "recorded"
     sound = storyboard.sound
     own = shot.voiceover.engine if shot.voiceover is not None else None

@@ -273,6 +273,9 @@ class Sound(Strict):
     voice_level_db: StrictFloat = Field(0.0, ge=-30, le=10, description="voice stem vs target")
     music_level_db: StrictFloat = Field(-8.0, ge=-40, le=10, description="music stem vs target")
     duck_db: StrictFloat = Field(12.0, ge=0, le=40, description="music lowered while voice speaks")
+    clip_level_db: StrictFloat = Field(
+        -10.0, ge=-40, le=10, description="the clips' own sound (LTX-2) vs target, in the mix"
+    )
     loudness_lufs: StrictFloat = Field(-14.0, ge=-40, le=-5)
     line_too_long: Literal["extend", "refuse"] = Field(
         "refuse",

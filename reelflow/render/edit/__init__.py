@@ -12,12 +12,12 @@ from reelflow.render.edit.assembly import (
 )
 from reelflow.render.edit.cover import make_cover
 from reelflow.render.edit.music import master_with_music, snap_to_music, store_input
-from reelflow.render.edit.sound import master_with_clip_sound
+from reelflow.render.edit.sound import clip_sound_stem, master_with_clip_sound
 from reelflow.render.edit.speech import store_take, synthesize_line
 from reelflow.render.edit.versions import export_version
 
 __all__ = [
-    "ANALYSIS_VERSION", "MAX_TRIM", "PART_PRESET", "assemble_film", "edit_trims",
+    "ANALYSIS_VERSION", "MAX_TRIM", "PART_PRESET", "assemble_film", "clip_sound_stem", "edit_trims",
     "export_version", "film_parts", "make_cover", "master_with_clip_sound", "master_with_music",
     "recorded_parts", "snap_to_music", "store_input", "store_take", "synthesize_line",
 ]  # fmt: skip

@@ -211,6 +211,6 @@ def recorded_parts(store: ArtifactStore, key: str) -> tuple[list[dict[str, Any]]
     lin = store.lineage(key)
     if lin.extra.get("parts"):
         return list(lin.extra["parts"]), lin.spec
-    if lin.extra.get("step") in ("music", "clip-sound") and lin.parents:
+    if lin.extra.get("step") in ("music", "clip-sound", "master") and lin.parents:
         return recorded_parts(store, lin.parents[0])
     return [], {}

@@ -72,8 +72,8 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
     key = job.output_key()
     if store.complete(key):
         return key
-    if job.voice:
-        return _master_with_voice(store, job)
+    if job.voice or job.clip_sound_key:
+        return _master_with_mix(store, job)
     if job.music_key is None:
         raise ValueError("a master needs music or voice-over lines")
     with scratch() as tmp:
@@ -91,7 +91,9 @@ def master_with_music(store: ArtifactStore, job: MasterJob) -> str:
     return key
 
 
-def _master_with_voice(store: ArtifactStore, job: MasterJob) -> str:
+def _master_with_mix(store: ArtifactStore, job: MasterJob) -> str:
+    """The mix of the stems (the voice-over lines placed on the cut, the clips' own sound, the
+    music bed) stored as an object of its own, then laid under the edit's picture (copied)."""
     from reelflow.media.probe import probe
     from reelflow.sound.mix import mix_sound, mux_audio, voice_track
 
@@ -105,8 +107,10 @@ def _master_with_voice(store: ArtifactStore, job: MasterJob) -> str:
                 (store.get_file(clip.key, tmp / f"line{i}.wav"), clip.start)
                 for i, clip in enumerate(job.voice)
             ]
-            voice = voice_track(placed, duration, tmp / "voice.wav")
+            voice = voice_track(placed, duration, tmp / "voice.wav") if placed else None
             music = store.get_file(job.music_key, tmp / "music") if job.music_key else None
+            clips = (store.get_file(job.clip_sound_key, tmp / "clips.wav")
+                     if job.clip_sound_key else None)  # fmt: skip
             mix_sound(
                 voice,
                 music,
@@ -118,8 +122,10 @@ def _master_with_voice(store: ArtifactStore, job: MasterJob) -> str:
                 music_level_db=job.music_level_db,
                 duck_db=job.duck_db,
                 fade_out=job.fade_out,
+                clips=clips,
+                clips_level_db=job.clip_level_db,
             )
-            parents = lines + ([job.music_key] if job.music_key else [])
+            parents = [*lines, *[k for k in (job.clip_sound_key, job.music_key) if k]]
             store.put_file(mix_key, tmp / "mix.m4a", "audio/mp4",
                            lineage_of("mix", job, parents, {"step": "mix"}))  # fmt: skip
         mix = store.get_file(mix_key, tmp / "mix.m4a")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from reelflow.render.jobs.exports import Delivery, ExportSpec
 from reelflow.render.jobs.resolve import (
@@ -481,19 +481,23 @@ def edit_job(
 
 
 def caption_cues(
-    storyboard: Storyboard, durations: list[float], lines: dict[str, SpokenLine] | None = None
+    storyboard: Storyboard,
+    durations: list[float],
+    lines: dict[str, SpokenLine] | None = None,
+    language: Literal["zh", "en"] | None = None,
 ) -> list[CaptionCue]:
     """One caption per shot, timed by the shot's duration in this cut; with voice-over lines,
-    one per spoken sentence, where it is spoken (`reelflow.sound.lines.voiced_cues`)."""
+    one per spoken sentence, where it is spoken (`reelflow.sound.lines.voiced_cues`).
+    ``language``: a version delivered in that language alone (its lines are ``lines``)."""
     if lines:
         from reelflow.sound.lines import voiced_cues
 
-        return voiced_cues(storyboard, durations, lines)
+        return voiced_cues(storyboard, durations, lines, language, only=language is not None)
     return [
         CaptionCue(
             duration=duration,
-            zh=shot.caption.zh if shot.caption else "",
-            en=shot.caption.en if shot.caption else "",
+            zh=shot.caption.zh if shot.caption and language in (None, "zh") else "",
+            en=shot.caption.en if shot.caption and language in (None, "en") else "",
         )
         for shot, duration in zip(storyboard.shots, durations, strict=True)
     ]
@@ -508,13 +512,14 @@ def version_job(
     lines: dict[str, SpokenLine] | None = None,
 ) -> VersionJob:
     """A version of the master at its delivery size (the platform preset's, unless the export
-    names one or the profile delivers at the film's size)."""
+    names one or the profile delivers at the film's size). ``lines``: the ones its master
+    speaks (in ``export.lang`` when it names one: then its captions are in that language)."""
     return VersionJob(
         project=storyboard.project,
         master_key=master_key,
         source_aspect=storyboard.aspect,
         export=export,
-        captions=caption_cues(storyboard, durations, lines),
+        captions=caption_cues(storyboard, durations, lines, export.lang),
         title=storyboard.title,
         size=export.delivery_size((storyboard.width, storyboard.height), delivery),
     )
@@ -555,29 +560,31 @@ def music_job(storyboard: Storyboard, music_key: str, durations: list[float]) ->
 
 def speech_jobs(
     storyboard: Storyboard,
+    language: Literal["zh", "en"] | None = None,
     *,
     endpoint: str | None = None,
     takes: dict[str, Take] | None = None,
     partial: bool = False,
 ) -> list[SpeechJob]:
-    """One job per voiced shot, in the language the film speaks, from the line's source
-    (`reelflow.sound.sources.line_engine`). ``endpoint``: the speech endpoint's identity (its
-    model and URL, from its block); ``takes``: the recorded lines stored in the bucket, by
-    shot. A line whose source is not given is an error, or left out when ``partial``."""
+    """One job per voiced shot, in ``language`` (default: the one the film speaks), from the
+    line's source (`reelflow.sound.sources.line_engine`). ``endpoint``: the speech endpoint's
+    identity (its model and URL, from its block); ``takes``: the recorded lines (in
+    ``language``) stored in the bucket, by shot. A line whose source is not given is an error,
+    or left out when ``partial``."""
     from reelflow.sound.lines import line_text, sound_of
     from reelflow.sound.sources import line_engine, speaker
     from reelflow.sound.speech import SpeechError
 
     sound = sound_of(storyboard)
-    language = storyboard.voice_language
+    language = language or storyboard.voice_language
     film_voice = sound.voice_zh if language == "zh" else sound.voice_en
     engines: dict[str, tuple[str, Any]] = {}  # name -> (version, engine)
     jobs = []
     for shot in storyboard.shots:
-        text = line_text(storyboard, shot)
+        text = line_text(storyboard, shot, language)
         if not text or shot.voiceover is None:
             continue
-        name = line_engine(storyboard, shot)
+        name = line_engine(storyboard, shot, language)
         default_voice = film_voice if name == sound.engine else None
         source, block = None, None
         if name == "recorded":
@@ -617,22 +624,30 @@ def master_job(
     music_key: str | None,
     durations: list[float],
     lines: dict[str, SpokenLine],
+    *,
+    target_lufs: float | None = None,
+    clip_sound_key: str | None = None,
 ) -> MasterJob | None:
-    """The edit's sound: music and/or the lines placed on this cut; None when it has neither."""
+    """The edit's sound: music, the lines placed on this cut, the clips' own sound (the stem
+    track `clip_sound_key`, when the backend made sound); None when it has none of them.
+    ``target_lufs``: the version's loudness (`--export ...,lufs=`), else the storyboard's."""
     from reelflow.sound.lines import place_lines, sound_of
 
-    if music_key is None and not lines:
+    if music_key is None and not lines and clip_sound_key is None:
         return None
-    if not lines:  # the music bed alone, as before voice-over existed
-        return MasterJob(project=storyboard.project, edit_key=edit_key, music_key=music_key)
     sound = sound_of(storyboard)
+    if not lines and clip_sound_key is None:  # the music bed alone, as before voice-over
+        return MasterJob(project=storyboard.project, edit_key=edit_key, music_key=music_key,
+                         target_lufs=-14.0 if target_lufs is None else target_lufs)  # fmt: skip
     return MasterJob(
         project=storyboard.project,
         edit_key=edit_key,
         music_key=music_key,
-        target_lufs=sound.loudness_lufs,
+        target_lufs=sound.loudness_lufs if target_lufs is None else target_lufs,
         voice=place_lines(storyboard, durations, lines),
         voice_level_db=sound.voice_level_db,
         music_level_db=sound.music_level_db,
         duck_db=sound.duck_db,
+        clip_sound_key=clip_sound_key,
+        clip_level_db=sound.clip_level_db,
     )

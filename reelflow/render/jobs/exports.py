@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from reelflow.errors import InputError
 from reelflow.storyboard import Storyboard, Transition
@@ -61,6 +70,25 @@ class ExportSpec(BaseModel):
         "storyboard",
         description="fast: shots trimmed to 60% with hard cuts; slow: long dissolves between shots",
     )
+    lang: Literal["zh", "en"] | None = Field(
+        None,
+        description="the voice-over's and the captions' language (captions in it alone); "
+        "default: the storyboard's (sound.language), captions in both",
+    )
+    lufs: float | None = Field(
+        None, ge=-40, le=-5,
+        description="integrated loudness of the mix (default: sound.loudness_lufs, -14)",
+    )  # fmt: skip
+
+    @model_serializer(mode="wrap")
+    def _unset_sound_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`lang` and `lufs` left out while unset: a version without them keeps the key (the
+        hash of its job) it had before versions had a language."""
+        data = handler(self)
+        for name in ("lang", "lufs"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +160,10 @@ class ExportSpec(BaseModel):
             parts.append(self.denoise)
         if self.captions != "burn":
             parts.append({"soft": "soft-captions", "none": "no-captions"}[self.captions])
+        if self.lang:
+            parts.append(self.lang)
+        if self.lufs is not None:
+            parts.append(f"lufs{self.lufs:g}")
         return "-".join(parts)
 
 
@@ -167,8 +199,8 @@ def cut_plan(
 
 def parse_export(text: str) -> ExportSpec:
     """`9:16`, `9:16,size=720p`, `16:9,codec=h265`, `16:9,fps=60`,
-    `16:9,size=3840x2160,captions=soft`: the `--export` option; InputError naming the option
-    for anything else."""
+    `16:9,size=3840x2160,captions=soft`, `9:16,lang=zh,lufs=-16`: the `--export` option;
+    InputError naming the option for anything else."""
     where = f"--export {text[:80]!r}"
     aspect, *options = [part.strip() for part in text.split(",")]
     fields: dict[str, object] = {"aspect": aspect}

@@ -302,6 +302,16 @@ class MasterJob(Job):
     voice_level_db: float = 0.0
     music_level_db: float = -8.0
     duck_db: float = 12.0
+    clip_sound_key: str | None = None  # the clips' own sound on this cut (ClipStemJob)
+    clip_level_db: float = -10.0
+
+    def spec_hash(self) -> str:
+        """Without the clip-sound fields when there is no clip sound: masters made before the
+        clips' stems joined the mix keep their keys."""
+        data = self.model_dump(mode="json")
+        if self.clip_sound_key is None:
+            del data["clip_sound_key"], data["clip_level_db"]
+        return spec_hash(weights.identity_view(data))
 
     def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-master")
@@ -322,6 +332,14 @@ class ClipSoundJob(Job):
 
     def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-sound")
+
+
+class ClipStemJob(ClipSoundJob):
+    """The clips' own sound alone on a cut's timeline: a WAV stem for the mix, beside the voice
+    and the music (shared by every language and loudness of the cut)."""
+
+    def output_key(self) -> str:
+        return keys.edit_key(self.project, f"{self.spec_hash()}-clip-sound", ext="wav")
 
 
 class VersionJob(Job):
