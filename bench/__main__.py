@@ -26,6 +26,7 @@ BENCHMARKS: list[str] = [
     "assembly",
     "memory",
     "demo",
+    "delivery",
     "gpu",
 ]
 
