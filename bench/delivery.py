@@ -132,21 +132,33 @@ def _stamped_run(args: list[str], cwd: Path, env: dict[str, str], timeout: float
 
 
 def stage_times(lines: list[tuple[float, str]]) -> dict[str, float]:
-    """Wall seconds per stage from progress lines: a stage lasts from its first line to the
-    first line of a later stage (the last one: to its own last line). `version X` -> versions.
+    """Wall seconds per stage from the output: from a stage's first progress line to the first
+    line of any kind after its last one (its own counters, or a `still working` line naming
+    it), so the work after its last counter (a join, an upload) is counted. `version X` lines
+    are one stage, versions; stages that overlap (the cover beside the versions) each count.
     """
-    firsts: dict[str, float] = {}
-    last = 0.0
-    for at, text in lines:
+    def stage_of(text: str) -> str | None:
         found = PROGRESS.search(text)
         if not found or "still working" in text:
-            continue
-        stage = "versions" if found.group(2) == "version" else found.group(2)
-        firsts.setdefault(stage, at)
-        last = at
-    order = sorted(firsts.items(), key=lambda item: item[1])
-    return {stage: (order[i + 1][1] if i + 1 < len(order) else last) - at
-            for i, (stage, at) in enumerate(order)}  # fmt: skip
+            return None
+        return "versions" if found.group(2) == "version" else found.group(2)
+
+    spans: dict[str, list[int]] = {}  # stage -> [first line, last line] (indices)
+    for i, (_, text) in enumerate(lines):
+        stage = stage_of(text)
+        if stage is not None:
+            spans.setdefault(stage, [i, i])[1] = i
+    for i, (_, text) in enumerate(lines):
+        if "still working" in text:
+            for stage, span in spans.items():
+                word = "version " if stage == "versions" else f"{stage} "
+                if word in text.split("still working", 1)[1] and i > span[0]:
+                    span[1] = max(span[1], i)
+    times = {}
+    for stage, (first, last) in spans.items():
+        after = lines[last + 1][0] if last + 1 < len(lines) else lines[last][0]
+        times[stage] = after - lines[first][0]
+    return times
 
 
 def longest_gap(lines: list[tuple[float, str]]) -> tuple[float, str]:
@@ -159,7 +171,6 @@ def longest_gap(lines: list[tuple[float, str]]) -> tuple[float, str]:
 def long_previz(ctx: Context, section: Section) -> None:
     """(b) and (c): the 40-shot previz film through the CLI."""
     from bench.demo import reelflow_exe
-    from reelflow.devstack import free_ports
 
     exe = reelflow_exe().split()
     n = 6 if ctx.quick else SHOTS
@@ -172,12 +183,10 @@ def long_previz(ctx: Context, section: Section) -> None:
         board = boards.scaled_board(n)
         board["project"] = "previz-forty"
         storyboard = boards.write(board, folder / "forty.yaml")
-        prefect, s3, redis = free_ports(3)
-        up = [*exe, "up", f"--prefect-port={prefect}", f"--s3-port={s3}",
-              f"--redis-port={redis}"]  # fmt: skip
+        up = [*exe, "up", "--base-port", "auto"]  # every port free, S3's master's too
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         try:
-            subprocess.run(up, cwd=folder, env=env, check=True, capture_output=True, timeout=300)
+            _stamped_run(up, folder, env, timeout=300)
             start = time.perf_counter()
             lines = _stamped_run([*exe, "render", str(storyboard), "--auto-approve",
                                   "--profile", "previz"], folder, env, timeout=3600)  # fmt: skip
