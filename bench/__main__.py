@@ -27,6 +27,7 @@ BENCHMARKS: list[str] = [
     "memory",
     "longshots",
     "demo",
+    "delivery",
     "gpu",
 ]
 

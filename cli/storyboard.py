@@ -22,7 +22,7 @@ PROFILE = click.Choice(list(PROFILES))
                "exit 2 when one is invalid")
 @click.argument("files", nargs=-1, required=True)
 def validate(files: tuple[str, ...]) -> int:
-    from reelflow.render.inputs import check_backends
+    from reelflow.render.inputs import backend_problems
     from reelflow.sound.check import check_lines
     from reelflow.storyboard import StoryboardError, load_storyboard
 
@@ -35,11 +35,15 @@ def validate(files: tuple[str, ...]) -> int:
                 print(problem, file=sys.stderr)
             status = EXIT_INVALID
             continue
-        try:
-            check_backends(storyboard)
-            check_lines(storyboard, Path(file).resolve().parent)  # speech sources, line lengths
-        except InputError as exc:
-            print(f"{file}: {exc}", file=sys.stderr)
+        problems = list(backend_problems(storyboard))  # every one, two alike included
+        if not problems:
+            try:  # speech sources, line lengths (measured)
+                check_lines(storyboard, Path(file).resolve().parent)
+            except InputError as exc:
+                problems.append(str(exc))
+        if problems:
+            for problem in problems:
+                print(f"{file}: {problem}", file=sys.stderr)
             status = EXIT_INVALID
             continue
         print(

@@ -11,7 +11,6 @@ when the stage's checks pass and waits for a person otherwise.
 from __future__ import annotations
 
 import os
-import sys
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -97,12 +96,11 @@ def _announce_gate(key: str, spec: GateSpec | None = None) -> None:
             except Exception:  # noqa: BLE001 - absent is the normal case
                 pass
             client.create_flow_run_input(flow_run.id, spec_key(key), spec.model_dump_json())
-    if spec is not None:
+    if spec is not None:  # once: the run's log is what the console of `reelflow render` shows
         line = (
             f"waiting at the {spec.gate} gate; to decide: {spec.approve_command(str(flow_run.id))}"
         )
         get_run_logger().info(line)
-        print(f"\n{line}\n", file=sys.stderr, flush=True)
 
 
 def _why(exc: ValidationError | AnswerError) -> str:

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from flows.gates import Approval, ApprovalRecord, wait_for_review
 from reelflow.llm import Usage
-from reelflow.render.decisions import GateSpec
+from reelflow.render.decisions import NO_REVISIONS, GateSpec
 from reelflow.script.calibration import CalibrationReport
 from reelflow.script.drafts import Brief, template_plan
 from reelflow.script.rounds import (
@@ -64,10 +64,13 @@ class ScriptReview(RunInput):
         return bool(self.notes.strip()) or not self.approve
 
 
-def _answer_problem(answer: ScriptReview, count: int) -> str:
-    """Why an answer cannot be acted on ('' when it can): the schema cannot know the count."""
+def _answer_problem(answer: ScriptReview, count: int, revisions: bool = True) -> str:
+    """Why an answer cannot be acted on ('' when it can): the schema cannot know the count,
+    nor whether an LLM is there to act on notes (the offline planner cannot revise)."""
     if answer.version >= count:
         return f"version {answer.version} does not exist: choose 0-{count - 1}"
+    if not revisions and answer.wants_revision:
+        return NO_REVISIONS
     if not answer.approve and not answer.notes.strip():
         return "not approved but no notes: write what to change, or approve"
     return ""
@@ -160,9 +163,11 @@ def _ask_director(
     step: _Round,
     approval: Approval,
     asks: Iterator[int],
+    revisions: bool = True,
 ) -> tuple[ScriptReview, ApprovalRecord]:
     """The storyboard gate, asked again (with the reason) until the answer can be acted on.
-    The quality gate proposes the version with the fewest calibration errors, then warnings."""
+    The quality gate proposes the version with the fewest calibration errors, then warnings.
+    Without an LLM (``revisions`` False) notes are refused, in one line, and asked again."""
     description = script_review(step.number, step.calibrated, step.notes, step.revision)
     best = min(range(len(step.calibrated)),
                key=lambda k: (current.versions[k].errors, current.versions[k].warnings, k))
@@ -173,10 +178,11 @@ def _ask_director(
             checks_passed=current.versions[best].errors == 0,
             spec=GateSpec(gate="storyboard", round=step.number, project=record.project,
                           versions=len(step.calibrated),
-                          version_names=[v.title for v in current.versions]),
+                          version_names=[v.title for v in current.versions],
+                          revisions=revisions),
             version=best if approval == "quality-gate" else 0,
         )
-        problem = _answer_problem(answer, len(step.calibrated))
+        problem = _answer_problem(answer, len(step.calibrated), revisions)
         if not problem:
             return answer, decision
         get_run_logger().warning("script round %d: %s; asking again", step.number, problem)
@@ -217,9 +223,12 @@ def _revise(
     revision = revise_version(chosen.storyboard_key, notes, llm_endpoint)
     for warning in revision.warnings:
         logger.warning("revision: %s", warning)
-    calibrated = [calibrate_version(revision.storyboard_key, llm_endpoint)]
-    usage = _total(revision.usage, calibrated[0].usage)
-    return _Round(step.number + 1, calibrated, usage, notes, revision)
+    revised = calibrate_version(revision.storyboard_key, llm_endpoint)
+    usage = _total(revision.usage, revised.usage)
+    # the revision first (what approving without --version takes), then every earlier version,
+    # still choosable: a director may prefer a draft from two rounds ago
+    earlier = [c for c in step.calibrated if c.storyboard_key != revised.storyboard_key]
+    return _Round(step.number + 1, [revised, *earlier], usage, notes, revision)
 
 
 @flow(name="write-script", result_storage=RESULTS_BLOCK, persist_result=True, log_prints=True)
@@ -240,7 +249,8 @@ def write_script(
     while True:
         # 3. The round goes into the record; the director picks a version, approves or notes.
         current = _record_round(record, step)
-        answer, decision = _ask_director(record, current, step, approval, asks)
+        answer, decision = _ask_director(record, current, step, approval, asks,
+                                         revisions=llm_endpoint is not None)
         chosen = step.calibrated[answer.version]
         _note_decision(current, chosen, answer, decision)
         # 4. Approved: the chosen storyboard's s3:// URI, which produce_video takes as it is.

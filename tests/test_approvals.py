@@ -63,6 +63,21 @@ def test_empty_notes_are_refused_where_notes_are_what_the_option_means() -> None
     check_answer(storyboard, {"approve": False, "notes": "more snow"})
 
 
+def test_without_an_llm_the_storyboard_gate_refuses_notes_in_one_line() -> None:
+    """The offline planner cannot act on notes: they are refused, not dropped; approving any
+    version passes."""
+    from reelflow.render.decisions import NO_REVISIONS
+
+    offline = GateSpec(gate="storyboard", versions=3, revisions=False)
+    for revision in ({"notes": "warmer light"}, {"approve": False, "notes": "x", "version": 2}):
+        with pytest.raises(AnswerError) as refused:
+            check_answer(offline, revision)
+        assert str(refused.value) == f"--notes: {NO_REVISIONS}"
+        assert "\n" not in str(refused.value)
+    check_answer(offline, {"version": 2})
+    check_answer(GateSpec(gate="storyboard", versions=3), {"notes": "warmer light"})
+
+
 #: bad answers, as `reelflow approve` takes them and as the UI's form would send them: the CLI,
 #: the form's model and the Prefect server (the form's JSON schema) refuse every one.
 BAD_ANSWERS = [

@@ -118,6 +118,29 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
         "(try 'chun-ri-duan-pian')")
 
 
+def test_cli_validate_lists_two_identical_problems_each(tmp_path: Path) -> None:
+    """Two shots with the same problem are two lines, every cross-reference problem is listed
+    (not only the first found), each at its own shot's line."""
+    board = tmp_path / "twice.yaml"
+    board.write_text(
+        "title: x\nproject: twice\nwidth: 320\nheight: 180\nfps: 12\nshots:\n"
+        "  - {id: a, description: one, duration: 1}\n"
+        "  - {id: a, description: two, duration: 1}\n"
+        "  - {id: a, description: three, duration: 1}\n"
+        "  - {id: b, description: four, duration: 1, first_frame: {shot: z, frame: last}}\n"
+        "  - {id: c, description: five, duration: 1, first_frame: {shot: z, frame: last}}\n",
+        encoding="utf-8",
+    )
+    result = _cli("validate", str(board))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "twice.yaml:8 shots[1].id: duplicate shot id 'a'",
+        "twice.yaml:9 shots[2].id: duplicate shot id 'a'",
+        "twice.yaml:10 shots[3].first_frame.shot: shot 'z' must come earlier than shot b",
+        "twice.yaml:11 shots[4].first_frame.shot: shot 'z' must come earlier than shot c",
+    ]
+
+
 def test_cli_schema_is_json() -> None:
     result = _cli("schema")
     assert result.returncode == 0

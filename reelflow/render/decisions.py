@@ -80,6 +80,9 @@ class GateSpec(BaseModel):
     seeds: dict[str, int] = Field(default_factory=dict)
     #: storyboard gate: the versions' names (titles), as the form lists them
     version_names: list[str] = Field(default_factory=list)
+    #: storyboard gate: whether notes can be acted on (an LLM revises); the offline planner
+    #: cannot, so its gate refuses notes instead of dropping them
+    revisions: bool = True
 
     def approve_command(self, run_id: str) -> str:
         """The command to run next, with a real example of each option this gate takes."""
@@ -307,6 +310,18 @@ def _storyboard_checks(model: Any) -> Any:
     return model
 
 
+NO_REVISIONS = (
+    "notes need an LLM to revise the storyboard and this run has none (the offline planner); "
+    "approve a version (leave --notes out), or run `reelflow script --llm NAME`"
+)
+
+
+def _no_revisions(model: Any) -> Any:
+    if model.notes.strip() or not model.approve:
+        raise PydanticCustomError("revision_without_llm", NO_REVISIONS)
+    return model
+
+
 def answer_model(spec: GateSpec, base: type[BaseModel] | None = None) -> type[BaseModel]:
     """The form of one pause, made from its spec: per shot a dropdown of its variants (labelled
     with their scores) and notes that reject it; per clip a regenerate switch, notes and seed;
@@ -325,7 +340,8 @@ def answer_model(spec: GateSpec, base: type[BaseModel] | None = None) -> type[Ba
         choice = Annotated[Literal[tuple(labels)], _choice(labels, "this storyboard")]  # type: ignore[misc]
         return create_model(
             name, __base__=base,
-            __validators__={"checks": model_validator(mode="after")(_storyboard_checks)},
+            __validators__={"checks": model_validator(mode="after")(
+                _storyboard_checks if spec.revisions else _no_revisions)},
             version=(choice, Field(labels[chosen], description="the version to continue with")),
             approve=(bool, Field(True, description="false sends the notes back for a revision")),
             notes=(str, Field("", description="what to change (a revision)")),

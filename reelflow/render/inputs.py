@@ -11,6 +11,7 @@ run it starts (`keep_for_run`), which takes it instead of reading the source aga
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,10 +168,19 @@ def check_models(storyboard: Storyboard, profile: RenderProfile, base_dir: Path 
 def check_backends(
     storyboard: Storyboard, profile: RenderProfile | None = None, *, models: bool = True
 ) -> None:
-    """Every shot against what its video backend declares it can do (InputError, one line
-    naming the shot and the backend): a last frame, the length of one window when the backend
-    has no long-video method, its size multiple when it does not snap, reference images,
-    audio; then whether it is wired, and (`models`) whether the run has a model for it.
+    """The first of :func:`backend_problems`, raised (InputError, one line)."""
+    for problem in backend_problems(storyboard, profile, models=models):
+        raise InputError(problem)
+
+
+def backend_problems(
+    storyboard: Storyboard, profile: RenderProfile | None = None, *, models: bool = True
+) -> Iterator[str]:
+    """Every shot against what its video backend declares it can do, one line per problem
+    naming the shot and the backend, every one listed: a last frame, the length of one window
+    when the backend has no long-video method, its size multiple when it does not snap,
+    reference images, audio; then whether it is wired, and (`models`) whether the run has a
+    model for it.
 
     `profile`: the run's (its backend is the default, its model is for that backend); None
     (`reelflow validate`): the default profile's backend, and models are not checked.
@@ -183,30 +193,30 @@ def check_backends(
         name = f"shot {shot.id}: backend {caps.name}"
         if shot.first_frame or shot.last_frame:  # the clip ends on a given frame
             if not caps.last_frame:
-                raise InputError(
+                yield (
                     f"{name} cannot end a clip on a given frame (this shot is a first+last-frame "
                     f"transition); backends that can: {backends_with('last_frame')}"
                 )
         window = caps.window_seconds(storyboard.fps)
         if window is not None and shot.duration > window and caps.long_video == "none":
-            raise InputError(
+            yield (
                 f"{name} renders at most {window:g} s in one window ({caps.max_frames} frames) "
                 f"and has no long-video method; this shot is {shot.duration:g} s"
             )
         m = caps.size_multiple
         if not caps.snaps_size and (storyboard.width % m or storyboard.height % m):
-            raise InputError(
+            yield (
                 f"{name} needs a size that is a multiple of {m} and does not snap it; the film "
                 f"is {storyboard.width}x{storyboard.height}"
             )
         for ask, field in (("reference images", "reference_images"), ("audio", "audio")):
             if getattr(video, field) and not getattr(caps, field):
-                raise InputError(
+                yield (
                     f"{name} takes no {ask} (video.{field}); backends that do: "
                     f"{backends_with(field)}"
                 )
         if video.reference_images and caps.reference_images and not shot.characters:
-            raise InputError(
+            yield (
                 f"{name} is asked for reference images (video.reference_images) but the shot "
                 "names no character; they are its characters' library references"
             )
@@ -215,10 +225,10 @@ def check_backends(
         caps = capabilities(video.backend)
         name = f"shot {shot.id}: backend {caps.name}"
         if not caps.available:
-            raise InputError(f"{name} is {caps.unavailable_reason}")
+            yield f"{name} is {caps.unavailable_reason}"
         if models and profile is not None and caps.needs_model:
             if not backend_video_options(profile, video.backend).get("model"):
-                raise InputError(
+                yield (
                     f"{name} needs a model and the run has none for it (the run's video "
                     f"backend is {profile.video_backend}); name one in a video-model block"
                 )

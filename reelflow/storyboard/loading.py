@@ -58,6 +58,17 @@ def _error_location(error: dict[str, Any]) -> tuple[Any, ...]:
     return (*loc, *extra) if extra else loc
 
 
+def _problems(error: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """(field path, message) of one validation error; the cross-reference check raises all of
+    its problems as one error (RefErrors), listed here one by one, none merged away."""
+    cause = (error.get("ctx") or {}).get("error")
+    listed = getattr(cause, "problems", None)
+    if listed:
+        base = tuple(error["loc"])
+        return [((*base, *problem.loc), str(problem)) for problem in listed]
+    return [(_error_location(error), _message(error))]
+
+
 def parse_storyboard(text: str, source: str = "<storyboard>") -> Storyboard:
     """Parse YAML or JSON text; raise StoryboardError with `source:line path: message` lines.
 
@@ -71,7 +82,7 @@ def parse_storyboard(text: str, source: str = "<storyboard>") -> Storyboard:
     try:
         return Storyboard.model_validate(data)
     except ValidationError as exc:
-        problems = [(_error_location(error), _message(error)) for error in exc.errors()]
+        problems = [found for error in exc.errors() for found in _problems(error)]
         raise StoryboardError(
             problem_lines(problems, yamlsafe.line_index(root), source)
         ) from None

@@ -62,6 +62,15 @@ class RefError(ValueError):
         super().__init__(message)
 
 
+class RefErrors(ValueError):
+    """Every cross-field problem of a storyboard, each a :class:`RefError`: all are listed (two
+    shots with the same problem are two lines), not only the first found."""
+
+    def __init__(self, problems: list[RefError]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
 class Strict(BaseModel):
     """Base for every storyboard model: a typo in a key is an error, not a silent default."""
 
@@ -339,43 +348,49 @@ class Storyboard(Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Storyboard:
+        """Every cross-field problem, each listed (RefErrors), so `validate` shows them all."""
+        problems: list[RefError] = []
         if len(self.shots) > MAX_SHOTS:
-            raise RefError(("shots",), f"{len(self.shots)} shots; the limit is {MAX_SHOTS} shots")
+            problems.append(RefError(("shots",), f"{len(self.shots)} shots; the limit is "
+                                     f"{MAX_SHOTS} shots"))
         total = sum(shot.duration for shot in self.shots)
         if total > MAX_TOTAL_SECONDS:
-            raise RefError(("shots",), f"total duration {total:g} s; the limit is "
-                           f"{MAX_TOTAL_SECONDS:g} s")
+            problems.append(RefError(("shots",), f"total duration {total:g} s; the limit is "
+                                     f"{MAX_TOTAL_SECONDS:g} s"))
         want_w, want_h = (int(part) for part in self.aspect.split(":"))
         ratio, want = self.width / self.height, want_w / want_h
         if abs(ratio - want) / want > ASPECT_TOLERANCE:
-            raise RefError(("aspect",), f"{self.aspect} does not match width x height "
-                           f"{self.width}x{self.height}; change the aspect or the size")
+            problems.append(RefError(("aspect",), f"{self.aspect} does not match width x "
+                                     f"height {self.width}x{self.height}; change the aspect or "
+                                     "the size"))
         names = {c.name for c in self.characters}
         seen: set[str] = set()
         min_duration = 1.0 / self.fps
         for index, shot in enumerate(self.shots):
             if shot.id in seen:
-                raise RefError(("shots", index, "id"), f"duplicate shot id '{shot.id}'")
+                problems.append(RefError(("shots", index, "id"),
+                                         f"duplicate shot id '{shot.id}'"))
             if shot.duration < min_duration:
-                raise RefError(("shots", index, "duration"), f"{shot.duration:g} s is shorter "
-                               f"than one frame at {self.fps} fps (min {min_duration:.4g} s)")
+                problems.append(RefError(
+                    ("shots", index, "duration"), f"{shot.duration:g} s is shorter than one "
+                    f"frame at {self.fps} fps (min {min_duration:.4g} s)"))
             for pos, name in enumerate(shot.characters):
                 if name not in names:
-                    raise RefError(("shots", index, "characters", pos),
-                                   f"unknown character '{name}' in shot {shot.id}")
+                    problems.append(RefError(("shots", index, "characters", pos),
+                                             f"unknown character '{name}' in shot {shot.id}"))
             for field in ("first_frame", "last_frame"):
                 ref: FrameRef | None = getattr(shot, field)
                 if ref is not None and ref.shot not in seen:
-                    raise RefError((("shots", index, field, "shot")),
-                                   f"shot '{ref.shot}' must come earlier than shot {shot.id}")
+                    problems.append(RefError(
+                        ("shots", index, field, "shot"),
+                        f"shot '{ref.shot}' must come earlier than shot {shot.id}"))
             if index > 0 and shot.transition_in != "cut":
                 previous = self.shots[index - 1]
                 limit = min(shot.duration, previous.duration)
                 if shot.transition_duration >= limit:
-                    raise RefError(
+                    problems.append(RefError(
                         ("shots", index, "transition_duration"),
-                        f"must be shorter than both neighbouring shots ({limit:g} s)",
-                    )
+                        f"must be shorter than both neighbouring shots ({limit:g} s)"))
             seen.add(shot.id)
         language = self.voice_language
         sound = self.sound or Sound()
@@ -387,9 +402,11 @@ class Storyboard(Strict):
                                f"sound.{field}")
         for index, shot in enumerate(self.shots):
             if shot.voiceover is not None and not getattr(shot.voiceover, language).strip():
-                raise RefError(("shots", index, "voiceover", language),
-                               f"shot {shot.id}: no {language} line, and the film speaks "
-                               f"{language} (sound.language)")
+                problems.append(RefError(("shots", index, "voiceover", language),
+                                         f"shot {shot.id}: no {language} line, and the film "
+                                         f"speaks {language} (sound.language)"))
+        if problems:
+            raise RefErrors(problems)
         return self
 
     # -- convenience -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ storyboard's files, beats, the master) and the delivered versions."""
 
 from reelflow.render.edit.assembly import (
     ANALYSIS_VERSION,
+    MASTER_PRESET,
     MAX_TRIM,
     PART_PRESET,
     assemble_film,
@@ -17,7 +18,8 @@ from reelflow.render.edit.speech import store_take, synthesize_line
 from reelflow.render.edit.versions import export_version
 
 __all__ = [
-    "ANALYSIS_VERSION", "MAX_TRIM", "PART_PRESET", "assemble_film", "clip_sound_stem", "edit_trims",
+    "ANALYSIS_VERSION", "MASTER_PRESET", "MAX_TRIM", "PART_PRESET", "assemble_film",
+    "clip_sound_stem", "edit_trims",
     "export_version", "film_parts", "make_cover", "master_with_clip_sound", "master_with_music",
     "recorded_parts", "snap_to_music", "store_input", "store_take", "synthesize_line",
 ]  # fmt: skip

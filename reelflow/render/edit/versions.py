@@ -45,7 +45,9 @@ def export_version(store: ArtifactStore, job: VersionJob) -> str:
     Built per part of the film, each in ONE encode (reframe, enhancement and burned captions in
     one filter graph), cached by (film part, version settings, that part's captions): a changed
     shot or caption re-encodes only the parts it touches, and the parts join by stream copy.
-    A part with nothing to change (same framing and codec, no caption) is the film's own part.
+    This is the film's one real encode (``PART_PRESET``): the master's parts are a fast
+    intermediate (``MASTER_PRESET``), so every part of a version is encoded here, even one with
+    nothing to change, and a version never mixes the two presets' streams.
     """
     export = job.export
     key = job.output_key()
@@ -90,11 +92,11 @@ def _export_by_part(
     captions = [Caption(duration=c.duration, zh=c.zh, en=c.en) for c in job.captions]
     burn = export.captions == "burn" and any(c.zh or c.en for c in captions)
     subs = build_subtitles(captions, width=out_w, height=out_h) if burn else None
-    # the settings every part of this version shares (the film's own x264 settings for h264,
-    # so a part with nothing to change can be the film's part, joined by stream copy)
+    # the settings every part of this version shares (so its parts join by stream copy)
     settings = {
         "aspect": aspect, "codec": export.codec, "enhance": enhance, "size": [out_w, out_h],
         "crf": int(edit["crf"]) if export.codec == "h264" else None, "threads": ENCODE_THREADS,
+        "preset": PART_PRESET,
         "version": VERSION_PART_VERSION,
     }  # fmt: skip
     plan: list[tuple[str, dict[str, Any], Any, int]] = []  # (key, part, its captions, frames)
@@ -109,12 +111,9 @@ def _export_by_part(
             else None
         )
         events = [[e.start, e.end, e.text] for e in part_subs.events] if part_subs else []
-        if aspect is None and not enhance and export.codec == "h264" and not events:
-            plan.append((part["key"], part, None, frames))  # the film's own part
-            continue
         spec = {"part": part["key"], "settings": settings, "captions": events, "frames": frames}
         plan.append((keys.part_key(job.project, spec_hash(spec)), part, part_subs, frames))
-    missing = {k: (p, c, f) for k, p, c, f in plan if k != p["key"] and not store.complete(k)}
+    missing = {k: (p, c, f) for k, p, c, f in plan if not store.complete(k)}
     with scratch() as tmp:
         fonts = tmp / "fonts"
         fonts.mkdir()
