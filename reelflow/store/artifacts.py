@@ -192,26 +192,28 @@ class _HashingReader(io.RawIOBase):
 
 
 def _receive(resp: Any, sink: Callable[[memoryview], Any] | None) -> tuple[str, int]:
-    """Read a GET's body to the end: each chunk is hashed as it lands and handed to `sink`;
+    """Read a GET's body to the end, hashing each chunk as it lands and handing it to `sink`;
     returns the sha256 and the byte count.
 
-    One pass, no thread: the chunks go from the socket into one reused buffer
-    (`http.client`'s `readinto`, under urllib3's response), are hashed there while the server
-    keeps sending into the socket's buffer, and are written from there. Measured beside the
-    SDK's own `stream()` loop on this 2-core machine, a hashing thread cost more in GIL and
-    lock hand-offs than it hid, and a fresh megabyte object per chunk is work the SDK's loop
-    does that this one does not.
+    Up to `_THREAD_HASH_MIN` the chunks go from the socket into one reused buffer
+    (`http.client`'s `readinto`, under urllib3's response) and are hashed there, in this thread.
+    Above it the hashing runs on a thread of its own (`_Hasher`) beside the download: where a
+    core is free (a remote S3, more cores) it hides the hash. Measured on this 2-core machine,
+    where the local S3 server takes one core, neither hides it: a 200 MB read verified costs
+    the hash's CPU time on top of the SDK's.
     """
+    length = int(resp.headers.get("content-length") or 0)
+    raw = getattr(resp, "_fp", None)
+    direct = hasattr(raw, "readinto") and not resp.headers.get("content-encoding")
+    if length > _THREAD_HASH_MIN or not direct:  # fresh chunks: the thread may still hold one
+        with _Hasher(threaded=length > _THREAD_HASH_MIN) as hasher:
+            for chunk in resp.stream(_CHUNK):
+                hasher.update(chunk)
+                if sink is not None:
+                    sink(memoryview(chunk))
+            return hasher.hexdigest(), hasher.size
     sha = hashlib.sha256()
     size = 0
-    raw = getattr(resp, "_fp", None)
-    if not hasattr(raw, "readinto") or resp.headers.get("content-encoding"):
-        for chunk in resp.stream(_CHUNK):  # another urllib3, or a body to decode
-            sha.update(chunk)
-            size += len(chunk)
-            if sink is not None:
-                sink(memoryview(chunk))
-        return sha.hexdigest(), size
     buffer = memoryview(bytearray(_CHUNK))
     while got := raw.readinto(buffer):
         view = buffer[:got]
@@ -219,9 +221,8 @@ def _receive(resp: Any, sink: Callable[[memoryview], Any] | None) -> tuple[str, 
         size += got
         if sink is not None:
             sink(view)
-    length = resp.headers.get("content-length")
-    if length is not None and int(length) != size:  # a connection cut mid-body
-        raise urllib3.exceptions.ProtocolError(
+    if size != length and resp.headers.get("content-length") is not None:
+        raise urllib3.exceptions.ProtocolError(  # a connection cut mid-body
             f"body ended after {size} of {length} bytes")
     return sha.hexdigest(), size
 
