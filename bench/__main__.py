@@ -30,6 +30,8 @@ BENCHMARKS: list[str] = [
     "delivery",
     "gpu",
 ]
+OPTIONAL: list[str] = ["soak"]
+"""Run only when named in --only: the soak takes its --minutes (30 by default)."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -37,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke mode: tiny sizes, 1 repetition (CI)")
     parser.add_argument("--only", default="",
-                        help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+                        help=f"comma-separated subset of: {', '.join(BENCHMARKS + OPTIONAL)}")
     parser.add_argument("--reps", type=int, default=None,
                         help="repetitions per side (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
@@ -45,6 +47,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--merge-into", type=Path, default=None, metavar="REPORT.json",
                         help="re-run the --only sections and replace them in this report "
                              "(marked as re-run, with this run's time and load)")
+    parser.add_argument("--minutes", type=float, default=30.0,
+                        help="soak: how long faults are injected while films render")
+    parser.add_argument("--concurrency", type=int, default=3,
+                        help="soak: renders at once")
+    parser.add_argument("--fault-every", type=float, default=25.0, metavar="SECONDS",
+                        help="soak: mean seconds between faults")
     return parser.parse_args(argv)
 
 
@@ -67,7 +75,7 @@ def merge(base: dict, rerun: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or BENCHMARKS
-    unknown = sorted(set(names) - set(BENCHMARKS))
+    unknown = sorted(set(names) - set(BENCHMARKS) - set(OPTIONAL))
     if unknown:
         raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}")
     if names == ["gpu"]:
@@ -88,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="reelflow-bench-") as tmp:
         ctx = Context(quick=args.quick, reps=reps, work=Path(tmp))
+        ctx.shared.update(minutes=args.minutes, concurrency=args.concurrency,
+                          fault_every=args.fault_every, out=args.out,
+                          started_at=report["started_at"])
         try:
             for name in names:
                 print(f"[bench] {name} ...", flush=True)

@@ -1,8 +1,8 @@
 """6. Storage: ArtifactStore vs the raw minio SDK, same private `weed mini`, same process.
 
 ArtifactStore writes a lineage sidecar next to every object (alongside it, concurrently) and
-verifies the sha256 on every read, hashing on a thread beside the transfer; the raw side is what
-a developer writes with the SDK's defaults: `put_object`/`get_object` for bytes,
+verifies the sha256 on every read, hashing each chunk as it lands (one GET, no stat); the raw
+side is what a developer writes with the SDK's defaults: `put_object`/`get_object` for bytes,
 `fput_object`/`fget_object` for files. Each side has its own fresh bucket; sides alternate per
 repetition, at least 7 of them outside quick mode (the goal is on the median).
 """

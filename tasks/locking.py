@@ -14,10 +14,19 @@ import os
 import threading
 from typing import Any
 
+from prefect_redis.connection import redis_from_url
 from prefect_redis.locking import RedisLockManager
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 ENV_REDIS_URL = "REELFLOW_REDIS_URL"
 LEASE_SECONDS = 30.0
+REDIS_RETRIES = 10
+"""Tries of a lock command while Redis is away, backing off 1, 2, 4, then 8 s: about a minute,
+as the Prefect client rides out its server. redis-py's own default (10 tries in about 2 s) failed
+renders at every Redis restart in the soak (`bench/soak.py`): connection refused at a task's
+lock or result commit, and the run ended."""
 
 # Extend the lock's expiry only while `holder` still holds it.
 _EXTEND = """
@@ -35,6 +44,16 @@ class LeasedRedisLockManager(RedisLockManager):
         super().__init__(*args, **kwargs)
         self.lease_seconds = lease_seconds
         self._renewers: dict[str, threading.Event] = {}
+
+    def _init_clients(self) -> None:
+        """prefect-redis's clients, with retries that ride out a Redis restart."""
+        if self.connection_url is None:
+            super()._init_clients()
+            return
+        backoff = ExponentialBackoff(cap=8.0, base=0.5)
+        self.client = redis_from_url(self.connection_url, retry=Retry(backoff, REDIS_RETRIES))
+        self.async_client = redis_from_url(self.connection_url, asynchronous=True,
+                                           retry=AsyncRetry(backoff, REDIS_RETRIES))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "lease_seconds": self.lease_seconds}

@@ -65,13 +65,18 @@ def test_put_file_reads_back_in_one_request(store: ArtifactStore, tmp_path: Path
     path.write_bytes(b"film" * 1000)
     store.put_file(key, path, "video/mp4", {"kind": "edit"})
     calls: list[str] = []
-    original = store.client.get_object
 
-    def counted(bucket: str, name: str, *a: object, **k: object) -> object:
-        calls.append(name)
-        return original(bucket, name, *a, **k)
+    def counting(client: object) -> None:  # the small client (sidecars) and the download one
+        original = client.get_object  # type: ignore[attr-defined]
 
-    store.client.get_object = counted  # type: ignore[method-assign]
+        def counted(bucket: str, name: str, *a: object, **k: object) -> object:
+            calls.append(name)
+            return original(bucket, name, *a, **k)
+
+        client.get_object = counted  # type: ignore[attr-defined]
+
+    counting(store.client)
+    counting(store.download_client())
     assert store.get_file(key, tmp_path / "back.mp4").read_bytes() == path.read_bytes()
     assert calls == [key]
     assert store.lineage(key).sha256

@@ -85,3 +85,28 @@ def test_multipart_file_changed_while_uploading_is_refused(
     with pytest.raises(StoreError, match="changed while uploading"):
         small.put_file(key, path, "video/mp4")
     assert small.list("projects/p/shots/a/clips/") == []
+
+
+def test_a_file_read_is_one_request(store: ArtifactStore, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`get_file` and `digest` size nothing with a stat first: one GET each, hashed as the
+    bytes land (an object written by `put_file` carries its sha256 too)."""
+    from minio import Minio
+
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(data)
+    key = "projects/p/shots/a/clips/00000000000000aa.mp4"
+    store.put_file(key, src, "video/mp4")
+    requests: list[str] = []
+    real = Minio._url_open
+
+    def counting(self, method, region, bucket_name=None, object_name=None,  # type: ignore[no-untyped-def]
+                 *args, **kwargs):
+        requests.append(f"{method} {object_name}")
+        return real(self, method, region, bucket_name, object_name, *args, **kwargs)
+
+    monkeypatch.setattr(Minio, "_url_open", counting)
+    assert store.get_file(key, tmp_path / "back.mp4").read_bytes() == data
+    assert store.digest(key) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert requests == [f"GET {key}", f"GET {key}"], requests

@@ -18,11 +18,15 @@ from reelflow.devstack.processes import check_ports_free, private_dir, spawn
 CLIENT_RETRY_ENV = {
     "PREFECT_CLIENT_MAX_RETRIES": "5",
     "PREFECT_CLIENT_RETRY_JITTER_FACTOR": "0.2",
+    "PREFECT_CLIENT_RETRY_EXTRA_CODES": "500",
 }
 """Prefect's own client retries, set for the CLI and every worker (a user's values win). Prefect
 retries a refused connection once its client has connected (a server restart), and timeouts,
 502/503/429 always, backing off 2, 4, 8, 16, 32 s: a restart of up to about a minute is ridden
-out; a server away longer fails the call, and the CLI says so in one line."""
+out; a server away longer fails the call, and the CLI says so in one line. 500 too: the server
+answers it to every call while its PostgreSQL restarts (found by the soak, `bench/soak.py`: a
+render failed at the first call after a database crash); the failed call's transaction did not
+commit, so it is retried like a restart of the server itself."""
 
 
 def prefect_api_url(config: StackConfig) -> str:
