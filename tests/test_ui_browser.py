@@ -133,6 +133,8 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
         timeout=30_000,
     )  # the presigned review images are reachable from the browser
     dialog.screenshot(path=str(shots / "ui-images-gate.png"))
+    Path("/tmp/review-ui-images.html").write_text(dialog.inner_html())
+    dialog.screenshot(path="/tmp/review-ui-images.png")
     dialog.get_by_role("button", name="Close").click()
 
     assert _off_loop(approve_run, str(run_id), reviewer="cli") == "images"
