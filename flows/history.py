@@ -26,6 +26,7 @@ from reelflow.render.estimates import (
     plan_work,
     price_per_gpu_hour,
 )
+from reelflow.render.jobs import PREVIZ
 from reelflow.render.profiles import RenderProfile
 from reelflow.render.weights import environment
 from reelflow.storyboard import Storyboard
@@ -40,7 +41,11 @@ RECENT_RUNS = 50
 
 
 def device_of(profile: RenderProfile) -> str:
-    """The device this machine renders on for ``profile`` (`auto` resolved): `cpu`, `cuda`."""
+    """The device this machine renders on for ``profile`` (`auto` resolved): `cpu`, `cuda`.
+    A profile without models (previz panels, animatic clips) works on the CPU anywhere, and
+    is not made to import torch to find that out."""
+    if profile.image_model == PREVIZ and profile.video_backend == "animatic":
+        return "cpu"
     return str(environment(profile.device)["device"]).split(":", 1)[0]
 
 

@@ -11,13 +11,12 @@ declared rule (:data:`RULES`) stands in, and the estimate says so.
 from __future__ import annotations
 
 import os
-import statistics
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from reelflow.render.jobs.builders import generation_size, needs_image
+from reelflow.render.jobs.builders import generation_size, needs_image, shot_video
 from reelflow.render.profiles import RenderProfile
 from reelflow.storyboard import Storyboard
 
@@ -63,6 +62,8 @@ RULES: dict[str, dict[str, float]] = {
 RULE_RANGE = (0.5, 3.0)
 #: the narrowest range history gives (a single earlier step says little about spread)
 MIN_SPREAD = 0.2
+#: an animatic transition draws two pictures per frame (a morph from one panel to the other)
+MORPH_WEIGHT = 2.0
 #: the price of one GPU-hour, e.g. `2.50` or `2.50 USD`
 PRICE_ENV = "REELFLOW_GPU_HOUR_PRICE"
 
@@ -198,7 +199,10 @@ def plan_work(board: Storyboard, profile: RenderProfile) -> list[WorkItem]:
         for ref in (shot.first_frame, shot.last_frame):
             if ref is not None:
                 add(f"frame-{shot.id}-from-{ref.shot}", film)
-        add(f"clip-{shot.id}", shot.duration * board.fps * film * video_steps)
+        morph = not needs_image(shot) and shot_video(board, shot, profile.video_backend
+                                                    ).backend == "animatic"
+        add(f"clip-{shot.id}", shot.duration * board.fps * film * video_steps
+            * (MORPH_WEIGHT if morph else 1.0))
     frames = board.duration * board.fps * film
     add("assemble-film", frames)
     add("cover-*", film)
@@ -216,23 +220,29 @@ def estimate(
     currency: str = "",
 ) -> Estimate:
     """Seconds per stage: each step's units times its kind's seconds per unit in ``samples``
-    (the median; the range from the spread, at least ±MIN_SPREAD), else the declared rule for
-    ``device`` (range RULE_RANGE). ``samples`` are this profile's and device's history."""
+    (their seconds over their units; the range from the steps' spread, at least ±MIN_SPREAD),
+    else the declared rule for ``device`` (range RULE_RANGE). ``samples`` are this profile's
+    and device's history."""
     rates: dict[str, list[float]] = {}
+    totals: dict[str, list[float]] = {}  # kind -> [seconds, units]
     runs: set[str] = set()
     for sample in samples:
         if sample.units > 0 and sample.seconds >= 0:
             rates.setdefault(sample.kind, []).append(sample.seconds / sample.units)
+            total = totals.setdefault(sample.kind, [0.0, 0.0])
+            total[0] += sample.seconds
+            total[1] += sample.units
             runs.add(sample.run)
     rule = RULES["cuda" if device.startswith("cuda") else "cpu"]
     stages = {s: StageEstimate(expected=0.0, low=0.0, high=0.0) for s in STAGES}
     declared: set[str] = set()
     for item in work:
         found = rates.get(item.kind)
-        if found:
-            mid = statistics.median(found)
-            low, high = min(min(found), mid * (1 - MIN_SPREAD)), max(max(found),
-                                                                     mid * (1 + MIN_SPREAD))
+        if found:  # all the kind's seconds over all its units: a slow kind of shot counts
+            seconds, units = totals[item.kind]
+            mid = seconds / units
+            low = min(min(found), mid * (1 - MIN_SPREAD))
+            high = max(max(found), mid * (1 + MIN_SPREAD))
         else:
             declared.add(item.kind)
             mid = rule[item.kind]
