@@ -57,13 +57,10 @@ def failed_message(flow_run: Any, state: Any) -> tuple[str, str]:
     """Subject and body of 'a run failed': its state and the one-line reason."""
     message = (state.message or state.name or "").strip()
     reason = message.splitlines()[0] if message else "(no reason given)"
+    project = (flow_run.labels or {}).get("reelflow.project")
+    of = f" ({project})" if project else ""
     return (f"reelflow: {flow_run.name} {state.name.lower()}",
-            f"Run {flow_run.name} of {_flow_name(flow_run)} ended {state.name}: {reason}"
-            + _run_link(flow_run))
-
-
-def _flow_name(flow_run: Any) -> str:
-    return str((flow_run.labels or {}).get("reelflow.project") or "produce-video")
+            f"Run {flow_run.name}{of} ended {state.name}: {reason}" + _run_link(flow_run))
 
 
 def on_delivered(flow: Any, flow_run: Any, state: Any) -> None:

@@ -232,3 +232,26 @@ def test_seed_estimate_from_an_earlier_run_is_within_35_percent(
         side = kept["stages"][stage]
         assert side["low"] <= side["expected"] <= side["high"]
         assert side["actual"] == pytest.approx(measured[stage], rel=0.05, abs=0.5)
+
+
+@pytest.mark.slow
+def test_plan_estimate_reads_the_history_or_says_there_is_none(
+    seed_run: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`reelflow plan --estimate` on this session's Prefect server: previz has runs (the two
+    above), `full` has none here, and says so; the price of a GPU-hour is read when set."""
+    from cli.main import main
+
+    monkeypatch.setenv("REELFLOW_GPU_HOUR_PRICE", "2.50 USD")
+    assert main(["plan", str(SEED), "--profile", "previz", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate (from " in out and "at profile previz on cpu" in out
+    for stage in ("images", "clips", "edit", "total"):
+        assert any(line.strip().startswith(stage + " ") and "~" in line and " to " in line
+                   for line in out.splitlines()), (stage, out)
+    assert "on cpu: no GPU-hours" in out
+    assert main(["plan", str(SEED), "--profile", "full", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "no history for profile full on " in out and "declared rule" in out
+    assert ("GPU-hours" in out) and ("2.50 USD per GPU-hour" in out or "on cpu" in out)
