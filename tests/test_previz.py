@@ -153,7 +153,9 @@ def seed_run(film_env: dict[str, str]) -> dict[str, Any]:
 
     from flows.history import studio_estimate
     from flows.produce_video import produce_video
+    from reelflow.render.weights import environment
 
+    environment("auto")  # torch imported once here: the first step to import it would carry it
     earlier = produce_video(storyboard=EARLIER, approval="auto", profile="previz",
                             return_state=True)
     assert earlier.is_completed(), earlier.message
