@@ -92,6 +92,16 @@ def _shot_field(dialog: Any, title: str) -> Any:
     )
 
 
+def _artifact_keys(run_id: Any) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+    return [a.key for a in artifacts if a.key]
+
+
 def _choose(page: Any, field: Any, label: str) -> None:
     """Pick the option starting with ``label`` from the field's dropdown, as a person does:
     open Prefect's select (a click on it; or, where the click does not open it, the down arrow
@@ -218,8 +228,10 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
     page.get_by_text("Artifacts", exact=True).first.click()
     page.get_by_text("final", exact=True).first.wait_for()
     body = page.inner_text("body")
-    for key in ("storyboard-review", "images-review", "clips-review", "final"):
+    for key in ("images-review", "clips-review", "final"):  # the latest artifacts, on the page
         assert key in body, key
+    assert {"storyboard-review", "images-review", "clips-review", "final"} <= set(
+        _off_loop(_artifact_keys, run_id))  # all of them (the page lists the latest first)
     assert "Completed" in body
     page.screenshot(path=str(shots / "ui-run-artifacts.png"), full_page=True)
 
