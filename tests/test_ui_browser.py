@@ -226,9 +226,8 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
 
     page.goto(url, wait_until="networkidle")
     page.get_by_text("Artifacts", exact=True).first.click()
-    page.get_by_text("final", exact=True).first.wait_for()
+    page.get_by_text("final", exact=True).first.wait_for()  # the film's review, on the page
     body = page.inner_text("body")
-    assert "final" in body  # the film's review, on the page (it lists the latest artifacts)
     assert {"storyboard-review", "images-review", "clips-review", "final"} <= set(
         _off_loop(_artifact_keys, run_id))  # every gate's review material, through the API
     assert "Completed" in body
