@@ -4,6 +4,7 @@ approved storyboard, through the write-script flow)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,7 +65,11 @@ def schema() -> int:
 @click.command(help="show composed prompts, seeds and sizes without rendering")
 @click.argument("file")
 @click.option("--profile", type=PROFILE, default="full", show_default=True)
-def plan(file: str, profile: str) -> int:
+@click.option("--estimate", is_flag=True,
+              help="expected time of each stage and the film (with a range), GPU-hours and "
+              "price ($REELFLOW_GPU_HOUR_PRICE), from the Prefect server's history of this "
+              "studio's runs")
+def plan(file: str, profile: str, estimate: bool = False) -> int:
     from reelflow.motion.capabilities import capabilities
     from reelflow.render.jobs import (
         PREVIZ,
@@ -117,7 +122,34 @@ def plan(file: str, profile: str) -> int:
     if facts.model.source != PREVIZ:
         for warning in language_warnings(storyboard, facts.model.family).values():
             print(f"warning: {warning}", file=sys.stderr)
+    if estimate:
+        print("\n".join(_estimate(storyboard, profile, render_profile).lines()))
     return 0
+
+
+def _estimate(storyboard, profile: str, render_profile):  # type: ignore[no-untyped-def]
+    """The film's estimate from the history on the Prefect server (the local stack's unless
+    one is configured); a server that does not answer leaves the declared rule, said so."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from cli.stack import use_local_stack
+    from flows.history import studio_estimate
+
+    if not PREFECT_API_URL.value():
+        use_local_stack()
+    if not (PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")):
+        result = studio_estimate(None, storyboard, profile, render_profile)
+        return result.model_copy(update={"basis": "no Prefect server to read the history from "
+                                         "(reelflow up); " + result.basis})
+    try:
+        with get_client(sync_client=True) as client:
+            return studio_estimate(client, storyboard, profile, render_profile)
+    except Exception as exc:  # noqa: BLE001 - a plan never fails for want of history
+        result = studio_estimate(None, storyboard, profile, render_profile)
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return result.model_copy(update={"basis": f"the Prefect server did not answer ({why}); "
+                                         + result.basis})
 
 
 def _with_library_characters(storyboard):  # type: ignore[no-untyped-def]

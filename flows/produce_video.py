@@ -13,6 +13,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.gates import Approval
+from flows.notify import on_delivered, on_failed
 from flows.stages.clips import clips_stage
 from flows.stages.delivery import deliver
 from flows.stages.images import images_stage
@@ -33,6 +34,9 @@ __all__ = ["FilmResult", "produce_video"]
     persist_result=True,
     log_prints=True,
     task_runner=ThreadPoolTaskRunner(max_workers=cpu_slots()),
+    on_completion=[on_delivered],
+    on_failure=[on_failed],
+    on_crashed=[on_failed],
 )
 def produce_video(
     storyboard: str,

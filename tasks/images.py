@@ -3,6 +3,8 @@ clips, and the scores reviewers and quality-gate read."""
 
 from __future__ import annotations
 
+import sys
+
 from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
@@ -29,9 +31,9 @@ def render_variants(job: ImageJob) -> list[str]:
 
 def _log_model_loads() -> None:
     """The proof that a storyboard loads its base model once per worker process."""
-    from reelflow.imaging.pipelines import get_pipeline_cache
-
-    get_run_logger().info("model loads in this worker process: %d", get_pipeline_cache().loads)
+    pipelines = sys.modules.get("reelflow.imaging.pipelines")  # not imported: no model loaded
+    loads = pipelines.get_pipeline_cache().loads if pipelines else 0  # (nor torch, for previz)
+    get_run_logger().info("model loads in this worker process: %d", loads)
 
 
 @step_task("hires-fix", "hires-{job.image.shot}")

@@ -4,6 +4,7 @@ clip steps as generated stills; the panel shows the shot's description and the p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from reelflow.render.jobs import clip_job, hires_job, image_job
 from reelflow.render.profiles import get_profile
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.storyboard import load_storyboard
+from tests.support.deployed import task_runs
 
 SEED = Path(__file__).resolve().parents[1] / "examples" / "su7-winter-spring.yaml"
 
@@ -120,18 +122,64 @@ def test_previz_clip_shows_the_panel(store: ArtifactStore, tmp_path: Path) -> No
     Image.fromarray(frames[0]).save(tmp_path / "first.png")
 
 
+#: another project, at the seed's size and frame rate, rendered before the seed: the studio's
+#: history the seed's estimate is made from
+EARLIER = """
+title: Spring drive
+project: spring-drive
+width: 1280
+height: 720
+fps: 24
+style: {palette: ["#6fae5a", "#f2a7c3", "#e8f1f8"], visual_style: cinematic}
+shots:
+  - {id: a, description: a car on a road between blossoming trees, duration: 2.0,
+     camera: {size: wide, angle: eye-level, movement: push-in}}
+  - {id: b, description: the car passes a flower market, duration: 1.5,
+     camera: {size: medium, angle: low, movement: pan-right},
+     transition_in: crossfade, transition_duration: 0.4}
+  - id: c
+    description: the street turns to evening
+    duration: 1.5
+    first_frame: {shot: b, frame: last}
+    last_frame: {shot: b, frame: last, restyle: evening light}
+"""
+
+
+@pytest.fixture(scope="module")
+def seed_run(film_env: dict[str, str]) -> dict[str, Any]:
+    """The seed film through previz (what `make demo` renders), after one earlier run of
+    another project at the same profile; the estimate made from that history just before."""
+    from prefect.client.orchestration import get_client
+
+    from flows.history import studio_estimate
+    from flows.produce_video import produce_video
+    from reelflow.render.weights import environment
+
+    environment("auto")  # torch imported once here: the first step to import it would carry it
+    earlier = produce_video(storyboard=EARLIER, approval="auto", profile="previz",
+                            return_state=True)
+    assert earlier.is_completed(), earlier.message
+    board = load_storyboard(SEED)
+    with get_client(sync_client=True) as client:
+        estimate = studio_estimate(client, board, "previz", get_profile("previz"))
+    state = produce_video(storyboard=str(SEED), approval="auto", profile="previz",
+                          return_state=True)
+    assert state.is_completed(), state.message
+    return {"board": board, "result": state.result(), "estimate": estimate,
+            "run_id": state.state_details.flow_run_id,
+            "earlier_id": earlier.state_details.flow_run_id}
+
+
 @pytest.mark.slow
 def test_seed_film_through_previz_shows_each_shots_description_and_palette(
-    film_env: dict[str, str], tmp_path: Path
+    seed_run: dict[str, Any], tmp_path: Path
 ) -> None:
     """What `make demo` renders: the seed film with `--profile previz`; a frame from the middle
     of every shot carries text in the panel's band and the storyboard's palette (the winter ->
     spring transition is mid-morph there: its colours are mixes of two palette colours)."""
-    from flows.produce_video import produce_video
     from reelflow.store.settings import S3Settings
 
-    board = load_storyboard(SEED)
-    result = produce_video(storyboard=str(SEED), approval="auto", profile="previz")
+    board, result = seed_run["board"], seed_run["result"]
     store = ArtifactStore(S3Settings.from_env())
     film = store.get_file(result.film_key, tmp_path / "film.mp4")
     frames = list(iter_frames(film, size=(640, 360), vf="fps=4"))
@@ -145,3 +193,67 @@ def test_seed_film_through_previz_shows_each_shots_description_and_palette(
         else:
             share = _palette_share(frame[90:], board.style.palette)
         assert share > 0.4, f"{shot.id}: palette share {share:.2f}"
+
+
+def _measured(run_id: Any) -> dict[str, float]:
+    """Seconds of the run's finished (not Cached) steps per stage, read from the server
+    independently of flows/history.py."""
+    from reelflow.render.estimates import KINDS, kind_of
+
+    totals = {"images": 0.0, "clips": 0.0, "edit": 0.0}
+    states = task_runs(run_id)
+    for run in states:
+        kind = kind_of(run.name)
+        if kind and run.state_name == "Completed":
+            totals[KINDS[kind][0]] += (run.end_time - run.start_time).total_seconds()
+    return totals
+
+
+@pytest.mark.slow
+def test_seed_estimate_from_an_earlier_run_is_within_35_percent(
+    seed_run: dict[str, Any], s3_settings: Any
+) -> None:
+    """The estimate from one earlier run of another project at the same profile (the steps'
+    seconds per unit of work) against the seed's measured step time, images and clips; the run
+    manifest keeps the flow's own estimate beside the actual time."""
+    estimate, measured = seed_run["estimate"], _measured(seed_run["run_id"])
+    assert estimate.from_history and estimate.runs >= 1, estimate.basis
+    assert "earlier run" in estimate.basis and "previz" in estimate.basis
+    for stage in ("images", "clips"):
+        expected, actual = estimate.stages[stage].expected, measured[stage]
+        assert actual > 0, measured
+        assert abs(expected - actual) <= 0.35 * actual, (stage, expected, actual, estimate)
+        assert estimate.stages[stage].low <= expected <= estimate.stages[stage].high
+    assert any(line.strip().startswith("total") for line in estimate.lines())
+
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    manifest = store.get_json(seed_run["result"].manifest_key)
+    kept = manifest["estimate"]
+    assert kept["from_history"] and kept["profile"] == "previz"
+    for stage in ("images", "clips"):
+        side = kept["stages"][stage]
+        assert side["low"] <= side["expected"] <= side["high"]
+        assert side["actual"] == pytest.approx(measured[stage], rel=0.05, abs=0.5)
+
+
+@pytest.mark.slow
+def test_plan_estimate_reads_the_history_or_says_there_is_none(
+    seed_run: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`reelflow plan --estimate` on this session's Prefect server: previz has runs (the two
+    above), `full` has none here, and says so; the price of a GPU-hour is read when set."""
+    from cli.main import main
+
+    monkeypatch.setenv("REELFLOW_GPU_HOUR_PRICE", "2.50 USD")
+    assert main(["plan", str(SEED), "--profile", "previz", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate (from " in out and "at profile previz on cpu" in out
+    for stage in ("images", "clips", "edit", "total"):
+        assert any(line.strip().startswith(stage + " ") and "~" in line and " to " in line
+                   for line in out.splitlines()), (stage, out)
+    assert "on cpu: no GPU-hours" in out
+    assert main(["plan", str(SEED), "--profile", "full", "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "no history for profile full on " in out and "declared rule" in out
+    assert ("GPU-hours" in out) and ("2.50 USD per GPU-hour" in out or "on cpu" in out)

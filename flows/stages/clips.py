@@ -199,6 +199,7 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
             description += "\n**Drifting from the approved still:** " + "; ".join(
                 f"{shot} ({', '.join(frames)})" for shot, frames in clips.drifting.items()
             )
+        description += run.estimate_note("clips")
     answer, record = wait_for_review(
         "clips", round_, ClipsReview, description=description, policy=run.policy,
         checks_passed=True,

@@ -237,6 +237,7 @@ def images_material(
         if off_model:
             description += "\n**Identity under threshold:** " + "; ".join(off_model.values())
         description += "\n" + identity_markdown(stills.identity, identity_threshold)
+        description += run.estimate_note("images")
     return scores, off_model, description
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
+from flows.history import estimate_and_actual
 from flows.stages.clips import Clips
 from flows.stages.delivery import Delivery
 from flows.stages.images import Stills
@@ -73,6 +74,7 @@ def _record(run: RunContext, stills: Stills, clips: Clips, delivery: Delivery) -
         characters=run.characters,
         identity=stills.identity.model_dump(mode="json") if stills.identity else {},
         trims=edit_trims(store, delivery.edit_key),
+        estimate=estimate_and_actual(run.estimate),
     )
     parents = [*run.storyboard_keys, delivery.master_key, *delivery.versions.values()]
     manifest_key = store.put_json(

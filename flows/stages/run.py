@@ -16,6 +16,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from blocks.models import ImageModel, VideoModel
 from flows.gates import Approval, ApprovalRecord
+from flows.history import estimate_this_run
+from reelflow.render.estimates import Estimate, Stage
 from reelflow.render.identity import IDENTITY_THRESHOLD, default_clip_model
 from reelflow.render.inputs import check_backends, check_inputs
 from reelflow.render.jobs import ExportSpec, RunFacts, SpokenLine, resolve_run_facts
@@ -51,6 +53,17 @@ class RunContext:
     steps_done: int = 0
     characters: dict[str, str] = field(default_factory=dict)  # library character -> version
     clip_model: str | None = None  # local CLIP model for identity checks (else perceptual)
+    estimate: Estimate | None = None  # from the studio's history, made in step 1
+
+    def estimate_note(self, done: Stage | None = None) -> str:
+        """The estimate as a gate's description shows it: every stage (``done`` None, the
+        storyboard gate), else the stages after ``done``."""
+        if self.estimate is None:
+            return ""
+        if done is None:
+            return "\n\n" + self.estimate.markdown("Estimate: images, clips and edit")
+        rest = self.estimate.remaining(done)
+        return "\n\n" + rest.markdown(f"Estimate of what is left ({', '.join(rest.stages)})")
 
     @property
     def facts(self) -> RunFacts:
@@ -155,6 +168,8 @@ def start_run(
         clip_model=default_clip_model(),
     )
     run.publish(board)
+    run.estimate = estimate_this_run(board, profile, render_profile)
+    get_run_logger().info("\n".join(run.estimate.lines()))
     return run
 
 

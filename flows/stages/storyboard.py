@@ -16,6 +16,7 @@ def review_storyboard(run: RunContext) -> None:
     if run.attended:
         with step("review material", "storyboard gate"):
             description = storyboard_review(run.board, run.storyboard_keys[-1])
+        description += run.estimate_note()
     answer, record = wait_for_review(
         "storyboard",
         1,

@@ -46,3 +46,6 @@ class RunManifest(BaseModel):
     characters: dict[str, str] = {}  # library character -> version rendered with
     identity: dict[str, Any] = {}  # {"method": ..., "scores": {shot: [per variant]}}
     trims: dict[str, dict[str, Any]] = {}  # shot -> waste trimmed by the edit (see edit_trims)
+    #: per stage the estimate made before the run (expected, low, high) beside the step time it
+    #: took (actual), seconds; reelflow/render/estimates.py
+    estimate: dict[str, Any] = {}

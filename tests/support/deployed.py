@@ -202,8 +202,8 @@ def wait_for_gate(run_id: UUID | str, gate: str, ops: OpsStack, timeout: float =
     return wait_until(f"the run to wait at {gate}", at_gate, timeout, interval=1)
 
 
-def task_states(flow_run_id: UUID | str, timeout: float = 60) -> dict[str, list[str]]:
-    """Task run name -> its state names, oldest first (a resumed run's tasks appear again).
+def task_runs(flow_run_id: UUID | str, timeout: float = 60) -> list[Any]:
+    """The flow run's task runs, once settled on the server.
 
     Task states reach the server as events, a moment after the flow run's own state: wait until
     every task run is final and two reads a second apart agree.
@@ -221,9 +221,14 @@ def task_states(flow_run_id: UUID | str, timeout: float = 60) -> dict[str, list[
         seen = sorted((str(r.id), r.state.name if r.state else "?") for r in runs)
         settled = all(r.state and r.state.is_final() for r in runs) and seen == previous
         if settled or time.monotonic() > deadline:
-            break
+            return runs
         previous = seen
         time.sleep(1)
+
+
+def task_states(flow_run_id: UUID | str, timeout: float = 60) -> dict[str, list[str]]:
+    """Task run name -> its state names, oldest first (a resumed run's tasks appear again)."""
+    runs = task_runs(flow_run_id, timeout)
     states: dict[str, list[str]] = {}
     for run in sorted(runs, key=lambda r: r.expected_start_time or r.created):
         states.setdefault(run.name, []).append(run.state.name if run.state else "?")

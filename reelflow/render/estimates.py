@@ -1,0 +1,302 @@
+"""How long a film will take, and what it will cost, from the studio's own history.
+
+Why here (plain Python, no Prefect): the work of a film is counted from its storyboard and
+profile (:func:`plan_work`: per step, in units that scale with what the step does, e.g. a
+variant's steps x megapixels); earlier runs' step durations (which the Prefect server keeps, read
+by flows/history.py) become seconds per unit (:class:`Sample`); :func:`estimate` multiplies the
+two per kind of step and adds them per stage. Without history for this profile and device, a
+declared rule (:data:`RULES`) stands in, and the estimate says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from reelflow.render.jobs.builders import generation_size, needs_image, shot_video
+from reelflow.render.profiles import RenderProfile
+from reelflow.storyboard import Storyboard
+
+__all__ = [
+    "KINDS",
+    "PRICE_ENV",
+    "RULES",
+    "STAGES",
+    "Estimate",
+    "Sample",
+    "StageEstimate",
+    "WorkItem",
+    "estimate",
+    "kind_of",
+    "plan_work",
+    "price_per_gpu_hour",
+]
+
+Stage = Literal["images", "clips", "edit"]
+STAGES: tuple[Stage, ...] = ("images", "clips", "edit")
+
+#: the kind of a step (its task run name's prefix: `variants-s01`, `clip-s01`) -> its stage,
+#: and what one unit of its work is
+KINDS: dict[str, tuple[Stage, str]] = {
+    "variants": ("images", "step·megapixel"),
+    "hires": ("images", "step·megapixel"),
+    "frame": ("clips", "megapixel"),
+    "clip": ("clips", "frame·megapixel"),
+    "assemble-film": ("edit", "frame·megapixel"),
+    "cover": ("edit", "megapixel"),
+    "version": ("edit", "frame·megapixel"),
+}
+
+#: the declared rule, seconds per unit, when the studio has no history for a profile and device:
+#: rough figures (a tiny or previz step on a CPU core; SD-class sampling on a 24 GB GPU), hence
+#: the wide range (:data:`RULE_RANGE`)
+RULES: dict[str, dict[str, float]] = {
+    "cpu": {"variants": 2.0, "hires": 2.0, "frame": 1.0, "clip": 0.05,
+            "assemble-film": 0.02, "cover": 1.0, "version": 0.02},
+    "cuda": {"variants": 0.15, "hires": 0.15, "frame": 0.5, "clip": 0.02,
+             "assemble-film": 0.01, "cover": 0.5, "version": 0.01},
+}  # fmt: skip
+RULE_RANGE = (0.5, 3.0)
+#: the narrowest range history gives (a single earlier step says little about spread)
+MIN_SPREAD = 0.2
+#: an animatic transition draws two pictures per frame (a morph from one panel to the other)
+MORPH_WEIGHT = 2.0
+#: the price of one GPU-hour, e.g. `2.50` or `2.50 USD`
+PRICE_ENV = "REELFLOW_GPU_HOUR_PRICE"
+
+
+class WorkItem(BaseModel):
+    """One step of a film's work: its task run name (`*` where the name is not known before the
+    run, e.g. versions), kind, stage and size in its kind's units."""
+
+    task: str
+    kind: str
+    stage: Stage
+    units: float
+
+
+class Sample(BaseModel):
+    """One finished step of an earlier run: how long it ran for how many units."""
+
+    kind: str
+    seconds: float
+    units: float
+    run: str = ""  # the flow run it belongs to
+
+
+class StageEstimate(BaseModel):
+    expected: float
+    low: float
+    high: float
+
+
+class Estimate(BaseModel):
+    """Seconds per stage (the steps' own time, one after another on one device), with a range;
+    `basis` says where the rates come from."""
+
+    profile: str
+    device: str
+    stages: dict[str, StageEstimate]
+    basis: str
+    from_history: bool
+    runs: int = 0  # earlier runs the history came from
+    price: float | None = None  # per GPU-hour
+    currency: str = ""
+
+    @property
+    def total(self) -> StageEstimate:
+        parts = self.stages.values()
+        return StageEstimate(expected=sum(p.expected for p in parts),
+                             low=sum(p.low for p in parts), high=sum(p.high for p in parts))
+
+    @property
+    def gpu_hours(self) -> float:
+        """Hours the device is busy (0 on a CPU: no GPU is held)."""
+        return self.total.expected / 3600 if self.device.startswith("cuda") else 0.0
+
+    def remaining(self, after: Stage) -> Estimate:
+        """The estimate of the stages after ``after`` (what a later gate still has to run)."""
+        rest = STAGES[STAGES.index(after) + 1:]
+        return self.model_copy(update={"stages": {s: self.stages[s] for s in rest
+                                                  if s in self.stages}})
+
+    def lines(self) -> list[str]:
+        """The estimate as plain lines: one per stage, then the film's total and its cost."""
+        out = [f"estimate ({self.basis}):"]
+        for name, stage in [*self.stages.items(), ("total", self.total)]:
+            out.append(f"  {name:<7} ~{_duration(stage.expected)} "
+                       f"({_duration(stage.low)} to {_duration(stage.high)})")
+        out.append("  " + self.cost_line())
+        return out
+
+    def cost_line(self) -> str:
+        if not self.device.startswith("cuda"):
+            return f"on {self.device}: no GPU-hours"
+        hours = self.gpu_hours
+        line = f"{hours:.3f} GPU-hours on {self.device}"
+        if self.price is not None:
+            money = hours * self.price
+            low, high = (self.total.low / 3600 * self.price, self.total.high / 3600 * self.price)
+            unit = f" {self.currency}" if self.currency else ""
+            line += (f", ~{money:.2f}{unit} ({low:.2f} to {high:.2f}) at "
+                     f"{self.price:g}{unit} per GPU-hour")
+        else:
+            line += f" (set {PRICE_ENV} for the price)"
+        return line
+
+    def markdown(self, title: str = "Estimate") -> str:
+        """The estimate as a gate's description shows it: a table of stages."""
+        rows = [f"**{title}** ({self.basis})", "", "| stage | expected | range |",
+                "|---|---|---|"]
+        for name, stage in [*self.stages.items(), ("total", self.total)]:
+            rows.append(f"| {name} | {_duration(stage.expected)} | "
+                        f"{_duration(stage.low)} to {_duration(stage.high)} |")
+        return "\n".join([*rows, "", self.cost_line()])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def kind_of(task_name: str) -> str | None:
+    """The kind of a step from its task run name (`variants-s01` -> `variants`), None for
+    steps the estimate does not count (scores, uploads)."""
+    for kind in sorted(KINDS, key=len, reverse=True):
+        if task_name == kind or task_name.startswith(kind + "-"):
+            return kind
+    return None
+
+
+def plan_work(board: Storyboard, profile: RenderProfile) -> list[WorkItem]:
+    """The film's steps and their sizes, from the storyboard and the profile alone (what the
+    storyboard gate knows, before any model is loaded)."""
+    style = board.style
+    width, height = generation_size(board, profile)
+    steps = profile.steps or style.steps
+    variants = profile.variants or style.variants
+    still = width * height / 1e6
+    film = board.width * board.height / 1e6
+    video_steps = float(profile.video_options.get("steps", 1))
+    items: list[WorkItem] = []
+
+    def add(task: str, units: float) -> None:
+        kind = kind_of(task) or task
+        items.append(WorkItem(task=task, kind=kind, stage=KINDS[kind][0], units=units))
+
+    for shot in board.shots:
+        if needs_image(shot):
+            add(f"variants-{shot.id}", variants * steps * still)
+            if profile.hires_fix and profile.image_model != "previz":
+                strength_steps = max(1.0, steps * profile.hires_strength)
+                add(f"hires-{shot.id}", strength_steps * still * profile.hires_scale**2)
+        for ref in (shot.first_frame, shot.last_frame):
+            if ref is not None:
+                add(f"frame-{shot.id}-from-{ref.shot}", film)
+        morph = not needs_image(shot) and shot_video(board, shot, profile.video_backend
+                                                    ).backend == "animatic"
+        add(f"clip-{shot.id}", shot.duration * board.fps * film * video_steps
+            * (MORPH_WEIGHT if morph else 1.0))
+    frames = board.duration * board.fps * film
+    add("assemble-film", frames)
+    add("cover-*", film)
+    add("version-*", frames)
+    return items
+
+
+def estimate(
+    work: Sequence[WorkItem],
+    samples: Iterable[Sample],
+    *,
+    profile: str,
+    device: str,
+    price: float | None = None,
+    currency: str = "",
+) -> Estimate:
+    """Seconds per stage: each step's units times its kind's seconds per unit in ``samples``
+    (their seconds over their units; the range from the steps' spread, at least ±MIN_SPREAD),
+    else the declared rule for ``device`` (range RULE_RANGE). ``samples`` are this profile's
+    and device's history."""
+    rates: dict[str, list[float]] = {}
+    totals: dict[str, list[float]] = {}  # kind -> [seconds, units]
+    runs: set[str] = set()
+    for sample in samples:
+        if sample.units > 0 and sample.seconds >= 0:
+            rates.setdefault(sample.kind, []).append(sample.seconds / sample.units)
+            total = totals.setdefault(sample.kind, [0.0, 0.0])
+            total[0] += sample.seconds
+            total[1] += sample.units
+            runs.add(sample.run)
+    rule = RULES["cuda" if device.startswith("cuda") else "cpu"]
+    stages = {s: StageEstimate(expected=0.0, low=0.0, high=0.0) for s in STAGES}
+    declared: set[str] = set()
+    for item in work:
+        found = rates.get(item.kind)
+        if found:  # all the kind's seconds over all its units: a slow kind of shot counts
+            seconds, units = totals[item.kind]
+            mid = seconds / units
+            low = min(min(found), mid * (1 - MIN_SPREAD))
+            high = max(max(found), mid * (1 + MIN_SPREAD))
+        else:
+            declared.add(item.kind)
+            mid = rule[item.kind]
+            low, high = mid * RULE_RANGE[0], mid * RULE_RANGE[1]
+        stage = stages[item.stage]
+        stage.expected += item.units * mid
+        stage.low += item.units * low
+        stage.high += item.units * high
+    counted = sum(len(v) for v in rates.values())
+    if not rates:
+        basis = (f"no history for profile {profile} on {device} in this studio's runs; "
+                 f"declared rule: {_rule_text(rule)}")
+    else:
+        basis = (f"from {counted} steps of {len(runs)} earlier run(s) at profile {profile} "
+                 f"on {device}")
+        if declared:
+            basis += f"; declared rule for {', '.join(sorted(declared))} (no history)"
+    return Estimate(profile=profile, device=device, stages=stages, basis=basis,
+                    from_history=bool(rates), runs=len(runs), price=price, currency=currency)
+
+
+def _rule_text(rule: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {rule[kind]:g} s per {KINDS[kind][1]}"
+                     for kind in ("variants", "clip", "version"))
+
+
+def price_per_gpu_hour(env: dict[str, str] | None = None) -> tuple[float | None, str]:
+    """The configured price of a GPU-hour (`REELFLOW_GPU_HOUR_PRICE=2.50 USD`), else None."""
+    text = (env if env is not None else os.environ).get(PRICE_ENV, "").strip()
+    if not text:
+        return None, ""
+    amount, _, currency = text.partition(" ")
+    try:
+        return float(amount), currency.strip()
+    except ValueError:
+        raise ValueError(f"{PRICE_ENV}={text!r}: expected a number, e.g. 2.50 or '2.50 USD'")\
+            from None
+
+
+class WorkRecord(BaseModel):
+    """What a run stores beside its steps so later estimates can read them: its profile,
+    device, and each step's units by task run name (`*` names: by kind)."""
+
+    profile: str
+    device: str
+    units: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, work: Sequence[WorkItem], profile: str, device: str) -> WorkRecord:
+        return cls(profile=profile, device=device, units={i.task: i.units for i in work})
+
+    def units_of(self, task_name: str) -> float | None:
+        """A finished step's units, by its task run name (a version by its kind's entry)."""
+        if task_name in self.units:
+            return self.units[task_name]
+        kind = kind_of(task_name)
+        return self.units.get(f"{kind}-*") if kind else None
