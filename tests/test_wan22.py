@@ -91,6 +91,36 @@ def test_tiny_wan22_ti2v_renders_first_frame_clips_and_refuses_a_last_frame(
 
 
 @pytest.mark.slow
+def test_a_wan_clip_whose_decode_fails_resumes_from_its_kept_latents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wan keeps each window's latents before its chunked decode (as LTX does): a decode that
+    fails is retried from them without sampling again, and gives the pipeline's own picture."""
+    from reelflow.media.frames import iter_frames
+    from reelflow.motion.backends import get_backend
+    from reelflow.motion.latents import FAIL_DECODE_ENV, FolderLatents
+    from reelflow.motion.tiny_wan import build_tiny_wan22_ti2v
+
+    model = build_tiny_wan22_ti2v(tmp_path / "tiny-wan22-ti2v")
+    backend = get_backend("wan22-ti2v", model=str(model), decode_chunk=1, **TINY_OPTIONS)
+    assert backend.saves_latents and backend.decode_settings is not None
+    whole = backend.render_shot(_request(tmp_path), tmp_path / "whole.mp4")  # one pipeline call
+    sampled = backend.sampled_windows
+    kept = FolderLatents(tmp_path / "latents")
+    monkeypatch.setenv(FAIL_DECODE_ENV, str(tmp_path / "failed-once"))
+    with pytest.raises(RuntimeError, match="injected"):
+        backend.render_shot(_request(tmp_path), tmp_path / "clip.mp4", latents=kept)
+    assert backend.sampled_windows == sampled + 1 and kept.load(0) is not None
+    info = backend.render_shot(_request(tmp_path), tmp_path / "clip.mp4", latents=kept)
+    assert backend.sampled_windows == sampled + 1  # decoded from the kept latents
+    assert info.frame_count == whole.frame_count == 12
+    a = np.stack(list(iter_frames(tmp_path / "whole.mp4"))).astype(float)
+    b = np.stack(list(iter_frames(tmp_path / "clip.mp4"))).astype(float)
+    psnr = 10 * np.log10(255.0**2 / max(float(np.mean((a - b) ** 2)), 1e-9))
+    assert psnr > 30, psnr  # chunked decode of the kept latents = the pipeline's own decode
+
+
+@pytest.mark.slow
 def test_vace_conditions_on_the_reference_images(tmp_path: Path) -> None:
     """The reference images reach the pipeline: with one, another clip (same seed; the tiny
     model's random weights tell a reference from none, hardly one colour from another);

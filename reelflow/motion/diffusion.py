@@ -556,6 +556,7 @@ class WanBackend(DiffusionVideoBackend):
     default_steps = 30
     default_guidance = 5.0
     default_negative = "blurry, static, distorted, low quality, jittery"
+    saves_latents = True
 
     def _compression(self) -> tuple[int, int]:
         p = self.pipe
@@ -599,7 +600,11 @@ class WanBackend(DiffusionVideoBackend):
                 )
         return super()._generated(first, last, request, size, latents)
 
-    def _call(
+    def _extra_call_args(self) -> dict[str, Any]:
+        """Further pipeline arguments of a checkpoint's shape (Wan 2.2's second guidance)."""
+        return {}
+
+    def _invoke(
         self,
         first: Image.Image,
         last: Image.Image | None,
@@ -609,14 +614,16 @@ class WanBackend(DiffusionVideoBackend):
         height: int,
         request: ClipRequest,
         seed: int,
-    ) -> np.ndarray:
+        output_type: str,
+    ) -> Any:
+        """One pipeline call starting on ``first`` (ending on ``last``), its output as asked."""
         pipe = self.pipe
-        kwargs: dict[str, Any] = {}
+        kwargs = self._extra_call_args()
         if last is not None:
             kwargs["last_image"] = last
         assert self._lock is not None
         with self._lock:
-            out = pipe(
+            return pipe(
                 image=first,
                 prompt=self._prompt(request),
                 negative_prompt=request.negative_prompt or self.default_negative,
@@ -630,7 +637,64 @@ class WanBackend(DiffusionVideoBackend):
                     else request.guidance_scale
                 ),
                 generator=self._generator(seed),
-                output_type="np",
+                output_type=output_type,
+                return_dict=False,
                 **kwargs,
-            )
-        return _to_uint8(out.frames)
+            )[0]
+
+    def _call(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> np.ndarray:
+        frames = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
+                              request=request, seed=seed, output_type="np")  # fmt: skip
+        return _to_uint8(frames)
+
+    def _sample(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> dict[str, Any]:
+        import torch
+
+        out = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
+                           request=request, seed=seed, output_type="latent")  # fmt: skip
+        cfg = self.pipe.vae.config  # "latent" output is normalised; kept at the VAE's own scale
+        shape = (1, cfg.z_dim, 1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean).view(shape).to(out.device, out.dtype)
+        std = torch.tensor(cfg.latents_std).view(shape).to(out.device, out.dtype)
+        return {"video": out * std + mean}
+
+    def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
+        """Wan's causal VAE decodes like the pipeline's own decode, a few latent frames at a
+        time (``decode_chunk``)."""
+        import torch
+
+        pipe, lock = self.pipe, self._lock
+        assert lock is not None
+        device = pipe._execution_device
+
+        def decode(part: Any) -> np.ndarray:
+            with lock, torch.inference_mode():
+                part = part.to(device, pipe.vae.dtype)
+                pixels = pipe.vae.decode(part, return_dict=False)[0]
+                frames = pipe.video_processor.postprocess_video(pixels, output_type="np")
+            return _to_uint8(frames)
+
+        yield from decode_in_chunks(
+            decode, tensors["video"], temporal_ratio=pipe.vae_scale_factor_temporal,
+            chunk=self.decode_chunk, context=self.decode_context,
+        )  # fmt: skip

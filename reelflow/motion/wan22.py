@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from reelflow.motion.backends import ClipRequest
 from reelflow.motion.capabilities import WAN22, WAN22_TI2V, BackendCapabilities
-from reelflow.motion.diffusion import WanBackend, _to_uint8
+from reelflow.motion.diffusion import WanBackend
 from reelflow.motion.latents import LatentCache
 
 __all__ = ["Wan22Backend", "Wan22TI2VBackend"]
@@ -78,42 +77,6 @@ class Wan22Backend(WanBackend):
         if self.guidance_scale_2 is None:
             return {}
         return {"guidance_scale_2": self.guidance_scale_2}
-
-    def _call(
-        self,
-        first: Image.Image,
-        last: Image.Image | None,
-        *,
-        num_frames: int,
-        width: int,
-        height: int,
-        request: ClipRequest,
-        seed: int,
-    ) -> np.ndarray:
-        pipe = self.pipe
-        extra = self._extra_call_args()
-        if last is not None:
-            extra["last_image"] = last
-        assert self._lock is not None
-        with self._lock:
-            out = pipe(
-                image=first,
-                prompt=self._prompt(request),
-                negative_prompt=request.negative_prompt or self.default_negative,
-                width=width,
-                height=height,
-                num_frames=num_frames,
-                num_inference_steps=request.steps or self.steps,
-                guidance_scale=(
-                    self.guidance_scale
-                    if request.guidance_scale is None
-                    else request.guidance_scale
-                ),
-                generator=self._generator(seed),
-                output_type="np",
-                **extra,
-            )
-        return _to_uint8(out.frames)
 
 
 class Wan22TI2VBackend(Wan22Backend):
