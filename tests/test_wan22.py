@@ -91,33 +91,62 @@ def test_tiny_wan22_ti2v_renders_first_frame_clips_and_refuses_a_last_frame(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ["wan22-ti2v", "wan-vace"])
 def test_a_wan_clip_whose_decode_fails_resumes_from_its_kept_latents(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend_name: str
 ) -> None:
     """Wan keeps each window's latents before its chunked decode (as LTX does): a decode that
-    fails is retried from them without sampling again, and gives the pipeline's own picture."""
+    fails is retried from them without sampling again, and its picture is the one a single
+    whole decode makes (VACE: the reference's latent frame left out, not decoded)."""
     from reelflow.media.frames import iter_frames
     from reelflow.motion.backends import get_backend
     from reelflow.motion.latents import FAIL_DECODE_ENV, FolderLatents
-    from reelflow.motion.tiny_wan import build_tiny_wan22_ti2v
+    from reelflow.motion.tiny_wan import build_tiny_wan22_ti2v, build_tiny_wan_vace
 
-    model = build_tiny_wan22_ti2v(tmp_path / "tiny-wan22-ti2v")
-    backend = get_backend("wan22-ti2v", model=str(model), decode_chunk=1, **TINY_OPTIONS)
+    build = build_tiny_wan22_ti2v if backend_name == "wan22-ti2v" else build_tiny_wan_vace
+    model = build(tmp_path / backend_name)
+    backend = get_backend(backend_name, model=str(model), decode_chunk=1, **TINY_OPTIONS)
     assert backend.saves_latents and backend.decode_settings is not None
-    whole = backend.render_shot(_request(tmp_path), tmp_path / "whole.mp4")  # one pipeline call
+    ref = tmp_path / "ref.png"
+    Image.new("RGB", (48, 48), "red").save(ref)
+    refs = [ref] if backend_name == "wan-vace" else []
+    backend.decode_chunk = 1000  # the whole window's latents in one decode, as the pipeline
+    whole = backend.render_shot(_request(tmp_path, reference_images=refs), tmp_path / "w.mp4")
+    backend.decode_chunk = 1
     sampled = backend.sampled_windows
     kept = FolderLatents(tmp_path / "latents")
     monkeypatch.setenv(FAIL_DECODE_ENV, str(tmp_path / "failed-once"))
     with pytest.raises(RuntimeError, match="injected"):
-        backend.render_shot(_request(tmp_path), tmp_path / "clip.mp4", latents=kept)
+        backend.render_shot(_request(tmp_path, reference_images=refs), tmp_path / "clip.mp4",
+                            latents=kept)  # fmt: skip
     assert backend.sampled_windows == sampled + 1 and kept.load(0) is not None
-    info = backend.render_shot(_request(tmp_path), tmp_path / "clip.mp4", latents=kept)
+    assert kept.load(0)["video"].shape[2] == 3  # 9 frames: 3 latent frames, no reference's
+    info = backend.render_shot(_request(tmp_path, reference_images=refs), tmp_path / "clip.mp4",
+                               latents=kept)  # fmt: skip
     assert backend.sampled_windows == sampled + 1  # decoded from the kept latents
     assert info.frame_count == whole.frame_count == 12
-    a = np.stack(list(iter_frames(tmp_path / "whole.mp4"))).astype(float)
+    a = np.stack(list(iter_frames(tmp_path / "w.mp4"))).astype(float)
     b = np.stack(list(iter_frames(tmp_path / "clip.mp4"))).astype(float)
-    psnr = 10 * np.log10(255.0**2 / max(float(np.mean((a - b) ** 2)), 1e-9))
-    assert psnr > 30, psnr  # chunked decode of the kept latents = the pipeline's own decode
+    assert _psnr(a, b) > 30  # decoded a latent frame at a time = decoded whole
+
+    # the kept latents are at the VAE's scale, without the reference: the pipeline's own
+    # decode of the same call (output_type="np") gives the same window
+    from reelflow.motion.common import cover_fit, load_rgb
+    from reelflow.motion.diffusion import decode_wan_video
+
+    request = _request(tmp_path, reference_images=refs)
+    if refs:  # VACE reads the render's references from its thread-local
+        backend._local.references = backend.references(request)
+    cond = Image.fromarray(cover_fit(load_rgb(request.image), 64, 32))
+    own = backend._call(cond, None, num_frames=9, width=64, height=32, request=request,
+                        seed=request.seed)  # fmt: skip
+    ours = np.stack(list(decode_wan_video(backend, kept.load(0)["video"])))
+    assert ours.shape == own.shape == (9, 32, 64, 3)
+    assert _psnr(own.astype(float), ours.astype(float)) > 30
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / max(float(np.mean((a - b) ** 2)), 1e-9)))
 
 
 @pytest.mark.slow

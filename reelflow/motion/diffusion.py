@@ -668,33 +668,44 @@ class WanBackend(DiffusionVideoBackend):
         request: ClipRequest,
         seed: int,
     ) -> dict[str, Any]:
-        import torch
 
         out = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
                            request=request, seed=seed, output_type="latent")  # fmt: skip
-        cfg = self.pipe.vae.config  # "latent" output is normalised; kept at the VAE's own scale
-        shape = (1, cfg.z_dim, 1, 1, 1)
-        mean = torch.tensor(cfg.latents_mean).view(shape).to(out.device, out.dtype)
-        std = torch.tensor(cfg.latents_std).view(shape).to(out.device, out.dtype)
-        return {"video": out * std + mean}
+        return {"video": wan_vae_scale(self.pipe, out)}
 
     def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
-        """Wan's causal VAE decodes like the pipeline's own decode, a few latent frames at a
-        time (``decode_chunk``)."""
-        import torch
+        return decode_wan_video(self, tensors["video"])
 
-        pipe, lock = self.pipe, self._lock
-        assert lock is not None
-        device = pipe._execution_device
 
-        def decode(part: Any) -> np.ndarray:
-            with lock, torch.inference_mode():
-                part = part.to(device, pipe.vae.dtype)
-                pixels = pipe.vae.decode(part, return_dict=False)[0]
-                frames = pipe.video_processor.postprocess_video(pixels, output_type="np")
-            return _to_uint8(frames)
+def wan_vae_scale(pipe: Any, latents: Any) -> Any:
+    """A Wan pipeline's ``"latent"`` output (normalised) at its VAE's own scale, as the
+    pipeline scales them before its decode."""
+    import torch
 
-        yield from decode_in_chunks(
-            decode, tensors["video"], temporal_ratio=pipe.vae_scale_factor_temporal,
-            chunk=self.decode_chunk, context=self.decode_context,
-        )  # fmt: skip
+    cfg = pipe.vae.config
+    shape = (1, cfg.z_dim, 1, 1, 1)
+    mean = torch.tensor(cfg.latents_mean).view(shape).to(latents.device, latents.dtype)
+    std = torch.tensor(cfg.latents_std).view(shape).to(latents.device, latents.dtype)
+    return latents * std + mean
+
+
+def decode_wan_video(backend: DiffusionVideoBackend, video: Any) -> Iterator[np.ndarray]:
+    """Frames of Wan video latents (VAE scale) as the pipeline's own decode makes them, a few
+    latent frames at a time (``decode_chunk``): Wan's VAE is causal like LTX's."""
+    import torch
+
+    pipe, lock = backend.pipe, backend._lock
+    assert lock is not None
+    device = pipe._execution_device
+
+    def decode(part: Any) -> np.ndarray:
+        with lock, torch.inference_mode():
+            part = part.to(device, pipe.vae.dtype)
+            pixels = pipe.vae.decode(part, return_dict=False)[0]
+            frames = pipe.video_processor.postprocess_video(pixels, output_type="np")
+        return _to_uint8(frames)
+
+    yield from decode_in_chunks(
+        decode, video, temporal_ratio=pipe.vae_scale_factor_temporal,
+        chunk=backend.decode_chunk, context=backend.decode_context,
+    )  # fmt: skip

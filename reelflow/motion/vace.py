@@ -19,6 +19,7 @@ each starting on the previous window's last frame (:class:`DiffusionVideoBackend
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +29,12 @@ from PIL import Image
 from reelflow.media.probe import VideoInfo
 from reelflow.motion.backends import ClipRequest
 from reelflow.motion.capabilities import WAN_VACE, BackendCapabilities
-from reelflow.motion.diffusion import DiffusionVideoBackend, _to_uint8
+from reelflow.motion.diffusion import (
+    DiffusionVideoBackend,
+    _to_uint8,
+    decode_wan_video,
+    wan_vae_scale,
+)
 from reelflow.motion.latents import LatentCache
 
 __all__ = ["WanVACEBackend", "control_video"]
@@ -65,6 +71,7 @@ class WanVACEBackend(DiffusionVideoBackend):
     default_steps = 30
     default_guidance = 5.0
     default_negative = "blurry, static, distorted, low quality, jittery"
+    saves_latents = True
 
     def __init__(
         self,
@@ -107,7 +114,7 @@ class WanVACEBackend(DiffusionVideoBackend):
         self._local.references = self.references(request)
         return super()._render(first, last, request, out, latents)
 
-    def _call(
+    def _invoke(
         self,
         first: Image.Image,
         last: Image.Image | None,
@@ -117,13 +124,16 @@ class WanVACEBackend(DiffusionVideoBackend):
         height: int,
         request: ClipRequest,
         seed: int,
-    ) -> np.ndarray:
+        output_type: str,
+    ) -> Any:
+        """One pipeline call: the still (and last frame) in a control video, the shot's
+        references beside it; its output as asked."""
         pipe = self.pipe
         video, mask = control_video(first, last, num_frames)
         references = getattr(self._local, "references", [])
         assert self._lock is not None
         with self._lock:
-            out = pipe(
+            return pipe(
                 video=video,
                 mask=mask,
                 reference_images=references or None,
@@ -140,6 +150,41 @@ class WanVACEBackend(DiffusionVideoBackend):
                     else request.guidance_scale
                 ),
                 generator=self._generator(seed),
-                output_type="np",
-            )
-        return _to_uint8(out.frames)
+                output_type=output_type,
+                return_dict=False,
+            )[0]
+
+    def _call(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> np.ndarray:
+        frames = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
+                              request=request, seed=seed, output_type="np")  # fmt: skip
+        return _to_uint8(frames)
+
+    def _sample(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+    ) -> dict[str, Any]:
+        out = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
+                           request=request, seed=seed, output_type="latent")  # fmt: skip
+        # The reference images ride in front of the video's latent frames: not the clip's.
+        refs = len(getattr(self._local, "references", []))
+        return {"video": wan_vae_scale(self.pipe, out[:, :, refs:])}
+
+    def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
+        return decode_wan_video(self, tensors["video"])
