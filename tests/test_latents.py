@@ -111,6 +111,35 @@ def test_the_latent_upsampler_doubles_the_sampled_latents_before_the_decode(
         "upsampler": str(upsampler), "sampled_at": [64, 32]}
 
 
+def test_an_upsampler_folder_keys_the_clip_by_its_content(tmp_path: Path) -> None:
+    """The upsampler's weights are in the clip's key, not its path: moved, the same clip;
+    retrained, another clip; no upsampler, the key as it always was."""
+    import shutil
+
+    from reelflow.motion.upsample import build_tiny_ltx2_upsampler
+    from reelflow.render.jobs import ClipJob
+    from reelflow.render.jobs.resolve import identify_weights
+
+    first = build_tiny_ltx2_upsampler(tmp_path / "up-a", seed=0)
+    moved = Path(shutil.copytree(first, tmp_path / "elsewhere" / "up-a"))
+    other = build_tiny_ltx2_upsampler(tmp_path / "up-b", seed=1)
+
+    def job(**options: object) -> ClipJob:
+        return identify_weights(ClipJob(
+            project="p", shot="s", duration=1.0, fps=8, width=64, height=32, movement="static",
+            motion_prompt="", backend="ltx2", seed=1,
+            backend_options={"steps": 2, "upsample": True, **options}))  # fmt: skip
+
+    plain = ClipJob(project="p", shot="s", duration=1.0, fps=8, width=64, height=32,
+                    movement="static", motion_prompt="", backend="ltx2", seed=1,
+                    backend_options={"steps": 2, "upsample": True})  # fmt: skip
+    assert job().spec_hash() == plain.spec_hash() and job().upsampler_sha256 is None
+    a, b = job(upsampler=str(first)), job(upsampler=str(moved))
+    assert a.upsampler_sha256 and a.upsampler_sha256 == b.upsampler_sha256
+    assert a.spec_hash() == b.spec_hash()
+    assert job(upsampler=str(other)).spec_hash() != a.spec_hash()
+
+
 def test_a_window_plan_needs_a_long_video_method_for_more_than_one_window() -> None:
     from reelflow.motion.backends import BackendConstraints
     from reelflow.motion.windows import plan_windows

@@ -165,8 +165,10 @@ def identity_view(data: Any) -> Any:
         out["memory"] = pixel_view(out["memory"])  # offloading moves weights: same pixels
         if not out["memory"]:
             out.pop("memory")
-    if out.get("model_sha256") and isinstance(out.get("backend_options"), dict):
-        out["backend_options"] = {k: v for k, v in out["backend_options"].items() if k != "model"}
+    for field, option in (("model_sha256", "model"), ("upsampler_sha256", "upsampler")):
+        if out.get(field) and isinstance(out.get("backend_options"), dict):
+            out["backend_options"] = {k: v for k, v in out["backend_options"].items()
+                                      if k != option}  # fmt: skip
     return out
 
 

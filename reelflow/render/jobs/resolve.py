@@ -83,6 +83,9 @@ def identify_weights(job: J, facts: RunFacts | None = None) -> J:
         updates["controlnet_sha256"] = known(job.controlnet, job.controlnet_sha256)
     if isinstance(job, ClipJob) and isinstance(job.backend_options.get("model"), str):
         updates["model_sha256"] = known(job.backend_options["model"], job.model_sha256)
+    if isinstance(job, ClipJob) and isinstance(job.backend_options.get("upsampler"), str):
+        updates["upsampler_sha256"] = known(job.backend_options["upsampler"],
+                                            job.upsampler_sha256)  # fmt: skip
     return job.model_copy(update=updates)
 
 

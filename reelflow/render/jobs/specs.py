@@ -184,6 +184,9 @@ class ClipJob(Job):
     # keys of every other clip stay what they were.
     characters: dict[str, str] = Field(default_factory=dict, exclude_if=lambda value: not value)
     reference_keys: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
+    # content hash of backend_options["upsampler"] (LTX-2's latent upsampler given as its own
+    # folder; the model's own `latent_upsampler` is inside model_sha256). Left out when unset.
+    upsampler_sha256: str | None = Field(None, exclude_if=lambda value: value is None)
 
     def output_key(self) -> str:
         return keys.clip_key(self.project, self.shot, self.spec_hash())
