@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -69,7 +70,10 @@ def schema() -> int:
               help="expected time of each stage and the film (with a range), GPU-hours and "
               "price ($REELFLOW_GPU_HOUR_PRICE), from the Prefect server's history of this "
               "studio's runs")
-def plan(file: str, profile: str, estimate: bool = False) -> int:
+@click.option("--since", type=click.DateTime(), default=None,
+              help="with --estimate: only runs started from then on (history from before a "
+              "change of machine misleads), e.g. 2026-12-01")
+def plan(file: str, profile: str, estimate: bool = False, since: datetime | None = None) -> int:
     from reelflow.motion.capabilities import capabilities
     from reelflow.render.jobs import (
         PREVIZ,
@@ -123,11 +127,11 @@ def plan(file: str, profile: str, estimate: bool = False) -> int:
         for warning in language_warnings(storyboard, facts.model.family).values():
             print(f"warning: {warning}", file=sys.stderr)
     if estimate:
-        print("\n".join(_estimate(storyboard, profile, render_profile).lines()))
+        print("\n".join(_estimate(storyboard, profile, render_profile, since).lines()))
     return 0
 
 
-def _estimate(storyboard, profile: str, render_profile):  # type: ignore[no-untyped-def]
+def _estimate(storyboard, profile: str, render_profile, since=None):  # type: ignore[no-untyped-def]
     """The film's estimate from the history on the Prefect server (the local stack's unless
     one is configured); a server that does not answer leaves the declared rule, said so."""
     from prefect.client.orchestration import get_client
@@ -144,7 +148,8 @@ def _estimate(storyboard, profile: str, render_profile):  # type: ignore[no-unty
                                          "(reelflow up); " + result.basis})
     try:
         with get_client(sync_client=True) as client:
-            return studio_estimate(client, storyboard, profile, render_profile)
+            return studio_estimate(client, storyboard, profile, render_profile,
+                                   since=since.astimezone(UTC) if since else None)
     except Exception as exc:  # noqa: BLE001 - a plan never fails for want of history
         result = studio_estimate(None, storyboard, profile, render_profile)
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -77,10 +78,12 @@ def _seconds(task_run: Any) -> float | None:
 
 
 def studio_samples(
-    client: Any, profile: str, device: str, *, exclude: Iterable[UUID | str] = ()
+    client: Any, profile: str, device: str, *, exclude: Iterable[UUID | str] = (),
+    since: datetime | None = None,
 ) -> list[Sample]:
     """Seconds and units of every finished step of the recent runs at ``profile`` on
-    ``device`` (Cached steps ran no work and are left out; so are runs in ``exclude``)."""
+    ``device`` (Cached steps ran no work and are left out; so are runs in ``exclude``, and
+    runs started before ``since``: history older than a change of machine misleads)."""
     from prefect.client.schemas.filters import (
         FlowFilter,
         FlowFilterName,
@@ -97,6 +100,8 @@ def studio_samples(
         flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW])),
         sort=FlowRunSort.START_TIME_DESC, limit=RECENT_RUNS,
     )
+    if since is not None:
+        runs = [r for r in runs if r.start_time and r.start_time >= since]
     records = {str(r.id): rec for r in runs if str(r.id) not in skip
                and (rec := _record_of(r)) and rec.profile == profile and rec.device == device}
     if not records:
@@ -120,13 +125,13 @@ def studio_samples(
 
 def studio_estimate(
     client: Any | None, board: Storyboard, profile_name: str, profile: RenderProfile, *,
-    exclude: Iterable[UUID | str] = (),
+    exclude: Iterable[UUID | str] = (), since: datetime | None = None,
 ) -> Estimate:
     """The film's estimate from the studio's history (``client``: a sync Prefect client; None:
-    no server to ask, so the declared rule)."""
+    no server to ask, so the declared rule; ``since``: only runs started from then on)."""
     record = work_record(board, profile_name, profile)
-    samples = studio_samples(client, profile_name, record.device, exclude=exclude) if client \
-        else []
+    samples = studio_samples(client, profile_name, record.device, exclude=exclude,
+                             since=since) if client else []  # fmt: skip
     price, currency = price_per_gpu_hour()
     return estimate(plan_work(board, profile), samples, profile=profile_name,
                     device=record.device, price=price, currency=currency)
