@@ -168,6 +168,22 @@ def test_auto_run_of_the_same_storyboard_is_all_cached(
     assert expensive["clip-b"] == ["Cached"]
 
 
+def test_deployed_run_with_a_bad_parameter_fails_at_step_one(ops: OpsStack) -> None:
+    """A run started from the UI (a deployment run on a worker, no CLI in between) is checked
+    by the flow's first step: the CLI's one line, and no task ran."""
+    from reelflow.errors import InputError
+    from reelflow.render.inputs import check_inputs
+
+    with pytest.raises(InputError) as cli:
+        check_inputs(board("ops-film"), profile="test", quality_threshold=5)
+    run_id = _trigger({"storyboard": board("ops-film"), "approval": "auto", "profile": "test",
+                       "quality_threshold": 5})
+    final = wait_for_state(run_id, {"Failed"}, ops, timeout=240)
+    assert str(cli.value) == "quality_threshold 5: must be in 0..1"
+    assert str(cli.value) in (final.state.message or ""), final.state.message
+    assert task_states(run_id) == {}  # nothing ran, not even a publish
+
+
 def test_fan_out_renders_shots_as_render_shot_runs_on_the_gpu_pool(ops: OpsStack) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
