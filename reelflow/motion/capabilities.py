@@ -247,12 +247,12 @@ WAN_VACE = declare(BackendCapabilities(
 
 SKYREELS_DF = declare(BackendCapabilities(
     name="skyreels-v2-df",
-    description="SkyReels-V2 diffusion forcing (image-to-video): extends a shot past one "
-    "window (base_num_frames, overlap_history, ar_step) without restarting from a last frame.",
+    description="SkyReels-V2 diffusion forcing (reelflow/motion/skyreels.py, image-to-video): "
+    "the whole shot in one call, extended past one window (base_num_frames, overlap_history, "
+    "ar_step, addnoise_condition) without restarting from a last frame. First frame only: "
+    "the pipeline's last_image fails past one window in diffusers 0.42.1.",
     pipeline="SkyReelsV2DiffusionForcingImageToVideoPipeline",
-    available=False,
-    unavailable_reason=_NOT_WIRED,
-    last_frame=True,  # last_image
+    last_frame=False,
     max_frames=97,  # base_num_frames default
     long_video="diffusion-forcing",
     size_multiple=16,
