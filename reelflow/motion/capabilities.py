@@ -94,7 +94,9 @@ class BackendCapabilities(BaseModel):
         """One line for `reelflow plan`: how a shot of this length and size is rendered."""
         parts = [f"backend {self.name}" + (f" ({self.pipeline})" if self.pipeline else "")]
         windows = self.windows(duration, fps)
-        if windows > 1:
+        if windows > 1 and self.long_video == "diffusion-forcing":  # its windows overlap more
+            parts.append(f"one call, diffusion forcing over windows of {self.max_frames} frames")
+        elif windows > 1:
             parts.append(f"{windows} windows of <= {self.max_frames} frames ({self.long_video})")
         gw, gh = self.generation_size(width, height)
         if (gw, gh) != (width, height):
