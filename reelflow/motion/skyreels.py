@@ -12,7 +12,7 @@ The backend animates the shot's still (image-to-video): the whole shot is one wi
 plan's method ``diffusion-forcing`` (:func:`reelflow.motion.windows.plan_diffusion_forcing`,
 its parameters in the clip's lineage and the clips review). It samples with
 ``output_type="latent"``, so the shot's latents are kept (a failed decode resumes from them)
-and decoded a few latent frames at a time by the Wan VAE (:func:`decode_wan_video`).
+and decoded a few latent frames at a time by the Wan VAE, as :class:`WanBackend` does.
 
 A transition's last frame is refused: in diffusers 0.42.1 ``last_image`` is appended after the
 generated frames and its long-video path fails with a shape error past one window.
@@ -31,18 +31,21 @@ from PIL import Image
 from reelflow.motion.backends import ClipRequest
 from reelflow.motion.capabilities import SKYREELS_DF, BackendCapabilities
 from reelflow.motion.common import cover_fit
-from reelflow.motion.diffusion import DiffusionVideoBackend, decode_wan_video, wan_vae_scale
+from reelflow.motion.diffusion import WanBackend
 from reelflow.motion.latents import LatentCache
 from reelflow.motion.windows import WindowPlan, plan_diffusion_forcing
 
 __all__ = ["SkyReelsDFBackend"]
 
 
-class SkyReelsDFBackend(DiffusionVideoBackend):
+class SkyReelsDFBackend(WanBackend):
     """SkyReels-V2 diffusion forcing, image-to-video. ``max_frames`` is the window
     (``base_num_frames``); ``overlap_history`` frames of history join windows;
     ``addnoise_condition`` noises that history (20 recommended); ``ar_step`` 0 denoises a
-    window's frames together, 5 asynchronously (with ``causal_block_size`` 5)."""
+    window's frames together, 5 asynchronously (with ``causal_block_size`` 5).
+
+    A Wan model underneath (Wan 2.1 VAE, Wan-shaped transformer): sizes, latent scale and the
+    chunked decode are :class:`WanBackend`'s; the call and the one-call plan are its own."""
 
     name = "skyreels-v2-df"
     capabilities: ClassVar[BackendCapabilities] = SKYREELS_DF
@@ -51,8 +54,6 @@ class SkyReelsDFBackend(DiffusionVideoBackend):
     default_fps = 24.0
     default_steps = 30
     default_guidance = 5.0
-    default_negative = "blurry, static, distorted, low quality, jittery"
-    saves_latents = True
     version = "1"
 
     def __init__(
@@ -75,11 +76,6 @@ class SkyReelsDFBackend(DiffusionVideoBackend):
         self.addnoise_condition = addnoise_condition
         self.ar_step = ar_step
         self.causal_block_size = causal_block_size
-
-    def _compression(self) -> tuple[int, int]:
-        p = self.pipe
-        patch = p.transformer.config.patch_size
-        return p.vae_scale_factor_spatial * int(patch[1]), p.vae_scale_factor_temporal
 
     @property
     def identity(self) -> dict[str, str]:
@@ -143,24 +139,6 @@ class SkyReelsDFBackend(DiffusionVideoBackend):
                 fps=round(self.native_fps or request.fps),
                 **args,
             )[0]
-
-    def _sample(
-        self,
-        first: Image.Image,
-        last: Image.Image | None,
-        *,
-        num_frames: int,
-        width: int,
-        height: int,
-        request: ClipRequest,
-        seed: int,
-    ) -> dict[str, Any]:
-        out = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
-                           request=request, seed=seed, output_type="latent")  # fmt: skip
-        return {"video": wan_vae_scale(self.pipe, out)}
-
-    def _decode_window(self, tensors: dict[str, Any], request: ClipRequest) -> Iterator[np.ndarray]:
-        return decode_wan_video(self, tensors["video"])
 
     def _generated(
         self,

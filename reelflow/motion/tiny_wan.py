@@ -80,24 +80,27 @@ def _wan21_vae(seed: int) -> Any:
     )
 
 
+#: the tiny Wan-shaped transformers' dimensions (diffusers' tests): Wan, VACE, SkyReels-V2
+_TINY_DIMS: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "text_dim": 32,
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 32,
+}
+
+
 def _wan_transformer(seed: int, in_channels: int, out_channels: int) -> Any:
     import torch
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
+        in_channels=in_channels, out_channels=out_channels, num_layers=2, **_TINY_DIMS
     )
 
 
@@ -197,21 +200,9 @@ def build_tiny_wan_vace(path: str | Path, seed: int = 0) -> Path:
     tokenizer, text_encoder = tiny_umt5(seed)
     torch.manual_seed(seed)
     transformer = WanVACETransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=3,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-        vace_layers=[0, 2],
-        vace_in_channels=96,
-    )
+        in_channels=16, out_channels=16, num_layers=3, vace_layers=[0, 2], vace_in_channels=96,
+        **_TINY_DIMS,
+    )  # fmt: skip
     pipe = WanVACEPipeline(
         transformer=transformer,
         vae=_wan21_vae(seed),
@@ -244,21 +235,9 @@ def build_tiny_skyreels_df(path: str | Path, seed: int = 0) -> Path:
     tokenizer, text_encoder = tiny_umt5(seed)
     torch.manual_seed(seed)
     transformer = SkyReelsV2Transformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-        inject_sample_info=True,
-        num_frame_per_block=1,
-    )
+        in_channels=16, out_channels=16, num_layers=2, inject_sample_info=True,
+        num_frame_per_block=1, **_TINY_DIMS,
+    )  # fmt: skip
     pipe = SkyReelsV2DiffusionForcingImageToVideoPipeline(
         transformer=transformer,
         vae=_wan21_vae(seed),
