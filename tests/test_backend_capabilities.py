@@ -20,7 +20,7 @@ from reelflow.motion.backends import (
     get_backend,
     register_backend,
 )
-from reelflow.motion.capabilities import ANIMATIC
+from reelflow.motion.capabilities import ANIMATIC, declare
 from reelflow.render.inputs import check_inputs
 from reelflow.render.jobs import clip_job
 from reelflow.render.profiles import get_profile
@@ -75,25 +75,29 @@ def seed_with(tmp_path: Path, style_video: str) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def test_backends() -> None:
-    """Two backends only a test needs: one short window and no long-video method, one that
-    takes exact sizes only (neither exists among the real ones)."""
+    """Backends only a test needs: one short window and no long-video method, one that
+    takes exact sizes only, one declared but not wired (none exists among the real ones)."""
     register_backend("one-window-test", AnimaticBackend, ANIMATIC.model_copy(
         update={"max_frames": 16, "long_video": "none"}))  # fmt: skip
     register_backend("exact-size-test", AnimaticBackend, ANIMATIC.model_copy(
         update={"size_multiple": 64, "snaps_size": False}))  # fmt: skip
+    declare(ANIMATIC.model_copy(update={"name": "unwired-test", "available": False,
+            "unavailable_reason": "declared but not wired in this version"}))  # fmt: skip
 
 
 def test_every_backend_declares_what_it_can_do() -> None:
     names = available_backends()
-    assert {"animatic", "ltx", "wan", "ltx2", "wan22", "wan22-ti2v", "wan-vace"} <= set(names)
+    assert {"animatic", "ltx", "wan", "ltx2", "wan22", "wan22-ti2v", "wan-vace",
+            "skyreels-v2-df"} <= set(names)  # fmt: skip
     for name in names:
         declared = capabilities(name)
         assert isinstance(declared, BackendCapabilities) and declared.name == name
         assert declared.available or "not wired" in declared.unavailable_reason
     assert get_backend("animatic").capabilities is capabilities("animatic")
-    with pytest.raises(BackendNotWired, match="backend skyreels-v2-df is declared but not wired"):
-        get_backend("skyreels-v2-df")
-    for wired in ("ltx2", "wan22", "wan22-ti2v", "wan-vace"):  # motion/ltx2.py, wan22.py, vace.py
+    with pytest.raises(BackendNotWired, match="backend unwired-test is declared but not wired"):
+        get_backend("unwired-test")
+    # motion/ltx2.py, wan22.py, vace.py, skyreels.py
+    for wired in ("ltx2", "wan22", "wan22-ti2v", "wan-vace", "skyreels-v2-df"):
         assert capabilities(wired).available, wired
     with pytest.raises(TypeError, match="must declare its capabilities"):
         register_backend("silent-test", object)  # type: ignore[arg-type]
@@ -102,6 +106,8 @@ def test_every_backend_declares_what_it_can_do() -> None:
     assert ltx2.audio and ltx2.keyframes and ltx2.last_frame and ltx2.size_multiple == 32
     assert vace.reference_images and not ltx2.reference_images
     assert not ti2v.last_frame and ti2v.size_multiple == 32
+    sky = capabilities("skyreels-v2-df")  # the model's own long-video method, first frame only
+    assert sky.long_video == "diffusion-forcing" and not sky.last_frame
 
 
 def test_declarations_follow_the_pinned_diffusers() -> None:
@@ -128,11 +134,12 @@ def test_declarations_follow_the_pinned_diffusers() -> None:
     sky = params("skyreels-v2-df")
     assert sky["base_num_frames"].default == capabilities("skyreels-v2-df").max_frames
     assert sky["fps"].default == capabilities("skyreels-v2-df").native_fps
-    assert {"overlap_history", "ar_step", "last_image"} <= set(sky)
-    from reelflow.motion import diffusion, vace, wan22
+    assert {"overlap_history", "ar_step", "addnoise_condition", "causal_block_size"} <= set(sky)
+    from reelflow.motion import diffusion, skyreels, vace, wan22
 
     wired = {"ltx": diffusion.LTXBackend, "wan": diffusion.WanBackend, "wan22": wan22.Wan22Backend,
-             "wan22-ti2v": wan22.Wan22TI2VBackend, "wan-vace": vace.WanVACEBackend}  # fmt: skip
+             "wan22-ti2v": wan22.Wan22TI2VBackend, "wan-vace": vace.WanVACEBackend,
+             "skyreels-v2-df": skyreels.SkyReelsDFBackend}  # fmt: skip
     for name, cls in wired.items():  # the wired ones' render code uses the declared window
         assert cls.capabilities is capabilities(name)
         assert cls.default_max_frames == capabilities(name).max_frames
@@ -160,7 +167,10 @@ def test_declarations_follow_the_pinned_diffusers() -> None:
         ({"video_a": "{backend: wan, audio: true}"},
          "shot a: backend wan takes no audio (video.audio); backends that do: ltx2", 1),
         ({"video_c": "{backend: skyreels-v2-df}"},
-         "shot c: backend skyreels-v2-df is declared but not wired in this version", 1),
+         "shot c: backend skyreels-v2-df cannot end a clip on a given frame (this shot is a "
+         "first+last-frame transition); backends that can: animatic, ", 1),
+        ({"video_c": "{backend: unwired-test}"},
+         "shot c: backend unwired-test is declared but not wired in this version", 1),
     ],
 )
 def test_validate_refuses_what_a_backend_cannot_do(
@@ -186,11 +196,11 @@ def test_validate_passes_what_the_backends_can_do(
     code, out = validate(tmp_path, ok, capsys)
     assert code == 0, out
     assert out.endswith(": ok (3 shots, 5 s, 160x96@8)")
-    # a shot's own choice overrides the style's: the transition leaves the TI2V model
-    mixed = board(style_video="{backend: skyreels-v2-df}", video_c="{backend: animatic}")
+    # a shot's own choice overrides the style's: the transition leaves the unwired backend
+    mixed = board(style_video="{backend: unwired-test}", video_c="{backend: animatic}")
     lines = validate(tmp_path, mixed, capsys)[1].splitlines()  # a, b still on the unwired one
     assert [ln.split(": ", 1)[1] for ln in lines] == [
-        f"shot {s}: backend skyreels-v2-df is declared but not wired in this version"
+        f"shot {s}: backend unwired-test is declared but not wired in this version"
         for s in "ab"
     ]
     wan = board(style_video="{backend: wan22-ti2v}", video_c="{backend: wan-vace}")
@@ -198,6 +208,26 @@ def test_validate_passes_what_the_backends_can_do(
     assert code == 0, out
     code, out = validate(tmp_path, board(video_c="{backend: animatic}"), capsys)
     assert code == 0, out
+
+
+def test_a_20_s_shot_passes_on_a_backend_with_the_models_own_long_video_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SkyReels-V2 diffusion forcing takes a 20 s shot on its 97-frame (~4 s) window in one
+    call; a backend with a short window and no long-video method refuses it; `plan` says how."""
+    long = board(video_a="{backend: skyreels-v2-df}").replace("duration: 3.0", "duration: 20.0")
+    code, out = validate(tmp_path, long, capsys)
+    assert code == 0, out
+    assert out.endswith(": ok (3 shots, 22 s, 160x96@8)")
+    refused = board(video_a="{backend: one-window-test}").replace("duration: 3.0",
+                                                                  "duration: 20.0")  # fmt: skip
+    code, out = validate(tmp_path, refused, capsys)
+    assert code == 2 and "shot a: backend one-window-test renders at most 2 s" in out
+    path = tmp_path / "long.yaml"
+    path.write_text(long, encoding="utf-8")
+    assert main(["plan", str(path), "--profile", "previz"]) == 0
+    assert ("clip: backend skyreels-v2-df (SkyReelsV2DiffusionForcingImageToVideoPipeline), "
+            "one call, diffusion forcing over windows of 97 frames") in capsys.readouterr().out
 
 
 def test_unknown_backend_is_a_file_line_error(
@@ -234,8 +264,8 @@ def test_check_inputs_refuses_a_generative_backend_without_a_model(tmp_path: Pat
     )
     # a video-model block may give the model: the flow checks again once it is applied
     assert check_inputs(str(path), profile="previz", video_model="ltx-block").storyboard
-    path.write_text(board(video_c="{backend: skyreels-v2-df}"), encoding="utf-8")
-    with pytest.raises(InputError, match="^shot c: backend skyreels-v2-df is declared but not"):
+    path.write_text(board(video_c="{backend: unwired-test}"), encoding="utf-8")
+    with pytest.raises(InputError, match="^shot c: backend unwired-test is declared but not"):
         check_inputs(str(path), profile="previz")
     # the profile (a video-model block's `models`) may give a further backend its model
     path.write_text(board(video_c="{backend: wan-vace}"), encoding="utf-8")

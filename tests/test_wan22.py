@@ -1,11 +1,14 @@
-"""Wan 2.2 (two-expert A14B, TI2V-5B) and Wan VACE as video backends: tiny pipelines built from
-configs (a UMT5 text encoder and tokenizer made in code), saved with `save_pretrained` and
-loaded through `from_pretrained(..., local_files_only=True)`, like a real checkpoint.
+"""Wan 2.2 (two-expert A14B, TI2V-5B), Wan VACE and SkyReels-V2 diffusion forcing as video
+backends: tiny pipelines built from configs (a UMT5 text encoder and tokenizer made in code),
+saved with `save_pretrained` and loaded through `from_pretrained(..., local_files_only=True)`,
+like a real checkpoint.
 
 Through the flow (`test-wan`: the run's backend is a tiny A14B, a shot may choose the tiny
-VACE): a shot with a library character renders on VACE conditioned on the character's
-references, whose version is in the clip's key; changing the reference re-renders exactly
-that shot. TI2V-5B is rendered through its backend's render function.
+VACE or the tiny SkyReels-V2): a shot with a library character renders on VACE conditioned on
+the character's references, whose version is in the clip's key; changing the reference
+re-renders exactly that shot. A shot longer than SkyReels-V2's window renders in one call by
+diffusion forcing, which its lineage and the clips review name. TI2V-5B is rendered through its
+backend's render function.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ shots:
      video: {backend: wan-vace}}
   - {id: street, description: an empty city street, duration: 1.0,
      transition_in: crossfade, transition_duration: 0.25}
+  - {id: road, description: a long snowy road, duration: 1.5, video: {backend: skyreels-v2-df}}
 """
 
 LAN = Character(name="lan", description="a rider in a red jacket", trigger_words=["lanrider"])
@@ -91,21 +95,25 @@ def test_tiny_wan22_ti2v_renders_first_frame_clips_and_refuses_a_last_frame(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend_name", ["wan22-ti2v", "wan-vace"])
+@pytest.mark.parametrize("backend_name", ["wan22-ti2v", "wan-vace", "skyreels-v2-df"])
 def test_a_wan_clip_whose_decode_fails_resumes_from_its_kept_latents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend_name: str
 ) -> None:
     """Wan keeps each window's latents before its chunked decode (as LTX does): a decode that
     fails is retried from them without sampling again, and its picture is the one a single
-    whole decode makes (VACE: the reference's latent frame left out, not decoded)."""
+    whole decode makes (VACE: the reference's latent frame left out, not decoded; SkyReels-V2:
+    the diffusion-forcing pipeline's latents, at the same VAE scale)."""
     from reelflow.media.frames import iter_frames
+    from reelflow.motion import tiny_wan
     from reelflow.motion.backends import get_backend
     from reelflow.motion.latents import FAIL_DECODE_ENV, FolderLatents
-    from reelflow.motion.tiny_wan import build_tiny_wan22_ti2v, build_tiny_wan_vace
 
-    build = build_tiny_wan22_ti2v if backend_name == "wan22-ti2v" else build_tiny_wan_vace
+    build = {"wan22-ti2v": tiny_wan.build_tiny_wan22_ti2v, "wan-vace": tiny_wan.build_tiny_wan_vace,
+             "skyreels-v2-df": tiny_wan.build_tiny_skyreels_df}[backend_name]  # fmt: skip
     model = build(tmp_path / backend_name)
-    backend = get_backend(backend_name, model=str(model), decode_chunk=1, **TINY_OPTIONS)
+    options = {"overlap_history": 5} if backend_name == "skyreels-v2-df" else {}
+    backend = get_backend(backend_name, model=str(model), decode_chunk=1, **TINY_OPTIONS,
+                          **options)  # fmt: skip
     assert backend.saves_latents and backend.decode_settings is not None
     ref = tmp_path / "ref.png"
     Image.new("RGB", (48, 48), "red").save(ref)
@@ -213,11 +221,13 @@ def test_a_vace_clip_key_carries_its_characters_version_and_references() -> None
 
 @pytest.mark.slow
 def test_vace_shot_rerenders_alone_when_its_characters_reference_changes(
-    film_env: dict[str, str], s3_settings: S3Settings
+    film_env: dict[str, str], s3_settings: S3Settings, tmp_path: Path
 ) -> None:
     from flows.produce_video import produce_video
+    from reelflow.media.probe import probe
     from reelflow.render import weights
     from reelflow.render.jobs import resolve_model_path
+    from reelflow.render.review import made_with_line
     from reelflow.storyboard.characters import add_character
 
     store = ArtifactStore(s3_settings.with_bucket("film"))
@@ -248,6 +258,23 @@ def test_vace_shot_rerenders_alone_when_its_characters_reference_changes(
         resolve_model_path("@models/tiny-wan22")
     )
     assert "reference_keys" not in street.spec
+    # 1.5 s at 8 fps on a 9-frame window: one call of 13 frames, diffusion forcing through two
+    # windows (the second re-reads 2 latent frames of history), retimed to the shot's 12 frames
+    road = store.lineage(first["clips"]["road"])
+    assert road.extra["backend"] == "skyreels-v2-df"
+    assert road.extra["backend_identity"]["pipeline"] == (
+        "SkyReelsV2DiffusionForcingImageToVideoPipeline")
+    assert road.extra["window_plan"] == {
+        "method": "diffusion-forcing", "windows": [9, 12], "overlap": 8, "native_fps": 8.0,
+        "output_frames": 12, "generated_frames": 13,
+        "parameters": {"base_num_frames": 9, "overlap_history": 5, "ar_step": 0,
+                       "addnoise_condition": 20.0},
+    }  # fmt: skip
+    assert road.extra["frames"] == 12 and len(road.extra["latents"]) == 1  # one call, kept
+    assert probe(store.get_file(first["clips"]["road"], tmp_path / "road.mp4")).frame_count == 12
+    assert ("2 windows, diffusion forcing in one call (9+12 frames, seams of 8; base_num_frames "
+            "9, overlap_history 5, ar_step 0, addnoise_condition 20) -> 13 generated, "
+            "12 frames") in made_with_line(road.extra)  # the clips review's cell
 
     add_character(store, LAN, {"front.png": png((255, 255, 255))})
     try:
@@ -255,7 +282,7 @@ def test_vace_shot_rerenders_alone_when_its_characters_reference_changes(
     finally:
         add_character(store, LAN, {"front.png": png((0, 0, 0))})
     assert states["clip-rider"] == ["Completed"]
-    assert states["clip-street"] == ["Cached"]
+    assert states["clip-street"] == ["Cached"] and states["clip-road"] == ["Cached"]
     assert second["clips"]["street"] == first["clips"]["street"]
     assert second["clips"]["rider"] != first["clips"]["rider"]
     again = store.lineage(second["clips"]["rider"])
@@ -274,7 +301,14 @@ def test_a_video_model_block_gives_further_backends_their_models() -> None:
     assert backend_video_options(profile, "wan22") == {"steps": 40, "model": "/models/wan22-a14b"}
     assert backend_video_options(profile, "wan-vace") == {"model": "/models/vace", "steps": 30}
     assert backend_video_options(profile, "ltx") == {}
-    with pytest.raises(ValueError, match="backend skyreels-v2-df is declared but not wired"):
-        VideoModel(backend="wan22", models={"skyreels-v2-df": {"model": "x"}})
+    sky = VideoModel(backend="wan22", models={"skyreels-v2-df": {"model": "/models/df"}})
+    assert backend_video_options(sky.apply(get_profile("full")), "skyreels-v2-df") == {
+        "model": "/models/df"}
+    from reelflow.motion.capabilities import ANIMATIC, declare
+
+    declare(ANIMATIC.model_copy(update={"name": "unwired-block-test", "available": False,
+            "unavailable_reason": "declared but not wired in this version"}))  # fmt: skip
+    with pytest.raises(ValueError, match="backend unwired-block-test is declared but not wired"):
+        VideoModel(backend="wan22", models={"unwired-block-test": {"model": "x"}})
     with pytest.raises(ValueError, match="models.wan-vace names no model"):
         VideoModel(backend="wan22", models={"wan-vace": {"steps": 2}})

@@ -276,6 +276,7 @@ _REGISTRY: dict[str, BackendFactory | str] = {
     "wan22": "reelflow.motion.wan22:Wan22Backend",
     "wan22-ti2v": "reelflow.motion.wan22:Wan22TI2VBackend",
     "wan-vace": "reelflow.motion.vace:WanVACEBackend",
+    "skyreels-v2-df": "reelflow.motion.skyreels:SkyReelsDFBackend",
 }
 
 

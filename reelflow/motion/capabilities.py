@@ -94,7 +94,9 @@ class BackendCapabilities(BaseModel):
         """One line for `reelflow plan`: how a shot of this length and size is rendered."""
         parts = [f"backend {self.name}" + (f" ({self.pipeline})" if self.pipeline else "")]
         windows = self.windows(duration, fps)
-        if windows > 1:
+        if windows > 1 and self.long_video == "diffusion-forcing":  # its windows overlap more
+            parts.append(f"one call, diffusion forcing over windows of {self.max_frames} frames")
+        elif windows > 1:
             parts.append(f"{windows} windows of <= {self.max_frames} frames ({self.long_video})")
         gw, gh = self.generation_size(width, height)
         if (gw, gh) != (width, height):
@@ -247,12 +249,12 @@ WAN_VACE = declare(BackendCapabilities(
 
 SKYREELS_DF = declare(BackendCapabilities(
     name="skyreels-v2-df",
-    description="SkyReels-V2 diffusion forcing (image-to-video): extends a shot past one "
-    "window (base_num_frames, overlap_history, ar_step) without restarting from a last frame.",
+    description="SkyReels-V2 diffusion forcing (reelflow/motion/skyreels.py, image-to-video): "
+    "the whole shot in one call, extended past one window (base_num_frames, overlap_history, "
+    "ar_step, addnoise_condition) without restarting from a last frame. First frame only: "
+    "the pipeline's last_image fails past one window in diffusers 0.42.1.",
     pipeline="SkyReelsV2DiffusionForcingImageToVideoPipeline",
-    available=False,
-    unavailable_reason=_NOT_WIRED,
-    last_frame=True,  # last_image
+    last_frame=False,
     max_frames=97,  # base_num_frames default
     long_video="diffusion-forcing",
     size_multiple=16,

@@ -292,11 +292,49 @@ class DiffusionVideoBackend:
         """What the lineage and the review say made a clip: window plan and decode."""
         decode = self.decode_settings
         return {
-            "window_plan": self.window_plan(request).model_dump(mode="json"),
+            # a chained plan has no parameters: its record stays as it was
+            "window_plan": self.window_plan(request).model_dump(mode="json", exclude_none=True),
             "decode": decode.model_dump(mode="json") if decode else None,
         }
 
     # -- rendering -------------------------------------------------------------------------
+    def _pipeline_args(
+        self, request: ClipRequest, *, num_frames: int, width: int, height: int, seed: int,
+        output_type: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The arguments every pipeline here takes alike: prompt and negative prompt, size,
+        frames, steps and guidance (the request's, else the backend's), the seeded generator
+        and the output type. Each backend adds its conditions."""
+        return {
+            "prompt": self._prompt(request),
+            "negative_prompt": request.negative_prompt or self.default_negative,
+            "width": width,
+            "height": height,
+            "num_frames": num_frames,
+            "num_inference_steps": request.steps or self.steps,
+            "guidance_scale": (
+                self.guidance_scale if request.guidance_scale is None else request.guidance_scale
+            ),
+            "generator": self._generator(seed),
+            "output_type": output_type,
+            "return_dict": False,
+        }
+
+    def _invoke(
+        self,
+        first: Image.Image,
+        last: Image.Image | None,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        request: ClipRequest,
+        seed: int,
+        output_type: str,
+    ) -> Any:
+        """One pipeline call starting on ``first`` (ending on ``last``), its output as asked."""
+        raise NotImplementedError
+
     def _call(
         self,
         first: Image.Image,
@@ -308,8 +346,11 @@ class DiffusionVideoBackend:
         request: ClipRequest,
         seed: int,
     ) -> np.ndarray:
-        """One pipeline call: ``num_frames`` uint8 frames starting on ``first``."""
-        raise NotImplementedError
+        """One pipeline call: ``num_frames`` uint8 frames starting on ``first`` (the
+        pipeline's own decode)."""
+        frames = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
+                              request=request, seed=seed, output_type="np")  # fmt: skip
+        return _to_uint8(frames)
 
     def _sample(
         self,
@@ -519,22 +560,10 @@ class LTXBackend(DiffusionVideoBackend):
         with self._lock:
             out = pipe(
                 conditions=conditions,
-                prompt=self._prompt(request),
-                negative_prompt=request.negative_prompt or self.default_negative,
-                width=width,
-                height=height,
-                num_frames=num_frames,
                 frame_rate=round(self.native_fps or request.fps),
-                num_inference_steps=request.steps or self.steps,
-                guidance_scale=(
-                    self.guidance_scale
-                    if request.guidance_scale is None
-                    else request.guidance_scale
-                ),
-                generator=self._generator(seed),
-                output_type="latent",
-                return_dict=False,
-            )[0]
+                **self._pipeline_args(request, num_frames=num_frames, width=width,
+                                      height=height, seed=seed, output_type="latent"),
+            )[0]  # fmt: skip
             vae = pipe.vae  # "latent" output is normalised; kept at the VAE's own scale
             video = pipe._denormalize_latents(out, vae.latents_mean, vae.latents_std,
                                               vae.config.scaling_factor)  # fmt: skip
@@ -621,41 +650,11 @@ class WanBackend(DiffusionVideoBackend):
         kwargs = self._extra_call_args()
         if last is not None:
             kwargs["last_image"] = last
+        args = self._pipeline_args(request, num_frames=num_frames, width=width, height=height,
+                                   seed=seed, output_type=output_type)  # fmt: skip
         assert self._lock is not None
         with self._lock:
-            return pipe(
-                image=first,
-                prompt=self._prompt(request),
-                negative_prompt=request.negative_prompt or self.default_negative,
-                width=width,
-                height=height,
-                num_frames=num_frames,
-                num_inference_steps=request.steps or self.steps,
-                guidance_scale=(
-                    self.guidance_scale
-                    if request.guidance_scale is None
-                    else request.guidance_scale
-                ),
-                generator=self._generator(seed),
-                output_type=output_type,
-                return_dict=False,
-                **kwargs,
-            )[0]
-
-    def _call(
-        self,
-        first: Image.Image,
-        last: Image.Image | None,
-        *,
-        num_frames: int,
-        width: int,
-        height: int,
-        request: ClipRequest,
-        seed: int,
-    ) -> np.ndarray:
-        frames = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
-                              request=request, seed=seed, output_type="np")  # fmt: skip
-        return _to_uint8(frames)
+            return pipe(image=first, **args, **kwargs)[0]
 
     def _sample(
         self,
@@ -668,7 +667,6 @@ class WanBackend(DiffusionVideoBackend):
         request: ClipRequest,
         seed: int,
     ) -> dict[str, Any]:
-
         out = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
                            request=request, seed=seed, output_type="latent")  # fmt: skip
         return {"video": wan_vae_scale(self.pipe, out)}

@@ -190,23 +190,11 @@ class LTX2Backend(DiffusionVideoBackend):
         with self._lock:
             out = pipe(
                 conditions=conditions,
-                prompt=self._prompt(request),
-                negative_prompt=request.negative_prompt or self.default_negative,
-                width=width,
-                height=height,
-                num_frames=num_frames,
                 frame_rate=self._local.frame_rate,
-                num_inference_steps=request.steps or self.steps,
-                guidance_scale=(
-                    self.guidance_scale
-                    if request.guidance_scale is None
-                    else request.guidance_scale
-                ),
-                generator=self._generator(seed),
-                output_type="latent",
-                return_dict=False,
                 max_sequence_length=min(1024, int(pipe.tokenizer.model_max_length)),
-            )
+                **self._pipeline_args(request, num_frames=num_frames, width=width,
+                                      height=height, seed=seed, output_type="latent"),
+            )  # fmt: skip
         video, audio = out
         return {"video": video, "audio": audio}
 

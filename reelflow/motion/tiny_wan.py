@@ -14,6 +14,9 @@ shape, config key and call signature is the real one:
   and the Wan 2.2 VAE (``z_dim`` 48, ``patch_size`` 2, ``is_residual``, 16x spatial).
 - **Wan VACE** (``build_tiny_wan_vace``): ``WanVACETransformer3DModel`` with VACE blocks that
   read the control video, its mask and the reference images.
+- **SkyReels-V2 diffusion forcing** (``build_tiny_skyreels_df``): a
+  ``SkyReelsV2Transformer3DModel`` that takes a noise level per latent frame, after diffusers'
+  ``tests/pipelines/skyreels_v2/test_skyreels_v2_df_image_to_video.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from typing import Any
 
 from reelflow.motion.tiny import _WORDS, _built
 
-__all__ = ["build_tiny_wan22", "build_tiny_wan22_ti2v", "build_tiny_wan_vace", "tiny_umt5"]
+__all__ = [
+    "build_tiny_skyreels_df",
+    "build_tiny_wan22",
+    "build_tiny_wan22_ti2v",
+    "build_tiny_wan_vace",
+    "tiny_umt5",
+]
 
 
 def tiny_umt5(seed: int = 0, d_model: int = 32) -> tuple[Any, Any]:
@@ -71,24 +80,27 @@ def _wan21_vae(seed: int) -> Any:
     )
 
 
+#: the tiny Wan-shaped transformers' dimensions (diffusers' tests): Wan, VACE, SkyReels-V2
+_TINY_DIMS: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "text_dim": 32,
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 32,
+}
+
+
 def _wan_transformer(seed: int, in_channels: int, out_channels: int) -> Any:
     import torch
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=in_channels,
-        out_channels=out_channels,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
+        in_channels=in_channels, out_channels=out_channels, num_layers=2, **_TINY_DIMS
     )
 
 
@@ -188,25 +200,50 @@ def build_tiny_wan_vace(path: str | Path, seed: int = 0) -> Path:
     tokenizer, text_encoder = tiny_umt5(seed)
     torch.manual_seed(seed)
     transformer = WanVACETransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=3,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-        vace_layers=[0, 2],
-        vace_in_channels=96,
-    )
+        in_channels=16, out_channels=16, num_layers=3, vace_layers=[0, 2], vace_in_channels=96,
+        **_TINY_DIMS,
+    )  # fmt: skip
     pipe = WanVACEPipeline(
         transformer=transformer,
         vae=_wan21_vae(seed),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+    )
+    pipe.save_pretrained(out)
+    return out
+
+
+def build_tiny_skyreels_df(path: str | Path, seed: int = 0) -> Path:
+    """Save a tiny ``SkyReelsV2DiffusionForcingImageToVideoPipeline`` at ``path``.
+
+    The transformer reads 16 channels (diffusers' test gives 36, which this pipeline's call
+    never feeds: the first frame rides as clean latent frames, not as extra channels) and the
+    frame rate (``inject_sample_info``, as the DF checkpoints do); one latent frame per causal
+    block. The Wan 2.1 VAE and a UniPC flow scheduler, as in the real checkpoints.
+    """
+    out = Path(path)
+    if _built(out):
+        return out
+    import torch
+    from diffusers import (
+        SkyReelsV2DiffusionForcingImageToVideoPipeline,
+        SkyReelsV2Transformer3DModel,
+        UniPCMultistepScheduler,
+    )
+
+    tokenizer, text_encoder = tiny_umt5(seed)
+    torch.manual_seed(seed)
+    transformer = SkyReelsV2Transformer3DModel(
+        in_channels=16, out_channels=16, num_layers=2, inject_sample_info=True,
+        num_frame_per_block=1, **_TINY_DIMS,
+    )  # fmt: skip
+    pipe = SkyReelsV2DiffusionForcingImageToVideoPipeline(
+        transformer=transformer,
+        vae=_wan21_vae(seed),
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
+        ),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
     )

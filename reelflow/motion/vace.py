@@ -31,7 +31,6 @@ from reelflow.motion.backends import ClipRequest
 from reelflow.motion.capabilities import WAN_VACE, BackendCapabilities
 from reelflow.motion.diffusion import (
     DiffusionVideoBackend,
-    _to_uint8,
     decode_wan_video,
     wan_vae_scale,
 )
@@ -131,43 +130,12 @@ class WanVACEBackend(DiffusionVideoBackend):
         pipe = self.pipe
         video, mask = control_video(first, last, num_frames)
         references = getattr(self._local, "references", [])
+        args = self._pipeline_args(request, num_frames=num_frames, width=width, height=height,
+                                   seed=seed, output_type=output_type)  # fmt: skip
         assert self._lock is not None
         with self._lock:
-            return pipe(
-                video=video,
-                mask=mask,
-                reference_images=references or None,
-                conditioning_scale=self.conditioning_scale,
-                prompt=self._prompt(request),
-                negative_prompt=request.negative_prompt or self.default_negative,
-                width=width,
-                height=height,
-                num_frames=num_frames,
-                num_inference_steps=request.steps or self.steps,
-                guidance_scale=(
-                    self.guidance_scale
-                    if request.guidance_scale is None
-                    else request.guidance_scale
-                ),
-                generator=self._generator(seed),
-                output_type=output_type,
-                return_dict=False,
-            )[0]
-
-    def _call(
-        self,
-        first: Image.Image,
-        last: Image.Image | None,
-        *,
-        num_frames: int,
-        width: int,
-        height: int,
-        request: ClipRequest,
-        seed: int,
-    ) -> np.ndarray:
-        frames = self._invoke(first, last, num_frames=num_frames, width=width, height=height,
-                              request=request, seed=seed, output_type="np")  # fmt: skip
-        return _to_uint8(frames)
+            return pipe(video=video, mask=mask, reference_images=references or None,
+                        conditioning_scale=self.conditioning_scale, **args)[0]  # fmt: skip
 
     def _sample(
         self,

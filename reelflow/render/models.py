@@ -25,6 +25,7 @@ TINY_VIDEO_MODELS = {
     "tiny-wan22": "reelflow.motion.tiny_wan:build_tiny_wan22",
     "tiny-wan22-ti2v": "reelflow.motion.tiny_wan:build_tiny_wan22_ti2v",
     "tiny-wan-vace": "reelflow.motion.tiny_wan:build_tiny_wan_vace",
+    "tiny-skyreels-df": "reelflow.motion.tiny_wan:build_tiny_skyreels_df",
 }
 
 

@@ -44,7 +44,7 @@ class RenderProfile(BaseModel):
     video_model: str | None = Field(
         None,
         description="model of a generative video backend; 'tiny-ltx'/'tiny-wan'/'tiny-ltx2'/"
-        "'tiny-wan22'/'tiny-wan22-ti2v'/'tiny-wan-vace' for tests",
+        "'tiny-wan22'/'tiny-wan22-ti2v'/'tiny-wan-vace'/'tiny-skyreels-df' for tests",
     )
     video_options: dict[str, Any] = Field(
         default_factory=dict, description="backend options, e.g. steps, max_area, max_frames"
@@ -159,8 +159,9 @@ PROFILES: dict[str, RenderProfile] = {
         name="test-wan",
         description=(
             "tests of Wan 2.2 and VACE: the `test` profile's stills, clips from a tiny Wan 2.2 "
-            "A14B (two experts) built from configs, and a tiny Wan VACE for shots that choose "
-            "it (video.backend: wan-vace), 2 steps, one 9-frame call per second, 64x32"
+            "A14B (two experts) built from configs, a tiny Wan VACE and a tiny SkyReels-V2 "
+            "diffusion forcing for shots that choose them (video.backend: wan-vace, "
+            "skyreels-v2-df), 2 steps, 9-frame windows at 8 fps, 64x32"
         ),
         image_model="tiny",
         image_family="sd15",
@@ -174,7 +175,12 @@ PROFILES: dict[str, RenderProfile] = {
         video_backend="wan22",
         video_model="tiny-wan22",
         video_options=_TINY_WAN_OPTIONS,
-        video_models={"wan-vace": {"model": "tiny-wan-vace", **_TINY_WAN_OPTIONS}},
+        video_models={
+            "wan-vace": {"model": "tiny-wan-vace", **_TINY_WAN_OPTIONS},
+            # long shots in one call: 9-frame windows joined by 5 frames of history
+            "skyreels-v2-df": {"model": "tiny-skyreels-df", "overlap_history": 5,
+                               **_TINY_WAN_OPTIONS},
+        },
     ),
 }
 
