@@ -21,8 +21,10 @@ real). For each model, in this order:
 4. the plans for tighter budgets (24 GB, 16 GB): each distinct plan is applied to a fresh build
    and run for one step; measured peak vs the plan's prediction (goal ≤ 1) and vs the budget.
 
-Everything after step 1 is fitted into the section's time (`BENCH_GPU_SECONDS`, 420 s by
+Everything after step 1 is fitted into the section's time (`BENCH_GPU_SECONDS`, 400 s by
 default, shared between the models by weight): a row that would not fit is skipped and says so.
+With `BENCH_GPU_PARTIAL=FILE` the rows so far are written there after each model, so a run
+stopped by a timeout still leaves its figures (bench/gpu_device.sh sets it).
 Without CUDA it says so in one line.
 
 `run(ctx, device="cpu", cases=..., settings=...)` runs the same code on the tiny models (the test
@@ -82,7 +84,7 @@ class Settings:
     caches: tuple[str, ...] = CACHES
     compile: bool = True
     plan_steps: int = 1  # a peak is reached in the first step (and the decode)
-    seconds: float = float(os.environ.get("BENCH_GPU_SECONDS", "420"))
+    seconds: float = float(os.environ.get("BENCH_GPU_SECONDS", "400"))
 
 
 def full_size_cases(quick: bool = False) -> list[Case]:
@@ -382,6 +384,12 @@ def _reelflow_clip(case: Case, pipe: Any, device: str, dtype: str, scratch: Path
         diffusion.clear_pipeline_cache()
 
 
+def _available_ram() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def _free(device: str) -> None:
     """Give a dropped pipeline's device memory back (on a CPU there is nothing to measure, and a
     collection costs a second with transformers loaded)."""
@@ -418,15 +426,18 @@ class CaseRun:
 
     # -- building ------------------------------------------------------------------------
     def build(self, plan: Any) -> None:
-        """A fresh pipeline under `plan`: built on the device (fast: random init there), moved
-        to the host when the plan offloads, then the plan applied."""
+        """A fresh pipeline under `plan`: built on the device (random init is fast there), then
+        the plan applied, which moves what it offloads to the host (group offloading copies
+        each group straight into pinned memory: one copy of the weights in RAM, not two)."""
         from reelflow.gpu.memory import apply_memory_plan
 
         self.pipe = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch._dynamo.reset()  # compiled blocks of an earlier pipeline hold no memory
         _free(self.device)
         pipe = build_pipeline(self.case, self.device, self.dtype)
-        if plan.offload != "none":
-            pipe.to("cpu")
         self.pipe = apply_memory_plan(pipe, plan)
         self.applied = plan
 
@@ -608,8 +619,12 @@ class CaseRun:
                         entry[key] = measured[same][key]
             else:
                 estimate = 1.5 * self.row["build_seconds"] + 5 * self.step_seconds() + 10
+                ram = _available_ram()
                 if not self.clock.allows(estimate):
                     entry["note"] = _skipped(estimate, self.clock)
+                elif plan.host_bytes > 0.9 * ram:
+                    entry["note"] = (f"skipped: its offloaded weights need {_gb(plan.host_bytes)}"
+                                     f" GB of RAM, {_gb(ram)} GB available")
                 else:
                     self._run_plan(entry, lambda: _hand_call(
                         self.case, self.pipe, _call_kwargs(self.case, self.pipe, self.scratch,
@@ -839,6 +854,8 @@ def run(ctx: Context, *, device: str | None = None, cases: list[Case] | None = N
             except Exception as err:  # one case failing must not hide the others
                 rows.append({"case": case.name, "error": _error(err)})
                 _free(device)
+            if os.environ.get("BENCH_GPU_PARTIAL"):
+                Path(os.environ["BENCH_GPU_PARTIAL"]).write_text(json.dumps(rows, indent=1))
     for row in rows:
         if "error" in row:
             section.notes.append(f"{row['case']}: {row['error']}")
