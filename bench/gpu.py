@@ -462,9 +462,10 @@ class CaseRun:
         with self.meter.measure(row, "build"):
             self.build(plan)
         with torch.inference_mode():
-            with self.meter.measure(row, "warmup"):
-                _hand_call(case, self.pipe, _call_kwargs(case, self.pipe, self.scratch, steps=1),
-                           self.scratch)
+            with self.meter.measure(row, "warmup"):  # CUDA's lazy init, cuBLAS/cuDNN setup
+                if self.meter.cuda:
+                    _hand_call(case, self.pipe,
+                               _call_kwargs(case, self.pipe, self.scratch, steps=1), self.scratch)
             with self.meter.measure(row, "diffusers"):
                 self.plain = _hand_call(case, self.pipe,
                                         _call_kwargs(case, self.pipe, self.scratch), self.scratch)
@@ -480,8 +481,11 @@ class CaseRun:
         return row
 
     def step_seconds(self) -> float:
-        """One denoising step and a decode, roughly (from the warm-up)."""
-        return self.row["warmup_seconds"]
+        """One denoising step and a decode, roughly: the warm-up, or on a CPU (no warm-up) the
+        hand call's time per step."""
+        if self.meter.cuda:
+            return self.row["warmup_seconds"]
+        return self.row["diffusers_seconds"] / self.case.steps
 
     # -- step 2 --------------------------------------------------------------------------
     def plan_works(self) -> None:
@@ -539,7 +543,7 @@ class CaseRun:
                                        vae_tiling=tiled)
             except Exception as err:  # an out-of-memory decode is this row's finding
                 entry["error"] = ("out of memory: " if _oom(err) else "") + _error(err)
-                _free(self.device)
+            _free(self.device)  # after the except block: its traceback held the tensors
             self.row["long_clip"].append(entry)
 
     # -- step 3 --------------------------------------------------------------------------
@@ -660,7 +664,8 @@ class CaseRun:
             entry.pop("run_base_bytes", None)
         except Exception as err:
             entry["error"] = ("out of memory: " if _oom(err) else "") + _error(err)
-            _free(self.device)
+        if "error" in entry:
+            _free(self.device)  # after the except block: its traceback held the tensors
 
     def close(self) -> dict[str, Any]:
         self.pipe = None
@@ -853,7 +858,7 @@ def run(ctx: Context, *, device: str | None = None, cases: list[Case] | None = N
                 rows.append(measure_case(case, device, dtype, scratch, settings, clock))
             except Exception as err:  # one case failing must not hide the others
                 rows.append({"case": case.name, "error": _error(err)})
-                _free(device)
+            _free(device)
             if os.environ.get("BENCH_GPU_PARTIAL"):
                 Path(os.environ["BENCH_GPU_PARTIAL"]).write_text(json.dumps(rows, indent=1))
     for row in rows:

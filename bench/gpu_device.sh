@@ -8,6 +8,9 @@
 # that python lacks reelflow's dependencies and a folder of wheels is here ($BENCH_WHEELS, .whl
 # by default: the packages and versions of constraints.txt, nothing else), they are installed
 # into /tmp/site without the network; otherwise the missing import is named and it exits 2.
+# On the nvidia-h200 image (its 2026-11 package list) the section's imports lacked: diffusers,
+# pydantic, pydantic_core, annotated-types, typing-inspection, imageio-ffmpeg (the ffmpeg
+# binary), ftfy, wcwidth, gguf, soundfile, soxr; reelflow itself is imported from this tree.
 #
 # Then `python -m bench --only gpu` runs under a hard timeout ($BENCH_GPU_TIMEOUT, 540 s; the
 # section fits its rows into $BENCH_GPU_SECONDS, 400 s, and reports what it skipped). The
