@@ -84,7 +84,8 @@ class Settings:
     caches: tuple[str, ...] = CACHES
     compile: bool = True
     plan_steps: int = 1  # a peak is reached in the first step (and the decode)
-    seconds: float = float(os.environ.get("BENCH_GPU_SECONDS", "400"))
+    seconds: float = field(
+        default_factory=lambda: float(os.environ.get("BENCH_GPU_SECONDS", "400")))
 
 
 def full_size_cases(quick: bool = False) -> list[Case]:
