@@ -73,6 +73,9 @@ def test_the_cuda_path_runs_on_the_tiny_models_on_cpu(tmp_path, one_thread):
         assert row["predicted_peak_bytes"] > 0
         assert row["runtime_options"]["offload"] == "none"  # no budget on a CPU
         assert row["frames"] == case.work.frames and row["reelflow_fps"] > 0
+        # at the backend's default steps (LTX-2 40, Wan TI2V 50) a clip takes longer
+        assert row["default_steps"] > case.steps
+        assert 0 < row["reelflow_fps_at_default_steps"] < row["reelflow_fps"]
         assert row["speed"][-1] == {"option": "compile",
                                     "note": "skipped on cpu: compiling pays off only on a CUDA "
                                             "device"}
