@@ -834,13 +834,21 @@ def _figures(section: Section, row: dict[str, Any]) -> None:
                            e["predicted_peak_bytes"] / 2**30)
         if e.get("budget_bytes") is not None and label != "device":
             section.within(f"{name} @ {label}: peak / budget", fig, e["budget_bytes"] / 2**30)
+    long: dict[tuple[str, bool], str] = {}
     for e in row["long_clip"]:
         if e.get("run_peak_bytes") is None:
             continue
         decode = "tiled" if e["tiled"] else "untiled"
-        section.add(f"{name} {e['seconds_of_clip']:g} s clip, {e['side']}, {decode}",
-                    f"{name}: peak allocated, {e['frames']} frames, {e['side']} decode {decode}",
-                    [e["run_peak_bytes"] / 2**30], unit="GB")
+        long[e["side"], e["tiled"]] = fig = (
+            f"{name} {e['seconds_of_clip']:g} s clip, {e['side']}, {decode}")
+        section.add(fig, f"{name}: peak allocated, {e['frames']} frames, {e['side']} decode "
+                    f"{decode}", [e["run_peak_bytes"] / 2**30], unit="GB")
+    for (a, b), what in {(("diffusers", True), ("diffusers", False)): "diffusers tiled / untiled",
+                         (("reelflow", True), ("reelflow", False)): "reelflow tiled / untiled",
+                         (("reelflow", True), ("diffusers", False)):
+                             "reelflow tiled / diffusers untiled"}.items():
+        if a in long and b in long:
+            section.ratio(f"{name} long clip peak: {what}", long[a], long[b])
 
 
 def run(ctx: Context, *, device: str | None = None, cases: list[Case] | None = None,

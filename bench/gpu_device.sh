@@ -4,7 +4,8 @@
 #   bash bench/gpu_device.sh            # or: make bench-gpu-device
 #
 # Python: .venv/bin/python when it sees CUDA (a machine that ran `make install`), else the
-# machine's own python3 (its CUDA torch; `make install` would put the CPU build in .venv). If
+# machine's own python3 when it does (its CUDA torch; `make install` puts the CPU build in .venv),
+# else .venv's (which says "no CUDA" and exits 0). If
 # that python lacks reelflow's dependencies and a folder of wheels is here ($BENCH_WHEELS, .whl
 # by default: the packages and versions of constraints.txt, nothing else), they are installed
 # into /tmp/site without the network; otherwise the missing import is named and it exits 2.
@@ -25,9 +26,11 @@ log="$out/gpu-device.log"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PREFECT_SERVER_ANALYTICS_ENABLED=false
 export BENCH_GPU_SECONDS="${BENCH_GPU_SECONDS:-400}" BENCH_GPU_PARTIAL="$out/gpu-rows-partial.json"
 
-py=python3
-if [ -x .venv/bin/python ] && .venv/bin/python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-  py=.venv/bin/python
+cuda() { "$1" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; }
+if [ -x .venv/bin/python ] && cuda .venv/bin/python; then py=.venv/bin/python
+elif cuda python3; then py=python3
+elif [ -x .venv/bin/python ]; then py=.venv/bin/python  # no CUDA: it says so and exits 0
+else py=python3
 fi
 
 needs='import diffusers, transformers, pydantic, imageio_ffmpeg, cv2, psutil, bench.gpu, reelflow.motion.ltx2, reelflow.motion.wan22, reelflow.imaging.generate'
