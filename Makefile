@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast screenshots constraints bench bench-gpu up down
+.PHONY: install demo test test-fast screenshots constraints bench bench-gpu bench-gpu-device up down
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: $(STAMP)
 # The GPU section alone (on a CUDA machine; elsewhere it says "no CUDA" and exits 0).
 bench-gpu: $(STAMP)
 	$(BIN)/python -m bench --only gpu $(BENCH_ARGS)
+
+# The same on a lent GPU machine in one call (its own CUDA torch; report and log under $OUT).
+bench-gpu-device:
+	bash bench/gpu_device.sh
 
 up: $(STAMP)
 	$(BIN)/reelflow up
