@@ -144,3 +144,17 @@ def test_pins_reach_the_resident_video_pipeline_and_the_sidecar(
     logged = [r.message for r in caplog.records if r.message.startswith("memory plan:")]
     assert len([m for m in logged if "model CPU offload + float8_e4m3fn storage + VAE tiling"
                 in m]) == 1
+
+
+def test_doctor_plans_the_video_model_with_its_pins() -> None:
+    from reelflow.gpu.doctor import _clip_check
+
+    board = parse_storyboard(BOARD)
+    full = get_profile("full").model_copy(update={"video_backend": "wan22"})
+    roomy = _clip_check(board, full, "80GB", "128GB", "cuda", "wan2.2-a14b").plan
+    assert roomy.storage_dtype is None  # fits without: a render never chooses fp8 itself
+    pinned = full.model_copy(update={"video_options": {"memory": {"fp8": True}}})
+    plan = _clip_check(board, pinned, "80GB", "128GB", "cuda", "wan2.2-a14b").plan
+    assert plan.storage_dtype == "float8_e4m3fn" and plan.peak_bytes < roomy.peak_bytes
+    offload = full.model_copy(update={"video_options": {"memory": "model-offload"}})
+    assert _clip_check(board, offload, "80GB", "128GB", "cuda", None).plan.offload == "model"
