@@ -67,6 +67,12 @@ def test_a_flux_pinned_to_a_gguf_transformer_renders_the_film_keyed_by_the_file(
                                                "gguf_sha256": sha}
     assert lineage.extra["memory"]["gguf"] == "@models/unet/flux-tiny-Q8_0.gguf"
     assert lineage.spec["model"]["family"] == "flux"
+    # the hi-res pass (Flux img2img sharing the quantized transformer) at twice the size
+    from PIL import Image
+
+    chosen = store.get_file(manifest["chosen_images"]["road"], tmp_path / "still.png")
+    with Image.open(chosen) as image:
+        assert image.size == (128, 64)
 
     # the stills were made by the quantized transformer the file holds
     job = ImageJob.model_validate(lineage.spec)
