@@ -108,9 +108,10 @@ def load_planned_pipeline(
     from reelflow.gpu.pins import memory_json
 
     pins = dict(memory or {})
-    placed = memory_plan.model_dump_json(include={"offload", "use_stream", "storage_dtype",
-                                                  "vae_tiling", "vae_slicing"}) \
-        if memory_plan is not None else memory_json(pins)  # fmt: skip
+    if memory_plan is not None:  # keyed by what it puts into effect, not by its figures
+        placed = memory_json({**memory_plan.pixel_options(), **memory_plan.runtime_options()})
+    else:
+        placed = memory_json(pins)
     key = (class_name, str(model), dtype, device, placed)
     with _CACHE_LOCK:
         if key not in _PIPES:
