@@ -70,7 +70,9 @@ class VideoModel(Block):
     model: str | None = Field(None, description="folder, single file or cached hub id")
     options: dict[str, Any] = Field(
         default_factory=dict, description="steps, guidance_scale, max_area, max_frames, dtype, "
-        "vae_tiling, decode_chunk (latent frames per decode), upsample + upsampler (ltx2)"
+        "vae_tiling, decode_chunk (latent frames per decode), upsample + upsampler (ltx2), "
+        "memory (pinned: model-offload, group-offload, fp8, vae-tiling or a mapping; fp8 and "
+        "tiling change pixels and are in the clip's key, offloading is in its sidecar)"
     )
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -90,6 +92,13 @@ class VideoModel(Block):
             _wired_backend(backend)
             if not isinstance(options.get("model"), str):
                 raise ValueError(f"models.{backend} names no model (model: a folder or hub id)")
+            _memory_pins(options, f"models.{backend}")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _memory_option(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _memory_pins(value, "options")
         return value
 
     def apply(self, profile: RenderProfile) -> RenderProfile:
@@ -112,3 +121,14 @@ def _wired_backend(value: str) -> str:
     if not declared.available:
         raise ValueError(f"backend {value} is {declared.unavailable_reason}")
     return value
+
+
+def _memory_pins(options: dict[str, Any], where: str) -> None:
+    """A video model's `memory` option is a memory pin (ValueError in one line otherwise)."""
+    from reelflow.errors import InputError
+    from reelflow.gpu.pins import with_video_pins
+
+    try:
+        with_video_pins(options, where)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None

@@ -33,6 +33,7 @@ from reelflow.gpu.memory import (
     host_budget,
     plan_memory,
 )
+from reelflow.gpu.pins import video_pins
 
 _BY_FAMILY = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX_DEV}
 _BY_BACKEND = {"ltx": LTX2, "ltx2": LTX2, "wan": WAN22_A14B, "wan22": WAN22_A14B,
@@ -126,19 +127,26 @@ def _image_check(storyboard, profile, budget, ram, device) -> ModelCheck | None:
         width, height = int(width * profile.hires_scale), int(height * profile.hires_scale)
     work = Workload(width=width, height=height)
     pins = profile.memory.job_options() if profile.memory else {}
+    plan, pin_note = _pinned_plan(arch, pins, budget, ram, device, work, "the profile pins")
+    note = "; ".join(filter(None, [note, pin_note]))
+    return ModelCheck(stage="images", name=name, architecture=arch.name, workload=work,
+                      plan=plan, note=note)
+
+
+def _pinned_plan(arch, pins, budget, ram, device, work, who) -> tuple[MemoryPlan, str]:
+    """The plan under a model's pins, and a note naming the pin a pixel-changing choice the
+    plan needs would take (a render never chooses those on its own: gpu/pins.py)."""
     pin = {k: v for k, v in pins.items() if k in ("offload", "fp8", "vae_tiling")}
     plan = plan_memory(arch, budget=budget, host_budget=ram, device=device, work=work, pin=pin)
     unpinned = [(what, key) for what, key, on in (("fp8 storage", "fp8", plan.storage_dtype),
                                                   ("VAE tiling", "vae_tiling", plan.vae_tiling))
                 if on and key not in pin]
-    if unpinned:  # a render never chooses pixel-changing options on its own (gpu/pins.py)
-        what = " and ".join(w for w, _ in unpinned)
-        keys = ", ".join(f"{k}: true" for _, k in unpinned)
-        verb = "change" if len(unpinned) > 1 else "changes"
-        note = "; ".join(filter(None, [note, f"{what} {verb} pixels: a render uses it only "
-                                       f"when the profile pins memory: {{{keys}}}"]))
-    return ModelCheck(stage="images", name=name, architecture=arch.name, workload=work,
-                      plan=plan, note=note)
+    if not unpinned:
+        return plan, ""
+    what = " and ".join(w for w, _ in unpinned)
+    keys = ", ".join(f"{k}: true" for _, k in unpinned)
+    verb = "change" if len(unpinned) > 1 else "changes"
+    return plan, f"{what} {verb} pixels: a render uses it only when {who} memory: {{{keys}}}"
 
 
 def _clip_check(storyboard, profile, budget, ram, device, video_model) -> ModelCheck | None:
@@ -163,7 +171,12 @@ def _clip_check(storyboard, profile, budget, ram, device, video_model) -> ModelC
         scale = (max_area / (width * height)) ** 0.5
         width, height = int(width * scale), int(height * scale)
     work = Workload(width=width, height=height, frames=frames)
-    plan = plan_memory(arch, budget=budget, host_budget=ram, device=device, work=work)
+    pins = video_pins(profile.video_options.get("memory"))
+    if profile.video_options.get("vae_tiling", backend == "ltx2"):  # the backend's own option
+        pins["vae_tiling"] = True
+    plan, pin_note = _pinned_plan(arch, pins, budget, ram, device, work,
+                                  "the video model's options pin")  # fmt: skip
+    note = "; ".join(filter(None, [note, pin_note]))
     return ModelCheck(stage="clips", name=name or backend, architecture=arch.name,
                       workload=work, plan=plan, note=note)
 

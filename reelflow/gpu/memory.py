@@ -221,7 +221,9 @@ _ROLES = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder",
 _LIKE = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl-base-1.0",
          "FluxPipeline": "flux1-dev", "WanPipeline": "wan2.2-i2v-a14b",
          "WanImageToVideoPipeline": "wan2.2-i2v-a14b", "LTX2Pipeline": "ltx-2",
-         "LTXConditionPipeline": "ltx-2", "LTXPipeline": "ltx-2"}
+         "LTXConditionPipeline": "ltx-2", "LTXPipeline": "ltx-2",
+         "LTX2ConditionPipeline": "ltx-2", "LTX2ImageToVideoPipeline": "ltx-2",
+         "WanVACEPipeline": "wan2.2-i2v-a14b"}
 
 
 def architecture_from_dir(path: str | Path) -> Architecture:

@@ -119,8 +119,8 @@ def plan_for(
             if not plan.fits and not pin["fp8"]:
                 raise MemoryPlanError(
                     f"model {name}: {plan.reason}; pin `memory: {{fp8: true}}` or "
-                    "`{vae_tiling: true}` (they change pixels) in the profile or image-model "
-                    "block, or use a smaller model"
+                    "`{vae_tiling: true}` (they change pixels) in the profile or the model's "
+                    "block (image-model, or a video-model's options), or use a smaller model"
                 )
             return plan
     plan = resident_plan(device, name, dtype)
@@ -144,3 +144,47 @@ def runtime_lineage(memory: dict[str, Any], device: str) -> dict[str, Any]:
 
 def memory_json(memory: dict[str, Any] | None) -> str:
     return json.dumps(memory or {}, sort_keys=True)
+
+
+def parse_pins(value: Any, where: str) -> dict[str, Any]:
+    """`value` (a shorthand or a mapping) as the job carries it (`MemoryPins.job_options`);
+    InputError in one line naming `where` when it is not a memory pin."""
+    from pydantic import ValidationError
+
+    from reelflow.errors import InputError
+
+    if value is None:
+        return {}
+    try:
+        return MemoryPins.model_validate(value).job_options()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ").removeprefix("memory: ")
+        raise InputError(f"{where}{'.' + field if field else ''}: {message}") from None
+
+
+def video_pins(value: Any, where: str = "video options memory") -> dict[str, Any]:
+    """A video model's pinned memory choices (`memory:` in its options) as a clip job carries
+    them. A GGUF transformer is an image-model choice for now (a video pipeline may have two
+    transformers, and the clip key would need the file's hash): refused in one line."""
+    pins = parse_pins(value, where)
+    if pins.get("gguf"):
+        from reelflow.errors import InputError
+
+        raise InputError(f"{where}.gguf: a GGUF transformer is pinned on the image model only; "
+                         "a video model pins offload, fp8 or vae_tiling")
+    return pins
+
+
+def with_video_pins(options: dict[str, Any], where: str = "video options") -> dict[str, Any]:
+    """A video model's options with `memory` as the job carries it, so a shorthand and its
+    mapping key the same clip (`fp8` = `{fp8: true}`), and nothing pinned leaves no entry
+    (the keys of every other clip stay what they were)."""
+    if "memory" not in options:
+        return options
+    out = dict(options)
+    pins = video_pins(out.pop("memory"), f"{where} memory")
+    if pins:
+        out["memory"] = pins
+    return out

@@ -49,3 +49,23 @@ def load_gguf_transformer(
         torch_dtype=dtype,
         local_files_only=True,
     )
+
+
+def is_quantized(pipe: Any) -> bool:
+    """Whether one of the pipeline's models is quantized (a GGUF transformer): such a model
+    cannot be cast to another dtype, which `from_pipe` always does."""
+    return any(getattr(module, "hf_quantizer", None) is not None
+               for module in pipe.components.values() if isinstance(module, torch.nn.Module))
+
+
+def derive_pipeline(cls: Any, base: Any, dtype: torch.dtype, **components: Any) -> Any:
+    """`cls` (img2img, inpaint, ControlNet) sharing `base`'s modules, like `cls.from_pipe(base,
+    dtype=dtype, **components)`; with a quantized model the pipeline is built from the shared
+    modules as they are (they already have the base's dtype), since `from_pipe` would cast it."""
+    import inspect
+
+    if not is_quantized(base):
+        return cls.from_pipe(base, dtype=dtype, **components)
+    parameters = inspect.signature(cls.__init__).parameters
+    shared = {**base.components, **components}
+    return cls(**{name: shared[name] for name in parameters if name in shared})

@@ -237,6 +237,15 @@ def generate(spec: ImageSpec, *, cache: PipelineCache | None = None) -> Image.Im
 # --- image to image -------------------------------------------------------------------------
 
 
+def _output_size(pipe: Any, width: int, height: int) -> dict[str, int]:
+    """`width`/`height` for an img2img pipeline that takes them (Flux's: without them it makes
+    1024x1024 whatever the input image); SD's follows its input image and takes none."""
+    import inspect
+
+    parameters = inspect.signature(type(pipe).__call__).parameters
+    return {"width": width, "height": height} if "height" in parameters else {}
+
+
 def hires_fix(
     image: Image.Image,
     spec: ImageSpec,
@@ -262,6 +271,7 @@ def hires_fix(
         image=upscaled,
         strength=strength,
         num_inference_steps=_steps_for_strength(spec.steps, strength),
+        **_output_size(pipe, width, height),
     )
 
 
@@ -289,6 +299,7 @@ def img2img_from_reference(
         image=init,
         strength=strength,
         num_inference_steps=_steps_for_strength(spec.steps, strength),
+        **_output_size(pipe, spec.width, spec.height),
     )
 
 

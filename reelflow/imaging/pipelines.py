@@ -294,7 +294,9 @@ class PipelineCache:
                 components["controlnet"] = self._load_controlnet(source, extra)
             # from_pipe casts every module to its dtype argument (float32 by default); the
             # modules are shared with the base pipeline, so pass the base's own dtype.
-            pipe = cls.from_pipe(base, dtype=source.torch_dtype(), **components)
+            from reelflow.gpu.quantized import derive_pipeline  # a GGUF transformer: no cast
+
+            pipe = derive_pipeline(cls, base, source.torch_dtype(), **components)
             pipe.set_progress_bar_config(disable=True)
             self._derived[(key, task, extra)] = pipe
             return pipe

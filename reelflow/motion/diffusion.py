@@ -18,8 +18,11 @@ pipelines is everything that makes a model's output fit the edit exactly:
   sample each window with ``output_type="latent"``, keep the latents (a failed decode resumes
   from them) and decode a few latent frames at a time (:mod:`reelflow.motion.latents`).
 
-Pipelines load once per worker process (keyed by class, model, dtype and device) with
-``local_files_only=True`` by default, since render machines do not reach a model hub.
+Pipelines load once per worker process (keyed by class, model, dtype, device and the model's
+pinned memory choices) with ``local_files_only=True`` by default, since render machines do not
+reach a model hub. A memory plan places each (:mod:`reelflow.gpu.pins`): a model's ``memory``
+option pins offloading, fp8 storage or VAE tiling; the last two change pixels and so are in the
+clip's key (they are in its job's options), offloading is recorded in the clip's sidecar only.
 """
 
 from __future__ import annotations
@@ -49,11 +52,15 @@ __all__ = [
     "WanBackend",
     "clear_pipeline_cache",
     "load_pipeline",
+    "load_planned_pipeline",
     "retime",
 ]
 
-_PIPES: dict[tuple[str, str, str, str], Any] = {}
-_PIPE_LOCKS: dict[tuple[str, str, str, str], threading.Lock] = {}
+#: (class, model, dtype, device, pinned memory choices as JSON) -> resident pipeline
+_PipeKey = tuple[str, str, str, str, str]
+_PIPES: dict[_PipeKey, Any] = {}
+_PIPE_LOCKS: dict[_PipeKey, threading.Lock] = {}
+_PLANS: dict[_PipeKey, Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -65,32 +72,68 @@ def load_pipeline(
     device: str = "cpu",
     local_files_only: bool = True,
     memory_plan: Any = None,
+    memory: dict[str, Any] | None = None,
 ) -> tuple[Any, threading.Lock]:
-    """Return the resident pipeline for ``(class_name, model, dtype, device)`` and its lock.
+    """Return the resident pipeline for ``(class_name, model, dtype, device, memory)`` and its
+    lock (:func:`load_planned_pipeline` also returns the plan it was loaded with)."""
+    pipe, lock, _plan = load_planned_pipeline(
+        class_name, model, dtype=dtype, device=device, local_files_only=local_files_only,
+        memory_plan=memory_plan, memory=memory,
+    )  # fmt: skip
+    return pipe, lock
+
+
+def load_planned_pipeline(
+    class_name: str,
+    model: str | Path,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    local_files_only: bool = True,
+    memory_plan: Any = None,
+    memory: dict[str, Any] | None = None,
+) -> tuple[Any, threading.Lock, Any]:
+    """The resident pipeline, its lock and the memory plan it was loaded with.
 
     Loading a real video model takes a minute and tens of GB, so it happens once per process.
     The lock serialises calls: Prefect runs tasks in threads, and a pipeline's scheduler keeps
-    per-call state. ``memory_plan`` (a :class:`reelflow.gpu.memory.MemoryPlan`) places it;
-    None keeps everything resident on ``device``.
+    per-call state. ``memory``: the model's pinned choices (:mod:`reelflow.gpu.pins`: offload,
+    fp8, vae_tiling); the plan is made from them when the pipeline loads (on CUDA, unpinned
+    choices are fitted to the free memory) and put into effect on it. The pins are part of the
+    cache key, so another pin gets another resident pipeline (fp8 weights, offload hooks and
+    tiling are properties of the loaded modules); the same pins always find the same one,
+    whatever the free memory is by then. ``memory_plan`` (a
+    :class:`reelflow.gpu.memory.MemoryPlan`) places it as given instead.
     """
-    key = (class_name, str(model), dtype, device)
+    from reelflow.gpu.pins import memory_json
+
+    pins = dict(memory or {})
+    if memory_plan is not None:  # keyed by what it puts into effect, not by its figures
+        placed = memory_json({**memory_plan.pixel_options(), **memory_plan.runtime_options()})
+    else:
+        placed = memory_json(pins)
+    key = (class_name, str(model), dtype, device, placed)
     with _CACHE_LOCK:
         if key not in _PIPES:
             import diffusers
             import torch
 
+            from reelflow.gpu.memory import apply_memory_plan
+            from reelflow.gpu.pins import plan_for
+
+            plan = memory_plan or plan_for(device, str(model), dtype, pins,
+                                           model=Path(model).name)  # fmt: skip
             cls = getattr(diffusers, class_name)
             with step("loading video model", f"{Path(model).name} ({class_name})"):
                 pipe = cls.from_pretrained(
                     str(model), dtype=getattr(torch, dtype), local_files_only=local_files_only
                 )
-                from reelflow.gpu.memory import apply_memory_plan, resident_plan
-
-                apply_memory_plan(pipe, memory_plan or resident_plan(device, str(model), dtype))
+                apply_memory_plan(pipe, plan)
             pipe.set_progress_bar_config(disable=True)
             _PIPES[key] = pipe
             _PIPE_LOCKS[key] = threading.Lock()
-        return _PIPES[key], _PIPE_LOCKS[key]
+            _PLANS[key] = plan
+        return _PIPES[key], _PIPE_LOCKS[key], _PLANS[key]
 
 
 def clear_pipeline_cache() -> None:
@@ -98,6 +141,7 @@ def clear_pipeline_cache() -> None:
     with _CACHE_LOCK:
         _PIPES.clear()
         _PIPE_LOCKS.clear()
+        _PLANS.clear()
 
 
 def retime(
@@ -187,7 +231,10 @@ class DiffusionVideoBackend:
         preset: str = "medium",
         decode_chunk: int = 4,
         decode_context: int = 1,
+        memory: dict[str, Any] | str | None = None,
     ) -> None:
+        from reelflow.gpu.pins import video_pins
+
         if device is None:
             import torch
 
@@ -201,7 +248,11 @@ class DiffusionVideoBackend:
         self.native_fps = native_fps if native_fps is not None else self.default_fps
         self.max_area = max_area
         self.local_files_only = local_files_only
-        self.vae_tiling = vae_tiling
+        #: pinned memory choices (offload, fp8, vae_tiling), as the clip job carries them
+        self.memory = video_pins(memory)
+        self.vae_tiling = vae_tiling or bool(self.memory.get("vae_tiling"))
+        #: the memory plan the resident pipeline was loaded with (once it is loaded)
+        self.memory_plan: Any = None
         self.blend_retime = blend_retime
         self.crf = crf
         self.preset = preset
@@ -220,16 +271,37 @@ class DiffusionVideoBackend:
     def pipe(self) -> Any:
         """The resident pipeline, loaded on first use."""
         if self._pipe is None:
-            self._pipe, self._lock = load_pipeline(
+            self._pipe, self._lock, self.memory_plan = load_planned_pipeline(
                 self.pipeline_class,
                 self.model,
                 dtype=self.dtype,
                 device=self.device,
                 local_files_only=self.local_files_only,
+                memory=self.pinned_memory(),
             )
-            if self.vae_tiling and hasattr(self._pipe.vae, "enable_tiling"):
-                self._pipe.vae.enable_tiling()
         return self._pipe
+
+    def pinned_memory(self) -> dict[str, Any]:
+        """The memory choices the pipeline is loaded with: the pins, and VAE tiling when the
+        backend decodes tiled (its own option, or LTX-2's default), so a tiled and an untiled
+        backend never share one VAE."""
+        pins = dict(self.memory)
+        if self.vae_tiling:
+            pins["vae_tiling"] = True
+        return pins
+
+    def memory_lineage(self) -> dict[str, Any]:
+        """The sidecar's record of the memory choices a clip was made with: the pins (offload
+        included, which the key leaves out) and the plan the pipeline was loaded with."""
+        from reelflow.gpu.pins import runtime_lineage
+
+        record = runtime_lineage(self.memory, self.device)
+        if self.memory_plan is not None:
+            plan = self.memory_plan
+            record["plan"] = {"offload": plan.offload, "use_stream": plan.use_stream,
+                              "storage_dtype": plan.storage_dtype, "vae_tiling": plan.vae_tiling,
+                              "summary": plan.summary()}  # fmt: skip
+        return record
 
     def _compression(self) -> tuple[int, int]:
         """(spatial multiple, temporal step) the loaded pipeline requires."""

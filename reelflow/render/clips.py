@@ -50,10 +50,20 @@ def render_clip(store: ArtifactStore, job: ClipJob) -> str:
                     "model_sha256": job.model_sha256,
                     **made,
                     **({"speed": speed} if speed else {}),
+                    **memory_lineage(job),
                 },
             ),
         )
     return key
+
+
+def memory_lineage(job: ClipJob) -> dict[str, Any]:
+    """`{"memory": ...}`: the memory choices a generative clip was made with (the pins, offload
+    included, and the plan its pipeline was loaded with) for the sidecar; {} for the others."""
+    backend = _backend(job.backend, job.backend_options)
+    if not hasattr(backend, "memory_lineage"):
+        return {}
+    return {"memory": backend.memory_lineage()}
 
 
 def latents_key(clip_key: str, window: int) -> str:

@@ -153,6 +153,11 @@ def check_models(storyboard: Storyboard, profile: RenderProfile, base_dir: Path 
             error = exc.errors()[0]
             field = ".".join(str(p) for p in error["loc"])
             raise InputError(f"video options speed.{field}: {error['msg']}") from None
+    from reelflow.gpu.pins import with_video_pins
+
+    with_video_pins(profile.video_options)  # the video models' memory pins (one line each)
+    for backend, options in profile.video_models.items():
+        with_video_pins(options, f"video_models.{backend}")
     if profile.image_model == PREVIZ:  # panels are drawn: no LoRA file is read
         return
     refs = {ref.name: ref for ref in storyboard.style.loras}

@@ -47,7 +47,9 @@ class RenderProfile(BaseModel):
         "'tiny-wan22'/'tiny-wan22-ti2v'/'tiny-wan-vace'/'tiny-skyreels-df' for tests",
     )
     video_options: dict[str, Any] = Field(
-        default_factory=dict, description="backend options, e.g. steps, max_area, max_frames"
+        default_factory=dict, description="backend options, e.g. steps, max_area, max_frames, "
+        "memory (the video model's pins: `fp8`, `model-offload`, {offload: group, vae_tiling: "
+        "true}; fp8 and tiling in the clip's key, offloading in its sidecar)"
     )
     video_models: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

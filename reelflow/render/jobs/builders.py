@@ -336,13 +336,15 @@ def backend_video_options(profile: RenderProfile, backend: str) -> dict[str, Any
     the profile (a video-model block) gives another backend a storyboard may choose
     (`profile.video_models`); none: the backend's defaults (refused at the check when it needs
     a model)."""
+    from reelflow.gpu.pins import with_video_pins
+
     if backend == profile.video_backend:
-        return video_options(profile)
+        return with_video_pins(video_options(profile))
     options = dict(profile.video_models.get(backend, {}))
     model = options.get("model")
     if isinstance(model, str) and model.startswith("tiny-"):
         options["model"] = f"{MODELS_PREFIX}{model}"
-    return options
+    return with_video_pins(options, f"video_models.{backend}")
 
 
 def clip_references(storyboard: Storyboard, shot: Shot, backend: str) -> dict[str, Any]:
