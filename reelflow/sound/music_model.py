@@ -38,6 +38,7 @@ __all__ = [
     "generate_bed",
     "make_tiny_stable_audio",
     "music_model_folder",
+    "remove_rumble",
     "window_lengths",
 ]
 
@@ -47,6 +48,10 @@ log = logging.getLogger("reelflow.sound")
 TINY_MUSIC_MODEL = "tiny-stable-audio"
 #: the longest crossfade between two windows (shorter when windows are short)
 CROSSFADE_SECONDS = 2.0
+#: seconds of fade at the bed's two ends (a model's first samples may start with a step)
+EDGE_FADE = 0.01
+#: the bed's peak in the file (peak-normalised, as stable-audio-tools writes its output)
+PEAK = 0.99
 
 
 class MusicModelError(InputError):
@@ -62,7 +67,7 @@ class BedInfo(BaseModel):
     seconds: float
     windows: list[float]  # each window's length, in seconds
     crossfade: float
-    peak: float
+    peak: float  # the model's own peak, before the bed was normalised to PEAK
 
 
 # -- the model folder --------------------------------------------------------------------------
@@ -126,7 +131,7 @@ def byte_tokenizer(model_max_length: int = 128) -> Any:
 
 
 def make_tiny_stable_audio(folder: Path, *, seed: int = 0) -> Path:
-    """A tiny random Stable Audio pipeline (16 kHz stereo, windows of at most 2.048 s) saved
+    """A tiny random Stable Audio pipeline (8 kHz stereo, windows of at most 2.048 s) saved
     like a real checkpoint, for tests and demos. Built in a temporary folder beside ``folder``
     and moved into place, so a second process never loads a half-written one.
 
@@ -151,12 +156,12 @@ def make_tiny_stable_audio(folder: Path, *, seed: int = 0) -> Path:
         projection = StableAudioProjectionModel(text_encoder_dim=16, conditioning_dim=8,
                                                 min_value=0, max_value=512)
         transformer = StableAudioDiTModel(
-            sample_size=512, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
+            sample_size=256, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
             num_attention_heads=2, num_key_value_attention_heads=1, cross_attention_dim=8,
             time_proj_dim=8, global_states_input_dim=16, cross_attention_input_dim=8)
         vae = AutoencoderOobleck(encoder_hidden_size=4, downsampling_ratios=[2, 4, 8],
                                  channel_multiples=[1, 2, 2], decoder_channels=4,
-                                 decoder_input_channels=4, audio_channels=2, sampling_rate=16000)
+                                 decoder_input_channels=4, audio_channels=2, sampling_rate=8000)
     scheduler = EDMDPMSolverMultistepScheduler(sigma_min=0.3, sigma_max=500.0, sigma_data=1.0,
                                                sigma_schedule="exponential",
                                                prediction_type="v_prediction")
@@ -223,6 +228,23 @@ def window_lengths(seconds: float, longest: float, crossfade: float) -> list[flo
     return [(seconds + (count - 1) * crossfade) / count] * count
 
 
+def remove_rumble(audio: np.ndarray, rate: int, seconds: float = 0.05) -> np.ndarray:
+    """``audio`` (channels, samples) less its DC offset and sub-audible drift: minus its
+    moving average taken twice over ``seconds`` (a triangle low-pass, centred, its first null
+    at 20 Hz for 50 ms). A bed that drifts would spend the mix's headroom on what no one hears
+    (the tiny random model's output is mostly that)."""
+    width = max(1, round(seconds * rate))
+    if audio.shape[1] < 2 * width:
+        return audio - audio.mean(axis=1, keepdims=True)
+    smooth = audio
+    for _ in range(2):
+        padded = np.pad(smooth, ((0, 0), (width // 2, width - width // 2)), mode="reflect")
+        total = np.cumsum(padded, axis=1, dtype=np.float64)
+        total = np.concatenate([np.zeros((audio.shape[0], 1)), total], axis=1)
+        smooth = ((total[:, width:] - total[:, :-width]) / width)[:, : audio.shape[1]]
+    return (audio - smooth).astype(np.float32)
+
+
 def crossfade_join(windows: list[np.ndarray], overlap: int) -> np.ndarray:
     """Windows of shape (channels, samples) joined end to start, each pair overlapping by
     ``overlap`` samples under an equal-power crossfade (uncorrelated sounds keep their level)."""
@@ -249,8 +271,9 @@ def generate_bed(
     guidance: float,
 ) -> BedInfo:
     """Write a bed of ``seconds`` for ``prompt`` to ``out`` (16-bit WAV at the model's rate):
-    one pipeline call per window (seed, seed + 1, ...), the windows crossfaded. A bed that is
-    not finite is refused; one whose peak passes full scale is scaled down to fit, not clipped."""
+    one pipeline call per window (seed, seed + 1, ...), its rumble removed, the windows
+    crossfaded, 10 ms fades at the ends, peak-normalised. A bed that is not finite, or
+    silent, is refused."""
     import soundfile
     import torch
 
@@ -266,15 +289,21 @@ def generate_bed(
             generator = torch.Generator(device="cpu").manual_seed(seed + index)
             audio = pipe(prompt, audio_end_in_s=length, num_inference_steps=steps,
                          guidance_scale=guidance, generator=generator).audios[0]
-            windows.append(audio.float().cpu().numpy())
+            windows.append(remove_rumble(audio.float().cpu().numpy(), rate))
     log.info("music bed: %d window(s) of %.2f s on %s", len(lengths), lengths[0], device)
     bed = crossfade_join(windows, round(crossfade * rate) if len(windows) > 1 else 0)
+    edge = min(round(EDGE_FADE * rate), bed.shape[1] // 2)  # no click where the bed starts/ends
+    if edge:
+        ramp = np.linspace(0.0, 1.0, edge, dtype=np.float32)
+        bed[:, :edge] *= ramp
+        bed[:, -edge:] *= ramp[::-1]
     if not np.isfinite(bed).all():
         raise StageError(f"music model {folder.name}: the bed for {prompt!r} is not finite "
                          "(NaN or infinity)")
     peak = float(np.abs(bed).max(initial=0.0))
-    if peak > 0.99:
-        bed = bed * (0.99 / peak)
+    if peak < 1e-5:
+        raise StageError(f"music model {folder.name}: the bed for {prompt!r} is silent")
+    bed = bed * (PEAK / peak)  # the mix sets its level; the file keeps its 16 bits' range
     soundfile.write(str(out), bed.T, rate, subtype="PCM_16", format="WAV")
     return BedInfo(sample_rate=rate, channels=bed.shape[0], seconds=bed.shape[1] / rate,
                    windows=lengths, crossfade=crossfade if len(lengths) > 1 else 0.0,
