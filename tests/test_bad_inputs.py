@@ -122,6 +122,7 @@ STORYBOARDS: list[tuple[str, str | bytes, str]] = [
     ("music-seed-with-file", board("music: {path: music.wav, seed: 3}"),
      ":3 music.seed: only a generated bed (prompt) takes it"),
     ("music-prompt-empty", board("music: {prompt: ''}"), "music.prompt"),
+    ("music-prompt-blank", board("music: {prompt: '  '}"), ":3 music.prompt: is blank"),
     ("inpaint-box", board(shots="  - {id: a, description: d, duration: 2, inpaint: "
                                 "[{box: [0.8, 0.2, 0.1, 0.9], prompt: p}]}\n"),
      "shots[0].inpaint[0].box"),

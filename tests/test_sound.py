@@ -416,3 +416,8 @@ def test_a_bed_generated_from_a_chinese_prompt_is_mixed_and_a_new_prompt_remixes
         assert 20 * np.log10(np.sqrt(np.mean(gap**2))) > -45  # the bed is heard between lines
         beds.append(bed_key)
     assert beds[0] != beds[1]
+    # `reelflow lineage` of the delivered film reaches the bed: its prompt, seed and model
+    from reelflow.render.lineage import lineage_tree, render_text
+
+    text = render_text(lineage_tree(store, result.film_key))
+    assert "城市的鼓点和霓虹" in text and "@models/tiny-stable-audio" in text, text

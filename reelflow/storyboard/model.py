@@ -344,6 +344,8 @@ class Music(Strict):
         if self.path is None and self.prompt is None:
             raise RefError(("path",), "give a music file (path) or a prompt to generate the "
                            "bed from")
+        if self.prompt is not None and not self.prompt.strip():
+            raise RefError(("prompt",), "is blank: describe the music to generate")
         generator = sorted({"model", "seed", "steps", "guidance"} & self.model_fields_set)
         if self.path is not None and generator:
             raise RefError((generator[0],), "only a generated bed (prompt) takes it")
