@@ -81,7 +81,7 @@ def music_model_folder(source: str, *, must_exist: bool = True) -> Path:
     rel = source.removeprefix(MODELS_PREFIX)
     parts = rel.replace("\\", "/").split("/")
     if (not source.startswith(MODELS_PREFIX) or not rel or rel.startswith(("/", "~"))
-            or "://" in rel or ".." in parts):  # fmt: skip
+            or "://" in rel or ".." in parts or "\x00" in rel):  # fmt: skip
         raise MusicModelError(f"music.model {source!r}: name a folder in the models folder "
                               f"({MODELS_PREFIX}NAME)")
     folder = models_dir() / rel
