@@ -26,6 +26,7 @@ PROFILE = click.Choice(list(PROFILES))
 def validate(files: tuple[str, ...]) -> int:
     from reelflow.render.inputs import backend_problems
     from reelflow.sound.check import check_lines
+    from reelflow.sound.music_model import check_music_model
     from reelflow.storyboard import StoryboardError, load_storyboard
 
     status = 0
@@ -39,8 +40,9 @@ def validate(files: tuple[str, ...]) -> int:
             continue
         problems = list(backend_problems(storyboard))  # every one, two alike included
         if not problems:
-            try:  # speech sources, line lengths (measured)
+            try:  # speech sources, line lengths (measured), a generated bed's model
                 check_lines(storyboard, Path(file).resolve().parent)
+                check_music_model(storyboard)
             except InputError as exc:
                 problems.append(str(exc))
         if problems:

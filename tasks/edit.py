@@ -13,6 +13,7 @@ from reelflow.render.jobs import (
     CoverJob,
     EditJob,
     MasterJob,
+    MusicBedJob,
     MusicJob,
     SpeechJob,
     SpokenLine,
@@ -39,6 +40,13 @@ def upload_input(project: str, ref: str, base_dir: str | None) -> str:
     """Store a file the storyboard names (music, a reference image), confined to the
     storyboard's folder (`base_dir`; None: a bucket storyboard, which names project keys)."""
     return edit.store_input(get_store(), project, ref, Path(base_dir) if base_dir else None)
+
+
+@step_task("music-bed")
+def generate_music_bed(job: MusicBedJob) -> str:
+    """The bed `music.prompt` asks for: a changed prompt re-runs this task and the mix only."""
+    with step("music bed", f"{job.seconds:g} s from the prompt"):
+        return edit.generate_music_bed(get_store(), job)
 
 
 @step_task("snap-to-music")

@@ -115,6 +115,14 @@ STORYBOARDS: list[tuple[str, str | bytes, str]] = [
     ("lora-weight", board("style: {loras: [{name: x, path: x.safetensors, weight: 10}]}"),
      "style.loras[0].weight: must be <= 4"),
     ("bpm-zero", board("music: {path: music.wav, bpm: 0}"), "music.bpm: must be > 0"),
+    ("music-file-and-prompt", board("music: {path: music.wav, prompt: calm piano}"),
+     ":3 music.prompt: give a music file (path) or a prompt to generate the bed from, not both"),
+    ("music-neither", board("music: {snap_cuts: false}"),
+     ":3 music.path: give a music file (path) or a prompt"),
+    ("music-seed-with-file", board("music: {path: music.wav, seed: 3}"),
+     ":3 music.seed: only a generated bed (prompt) takes it"),
+    ("music-prompt-empty", board("music: {prompt: ''}"), "music.prompt"),
+    ("music-prompt-blank", board("music: {prompt: '  '}"), ":3 music.prompt: is blank"),
     ("inpaint-box", board(shots="  - {id: a, description: d, duration: 2, inpaint: "
                                 "[{box: [0.8, 0.2, 0.1, 0.9], prompt: p}]}\n"),
      "shots[0].inpaint[0].box"),
@@ -253,6 +261,30 @@ def test_good_storyboard_with_confined_files_validates(
     assert code == 2 and "outside" in lines[0]
     monkeypatch.setenv("REELFLOW_ALLOWED_DIRS", str(outside))
     assert main(["validate", str(path)]) == 0
+
+
+@pytest.mark.parametrize("command", ["validate", "render"])
+def test_a_generated_bed_needs_its_model_folder(
+    bucket: ArtifactStore, project: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str,
+) -> None:
+    """`music.model` names a folder in the models folder: a missing one, or a path outside
+    it, is one line naming the field; the tiny model's name passes (it is built on first use)
+    and the bucket stays empty."""
+    monkeypatch.setenv("REELFLOW_MODELS", str(tmp_path / "models"))
+    path = project / "board.yaml"
+    extra = ["--auto-approve"] if command == "render" else []
+    for model, needle in (("'@models/nope'", "music.model '@models/nope': no text-to-music "
+                                              "model folder at"),
+                          ("/etc/models/x", "music.model '/etc/models/x': name a folder in "
+                                            "the models folder")):
+        path.write_text(board(f"music: {{prompt: 雪山上的钢琴, model: {model}}}"))
+        code, lines = run_cli([command, str(path), *extra], capsys)
+        assert_refused(code, lines, needle)
+    path.write_text(board("music: {prompt: 雪山上的钢琴, model: '@models/tiny-stable-audio'}"))
+    if command == "validate":
+        assert main(["validate", str(path)]) == 0
+    assert bucket.list("") == []
 
 
 EXPORTS: list[tuple[str, str]] = [

@@ -219,6 +219,79 @@ def test_english_line_mixed_over_music(store: ArtifactStore, tmp_path: Path) -> 
     assert abs(loudness(master) - (-14.0)) <= 1.0
 
 
+def test_a_music_prompt_is_an_alternative_to_a_file_and_snaps_only_when_asked() -> None:
+    head = "title: t\nproject: p\nshots: [{id: a, description: d, duration: 2}]\n"
+    board = parse_storyboard(head + "music: {prompt: 雪山上的钢琴, seed: 7}\n")
+    assert board.music is not None and board.music.prompt == "雪山上的钢琴"
+    assert board.music.model == "@models/stable-audio-open-1.0" and board.music.seed == 7
+    assert board.music.snap_cuts is False  # its beats move with its prompt
+    asked = parse_storyboard(head + "music: {prompt: drums, snap_cuts: true}\n")
+    assert asked.music is not None and asked.music.snap_cuts is True
+    filed = parse_storyboard(head + "music: {path: tone.wav}\n")
+    assert filed.music is not None and filed.music.snap_cuts is True and filed.music.prompt is None
+
+
+def test_windows_cover_the_film_and_join_at_a_constant_level() -> None:
+    from reelflow.sound.music_model import crossfade_join, remove_rumble, window_lengths
+
+    assert window_lengths(1.5, 2.0, 0.5) == [1.5]
+    lengths = window_lengths(5.0, 2.0, 0.5)
+    assert len(lengths) == 3 and max(lengths) <= 2.0
+    assert sum(lengths) - 2 * 0.5 == pytest.approx(5.0)
+    assert window_lengths(120.0, 47.55, 2.0) == [pytest.approx(41.33, abs=0.01)] * 3
+    rng = np.random.default_rng(0)
+    overlap = 500
+    windows = [rng.standard_normal((2, 2000)).astype(np.float32) for _ in range(3)]
+    joined = crossfade_join(windows, overlap)
+    assert joined.shape == (2, 3 * 2000 - 2 * overlap)
+    # uncorrelated windows keep their level through an equal-power crossfade
+    fade = joined[:, 2000 - overlap + 100: 2000 - 100]
+    assert np.sqrt(np.mean(fade**2)) == pytest.approx(1.0, abs=0.1)
+    assert np.array_equal(joined[:, :1500], windows[0][:, :1500])
+    # a bed's DC offset and drift go (they would spend the mix's headroom), what is heard stays
+    rate = 8000
+    t = np.arange(4 * rate) / rate
+    low, tone = 0.3 + 0.2 * np.sin(2 * np.pi * 2 * t), 0.1 * np.sin(2 * np.pi * 440 * t)
+    clean = remove_rumble(np.stack([low + tone, low + tone]), rate)[0, rate:-rate]
+    assert np.abs(clean - tone[rate:-rate]).max() < 0.01
+
+
+def test_tiny_stable_audio_makes_a_bed_from_a_chinese_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built from configs, saved, loaded back by `from_pretrained` like a real checkpoint;
+    its byte-level tokenizer reads Chinese (no token unknown), and the bed it makes for 2.5 s
+    is two crossfaded windows of noise: finite, not silent, another for another seed."""
+    from reelflow.render.weights import content_hash
+    from reelflow.sound.music_model import (
+        byte_tokenizer,
+        ensure_tiny_music_model,
+        generate_bed,
+        music_model_folder,
+    )
+
+    tokenizer = byte_tokenizer()
+    ids = tokenizer("雪山上的钢琴 piano").input_ids
+    assert tokenizer.unk_token_id not in ids and len(ids) == 6 * 3 + 6
+    assert tokenizer.decode(ids) == "雪山上的钢琴 piano"
+    monkeypatch.setenv("REELFLOW_MODELS", str(tmp_path / "models"))
+    ensure_tiny_music_model("@models/tiny-stable-audio")
+    folder = music_model_folder("@models/tiny-stable-audio")
+    sha = content_hash(str(folder))
+    beds = []
+    for seed in (3, 4):
+        out = tmp_path / f"bed{len(beds)}.wav"
+        info = generate_bed(folder, sha, out, prompt="雪山上的钢琴", seed=seed, seconds=2.5,
+                            steps=1, guidance=7.0)  # fmt: skip
+        assert info.sample_rate == 8000 and info.channels == 2 and len(info.windows) == 2
+        samples, rate = soundfile.read(str(out))
+        assert samples.shape == (20000, 2) and rate == 8000
+        assert np.isfinite(samples).all() and np.abs(samples).max() == pytest.approx(0.99, 1e-3)
+        assert abs(samples.mean()) < 0.01 and np.sqrt(np.mean(samples**2)) > 0.05
+        beds.append(samples)
+    assert not np.array_equal(beds[0], beds[1])  # the seed is the window's noise
+
+
 # -- the flow: a Chinese voice-over film, then one line changed ------------------------------
 
 
@@ -286,3 +359,65 @@ def test_changing_one_line_respeaks_only_it_and_remixes(
     assert store.lineage(again.film_key).extra["encoded"] == []
     cues = srt_starts(store.get_file(again.film_key, tmp_path / "film.mp4"), tmp_path)
     assert cues[0][1] == "雪山醒了。"
+
+
+# -- a music bed generated from a prompt (tiny Stable Audio), changed: only the sound re-runs --
+
+BED = "music: {{prompt: {prompt}, model: '@models/tiny-stable-audio', seed: 3, steps: 2}}"
+
+
+def test_a_bed_generated_from_a_chinese_prompt_is_mixed_and_a_new_prompt_remixes_only_it(
+    voiced: Any, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    """The file's music swapped for a bed from a Chinese prompt, then the prompt changed: each
+    time the bed and the mix run again, and the speech, clips and edit come back Cached. The
+    tiny model plays noise: the bed is finite, fills the film (crossfaded windows), is heard
+    between the lines, and the film is loudness-normalised."""
+    from flows.produce_video import produce_video
+
+    folder, _, first = voiced
+    board = folder / "board.yaml"
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    edit_key = store.lineage(first.master_key).parents[0]
+    beds = []
+    for prompt in ("雪山上的钢琴，春风吹过", "城市的鼓点和霓虹"):
+        music = BED.format(prompt=prompt)
+        board.write_text(STORYBOARD.replace("music: {path: tone.wav, snap_cuts: false}", music),
+                         encoding="utf-8")  # fmt: skip
+        state = produce_video(storyboard=str(board), approval="auto", profile="previz",
+                              exports=[ExportSpec(captions="soft")], return_state=True)  # fmt: skip
+        assert state.is_completed(), state.message
+        states = task_states(state.state_details.flow_run_id)
+        assert states["music-bed"] == ["Completed"], states
+        assert states["master-with-music"] == ["Completed"]
+        assert states["speech-a"] == states["speech-b"] == ["Cached"]
+        assert states["assemble-film"] == ["Cached"]  # the picture is untouched
+        assert all(s == ["Cached"] for name, s in states.items() if name.startswith("clip-"))
+        result = state.result()
+        master = store.lineage(result.master_key)
+        assert master.parents[0] == edit_key  # the same picture
+        mix = store.lineage(master.parents[1])
+        bed_key = mix.parents[-1]
+        bed = store.lineage(bed_key)
+        assert bed.kind == "music" and bed.extra["step"] == "music-bed"
+        assert bed.extra["prompt"] == prompt and bed.spec["prompt"] == prompt
+        assert bed.extra["model"] == "@models/tiny-stable-audio"
+        assert len(bed.extra["model_sha256"]) == 64 and bed.spec["seed"] == 3
+        assert len(bed.extra["bed"]["windows"]) == 3  # 5 s in windows of at most 2.048 s
+        samples, rate = soundfile.read(str(store.get_file(bed_key, tmp_path / "bed.wav")))
+        assert np.isfinite(samples).all() and abs(len(samples) / rate - 5.0) < 0.01
+        assert np.sqrt(np.mean(samples**2)) > 0.05
+        film = store.get_file(result.film_key, tmp_path / "film.mp4")
+        assert abs(loudness(film) - (-14.0)) <= 1.0
+        audio, rate = film_audio(film, tmp_path / "film.wav")
+        voice = master.spec["voice"]
+        gap = audio[int((voice[0]["start"] + voice[0]["duration"] + 0.25) * rate):
+                    int((2.5 - 0.25) * rate)]  # fmt: skip
+        assert 20 * np.log10(np.sqrt(np.mean(gap**2))) > -45  # the bed is heard between lines
+        beds.append(bed_key)
+    assert beds[0] != beds[1]
+    # `reelflow lineage` of the delivered film reaches the bed: its prompt, seed and model
+    from reelflow.render.lineage import lineage_tree, render_text
+
+    text = render_text(lineage_tree(store, result.film_key))
+    assert "城市的鼓点和霓虹" in text and "@models/tiny-stable-audio" in text, text

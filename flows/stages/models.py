@@ -12,12 +12,19 @@ from __future__ import annotations
 
 from flows.stages.run import RunContext
 from reelflow.progress import step
-from reelflow.render.jobs import cut_plan, lora_names, music_job, speech_jobs
+from reelflow.render.jobs import cut_plan, lora_names, music_bed_job, music_job, speech_jobs
 from reelflow.render.models import tiny_video_models
 from reelflow.sound.lines import Language, check_line_lengths, voiced_languages
+from reelflow.sound.music_model import ensure_tiny_music_model
 from reelflow.sound.sources import Take, line_engine, line_take
 from reelflow.storyboard import Storyboard
-from tasks.edit import snap_to_music, store_take, synthesize_line, upload_input
+from tasks.edit import (
+    generate_music_bed,
+    snap_to_music,
+    store_take,
+    synthesize_line,
+    upload_input,
+)
 from tasks.images import prepare_models
 
 
@@ -34,11 +41,11 @@ def prepare_run_models(run: RunContext) -> None:
 
 
 def plan_timing(run: RunContext) -> None:
-    """Decide each shot's clip length (`run.durations`), store the music (`run.music_key`) and
-    speak the voice-over lines (`run.lines`)."""
+    """Decide each shot's clip length (`run.durations`), store the music file or generate the
+    bed (`run.music_key`) and speak the voice-over lines (`run.lines`)."""
     board = run.board
     run.durations = [duration for duration, _, _ in cut_plan(board, "storyboard")]
-    if board.music is not None:
+    if board.music is not None and board.music.path is not None:
         run.music_key = upload_input(board.project, board.music.path,
                                      run.base_dir and str(run.base_dir))
         if board.music.snap_cuts:
@@ -52,7 +59,23 @@ def plan_timing(run: RunContext) -> None:
     for lang, spoken in futures.items():
         run.voices[lang] = {line.shot: line for line in (future.result() for future in spoken)}
         run.durations = check_line_lengths(board, run.durations, run.voices[lang], lang)
+    if board.music is not None and board.music.prompt is not None:
+        generate_bed(run)
     run.lines = run.voices.get(board.voice_language, {})
+
+
+def generate_bed(run: RunContext) -> None:
+    """The bed `music.prompt` asks for, as long as the film once its lines are placed (the
+    tiny model is built on first use); snapped to only when the storyboard asks, and then
+    the lines are checked against the snapped shots again."""
+    board = run.board
+    assert board.music is not None
+    ensure_tiny_music_model(board.music.model)
+    run.music_key = generate_music_bed(music_bed_job(board, run.durations))
+    if board.music.snap_cuts:
+        run.durations = snap_to_music(music_job(board, run.music_key, run.durations))
+        for lang, spoken in run.voices.items():
+            run.durations = check_line_lengths(board, run.durations, spoken, lang)
 
 
 def speech_endpoint_identity(board: Storyboard, languages: list[Language]) -> str | None:

@@ -324,6 +324,9 @@ def check_inputs(
     # the speech sources, and a line longer than its shot (when refused), in every language the
     # run's versions speak
     check_lines(board, base_dir, voiced_languages(board, [e.lang for e in checked_exports or []]))
+    from reelflow.sound.music_model import check_music_model
+
+    check_music_model(board)  # a bed generated from a prompt: its model folder is there
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,

@@ -25,6 +25,7 @@ from reelflow.render.jobs import (
     ImageJob,
     Job,
     MasterJob,
+    MusicBedJob,
     RetouchJob,
     VersionJob,
 )
@@ -84,6 +85,7 @@ def job_from_spec(spec: dict[str, Any]) -> Job | None:
         (MasterJob, {"film_key", "music_key"}),
         (CoverJob, {"film_key", "title"}),
         (EditJob, {"clips", "crf"}),
+        (MusicBedJob, {"prompt", "model_sha256", "seconds"}),
         (ImageJob, {"prompt", "variants"}),
     ):
         if marker <= fields:
@@ -122,6 +124,9 @@ def _details(job: Job | None, extra: dict[str, Any]) -> dict[str, Any]:
         return {"version": job.export.name}
     if isinstance(job, CoverJob):
         return {"title": job.title}
+    if isinstance(job, MusicBedJob):
+        return {"prompt": job.prompt, "seed": job.seed, "seconds": job.seconds,
+                "steps": job.steps, "guidance": job.guidance, "model": job.model}
     return {k: v for k, v in extra.items() if k in ("filename", "version", "step")}
 
 

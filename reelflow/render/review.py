@@ -96,7 +96,9 @@ def storyboard_markdown(storyboard: Storyboard, storyboard_key: str) -> str:
             f"{_transition(storyboard, index)} | {caption} |"
         )
     music = (
-        f"Music: `{storyboard.music.path}`"
+        (f"Music: `{storyboard.music.path}`" if storyboard.music.path is not None else
+         f"Music: generated from \"{storyboard.music.prompt}\" (`{storyboard.music.model}`, "
+         f"seed {storyboard.music.seed})")
         + (" (cuts snap to its beats)" if storyboard.music.snap_cuts else "")
         if storyboard.music
         else "No music."

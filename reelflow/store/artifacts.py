@@ -107,6 +107,7 @@ _KIND_BY_SEGMENT = {
     "images": "image",
     "clips": "clip",
     "speech": "speech",
+    "music": "music",
     "edits": "edit",
     "covers": "cover",
     "storyboards": "storyboard",

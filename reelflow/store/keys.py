@@ -118,6 +118,11 @@ def clip_audio_key(clip_key: str) -> str:
     return f"{base}.audio.wav"
 
 
+def music_key(project: str, spec_hash: str, ext: str = "wav") -> str:
+    """A music bed generated from a prompt (its key: prompt, seed, model hash, length)."""
+    return f"projects/{slug(project, 'project')}/music/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
+
+
 def edit_key(project: str, spec_hash: str, ext: str = "mp4") -> str:
     return f"projects/{slug(project, 'project')}/edits/{_hash(spec_hash, 'spec hash')}.{_ext(ext)}"
 

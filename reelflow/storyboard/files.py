@@ -37,7 +37,7 @@ class FileRef:
 def references(storyboard: Storyboard) -> list[FileRef]:
     """Every string in the storyboard that names a file the renderer would read."""
     refs: list[FileRef] = []
-    if storyboard.music is not None:
+    if storyboard.music is not None and storyboard.music.path is not None:
         refs.append(FileRef(("music", "path"), storyboard.music.path, True))
     model = storyboard.style.model
     if _looks_like_path(model):

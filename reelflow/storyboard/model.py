@@ -320,9 +320,38 @@ class Shot(Strict):
 
 
 class Music(Strict):
-    path: str
+    """The film's music bed: a file (`path`), or a bed generated for the film's length from a
+    `prompt` by a local text-to-music model (`model`, Stable Audio) with `seed`."""
+
+    path: str | None = None
+    prompt: str | None = Field(None, min_length=1, max_length=2000,
+                               description="generate the bed from this text (any language)")
+    model: str = Field("@models/stable-audio-open-1.0",
+                       description="text-to-music model folder (prompt): @models/NAME")
+    seed: StrictInt = Field(0, ge=0, lt=2**32)
+    steps: StrictInt = Field(100, ge=1, le=1000, description="denoising steps (prompt)")
+    guidance: StrictFloat = Field(7.0, ge=1, le=30, description="guidance scale (prompt)")
     bpm: StrictFloat | None = Field(None, gt=0)
-    snap_cuts: bool = True
+    snap_cuts: bool = Field(True, description="cut on the music's beats; a generated bed "
+                            "snaps only when asked (its beats move with its prompt)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Music:
+        """A file or a prompt, never both; the generator's settings only with a prompt."""
+        if self.path is not None and self.prompt is not None:
+            raise RefError(("prompt",), "give a music file (path) or a prompt to generate the "
+                           "bed from, not both")
+        if self.path is None and self.prompt is None:
+            raise RefError(("path",), "give a music file (path) or a prompt to generate the "
+                           "bed from")
+        if self.prompt is not None and not self.prompt.strip():
+            raise RefError(("prompt",), "is blank: describe the music to generate")
+        generator = sorted({"model", "seed", "steps", "guidance"} & self.model_fields_set)
+        if self.path is not None and generator:
+            raise RefError((generator[0],), "only a generated bed (prompt) takes it")
+        if self.prompt is not None and "snap_cuts" not in self.model_fields_set:
+            self.snap_cuts = False
+        return self
 
 
 class Storyboard(Strict):

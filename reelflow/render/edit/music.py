@@ -1,5 +1,6 @@
-"""The storyboard's own files (music, reference images) brought into the bucket, cuts snapped
-to the music's beats, and the master: the edit with its music bed."""
+"""The storyboard's own files (music, reference images) brought into the bucket, a music bed
+generated from the storyboard's prompt, cuts snapped to the music's beats, and the master: the
+edit with its music bed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from pathlib import Path
 
 from reelflow.render.common import lineage_of, scratch
-from reelflow.render.jobs import MasterJob, MusicJob
+from reelflow.render.jobs import MasterJob, MusicBedJob, MusicJob
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
@@ -44,6 +45,30 @@ def store_input(store: ArtifactStore, project: str, ref: str, base_dir: Path | N
         Lineage(kind="input", extra={"filename": path.name}),
         if_absent=True,
     )
+
+
+def generate_music_bed(store: ArtifactStore, job: MusicBedJob) -> str:
+    """The bed `music.prompt` asks for, as a WAV object the mix takes like a music file; its
+    lineage names the prompt, seed and model (path and content hash)."""
+    from reelflow.render.weights import environment
+    from reelflow.sound.music_model import generate_bed, music_model_folder
+
+    key = job.output_key()
+    if store.complete(key):
+        return key
+    with scratch() as tmp:
+        info = generate_bed(music_model_folder(job.model), job.model_sha256, tmp / "bed.wav",
+                            prompt=job.prompt, seed=job.seed, seconds=job.seconds,
+                            steps=job.steps, guidance=job.guidance)  # fmt: skip
+        log.info("music bed %r: %.1f s in %d window(s)", job.prompt, info.seconds,
+                 len(info.windows))  # fmt: skip
+        model = {"role": "music-model", "name": job.model, "source": job.model,
+                 "sha256": job.model_sha256}
+        extra = {"step": "music-bed", "prompt": job.prompt, "model": job.model,
+                 "model_sha256": job.model_sha256, "weights": [model], "bed": info.model_dump(),
+                 "environment": environment()}  # fmt: skip
+        store.put_file(key, tmp / "bed.wav", "audio/wav", lineage_of("music", job, [], extra))
+    return key
 
 
 def snap_to_music(store: ArtifactStore, job: MusicJob) -> list[float]:

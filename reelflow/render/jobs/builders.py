@@ -26,6 +26,7 @@ from reelflow.render.jobs.specs import (
     ImageJob,
     IPAdapterChoice,
     MasterJob,
+    MusicBedJob,
     MusicJob,
     PanelSpec,
     RenderPlan,
@@ -554,6 +555,31 @@ def music_job(storyboard: Storyboard, music_key: str, durations: list[float]) ->
         min_shot=min(1.0, min(durations)),
         tolerance=0.25,
         fps=storyboard.fps,
+    )
+
+
+def music_bed_job(storyboard: Storyboard, durations: list[float]) -> MusicBedJob:
+    """The bed the storyboard's `music.prompt` asks for, as long as the film (``durations``,
+    rounded up to a whole second, so a cut moved by a frame keeps the bed). The model folder
+    must exist: its content hash is part of the key."""
+    import math
+
+    from reelflow.render.weights import content_hash
+    from reelflow.sound.music_model import music_model_folder
+
+    music = storyboard.music
+    if music is None or music.prompt is None:
+        raise ValueError("the storyboard's music is not generated from a prompt")
+    folder = music_model_folder(music.model)
+    return MusicBedJob(
+        project=storyboard.project,
+        prompt=music.prompt,
+        seed=music.seed,
+        seconds=float(max(1, math.ceil(sum(durations) - 1e-6))),
+        steps=music.steps,
+        guidance=music.guidance,
+        model_sha256=content_hash(str(folder)),
+        model=music.model,
     )
 
 

@@ -248,6 +248,26 @@ class MusicJob(Job):
     fps: int
 
 
+class MusicBedJob(Job):
+    """A music bed generated from the storyboard's prompt for the film's length: its key is
+    the prompt, seed, model (by content hash), length and sampler settings, nothing else."""
+
+    project: str
+    prompt: str
+    seed: int
+    seconds: float  # the film's length, rounded up to a whole second
+    steps: int
+    guidance: float
+    model_sha256: str  # content hash of the model folder (weights.content_hash)
+    model: str  # where it lies (@models/NAME), outside the hash: a moved folder keeps the bed
+
+    def spec_hash(self) -> str:
+        return spec_hash(self.model_dump(mode="json", exclude={"model"}))
+
+    def output_key(self) -> str:
+        return keys.music_key(self.project, self.spec_hash())
+
+
 class SpeechJob(Job):
     """One shot's voice-over line in the film's language: its key changes with the text, the
     voice, the speed and the engine (and its version), and with nothing else."""
