@@ -135,12 +135,12 @@ def make_tiny_stable_audio(folder: Path, *, seed: int = 0) -> Path:
     like a real checkpoint, for tests and demos. Built in a temporary folder beside ``folder``
     and moved into place, so a second process never loads a half-written one.
 
-    Its scheduler is diffusers' EDM DPM-Solver with Stable Audio's sigmas (the real checkpoint
-    names the cosine DPM-Solver, which needs the `torchsde` package)."""
+    Its scheduler is the real checkpoint's: the cosine DPM-Solver with Stable Audio's sigmas
+    (its noise sampler is `torchsde`'s Brownian tree)."""
     import torch
     from diffusers import (
         AutoencoderOobleck,
-        EDMDPMSolverMultistepScheduler,
+        CosineDPMSolverMultistepScheduler,
         StableAudioDiTModel,
         StableAudioPipeline,
         StableAudioProjectionModel,
@@ -162,9 +162,9 @@ def make_tiny_stable_audio(folder: Path, *, seed: int = 0) -> Path:
         vae = AutoencoderOobleck(encoder_hidden_size=4, downsampling_ratios=[2, 4, 8],
                                  channel_multiples=[1, 2, 2], decoder_channels=4,
                                  decoder_input_channels=4, audio_channels=2, sampling_rate=8000)
-    scheduler = EDMDPMSolverMultistepScheduler(sigma_min=0.3, sigma_max=500.0, sigma_data=1.0,
-                                               sigma_schedule="exponential",
-                                               prediction_type="v_prediction")
+    scheduler = CosineDPMSolverMultistepScheduler(sigma_min=0.3, sigma_max=500.0, sigma_data=1.0,
+                                                  sigma_schedule="exponential", solver_order=2,
+                                                  prediction_type="v_prediction")
     pipe = StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection,
                                tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
     folder.parent.mkdir(parents=True, exist_ok=True)
