@@ -156,7 +156,7 @@ class ProgressPrinter:
 
     ``[  12.4s] images 3/9  snow-ridge``. A repeated identical step is printed once. Used as a
     context manager it also keeps a heartbeat: when nothing was printed for ``interval`` seconds
-    while work runs, one line names what is still running and how far it is (8 s by default,
+    while work runs, one line names what is still running and how far it is (6 s by default,
     so that with a late tick on a busy machine no gap between two lines reaches 10 s). Time
     between a gate's ``wait`` and ``resume`` is counted apart (:attr:`waited`, :meth:`summary`).
     """
@@ -165,7 +165,7 @@ class ProgressPrinter:
         self,
         out: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
-        interval: float = 8.0,
+        interval: float = 6.0,
     ):
         self.out = out or sys.stderr
         self.clock = clock
