@@ -157,7 +157,8 @@ def guarded(stills: Stills, job: ImageJob) -> ImageJob:
         return job
     if stills.cache_guard is None:
         with step("speed cache", f"checking the cache on shot {job.shot}"):
-            stills.cache_guard = guard_image_cache(job, stills.identity_threshold)
+            own = job.speed.get("guard_identity") is not None  # else the run's threshold
+            stills.cache_guard = guard_image_cache(job, None if own else stills.identity_threshold)
         get_run_logger().info("%s", stills.cache_guard.line())
         # an artifact of the run whatever its approval policy (an auto run has no gate form)
         create_markdown_artifact(f"# Speed (images)\n\n{stills.cache_guard.line()}\n",

@@ -243,9 +243,17 @@ def speed_lineage(job: ClipJob) -> dict[str, Any]:
     return lineage(speed_options(job), _COMPILE_NOTES.get(job.spec_hash()))
 
 
-def guard_cache(store: ArtifactStore, job: ClipJob):
+def guard_cache(
+    store: ArtifactStore,
+    job: ClipJob,
+    characters: dict[str, list[str]] | None = None,
+    identity_threshold: float | None = None,
+):
     """The guard of the job's cache: the clip rendered without and with it, compared frame by
-    frame (PSNR). Returns a `CacheGuard`; the caller keys the run's clips with it."""
+    frame (PSNR). A shot that shows library characters (`characters`: name -> reference image
+    keys) is decided by their identity score instead, the weakest of the first, middle and
+    last frames (the identity gate's scorer). Returns a `CacheGuard`; the caller keys the
+    run's clips with it."""
     import numpy as np
 
     from reelflow.gpu.speed import run_guard
@@ -254,13 +262,30 @@ def guard_cache(store: ArtifactStore, job: ClipJob):
     options = speed_options(job)
     if options is None or options.cache is None:
         raise ValueError(f"shot {job.shot}: no speed.cache to guard")
+    identity = None
+    if characters:
+        from PIL import Image
+
+        from reelflow.render.common import load_image
+        from reelflow.render.identity import default_clip_model, score_image
+
+        model = default_clip_model()
+        references = {name: [load_image(store, key) for key in refs]
+                      for name, refs in characters.items()}  # fmt: skip
+
+        def identity(frames: np.ndarray) -> float:
+            picked = (frames[0], frames[len(frames) // 2], frames[-1])
+            return min(min(score_image(Image.fromarray(frame), references, model).values())
+                       for frame in picked)  # fmt: skip
+
     with scratch() as tmp:
 
         def render(cached: bool) -> np.ndarray:
             out, _, _ = clip_file(store, job, tmp, cache=cached, name=f"guard-{int(cached)}.mp4")
             return np.stack(list(read_frames(out)))
 
-        return run_guard(job.shot, options, render)
+        return run_guard(job.shot, options, render, identity=identity,
+                         identity_threshold=identity_threshold)
 
 
 def with_guard(job: ClipJob, guard: Any) -> ClipJob:

@@ -210,10 +210,16 @@ def guard_cache(
     if job.character_refs:
         from reelflow.render.identity import default_clip_model, load_references, score_image
 
-        model, references = default_clip_model(), load_references(store, job)
+        model = default_clip_model()
+        try:
+            references = load_references(store, job)
+        except Exception as exc:  # noqa: BLE001 - as the lineage's scorer: the PSNR decides
+            log.warning("speed guard on %s: identity not scored (%s); the PSNR decides",
+                        job.shot, exc)
+        else:
 
-        def identity(pixels: np.ndarray) -> float:
-            return min(score_image(Image.fromarray(pixels), references, model).values())
+            def identity(pixels: np.ndarray) -> float:
+                return min(score_image(Image.fromarray(pixels), references, model).values())
 
     return run_guard(job.shot, options, render, identity=identity,
                      identity_threshold=identity_threshold)
