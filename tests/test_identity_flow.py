@@ -76,7 +76,7 @@ def film_store(film_env: dict[str, str], s3_settings: S3Settings) -> ArtifactSto
     return store
 
 
-#: the tiny model as the `test` profile has it, 4 steps (PAB skips the middle ones), a cache
+#: the tiny model as the `test` profile has it, 3 steps (PAB skips the middle one), a cache
 IMAGE_MODEL = "tiny-speed"
 
 
@@ -85,7 +85,7 @@ def first_run(film_store: ArtifactStore) -> Any:
     from blocks.models import ImageModel
     from flows.produce_video import produce_video
 
-    ImageModel(source="tiny", family="sd15", dtype="float32", steps=4,
+    ImageModel(source="tiny", family="sd15", dtype="float32", steps=3,
                speed={"cache": "pab", "guard_identity": 0.05}).save(IMAGE_MODEL, overwrite=True)
     state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test",
                           image_model=IMAGE_MODEL, return_state=True)  # fmt: skip

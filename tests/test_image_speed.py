@@ -26,7 +26,7 @@ from reelflow.storyboard.characters import add_character, resolve_cast
 @pytest.fixture
 def jobs(store: ArtifactStore, tmp_path_factory: pytest.TempPathFactory,
          monkeypatch: pytest.MonkeyPatch):
-    """shot -> a job factory taking the speed options (4 steps: PAB skips the middle ones)."""
+    """shot -> a job factory taking the speed options (3 steps: PAB skips the middle one)."""
     monkeypatch.setenv("REELFLOW_MODELS", str(Path(str(tmp_path_factory.getbasetemp()))
                                               / "speed-models"))
     add_character(store, SU7, {"front.png": png((250, 210, 0))})
@@ -34,7 +34,7 @@ def jobs(store: ArtifactStore, tmp_path_factory: pytest.TempPathFactory,
     models.prepare_demo_models(lora_names(board))
 
     def make(shot: str, **speed) -> ImageJob:
-        profile = get_profile("test").model_copy(update={"steps": 4, "image_speed": speed})
+        profile = get_profile("test").model_copy(update={"steps": 3, "image_speed": speed})
         return image_job(board, board.shot(shot), profile)
 
     return make
@@ -72,9 +72,9 @@ def test_an_unreachable_threshold_turns_the_cache_off_and_the_review_says_so(
     plain = jobs("city")  # no speed option at all: the same pixels, the same keys
     assert guarded.spec_hash() == plain.spec_hash()
     keys = images.render_variants(store, guarded)
-    speed = store.lineage(keys[0]).extra.get("speed") or {}
-    if speed:  # (a run without speed options may have stored these pixels first)
-        assert speed["cache"] is None and speed["guard"]["kept"] is False
+    speed = store.lineage(keys[0]).extra["speed"]  # (3 steps: no other test stored them)
+    assert speed["cache"] is None and speed["cache_asked"] == "pab"
+    assert speed["guard"]["kept"] is False and speed["guard"]["psnr"] == pytest.approx(guard.psnr)
     markdown = review.images_markdown(
         store, "cast", {"city": keys}, {}, {}, lambda key, label: "", speed=guard.line())
     assert f"PSNR {guard.psnr:.1f} dB" in markdown and "the PSNR decides" in markdown
