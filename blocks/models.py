@@ -37,6 +37,10 @@ class ImageModel(Block):
     memory: MemoryPins | None = Field(
         None, description="pinned memory choices: model-offload, fp8, {offload: group, ...}"
     )
+    speed: dict[str, Any] | None = Field(
+        None, description="speed options: {cache: first-block|taylorseer|pab, guard_psnr, "
+        "guard_identity, compile}; the cache is guarded on the run's first image"
+    )
 
     def apply(self, profile: RenderProfile) -> RenderProfile:
         update: dict[str, Any] = {
@@ -53,6 +57,8 @@ class ImageModel(Block):
         for field in ("steps", "variants", "memory"):
             if getattr(self, field):
                 update[field] = getattr(self, field)
+        if self.speed:
+            update["image_speed"] = dict(self.speed)
         return profile.model_copy(update=update)
 
 

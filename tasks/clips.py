@@ -20,12 +20,13 @@ def render_clip(job: ClipJob) -> str:
 
 
 @step_task("guard-cache", "cache-guard-{first.shot}")
-def guard_cache(first: ClipJob) -> CacheGuard:
-    """The run's speed cache checked on its first clip (rendered with and without it); cached
-    on the job, so a resumed run keeps its decision. (`first`, not `job`: the guard writes no
-    object of the job's.)"""
+def guard_cache(first: ClipJob, characters: dict[str, list[str]] | None = None) -> CacheGuard:
+    """The run's speed cache checked on its first clip (rendered with and without it; on a
+    shot with library characters, name -> reference keys, their identity score decides);
+    cached on the job, so a resumed run keeps its decision. (`first`, not `job`: the guard
+    writes no object of the job's.)"""
     with gpu_slot():
-        return clips.guard_cache(get_store(), first)
+        return clips.guard_cache(get_store(), first, characters)
 
 
 @step_task("check-clip-drift", "drift-{shot}")

@@ -8,6 +8,7 @@ import sys
 from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
+from reelflow.gpu.speed import CacheGuard
 from reelflow.render import identity, images, models
 from reelflow.render.identity import IdentityReport
 from reelflow.render.jobs import FrameJob, HiresJob, ImageJob, RetouchJob
@@ -34,6 +35,16 @@ def _log_model_loads() -> None:
     pipelines = sys.modules.get("reelflow.imaging.pipelines")  # not imported: no model loaded
     loads = pipelines.get_pipeline_cache().loads if pipelines else 0  # (nor torch, for previz)
     get_run_logger().info("model loads in this worker process: %d", loads)
+
+
+@step_task("guard-image-cache", "image-cache-guard-{first.shot}")
+def guard_image_cache(first: ImageJob, identity_threshold: float | None = None) -> CacheGuard:
+    """The run's speed cache checked on its first image (rendered with and without it; on a
+    shot with library characters their identity score decides); cached on the job, so a
+    resumed run keeps its decision. (`first`, not `job`: the guard writes no object of the
+    job's.)"""
+    with gpu_slot():
+        return images.guard_cache(get_store(), first, identity_threshold)
 
 
 @step_task("hires-fix", "hires-{job.image.shot}")

@@ -61,10 +61,11 @@ def images_review(
     descriptions: dict[str, str] | None = None,
     identity: dict[str, list[float]] | None = None,
     replaced: dict[str, tuple[str, int]] | None = None,
+    speed: str | None = None,
 ) -> str:
     markdown = review.images_markdown(
         get_store(), project, variants, prompts, scores, picture, diffs, zh, round_=round_,
-        descriptions=descriptions, identity=identity, replaced=replaced,
+        descriptions=descriptions, identity=identity, replaced=replaced, speed=speed,
     )
     create_markdown_artifact(markdown, key="images-review", description="images gate")
     return markdown

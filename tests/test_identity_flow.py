@@ -3,6 +3,9 @@
 A storyboard names `su7` only; the run takes its description, trigger words, LoRA and
 references from the library. Changing the references re-renders exactly the shot it is in;
 `quality-gate` stops at the images gate when no variant reaches the identity threshold.
+
+The image model block asks for a speed cache (Pyramid Attention Broadcast on the tiny UNet):
+the run's first image shows su7, so the guard decides on its identity score.
 """
 
 from __future__ import annotations
@@ -73,11 +76,19 @@ def film_store(film_env: dict[str, str], s3_settings: S3Settings) -> ArtifactSto
     return store
 
 
+#: the tiny model as the `test` profile has it, 3 steps (PAB skips the middle one), a cache
+IMAGE_MODEL = "tiny-speed"
+
+
 @pytest.fixture(scope="module")
 def first_run(film_store: ArtifactStore) -> Any:
+    from blocks.models import ImageModel
     from flows.produce_video import produce_video
 
-    state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test", return_state=True)
+    ImageModel(source="tiny", family="sd15", dtype="float32", steps=3,
+               speed={"cache": "pab", "guard_identity": 0.05}).save(IMAGE_MODEL, overwrite=True)
+    state = produce_video(storyboard=STORYBOARD, approval="auto", profile="test",
+                          image_model=IMAGE_MODEL, return_state=True)  # fmt: skip
     assert state.is_completed(), state.message
     return state.result()
 
@@ -100,6 +111,20 @@ def test_library_character_renders_into_prompt_lineage_and_manifest(
     assert list(manifest["identity"]["scores"]) == ["snow"]
     assert isinstance(manifest["trims"], dict)
 
+    # the speed cache: guarded once, on the run's first image (su7's shot: identity decides)
+    for lineage in (variant, city):
+        guard = lineage.extra["speed"]["guard"]
+        assert guard["shot"] == "snow" and guard["measure"] == "identity"
+        assert guard["identity_threshold"] == 0.05 and guard["kept"] is True
+        assert 0.05 <= guard["identity_cached"] <= 1.0 and 0.0 <= guard["identity_plain"] <= 1.0
+        assert 0.0 < guard["psnr"] < 100.0  # PAB skipped attention: close, not identical
+        assert lineage.extra["speed"]["cache"] == "pab"
+    from prefect.artifacts import Artifact
+
+    line = str(Artifact.get("image-speed-guard").data)
+    assert "cache guard on shot snow (library character: the identity score decides)" in line
+    assert "threshold 0.05" in line and "cache kept for the run" in line
+
 
 def test_changed_references_rerender_exactly_their_shots(
     first_run: Any, film_store: ArtifactStore
@@ -109,7 +134,8 @@ def test_changed_references_rerender_exactly_their_shots(
     add_character(film_store, SU7, {"front.png": png((255, 255, 255))})
     try:
         state = produce_video(
-            storyboard=STORYBOARD, approval="auto", profile="test", return_state=True
+            storyboard=STORYBOARD, approval="auto", profile="test", image_model=IMAGE_MODEL,
+            return_state=True,
         )
         assert state.is_completed(), state.message
     finally:
@@ -135,7 +161,8 @@ def test_quality_gate_stops_on_identity_and_passes_a_reachable_threshold(
 
     # reachable: passes unattended, nothing new rendered
     state = produce_video(storyboard=STORYBOARD, approval="quality-gate", profile="test",
-                          identity_threshold=0.0, return_state=True)  # fmt: skip
+                          image_model=IMAGE_MODEL, identity_threshold=0.0,
+                          return_state=True)  # fmt: skip
     assert state.is_completed(), state.message
     assert _states(state.state_details.flow_run_id)["variants-snow"] == ["Cached"]
 
@@ -145,7 +172,8 @@ def test_quality_gate_stops_on_identity_and_passes_a_reachable_threshold(
     def run() -> None:
         result["state"] = produce_video(
             storyboard=STORYBOARD, approval="quality-gate", profile="test",
-            identity_threshold=1.0, identity_retries=1, return_state=True,
+            image_model=IMAGE_MODEL, identity_threshold=1.0, identity_retries=1,
+            return_state=True,
         )  # fmt: skip
 
     thread = threading.Thread(target=run, daemon=True)

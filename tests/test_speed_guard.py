@@ -116,3 +116,20 @@ def test_an_unknown_speed_option_is_one_line_before_anything_renders(tmp_path: P
         "video_options": {"speed": {"cache": "teacache"}}})
     with pytest.raises(InputError, match=r"^video options speed\.cache: Input should be"):
         check_models(board, profile, tmp_path)
+
+
+def test_a_shot_with_a_library_character_is_decided_by_its_identity_score(
+    store: ArtifactStore, ltx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    job = _job(store, ltx, monkeypatch, guard_psnr=1000.0)  # the PSNR alone: turned off
+    reference = "characters/hero/front.png"
+    pixels = (np.random.default_rng(1).random((40, 64, 3)) * 255).astype(np.uint8)
+    store.put_bytes(reference, png_bytes(Image.fromarray(pixels)), "image/png",
+                    Lineage(kind="character-reference", spec={}, spec_hash="0" * 16))
+    guard = clips.guard_cache(store, job, {"hero": [reference]}, identity_threshold=0.0)
+    assert guard.measure == "identity" and guard.identity_threshold == 0.0
+    assert guard.kept and guard.psnr < 1000.0  # the identity score decided, not the PSNR
+    assert 0.0 <= guard.identity_cached <= 1.0 and 0.0 <= guard.identity_plain <= 1.0
+    assert "identity score decides" in guard.line()

@@ -98,7 +98,7 @@ def render_clips(
             facts=run.facts,
             **taken,
         )
-        job = guarded(clips, job)
+        job = guarded(clips, job, cast_references(board, shot))
         clips.frames[shot.id] = [taken[field] for field, _ in frame_refs(shot)]
         clips.motion[shot.id] = job.motion_prompt
         clips.backends[shot.id] = job.backend
@@ -139,15 +139,23 @@ def render_clips(
     clips.frames = {shot: keys for shot, keys in clips.frames.items() if keys}
 
 
-def guarded(clips: Clips, job: ClipJob) -> ClipJob:
+def cast_references(board: Storyboard, shot: Shot) -> dict[str, list[str]]:
+    """The shot's library characters with reference images: name -> their keys."""
+    cast = [board.character(name) for name in shot.characters]
+    return {c.name: list(c.reference_images) for c in cast if c.reference_images}
+
+
+def guarded(clips: Clips, job: ClipJob, characters: dict[str, list[str]] | None = None
+            ) -> ClipJob:
     """A job whose options ask for a speed cache, keyed with the guard's decision: the first
-    such clip of the run is rendered with and without the cache (once per run), the others
-    take the same decision."""
+    such clip of the run is rendered with and without the cache (once per run; a shot with
+    library characters, `characters`, is decided by their identity score), the others take
+    the same decision."""
     if not (job.backend_options.get("speed") or {}).get("cache"):
         return job
     if clips.cache_guard is None:
         with step("speed cache", f"checking the cache on shot {job.shot}"):
-            clips.cache_guard = guard_cache(job)
+            clips.cache_guard = guard_cache(job, characters or None)
         log.info("%s", clips.cache_guard.line())
         # an artifact of the run whatever its approval policy (an auto run has no gate form)
         create_markdown_artifact(f"# Speed\n\n{clips.cache_guard.line()}\n", key="speed-guard",

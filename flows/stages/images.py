@@ -4,12 +4,14 @@ rejected shots are regenerated); the chosen variant is then hi-res fixed and ret
 from __future__ import annotations
 
 from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from flows.gates import ImagesReview, wait_for_review
 from flows.render_shot import fan_out_shots, fan_out_variants
 from flows.stages.finishing import Finishing
 from flows.stages.run import RunContext
+from reelflow.gpu.speed import CacheGuard
 from reelflow.progress import Counter, step
 from reelflow.render.decisions import GateSpec
 from reelflow.render.identity import (
@@ -19,6 +21,7 @@ from reelflow.render.identity import (
     identity_markdown,
     pick_by_identity,
 )
+from reelflow.render.images import with_guard
 from reelflow.render.jobs import (
     PREVIZ,
     ImageJob,
@@ -29,7 +32,14 @@ from reelflow.render.jobs import (
 from reelflow.script.drafts import replace_shot
 from reelflow.storyboard.prompts import language_warnings
 from tasks.edit import upload_input
-from tasks.images import hires_fix, render_variants, retouch, score_identity, score_variants
+from tasks.images import (
+    guard_image_cache,
+    hires_fix,
+    render_variants,
+    retouch,
+    score_identity,
+    score_variants,
+)
 from tasks.review import images_review
 from tasks.script import english_prompts, refine_prompt, zh_prompts
 
@@ -50,6 +60,8 @@ class Stills(BaseModel):
     #: shot -> (key, variant number) of the take the last rejection replaced: the next round's
     #: contact sheet shows it beside the new takes
     replaced: dict[str, tuple[str, int]] = {}
+    cache_guard: CacheGuard | None = None  # the speed cache's check on the run's first image
+    identity_threshold: float = IDENTITY_THRESHOLD  # the run's: a character shot's guard
 
 
 def images_stage(
@@ -58,7 +70,7 @@ def images_stage(
     identity_threshold: float = IDENTITY_THRESHOLD,
     identity_retries: int = 2,
 ) -> Stills:
-    stills = first_round(run)
+    stills = first_round(run, identity_threshold)
     if run.policy == "quality-gate":
         retry_off_model(run, stills, identity_threshold, identity_retries)
     round_ = 1
@@ -108,12 +120,13 @@ def retry_off_model(run: RunContext, stills: Stills, threshold: float, bound: in
                 round_=attempt,
                 facts=run.facts,
             )
-            stills.jobs[shot_id] = with_reference(stills, job)
+            stills.jobs[shot_id] = guarded(stills, with_reference(stills, job))
         render_all(run, stills, list(failing), retry=attempt)
 
 
-def first_round(run: RunContext) -> Stills:
-    """Every shot's variants, rendered concurrently; the prompts' token-budget cuts logged."""
+def first_round(run: RunContext, identity_threshold: float = IDENTITY_THRESHOLD) -> Stills:
+    """Every shot's variants, rendered concurrently; the prompts' token-budget cuts logged.
+    A speed cache is checked on the first image first (`guarded`)."""
     prompts_for_encoder(run)
     board, logger = run.board, get_run_logger()
     plan = plan_render(board, run.profile, base_dir=run.base_dir, facts=run.facts)
@@ -126,13 +139,31 @@ def first_round(run: RunContext) -> Stills:
         for shot in board.shots
         if shot.reference and any(job.shot == shot.id for job in plan.images)
     }  # fmt: skip
-    stills = Stills(jobs={}, variants={}, references=references)
-    stills.jobs = {job.shot: with_reference(stills, job) for job in plan.images}
+    stills = Stills(jobs={}, variants={}, references=references,
+                    identity_threshold=identity_threshold)
+    stills.jobs = {job.shot: guarded(stills, with_reference(stills, job)) for job in plan.images}
     run.steps_total = len(stills.jobs) + len(board.shots)
     if run.fan_out:
         fan_out_variants(stills.jobs, board, run.profile)
     render_all(run, stills, list(stills.jobs))
     return stills
+
+
+def guarded(stills: Stills, job: ImageJob) -> ImageJob:
+    """A job whose options ask for a speed cache, with the guard's decision: the first such
+    image of the run is rendered with and without the cache (once per run; on a shot with
+    library characters their identity score decides), the others take the same decision."""
+    if not job.speed.get("cache"):
+        return job
+    if stills.cache_guard is None:
+        with step("speed cache", f"checking the cache on shot {job.shot}"):
+            own = job.speed.get("guard_identity") is not None  # else the run's threshold
+            stills.cache_guard = guard_image_cache(job, None if own else stills.identity_threshold)
+        get_run_logger().info("%s", stills.cache_guard.line())
+        # an artifact of the run whatever its approval policy (an auto run has no gate form)
+        create_markdown_artifact(f"# Speed (images)\n\n{stills.cache_guard.line()}\n",
+                                 key="image-speed-guard", description="image speed cache guard")
+    return with_guard(job, stills.cache_guard)
 
 
 def with_reference(stills: Stills, job: ImageJob) -> ImageJob:
@@ -233,6 +264,7 @@ def images_material(
             descriptions=descriptions,
             identity=stills.identity.scores if stills.identity else None,
             replaced={s: r for s, r in stills.replaced.items() if s in variants},
+            speed=stills.cache_guard.line() if stills.cache_guard else None,
         )
         if off_model:
             description += "\n**Identity under threshold:** " + "; ".join(off_model.values())
@@ -267,7 +299,7 @@ def regenerate(
             round_=len(stills.notes[shot_id]),
             facts=run.facts,
         )
-        stills.jobs[shot_id] = with_reference(stills, job)
+        stills.jobs[shot_id] = guarded(stills, with_reference(stills, job))
     render_all(run, stills, list(rejected), round_=round_)
 
 

@@ -3,9 +3,18 @@ regional compilation of its repeated blocks.
 
 A cache skips parts of the denoiser's forward passes when they would change little; how little
 depends on the model, the prompt and the step count, so no setting is safe for every run. The
-guard renders the run's first clip with and without the cache and keeps the cache only when the
-picture stays close (PSNR at or above `guard_psnr` dB); otherwise it is off for the whole run.
-Both figures go into every clip's lineage and the clips review.
+guard renders the run's first clip (or image) with and without the cache and keeps the cache
+only when the picture stays close (PSNR at or above `guard_psnr` dB); otherwise it is off for
+the whole run. On a shot that shows a library character the identity score decides instead (the
+identity gate's scorer: the cached render must still look like the character, at or above
+`guard_identity`), the PSNR recorded beside it. The figures go into every clip's or image's
+lineage and the review; the key holds only what changes pixels (the cache, once kept).
+
+Which caches apply (diffusers 0.42.1): every one on a transformer with cache hooks
+(`enable_cache`: Flux, LTX, LTX-2, Wan, SkyReels-V2...); on the SD 1.5 / SDXL UNet, which has
+none, Pyramid Attention Broadcast only (its hook wraps any diffusers attention layer, here the
+self-attention of the UNet's transformer blocks); First Block Cache and TaylorSeer need a
+transformer's block list, so on a UNet the guard turns them off and says why.
 
 Compilation (`compile_repeated_blocks`) compiles one transformer block and reuses it for the
 others: minutes saved on a long run on CUDA, nothing but compile time on a CPU, where it is
@@ -16,8 +25,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -28,17 +38,22 @@ CacheKind = Literal["first-block", "taylorseer", "pab"]
 
 
 class CacheGuard(BaseModel):
-    """What the guard measured on the run's first clip, and what it decided."""
+    """What the guard measured on the run's first clip or image, and what it decided."""
 
     model_config = ConfigDict(frozen=True)
 
-    shot: str  # the clip it was measured on
+    shot: str  # the clip or image it was measured on
     psnr: float  # dB, the cached render against the plain one (IDENTICAL_PSNR: identical)
-    threshold: float  # guard_psnr: at or above it the cache is kept
+    threshold: float  # guard_psnr: at or above it the cache is kept (when the PSNR decides)
     kept: bool
     seconds_plain: float
     seconds_cached: float
     reason: str = ""  # why the cache could not run at all (a model without its hooks)
+    #: what decided: the PSNR, or on a shot with library characters their identity score
+    measure: Literal["psnr", "identity"] = "psnr"
+    identity_plain: float | None = None  # 0..1, the weakest character's, plain render
+    identity_cached: float | None = None  # ... and cached render
+    identity_threshold: float | None = None  # the cached render's score must reach it
 
     def line(self) -> str:
         """One line for the review."""
@@ -46,9 +61,14 @@ class CacheGuard(BaseModel):
             return f"cache guard on shot {self.shot}: cache turned OFF for the run: {self.reason}"
         psnr = "identical" if self.psnr >= IDENTICAL_PSNR else f"PSNR {self.psnr:.1f} dB"
         verdict = "kept for the run" if self.kept else "turned OFF for the run"
-        return (f"cache guard on shot {self.shot}: {psnr} against the plain render "
-                f"(threshold {self.threshold:g} dB): cache {verdict}; "
-                f"{self.seconds_cached:.1f} s cached vs {self.seconds_plain:.1f} s plain")
+        timing = f"{self.seconds_cached:.1f} s cached vs {self.seconds_plain:.1f} s plain"
+        if self.measure == "identity":
+            return (f"cache guard on shot {self.shot} (library character: the identity score "
+                    f"decides): identity {self.identity_cached:.2f} cached vs "
+                    f"{self.identity_plain:.2f} plain (threshold {self.identity_threshold:.2f}), "
+                    f"{psnr} against the plain render: cache {verdict}; {timing}")
+        return (f"cache guard on shot {self.shot} (the PSNR decides): {psnr} against the plain "
+                f"render (threshold {self.threshold:g} dB): cache {verdict}; {timing}")
 
 
 class SpeedOptions(BaseModel):
@@ -60,6 +80,9 @@ class SpeedOptions(BaseModel):
     cache_threshold: float = Field(0.05, gt=0, description="first-block: residual change "
                                    "under which the other blocks are skipped")
     guard_psnr: float = Field(30.0, description="dB; the cache is kept at or above it")
+    guard_identity: float | None = Field(
+        None, description="a shot with library characters: the cached render's identity score "
+        "(0..1) must reach it; unset: the run's identity threshold")
     compile: bool = False
     guard: CacheGuard | None = None  # filled by the guard before the run's clips are keyed
 
@@ -67,6 +90,10 @@ class SpeedOptions(BaseModel):
         """The cache runs only once the guard has kept it."""
         return self.cache is not None and self.guard is not None and self.guard.kept
 
+
+#: the identity gate's default threshold (reelflow.render.identity.IDENTITY_THRESHOLD), for a
+#: guard called without the run's
+IDENTITY_GATE_THRESHOLD = 0.35
 
 #: the PSNR of identical pictures (JSON has no infinity; 100 dB is beyond any 8-bit difference)
 IDENTICAL_PSNR = 100.0
@@ -81,9 +108,36 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return IDENTICAL_PSNR if mse == 0 else min(IDENTICAL_PSNR, 10 * math.log10(255.0**2 / mse))
 
 
-def supports_cache(transformer: Any) -> bool:
-    """The denoiser has diffusers' cache hooks (Flux, LTX, LTX-2, Wan...; not the SD UNet)."""
-    return callable(getattr(transformer, "enable_cache", None))
+def denoiser(pipe: Any) -> Any:
+    """The pipeline's transformer, else its UNet (SD 1.5, SDXL); None for neither."""
+    transformer = getattr(pipe, "transformer", None)
+    return transformer if transformer is not None else getattr(pipe, "unet", None)
+
+
+def supports_cache(model: Any, kind: CacheKind | None = None) -> bool:
+    """The denoiser takes the cache: any of them on a model with diffusers' cache hooks (Flux,
+    LTX, LTX-2, Wan...); Pyramid Attention Broadcast on the SD UNet too (module docstring)."""
+    if callable(getattr(model, "enable_cache", None)):
+        return True
+    return kind == "pab" and type(model).__name__.startswith("UNet")
+
+
+def _timestep(pipe: Any) -> Callable[[], Any]:
+    """The current denoising timestep, as Pyramid Attention Broadcast asks for it. A pipeline
+    that keeps none (SD, SDXL) is read through its scheduler: before the first step of a call
+    it answers a timestep outside every skip range, so each call computes its first step and
+    never reuses attention kept from another call."""
+    if hasattr(type(pipe), "current_timestep"):
+        return lambda: pipe.current_timestep
+
+    def from_scheduler() -> float:
+        scheduler = pipe.scheduler
+        index = getattr(scheduler, "step_index", None)
+        if index is None or index >= len(scheduler.timesteps):
+            return math.inf
+        return float(scheduler.timesteps[index])
+
+    return from_scheduler
 
 
 def cache_config(options: SpeedOptions, pipe: Any) -> Any:
@@ -101,7 +155,7 @@ def cache_config(options: SpeedOptions, pipe: Any) -> Any:
     if options.cache == "pab":
         return PyramidAttentionBroadcastConfig(
             spatial_attention_block_skip_range=2,
-            current_timestep_callback=lambda: pipe.current_timestep,
+            current_timestep_callback=_timestep(pipe),
         )
     raise ValueError(f"speed.cache: {options.cache!r} is not a known cache")
 
@@ -118,28 +172,49 @@ def _lock(transformer: Any) -> threading.RLock:
 @contextmanager
 def cache_state(pipe: Any, options: SpeedOptions | None, *, force: bool | None = None
                 ) -> Iterator[bool]:
-    """The pipeline's transformer with the cache on (when the options' guard kept it, or
-    `force`) or off, for the duration of the block; yields whether it is on. The transformer is
+    """The pipeline's denoiser with the cache on (when the options' guard kept it, or
+    `force`) or off, for the duration of the block; yields whether it is on. The denoiser is
     shared by every job of the process, so the state is held under its lock."""
-    transformer = getattr(pipe, "transformer", None)
+    model = denoiser(pipe)
+    kind = options.cache if options is not None else None
     wanted = options is not None and options.cache is not None and (
         options.cache_active() if force is None else force)
-    if transformer is None or not supports_cache(transformer):
+    if model is None or not supports_cache(model, kind):
         if wanted:
-            raise ValueError(f"speed.cache: {type(transformer).__name__} has no cache hooks")
+            what = "no cache hooks" if kind == "pab" else f"no hooks for the {kind} cache"
+            raise ValueError(f"speed.cache: {type(model).__name__} has {what} in diffusers")
         yield False
         return
-    with _lock(transformer):
-        if transformer.is_cache_enabled:
-            transformer.disable_cache()
+    with _lock(model):
+        _cache_off(model)
         if wanted:
             assert options is not None
-            transformer.enable_cache(cache_config(options, pipe))
+            if callable(getattr(model, "enable_cache", None)):
+                model.enable_cache(cache_config(options, pipe))
+            else:  # the SD UNet: the attention hook itself
+                from diffusers.hooks import apply_pyramid_attention_broadcast
+
+                apply_pyramid_attention_broadcast(model, cache_config(options, pipe))
         try:
             yield wanted
         finally:
-            if transformer.is_cache_enabled:
-                transformer.disable_cache()
+            _cache_off(model)
+
+
+def _cache_off(model: Any) -> None:
+    """Remove whatever cache the denoiser has on."""
+    if callable(getattr(model, "enable_cache", None)):
+        if model.is_cache_enabled:
+            model.disable_cache()
+        return
+    if not any(hasattr(module, "_diffusers_hook") for module in model.modules()):
+        return
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks.pyramid_attention_broadcast import _PYRAMID_ATTENTION_BROADCAST_HOOK
+
+    registry = HookRegistry.check_if_exists_or_initialize(model)
+    registry.remove_hook(_PYRAMID_ATTENTION_BROADCAST_HOOK, recurse=True)
+    registry.invalidate_child_registries_cache()
 
 
 _COMPILED: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -150,13 +225,83 @@ def compile_blocks(pipe: Any, options: SpeedOptions | None, device: str) -> str 
     the lineage), None when not asked."""
     if options is None or not options.compile:
         return None
-    transformer = getattr(pipe, "transformer", None)
-    if transformer is None or not getattr(transformer, "_repeated_blocks", None):
-        return f"skipped: {type(transformer).__name__} declares no repeated blocks"
+    model = denoiser(pipe)
+    if model is None or not getattr(model, "_repeated_blocks", None):
+        return f"skipped: {type(model).__name__} declares no repeated blocks"
     if not device.startswith("cuda"):
         return f"skipped on {device}: compiling pays off only on a CUDA device"
-    with _lock(transformer):
-        if transformer not in _COMPILED:
-            transformer.compile_repeated_blocks(fullgraph=True)
-            _COMPILED.add(transformer)
+    with _lock(model):
+        if model not in _COMPILED:
+            model.compile_repeated_blocks(fullgraph=True)
+            _COMPILED.add(model)
     return "compiled repeated blocks"
+
+
+def run_guard(
+    shot: str,
+    options: SpeedOptions,
+    render: Callable[[bool], np.ndarray],
+    *,
+    identity: Callable[[np.ndarray], float] | None = None,
+    identity_threshold: float | None = None,
+) -> CacheGuard:
+    """The guard's two renders and its decision. `render(cached)` makes the picture (uint8; a
+    clip's frames stacked) without, then with, the cache. `identity`, on a shot with library
+    characters, scores a picture against them (the weakest character's score): the cached
+    render's score then decides, at or above `options.guard_identity` (else
+    `identity_threshold`: the run's identity gate), the PSNR recorded beside it."""
+    if options.cache is None:
+        raise ValueError(f"shot {shot}: no speed.cache to guard")
+    start = time.perf_counter()
+    plain = render(False)
+    seconds_plain = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        cached = render(True)
+    except (ValueError, IndexError) as error:  # the model has no (or too few) blocks
+        return CacheGuard(shot=shot, psnr=0.0, threshold=options.guard_psnr, kept=False,
+                          seconds_plain=seconds_plain, seconds_cached=0.0,
+                          reason=f"{options.cache} cache does not apply to this model "
+                          f"({type(error).__name__}: {error})")
+    seconds_cached = time.perf_counter() - start
+    score = psnr(plain, cached)
+    figures: dict[str, Any] = {"kept": score >= options.guard_psnr}
+    if identity is not None:
+        threshold = options.guard_identity
+        if threshold is None:
+            threshold = (identity_threshold if identity_threshold is not None
+                         else IDENTITY_GATE_THRESHOLD)
+        before, after = round(identity(plain), 4), round(identity(cached), 4)
+        figures = {"kept": after >= threshold, "measure": "identity", "identity_plain": before,
+                   "identity_cached": after, "identity_threshold": threshold}
+    return CacheGuard(shot=shot, psnr=score, threshold=options.guard_psnr,
+                      seconds_plain=seconds_plain, seconds_cached=seconds_cached, **figures)
+
+
+def lineage(options: SpeedOptions | None, compiled: str | None = None) -> dict[str, Any]:
+    """The speed options a clip or image was made with, for its sidecar: the cache (None when
+    the guard turned it off), the one asked for, the guard's figures, and what compilation did
+    (or why it was skipped)."""
+    if options is None:
+        return {}
+    out: dict[str, Any] = {"cache": options.cache if options.cache_active() else None,
+                           "cache_asked": options.cache}
+    if options.guard is not None:
+        out["guard"] = options.guard.model_dump(mode="json")
+    if compiled:
+        out["compile"] = compiled
+    return out
+
+
+def pixel_view(speed: dict[str, Any]) -> dict[str, Any]:
+    """What of a job's speed options changes its pixels, for its key: the cache (and its
+    setting) once the guard kept it. A cache not (yet) kept, compilation (the same maths) and
+    the guard's figures (its timings differ from run to run) are in the sidecar only, so a
+    run whose cache was turned off shares its keys with a run that never asked for one."""
+    guard = speed.get("guard")
+    if not speed.get("cache") or not isinstance(guard, dict) or not guard.get("kept"):
+        return {}
+    out = {"cache": speed["cache"]}
+    if speed["cache"] == "first-block":
+        out["cache_threshold"] = speed.get("cache_threshold", 0.05)
+    return out

@@ -19,6 +19,7 @@ from PIL import Image, ImageFilter, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reelflow.errors import StageError
+from reelflow.gpu.speed import SpeedOptions, cache_state, compile_blocks
 from reelflow.imaging import long_prompts
 from reelflow.imaging.checks import is_blank
 from reelflow.imaging.ip_adapter import IPAdapterSpec, ip_adapter_loaded
@@ -122,14 +123,18 @@ def _single(
     spec: ImageSpec,
     cache: PipelineCache,
     ip_adapter_image: Image.Image | None = None,
+    speed: SpeedOptions | None = None,
+    cached: bool | None = None,
     **kwargs: Any,
 ) -> Image.Image:
     """Run one image with the spec's LoRAs (and IP-Adapter) and seed; a blank result is an
-    error, not retried.
+    error, not retried. `speed`: the speed cache runs when its guard kept it (`cached` forces
+    it on or off: the guard's two renders).
 
     Retrying with another seed would silently change what the spec hash promises.
     """
-    with cache.lock(spec.model), ip_adapter_loaded(pipe, spec.ip_adapter):
+    with cache.lock(spec.model), ip_adapter_loaded(pipe, spec.ip_adapter), \
+            cache_state(pipe, speed, force=cached):
         apply_loras(pipe, spec.loras)
         call = _text_kwargs(pipe, spec) | _ip_kwargs(spec, ip_adapter_image) | kwargs
         array = pipe(**call, generator=_generators([spec.seed]), output_type="np").images[0]
@@ -192,8 +197,12 @@ def generate_variants(
     max_retries: int = 3,
     cache: PipelineCache | None = None,
     ip_adapter_image: Image.Image | None = None,
+    speed: SpeedOptions | None = None,
+    cached: bool | None = None,
 ) -> list[tuple[int, Image.Image]]:
-    """`count` variants of `spec` with seeds spec.seed + i, as (seed, image) pairs.
+    """`count` variants of `spec` with seeds spec.seed + i, as (seed, image) pairs. `speed`:
+    the speed cache runs when its guard kept it (`cached` forces it on or off: the guard's two
+    renders); its blocks are compiled first when it asks.
 
     Variants are batched (up to `batch_size` per pipeline call) with one generator per image, so
     variant i is the same image whether it was made alone or in a batch. A blank or NaN variant
@@ -220,7 +229,9 @@ def generate_variants(
             arrays.extend(result.images)
         return arrays
 
-    with cache.lock(spec.model), ip_adapter_loaded(pipe, spec.ip_adapter):
+    compile_blocks(pipe, speed, spec.model.resolved_device())
+    with cache.lock(spec.model), ip_adapter_loaded(pipe, spec.ip_adapter), \
+            cache_state(pipe, speed, force=cached):
         apply_loras(pipe, spec.loras)
         seeds = [spec.seed + i for i in range(count)]
         results = render_with_retries(render, seeds, max_retries, spec.label())
@@ -282,8 +293,11 @@ def img2img_from_reference(
     *,
     cache: PipelineCache | None = None,
     ip_adapter_image: Image.Image | None = None,
+    speed: SpeedOptions | None = None,
+    cached: bool | None = None,
 ) -> Image.Image:
     """A new image that keeps a reference's layout and colours (e.g. a sketch or a previous shot).
+    `speed`, `cached`: the speed cache, as for `generate_variants`.
 
     The reference is cover-cropped to the spec's size, so a different aspect is cropped, not
     squashed.
@@ -291,11 +305,14 @@ def img2img_from_reference(
     cache = cache or get_pipeline_cache()
     init = ImageOps.fit(ref_image.convert("RGB"), (spec.width, spec.height), Image.LANCZOS)
     pipe = cache.img2img(spec.model)
+    compile_blocks(pipe, speed, spec.model.resolved_device())
     return _single(
         pipe,
         spec,
         cache,
         ip_adapter_image,
+        speed,
+        cached,
         image=init,
         strength=strength,
         num_inference_steps=_steps_for_strength(spec.steps, strength),

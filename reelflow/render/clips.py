@@ -248,55 +248,54 @@ _COMPILE_NOTES: dict[str, str | None] = {}
 def speed_lineage(job: ClipJob) -> dict[str, Any]:
     """The speed options a clip was made with, for its sidecar: the cache, the guard's figures
     and what compilation did (or why it was skipped)."""
-    options = speed_options(job)
-    if options is None:
-        return {}
-    out: dict[str, Any] = {"cache": options.cache if options.cache_active() else None,
-                           "cache_asked": options.cache}
-    if options.guard is not None:
-        out["guard"] = options.guard.model_dump(mode="json")
-    note = _COMPILE_NOTES.get(job.spec_hash())
-    if note:
-        out["compile"] = note
-    return out
+    from reelflow.gpu.speed import lineage
+
+    return lineage(speed_options(job), _COMPILE_NOTES.get(job.spec_hash()))
 
 
-def guard_cache(store: ArtifactStore, job: ClipJob):
+def guard_cache(
+    store: ArtifactStore,
+    job: ClipJob,
+    characters: dict[str, list[str]] | None = None,
+    identity_threshold: float | None = None,
+):
     """The guard of the job's cache: the clip rendered without and with it, compared frame by
-    frame (PSNR). Returns a `CacheGuard`; the caller keys the run's clips with it."""
-    import time
-
+    frame (PSNR). A shot that shows library characters (`characters`: name -> reference image
+    keys) is decided by their identity score instead, the weakest of the first, middle and
+    last frames (the identity gate's scorer). Returns a `CacheGuard`; the caller keys the
+    run's clips with it."""
     import numpy as np
 
-    from reelflow.gpu.speed import CacheGuard, psnr
+    from reelflow.gpu.speed import run_guard
     from reelflow.media.frames import read_frames
 
     options = speed_options(job)
     if options is None or options.cache is None:
         raise ValueError(f"shot {job.shot}: no speed.cache to guard")
+    identity = None
+    if characters:
+        from PIL import Image
+
+        from reelflow.render.common import load_image
+        from reelflow.render.identity import default_clip_model, score_image
+
+        model = default_clip_model()
+        references = {name: [load_image(store, key) for key in refs]
+                      for name, refs in characters.items()}  # fmt: skip
+
+        def identity(frames: np.ndarray) -> float:
+            picked = (frames[0], frames[len(frames) // 2], frames[-1])
+            return min(min(score_image(Image.fromarray(frame), references, model).values())
+                       for frame in picked)  # fmt: skip
+
     with scratch() as tmp:
-        seconds = {}
-        files = {}
-        for cached in (False, True):
-            start = time.perf_counter()
-            try:
-                files[cached], _, _ = clip_file(store, job, tmp, cache=cached,
-                                                name=f"guard-{int(cached)}.mp4")
-            except (ValueError, IndexError) as error:  # the model has no (or too few) blocks
-                if not cached:
-                    raise
-                return CacheGuard(shot=job.shot, psnr=0.0,
-                                  threshold=options.guard_psnr, kept=False,
-                                  seconds_plain=seconds[False], seconds_cached=0.0,
-                                  reason=f"{options.cache} cache does not apply to this "
-                                  f"model ({type(error).__name__}: {error})")
-            seconds[cached] = time.perf_counter() - start
-        plain = np.stack(list(read_frames(files[False])))
-        fast = np.stack(list(read_frames(files[True])))
-    score = psnr(plain, fast)
-    return CacheGuard(shot=job.shot, psnr=score, threshold=options.guard_psnr,
-                      kept=score >= options.guard_psnr, seconds_plain=seconds[False],
-                      seconds_cached=seconds[True])
+
+        def render(cached: bool) -> np.ndarray:
+            out, _, _ = clip_file(store, job, tmp, cache=cached, name=f"guard-{int(cached)}.mp4")
+            return np.stack(list(read_frames(out)))
+
+        return run_guard(job.shot, options, render, identity=identity,
+                         identity_threshold=identity_threshold)
 
 
 def with_guard(job: ClipJob, guard: Any) -> ClipJob:

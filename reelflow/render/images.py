@@ -19,7 +19,7 @@ from reelflow.render.jobs import (
     RetouchJob,
     resolve_model_path,
 )
-from reelflow.render.models import image_spec, ip_adapter_spec
+from reelflow.render.models import image_spec, ip_adapter_spec, model_source
 from reelflow.store.artifacts import ArtifactStore, Lineage
 
 log = logging.getLogger("reelflow.render")
@@ -94,10 +94,13 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
         return wanted
     if not is_previz(job):
         require_weights(job, f"shot {job.shot}")
+    speed = speed_lineage(job)  # compiles the denoiser's blocks first when the options ask
     results = variant_images(store, job)
     identity = _identity_scorer(store, job)
     for index, (seed, image) in enumerate(results):
         extra = {"variant": index, "seed": seed, "shot": job.shot, "prompt": job.prompt}
+        if speed:
+            extra["speed"] = speed
         if job.characters:
             extra["characters"] = job.characters
         if identity is not None:
@@ -120,8 +123,12 @@ def render_variants(store: ArtifactStore, job: ImageJob) -> list[str]:
     return wanted
 
 
-def variant_images(store: ArtifactStore, job: ImageJob) -> list[tuple[int, Image.Image]]:
-    """(seed, image) of every variant, computed, not stored (also what `regenerate` runs)."""
+def variant_images(
+    store: ArtifactStore, job: ImageJob, *, cached: bool | None = None
+) -> list[tuple[int, Image.Image]]:
+    """(seed, image) of every variant, computed, not stored (also what `regenerate` runs). The
+    job's speed cache runs once its guard kept it (`cached` forces it on or off: the guard's
+    two renders)."""
     if is_previz(job):  # no model: storyboard panels
         return [
             (seed, draw_previz(store, job, seed))
@@ -146,11 +153,82 @@ def variant_images(store: ArtifactStore, job: ImageJob) -> list[tuple[int, Image
                     spec.model_copy(update={"seed": seed}),
                     job.reference_strength,
                     ip_adapter_image=condition,
+                    speed=speed_options(job),
+                    cached=cached,
                 ),
             )
             for seed in range(job.seed, job.seed + job.variants)
         ]
-    return generate_variants(spec, job.variants, ip_adapter_image=condition)
+    return generate_variants(spec, job.variants, ip_adapter_image=condition,
+                             speed=speed_options(job), cached=cached)
+
+
+def speed_options(job: ImageJob):
+    """The job's speed options (`job.speed`), None without (or for a previz panel)."""
+    from reelflow.gpu.speed import SpeedOptions
+
+    return SpeedOptions.model_validate(job.speed) if job.speed and not is_previz(job) else None
+
+
+def speed_lineage(job: ImageJob) -> dict:
+    """The speed options the variants are made with, for their sidecars: the cache, the
+    guard's figures, and what compilation did (the resident model's blocks compiled first)."""
+    from reelflow.gpu.speed import compile_blocks, lineage
+    from reelflow.imaging.pipelines import get_pipeline_cache
+
+    options = speed_options(job)
+    if options is None:
+        return {}
+    source = model_source(job.model)
+    compiled = None
+    if options.compile:
+        pipe = get_pipeline_cache().text2image(source)
+        compiled = compile_blocks(pipe, options, source.resolved_device())
+    return lineage(options, compiled)
+
+
+def guard_cache(
+    store: ArtifactStore, job: ImageJob, identity_threshold: float | None = None
+):
+    """The guard of the job's speed cache on its first variant, rendered without and with it:
+    the PSNR decides, or on a shot with library characters the identity score (the identity
+    gate's scorer, against their references; `identity_threshold`: the run's, unless the
+    options name their own). Returns a `CacheGuard`; the caller keys the run's images with it."""
+    import numpy as np
+
+    from reelflow.gpu.speed import run_guard
+
+    options = speed_options(job)
+    if options is None or options.cache is None:
+        raise ValueError(f"shot {job.shot}: no speed.cache to guard")
+    first = job.model_copy(update={"variants": 1})
+
+    def render(cached: bool) -> np.ndarray:
+        return np.asarray(variant_images(store, first, cached=cached)[0][1].convert("RGB"))
+
+    identity = None
+    if job.character_refs:
+        from reelflow.render.identity import default_clip_model, load_references, score_image
+
+        model = default_clip_model()
+        try:
+            references = load_references(store, job)
+        except Exception as exc:  # noqa: BLE001 - as the lineage's scorer: the PSNR decides
+            log.warning("speed guard on %s: identity not scored (%s); the PSNR decides",
+                        job.shot, exc)
+        else:
+
+            def identity(pixels: np.ndarray) -> float:
+                return min(score_image(Image.fromarray(pixels), references, model).values())
+
+    return run_guard(job.shot, options, render, identity=identity,
+                     identity_threshold=identity_threshold)
+
+
+def with_guard(job: ImageJob, guard) -> ImageJob:
+    """`job` with the guard's decision: the cache runs (and is in the key) when kept; turned
+    off, the figures stay in the job so its lineage shows why."""
+    return job.model_copy(update={"speed": {**job.speed, "guard": guard.model_dump(mode="json")}})
 
 
 def _identity_scorer(store: ArtifactStore, job: ImageJob):

@@ -141,18 +141,20 @@ def check_exports(exports: list[Any] | None) -> list[ExportSpec] | None:
 
 def check_models(storyboard: Storyboard, profile: RenderProfile, base_dir: Path | None) -> None:
     """The base model and every LoRA path resolve where the renderer will look (inside the
-    storyboard's folder, or the models folder for a board from the bucket); the video model's
-    speed options are known ones."""
+    storyboard's folder, or the models folder for a board from the bucket); the video and image
+    models' speed options are known ones."""
     model_choice(storyboard, profile, base_dir)
-    if profile.video_options.get("speed"):
-        from reelflow.gpu.speed import SpeedOptions
+    for where, speed in (("video options speed", profile.video_options.get("speed")),
+                         ("image model speed", profile.image_speed)):
+        if speed:
+            from reelflow.gpu.speed import SpeedOptions
 
-        try:
-            SpeedOptions.model_validate(profile.video_options["speed"])
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(str(p) for p in error["loc"])
-            raise InputError(f"video options speed.{field}: {error['msg']}") from None
+            try:
+                SpeedOptions.model_validate(speed)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                field = ".".join(str(p) for p in error["loc"])
+                raise InputError(f"{where}.{field}: {error['msg']}") from None
     from reelflow.gpu.pins import with_video_pins
 
     with_video_pins(profile.video_options)  # the video models' memory pins (one line each)

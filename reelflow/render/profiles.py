@@ -70,6 +70,12 @@ class RenderProfile(BaseModel):
         "{offload: model, fp8: true, vae_tiling: true, gguf: FILE}; fp8, tiling and GGUF change "
         "pixels (in the key), offloading does not (in the sidecar)",
     )
+    image_speed: dict[str, Any] = Field(
+        default_factory=dict,
+        description="speed options of the image model (reelflow/gpu/speed.py): {cache: "
+        "first-block|taylorseer|pab, guard_psnr, guard_identity, compile}; the cache is "
+        "guarded on the run's first image",
+    )
 
 
 #: the tiny Wan models' options in `test-wan`: 2 steps, 9 frames (4k+1) a second, 64x32

@@ -219,11 +219,13 @@ def images_markdown(
     descriptions: dict[str, str] | None = None,
     identity: dict[str, list[float]] | None = None,
     replaced: dict[str, tuple[str, int]] | None = None,
+    speed: str | None = None,
 ) -> str:
     """A contact sheet per shot (round, shot id and description above; variants numbered from
     0 as in the form, identity and quality scores under them; a rejected shot's earlier take
     beside its new ones), the prompt used, its Chinese rendering, and the diff of any LLM
-    revision from notes. ``replaced``: shot -> (key, variant number) of the take replaced."""
+    revision from notes. ``replaced``: shot -> (key, variant number) of the take replaced.
+    ``speed``: the speed cache guard's line (its PSNR or identity score, whether kept)."""
     from reelflow.render.decisions import score_label
 
     rows = ["| shot | variants (#0, #1, ...) | prompt | 中文 |", "|---|---|---|---|"]
@@ -247,7 +249,7 @@ def images_markdown(
     markdown = (
         f"# Images, round {round_}\n\nPick a variant per shot from its dropdown (numbered as on "
         "the contact sheets), or write notes for a shot to reject it: only rejected shots are "
-        "regenerated.\n\n" + "\n".join(rows)
+        "regenerated.\n\n" + (f"**Speed:** {speed}\n\n" if speed else "") + "\n".join(rows)
     )
     for shot, diff in (diffs or {}).items():
         markdown += f"\n\n**{shot}**: prompt revised from the notes\n\n```diff\n{diff}\n```"

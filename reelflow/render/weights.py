@@ -165,6 +165,12 @@ def identity_view(data: Any) -> Any:
         out["memory"] = pixel_view(out["memory"])  # offloading moves weights: same pixels
         if not out["memory"]:
             out.pop("memory")
+    if isinstance(out.get("speed"), dict):  # speed options (an image job's, a clip backend's)
+        from reelflow.gpu.speed import pixel_view as speed_view
+
+        out["speed"] = speed_view(out["speed"])  # the cache once kept; not the guard's figures
+        if not out["speed"]:
+            out.pop("speed")
     for field, option in (("model_sha256", "model"), ("upsampler_sha256", "upsampler")):
         if out.get(field) and isinstance(out.get("backend_options"), dict):
             out["backend_options"] = {k: v for k, v in out["backend_options"].items()

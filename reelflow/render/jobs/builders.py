@@ -157,6 +157,7 @@ def image_job(
         panel=panel,
         **shot_characters(storyboard, shot),
         ip_adapter=ip_adapter_choice(storyboard, shot, profile),
+        speed={} if panel else dict(profile.image_speed),  # previz: no model to speed up
     )
     return identify_weights(job, facts)
 

@@ -99,6 +99,9 @@ class ImageJob(Job):
     characters: dict[str, str] = {}
     character_refs: dict[str, list[str]] = {}
     ip_adapter: IPAdapterChoice | None = None
+    # speed options (reelflow/gpu/speed.py: cache, guard...), the guard's decision once made;
+    # in the key only as the cache once kept (weights.identity_view). Empty: not in the dump.
+    speed: dict[str, Any] = Field(default_factory=dict, exclude_if=lambda value: not value)
 
     def variant_keys(self) -> list[str]:
         """Variant i (seed + i) of this job, in variant order."""
