@@ -37,11 +37,13 @@ from reelflow.gpu.pins import video_pins
 
 _BY_FAMILY = {"sd15": SD15, "sdxl": SDXL, "flux": FLUX_DEV}
 _BY_BACKEND = {"ltx": LTX2, "ltx2": LTX2, "wan": WAN22_A14B, "wan22": WAN22_A14B,
-               "wan22-ti2v": WAN22_TI2V_5B, "wan-vace": WAN22_A14B}
-# VACE-14B is one 14B transformer plus its VACE blocks: planned as A14B (two experts), a bound
+               "wan22-ti2v": WAN22_TI2V_5B, "wan-vace": WAN22_A14B, "skyreels-v2-df": WAN22_A14B}
+# VACE-14B and SkyReels-V2-DF-14B are one 14B Wan transformer (VACE: plus its VACE blocks):
+# planned as A14B (two experts), a bound
 #: what a video backend generates per call at most (frames) and its native rate
 _VIDEO_LIMITS = {"ltx": (121, 24.0), "ltx2": (121, 24.0), "wan": (81, 16.0),
-                 "wan22": (81, 16.0), "wan22-ti2v": (121, 24.0), "wan-vace": (81, 16.0)}
+                 "wan22": (81, 16.0), "wan22-ti2v": (121, 24.0), "wan-vace": (81, 16.0),
+                 "skyreels-v2-df": (97, 24.0)}
 
 
 class ModelCheck(BaseModel):
