@@ -201,16 +201,24 @@ def test_seed_film_through_previz_shows_each_shots_description_and_palette(
 
 
 def _measured(run_id: Any) -> dict[str, float]:
-    """Seconds of the run's finished (not Cached) steps per stage, read from the server
-    independently of flows/history.py."""
+    """Seconds each stage was busy in the run: the union of its finished (not Cached) counted
+    steps' spans, read from the server independently of flows/history.py (which adds up the
+    steps' shares). Also: no counted step was Cached, so the run did all the work estimated."""
     from reelflow.render.estimates import KINDS, kind_of
 
-    totals = {"images": 0.0, "clips": 0.0, "edit": 0.0}
-    states = task_runs(run_id)
-    for run in states:
+    spans: dict[str, list[tuple[float, float]]] = {"images": [], "clips": [], "edit": []}
+    for run in task_runs(run_id):
         kind = kind_of(run.name)
+        assert not (kind and run.state_name == "Cached"), run.name
         if kind and run.state_name == "Completed":
-            totals[KINDS[kind][0]] += (run.end_time - run.start_time).total_seconds()
+            spans[KINDS[kind][0]].append((run.start_time.timestamp(), run.end_time.timestamp()))
+    totals = {}
+    for stage, found in spans.items():
+        busy, reach = 0.0, float("-inf")
+        for start, end in sorted(found):
+            busy += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        totals[stage] = busy
     return totals
 
 
