@@ -223,13 +223,13 @@ def _measured(run_id: Any) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_seed_estimate_from_an_earlier_run_is_kept_beside_the_actual(
+def test_seed_estimate_from_an_earlier_run_is_within_35_percent(
     seed_run: dict[str, Any], s3_settings: Any
 ) -> None:
-    """The estimate from one earlier run of another project at the same profile (the steps'
-    seconds per unit of work) covers images and clips with a range, and the run manifest keeps
-    the flow's own estimate beside the actual time. How close it comes is a timing figure, for
-    the benchmark, not this test (it is not yet within the issue's ±35% for images)."""
+    """The estimate from one earlier run of another project at the same profile (per kind of
+    step, an overhead plus a rate per unit of work) is within ±35% of the seed run's measured
+    time for images and clips (the time each stage was busy), with a range; and the run
+    manifest keeps the flow's own estimate beside the actual time."""
     estimate, measured = seed_run["estimate"], _measured(seed_run["run_id"])
     assert estimate.from_history and estimate.runs == 1, estimate.basis
     assert "earlier run" in estimate.basis and "previz" in estimate.basis
@@ -237,6 +237,10 @@ def test_seed_estimate_from_an_earlier_run_is_kept_beside_the_actual(
         assert measured[stage] > 0, measured
         assert 0 < estimate.stages[stage].low <= estimate.stages[stage].expected \
             <= estimate.stages[stage].high
+    error = {stage: estimate.stages[stage].expected / measured[stage] - 1
+             for stage in ("images", "clips")}
+    print(f"estimate vs measured: {estimate.lines()} {measured} {error}")
+    assert all(abs(e) <= 0.35 for e in error.values()), (error, measured, estimate.basis)
     assert any(line.strip().startswith("total") for line in estimate.lines())
 
     store = ArtifactStore(s3_settings.with_bucket("film"))

@@ -2,10 +2,11 @@
 
 Why here (plain Python, no Prefect): the work of a film is counted from its storyboard and
 profile (:func:`plan_work`: per step, in units that scale with what the step does, e.g. a
-variant's steps x megapixels); earlier runs' step durations (which the Prefect server keeps, read
-by flows/history.py) become seconds per unit (:class:`Sample`); :func:`estimate` multiplies the
-two per kind of step and adds them per stage. Without history for this profile and device, a
-declared rule (:data:`RULES`) stands in, and the estimate says so.
+variant's steps x megapixels); earlier runs' steps (their share of their stage's busy time,
+which flows/history.py reads from the Prefect server) become, per kind of step, an overhead plus
+a rate per unit (:func:`fit_rate`); :func:`estimate` applies it to each step of the film and adds
+the steps per stage. Without history for this profile and device, a declared rule
+(:data:`RULES`) stands in, and the estimate says so.
 """
 
 from __future__ import annotations
