@@ -67,6 +67,7 @@ def measure(other_text: str, seed_text: str, results_bucket: str) -> dict[str, A
     block.save(RESULTS_BLOCK.split("/", 1)[1], overwrite=True)
     environment("auto")  # what a worker has imported before its first step
     since = datetime.now(UTC)
+    loads = [os.getloadavg()[0]]
     other = produce_video(storyboard=other_text, approval="auto", profile="previz",
                           return_state=True)
     if not other.is_completed():
@@ -74,8 +75,10 @@ def measure(other_text: str, seed_text: str, results_bucket: str) -> dict[str, A
     board = parse_storyboard(seed_text)
     with get_client(sync_client=True) as client:
         estimate = studio_estimate(client, board, "previz", get_profile("previz"), since=since)
+    loads.append(os.getloadavg()[0])
     seed = produce_video(storyboard=seed_text, approval="auto", profile="previz",
                          return_state=True)
+    loads.append(os.getloadavg()[0])
     if not seed.is_completed():
         raise RuntimeError(f"the seed run failed: {seed.message}")
     with get_client(sync_client=True) as client:
@@ -83,7 +86,8 @@ def measure(other_text: str, seed_text: str, results_bucket: str) -> dict[str, A
         steps = {name: _steps(client, state.state_details.flow_run_id)
                  for name, state in (("other", other), ("seed", seed))}
     return {"estimate": {k: v.model_dump() for k, v in estimate.stages.items()},
-            "basis": estimate.basis, "runs": estimate.runs, "actual": actual, "steps": steps}
+            "basis": estimate.basis, "runs": estimate.runs, "actual": actual, "steps": steps,
+            "loads": loads}
 
 
 def _steps(client: Any, flow_run_id: Any) -> list[dict[str, Any]]:
@@ -134,8 +138,10 @@ def run(ctx: Context) -> Section:
                 actuals.setdefault(stage, []).append(out["actual"][stage])
                 parts.append(f"{stage} {value['expected']:.2f} s ({value['low']:.2f} to "
                              f"{value['high']:.2f}) vs {out['actual'][stage]:.2f} s")
-            section.notes.append(f"run {rep + 1} (load average before {load}; "
-                                 f"{out['basis']}): " + "; ".join(parts))
+            section.notes.append(
+                f"run {rep + 1} (load average before {load}; 1-minute load before the other "
+                f"film, before the seed, after it: {', '.join(f'{x:.1f}' for x in out['loads'])}"
+                f"; {out['basis']}): " + "; ".join(parts))
             for name, steps in out["steps"].items():
                 section.notes.append(f"run {rep + 1} {name} steps: " + ", ".join(
                     f"{s['name']} {s['state']} {s['seconds']:.2f} s" for s in steps
