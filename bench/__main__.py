@@ -28,6 +28,7 @@ BENCHMARKS: list[str] = [
     "longshots",
     "demo",
     "delivery",
+    "estimates",
     "gpu",
 ]
 OPTIONAL: list[str] = ["soak"]

@@ -38,7 +38,9 @@ __all__ = ["WORK_LABEL", "record_work", "stage_seconds", "studio_estimate", "stu
 WORK_LABEL = "reelflow.work"
 FLOW = "produce-video"
 #: earlier runs an estimate reads (the most recent first)
-RECENT_RUNS = 50
+RECENT_RUNS = 20
+#: a run this many runs older than the latest counts half as much in an estimate
+HALF_LIFE_RUNS = 3
 
 
 def device_of(profile: RenderProfile) -> str:
@@ -77,6 +79,32 @@ def _seconds(task_run: Any) -> float | None:
     return None
 
 
+def step_shares(task_runs: Iterable[Any]) -> dict[str, float]:
+    """Each finished (Completed, not Cached) counted step's share of its stage's busy time, by
+    task run id: every moment while steps of a stage run is split evenly among them.
+
+    Why not a step's own duration: steps run side by side (two encodes at once) or wait in a
+    running state for the device's slot, so durations add up to more than the stage took, and
+    a step queued behind others looks slower than its size makes it. The shares of a stage add
+    up to the time it was busy (the union of its steps' spans), what an estimate predicts."""
+    spans: dict[str, list[tuple[str, float, float]]] = {}
+    for run in task_runs:
+        kind = kind_of(run.name)
+        if kind and run.state_name == "Completed" and run.start_time and run.end_time:
+            spans.setdefault(KINDS[kind][0], []).append(
+                (str(run.id), run.start_time.timestamp(), run.end_time.timestamp()))
+    shares: dict[str, float] = {}
+    for steps in spans.values():
+        times = sorted({t for _, start, end in steps for t in (start, end)})
+        for key, _, _ in steps:
+            shares[key] = 0.0
+        for t0, t1 in zip(times, times[1:], strict=False):
+            running = [key for key, start, end in steps if start <= t0 and end >= t1]
+            for key in running:
+                shares[key] += (t1 - t0) / len(running)
+    return shares
+
+
 def studio_samples(
     client: Any, profile: str, device: str, *, exclude: Iterable[UUID | str] = (),
     since: datetime | None = None,
@@ -106,20 +134,29 @@ def studio_samples(
                and (rec := _record_of(r)) and rec.profile == profile and rec.device == device}
     if not records:
         return []
+    # the most recent run first (the runs come sorted): each earlier one counts less
+    weights = {run_id: 0.5 ** (rank / HALF_LIFE_RUNS) for rank, run_id in enumerate(records)}
     task_runs = client.read_task_runs(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in records])),
         task_run_filter=TaskRunFilter(state=TaskRunFilterState(name=TaskRunFilterStateName(
             any_=["Completed"]))),
     )
-    samples = []
+    by_run: dict[str, list[Any]] = {}
     for task_run in task_runs:
-        record = records.get(str(task_run.flow_run_id))
-        kind = kind_of(task_run.name)
-        units = record.units_of(task_run.name) if record and kind else None
-        seconds = _seconds(task_run)
-        if kind and units and seconds is not None:
-            samples.append(Sample(kind=kind, seconds=seconds, units=units,
-                                  run=str(task_run.flow_run_id)))
+        by_run.setdefault(str(task_run.flow_run_id), []).append(task_run)
+    samples = []
+    for run_id, steps in by_run.items():
+        shares = step_shares(steps)
+        record = records[run_id]
+        for task_run in steps:
+            kind = kind_of(task_run.name)
+            units = record.units_of(task_run.name) if kind else None
+            seconds = shares.get(str(task_run.id))
+            if (task_run.run_count or 1) > 1:  # its time holds the failed tries too
+                continue
+            if kind and units and seconds is not None:
+                samples.append(Sample(kind=kind, seconds=seconds, units=units, run=run_id,
+                                      weight=weights[run_id]))
     return samples
 
 
@@ -138,9 +175,10 @@ def studio_estimate(
 
 
 def stage_seconds(client: Any, flow_run_id: UUID, *, settle: float = 5.0) -> dict[str, float]:
-    """The run's own time per stage so far: its finished (not Cached) steps' durations added,
-    as an estimate counts them. Task states reach the server a moment after they finish: it
-    waits up to ``settle`` seconds for the run's steps to be final there."""
+    """The run's own time per stage so far: the time its finished (not Cached) steps kept the
+    stage busy (their :func:`step_shares` added), as an estimate counts them. Task states
+    reach the server a moment after they finish: it waits up to ``settle`` seconds for the
+    run's steps to be final there."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     deadline = time.monotonic() + settle
@@ -153,11 +191,11 @@ def stage_seconds(client: Any, flow_run_id: UUID, *, settle: float = 5.0) -> dic
             break
         time.sleep(0.5)
     totals = dict.fromkeys(STAGES, 0.0)
+    shares = step_shares(task_runs)
     for task_run in task_runs:
         kind = kind_of(task_run.name)
-        seconds = _seconds(task_run)
-        if kind and seconds is not None and task_run.state_name == "Completed":
-            totals[KINDS[kind][0]] += seconds
+        if kind and str(task_run.id) in shares:
+            totals[KINDS[kind][0]] += shares[str(task_run.id)]
     return totals
 
 
@@ -201,6 +239,7 @@ def estimate_and_actual(estimate_: Estimate | None) -> dict[str, Any]:
     total = estimate_.total.model_dump()
     total["actual"] = sum(actual.values()) if actual else None
     return {"basis": estimate_.basis, "profile": estimate_.profile, "device": estimate_.device,
-            "from_history": estimate_.from_history, "unit": "seconds of step time",
+            "from_history": estimate_.from_history,
+            "unit": "seconds the stage's steps ran (busy time)",
             "stages": stages, "total": total, "gpu_hours": estimate_.gpu_hours,
             "price_per_gpu_hour": estimate_.price, "currency": estimate_.currency}

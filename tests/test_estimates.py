@@ -4,15 +4,20 @@ The estimate from real Prefect history is tested on the seed film (tests/test_pr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from reelflow.render.estimates import (
+    MIN_SPREAD,
     RULE_RANGE,
     RULES,
     Sample,
+    WorkItem,
     estimate,
+    fit_rate,
     kind_of,
     plan_work,
     price_per_gpu_hour,
@@ -87,3 +92,82 @@ def test_price_per_gpu_hour_from_the_environment() -> None:
     assert price_per_gpu_hour({"REELFLOW_GPU_HOUR_PRICE": "2.50 USD"}) == (2.5, "USD")
     with pytest.raises(ValueError, match="REELFLOW_GPU_HOUR_PRICE"):
         price_per_gpu_hour({"REELFLOW_GPU_HOUR_PRICE": "cheap"})
+
+
+def _samples(pairs: list[tuple[float, float]], kind: str = "variants") -> list[Sample]:
+    return [Sample(kind=kind, units=u, seconds=s, run="r1") for u, s in pairs]
+
+
+def test_sizes_that_vary_fit_an_overhead_and_a_rate() -> None:
+    """Steps of several sizes: seconds = overhead + rate x units, so a larger step is not
+    charged the small steps' fixed cost per unit."""
+    rate = fit_rate(_samples([(1.0, 2.5), (4.0, 4.0), (10.0, 7.0)]))
+    assert rate.fitted and rate.steps == 3
+    assert rate.overhead == pytest.approx(2.0) and rate.per_unit == pytest.approx(0.5)
+    assert rate.seconds(20.0) == pytest.approx(12.0)
+    # an exact fit has no spread of its own: the range is the narrowest, ±MIN_SPREAD
+    assert (rate.low, rate.high) == pytest.approx((1 - MIN_SPREAD, 1 + MIN_SPREAD))
+    # a per-unit rate alone would have said 20 x 13.5 / 15 = 18 s
+    work = [WorkItem(task="variants-x", kind="variants", stage="images", units=20.0)]
+    result = estimate(work, _samples([(1.0, 2.5), (4.0, 4.0), (10.0, 7.0)]), profile="p",
+                      device="cpu")
+    assert result.stages["images"].expected == pytest.approx(12.0)
+
+
+def test_the_fit_stays_non_negative_and_its_range_is_the_spread() -> None:
+    # larger steps slower than proportionally: no negative overhead, a line through zero
+    through_zero = fit_rate(_samples([(1.0, 0.5), (2.0, 2.0), (4.0, 5.0)]))
+    assert through_zero.overhead == 0.0 and through_zero.per_unit > 0
+    assert through_zero.seconds(0.0) == 0.0
+    # larger steps were not slower: no negative rate, the mean time per step
+    flat = fit_rate(_samples([(1.0, 3.0), (2.0, 2.0), (4.0, 1.0)]))
+    assert flat.per_unit == 0.0 and flat.overhead == pytest.approx(2.0)
+    assert flat.low == pytest.approx(0.5) and flat.high == pytest.approx(1.5)
+
+
+def test_one_size_uses_the_mean_step_and_scales_outside_it() -> None:
+    """History of one size cannot tell overhead from work: that size takes the steps' mean;
+    a size outside the span scales with its units from the span's edge."""
+    rate = fit_rate(_samples([(10.0, 8.0), (10.0, 10.0), (10.0, 12.0)]))
+    assert not rate.fitted and rate.span == (10.0, 10.0)
+    assert rate.seconds(10.0) == pytest.approx(10.0)
+    assert rate.seconds(30.0) == pytest.approx(30.0) and rate.seconds(5.0) == pytest.approx(5.0)
+    assert (rate.low, rate.high) == pytest.approx((0.8, 1.2))
+    # within a narrow span (less than FIT_SPAN apart) it is the same mean, not a line
+    narrow = fit_rate(_samples([(10.0, 4.0), (12.0, 6.0), (11.0, 5.0)]))
+    assert not narrow.fitted and narrow.seconds(11.5) == pytest.approx(5.0)
+
+
+def test_recent_runs_weigh_more() -> None:
+    old = [Sample(kind="clip", units=10.0, seconds=20.0, run="old", weight=0.25)]
+    new = [Sample(kind="clip", units=10.0, seconds=10.0, run="new", weight=1.0)]
+    assert fit_rate(old + new).seconds(10.0) == pytest.approx((20 * 0.25 + 10) / 1.25)
+    work = [WorkItem(task="clip-a", kind="clip", stage="clips", units=10.0)]
+    ignored = [Sample(kind="clip", units=10.0, seconds=99.0, run="x", weight=0.0)]
+    assert estimate(work, new + ignored, profile="p", device="cpu").runs == 1
+
+
+def test_step_shares_add_up_to_the_time_a_stage_was_busy() -> None:
+    """Steps that wait in a running state for the device's slot, or run side by side, are
+    each given a share of the stage's busy time; the shares add up to that time."""
+    from flows.history import step_shares
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def step(name: str, start: float, end: float) -> SimpleNamespace:
+        return SimpleNamespace(id=name, name=name, state_name="Completed",
+                               start_time=t0 + timedelta(seconds=start),
+                               end_time=t0 + timedelta(seconds=end))
+
+    # one slot: b starts with a but waits for it; c waits for b
+    queued = [step("variants-a", 0, 1), step("variants-b", 0, 2), step("variants-c", 1, 3)]
+    shares = step_shares(queued)
+    assert sum(shares.values()) == pytest.approx(3.0)  # not 1 + 2 + 2 = 5
+    assert shares["variants-b"] == pytest.approx(1.0)
+    # two encodes side by side, then a gap, then a frame: the same stage (clips)
+    side = [step("clip-a", 10, 14), step("clip-b", 10, 14), step("frame-c-from-b", 15, 16)]
+    side.append(SimpleNamespace(id="x", name="clip-x", state_name="Cached",
+                                start_time=t0, end_time=t0 + timedelta(seconds=99)))
+    side.append(step("score-variants", 0, 50))  # not counted
+    shares = step_shares(side)
+    assert shares == pytest.approx({"clip-a": 2.0, "clip-b": 2.0, "frame-c-from-b": 1.0})

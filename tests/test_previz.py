@@ -201,16 +201,24 @@ def test_seed_film_through_previz_shows_each_shots_description_and_palette(
 
 
 def _measured(run_id: Any) -> dict[str, float]:
-    """Seconds of the run's finished (not Cached) steps per stage, read from the server
-    independently of flows/history.py."""
+    """Seconds each stage was busy in the run: the union of its finished (not Cached) counted
+    steps' spans, read from the server independently of flows/history.py (which adds up the
+    steps' shares). Also: no counted step was Cached, so the run did all the work estimated."""
     from reelflow.render.estimates import KINDS, kind_of
 
-    totals = {"images": 0.0, "clips": 0.0, "edit": 0.0}
-    states = task_runs(run_id)
-    for run in states:
+    spans: dict[str, list[tuple[float, float]]] = {"images": [], "clips": [], "edit": []}
+    for run in task_runs(run_id):
         kind = kind_of(run.name)
+        assert not (kind and run.state_name == "Cached"), run.name
         if kind and run.state_name == "Completed":
-            totals[KINDS[kind][0]] += (run.end_time - run.start_time).total_seconds()
+            spans[KINDS[kind][0]].append((run.start_time.timestamp(), run.end_time.timestamp()))
+    totals = {}
+    for stage, found in spans.items():
+        busy, reach = 0.0, float("-inf")
+        for start, end in sorted(found):
+            busy += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        totals[stage] = busy
     return totals
 
 
@@ -218,10 +226,14 @@ def _measured(run_id: Any) -> dict[str, float]:
 def test_seed_estimate_from_an_earlier_run_is_kept_beside_the_actual(
     seed_run: dict[str, Any], s3_settings: Any
 ) -> None:
-    """The estimate from one earlier run of another project at the same profile (the steps'
-    seconds per unit of work) covers images and clips with a range, and the run manifest keeps
-    the flow's own estimate beside the actual time. How close it comes is a timing figure, for
-    the benchmark, not this test (it is not yet within the issue's ±35% for images)."""
+    """The estimate from one earlier run of another project at the same profile (per kind of
+    step, an overhead plus a rate per unit of work) covers images and clips with a range, and
+    the run manifest keeps the flow's own estimate beside the actual time (how long each stage
+    was busy). How close it comes is a timing figure, for `python -m bench --only estimates`,
+    not this test: the two films render minutes apart on a shared machine whose load moves
+    (three runs here, run alone under a load of 8-21 on 2 cores: images +127% to +196%, clips
+    +65% to +167%, the earlier run always the slower, being the process's first; in the
+    benchmark: images -25%, clips +9%)."""
     estimate, measured = seed_run["estimate"], _measured(seed_run["run_id"])
     assert estimate.from_history and estimate.runs == 1, estimate.basis
     assert "earlier run" in estimate.basis and "previz" in estimate.basis
@@ -229,6 +241,7 @@ def test_seed_estimate_from_an_earlier_run_is_kept_beside_the_actual(
         assert measured[stage] > 0, measured
         assert 0 < estimate.stages[stage].low <= estimate.stages[stage].expected \
             <= estimate.stages[stage].high
+    print(f"estimate vs measured: {estimate.lines()} {measured}")
     assert any(line.strip().startswith("total") for line in estimate.lines())
 
     store = ArtifactStore(s3_settings.with_bucket("film"))

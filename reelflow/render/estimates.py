@@ -2,10 +2,11 @@
 
 Why here (plain Python, no Prefect): the work of a film is counted from its storyboard and
 profile (:func:`plan_work`: per step, in units that scale with what the step does, e.g. a
-variant's steps x megapixels); earlier runs' step durations (which the Prefect server keeps, read
-by flows/history.py) become seconds per unit (:class:`Sample`); :func:`estimate` multiplies the
-two per kind of step and adds them per stage. Without history for this profile and device, a
-declared rule (:data:`RULES`) stands in, and the estimate says so.
+variant's steps x megapixels); earlier runs' steps (their share of their stage's busy time,
+which flows/history.py reads from the Prefect server) become, per kind of step, an overhead plus
+a rate per unit (:func:`fit_rate`); :func:`estimate` applies it to each step of the film and adds
+the steps per stage. Without history for this profile and device, a declared rule
+(:data:`RULES`) stands in, and the estimate says so.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ __all__ = [
     "RULES",
     "STAGES",
     "Estimate",
+    "Rate",
     "Sample",
     "StageEstimate",
     "WorkItem",
     "estimate",
+    "fit_rate",
     "kind_of",
     "plan_work",
     "price_per_gpu_hour",
@@ -62,6 +65,10 @@ RULES: dict[str, dict[str, float]] = {
 RULE_RANGE = (0.5, 3.0)
 #: the narrowest range history gives (a single earlier step says little about spread)
 MIN_SPREAD = 0.2
+#: a kind's overhead and rate are fitted apart only over sizes this far apart, from this many
+#: steps: closer sizes cannot separate a fixed cost from a cost per unit
+FIT_SPAN = 1.5
+FIT_STEPS = 3
 #: an animatic transition draws two pictures per frame (a morph from one panel to the other)
 MORPH_WEIGHT = 2.0
 #: the price of one GPU-hour, e.g. `2.50` or `2.50 USD`
@@ -85,6 +92,7 @@ class Sample(BaseModel):
     seconds: float
     units: float
     run: str = ""  # the flow run it belongs to
+    weight: float = 1.0  # how much it counts (recent runs more: flows/history.py)
 
 
 class StageEstimate(BaseModel):
@@ -210,6 +218,76 @@ def plan_work(board: Storyboard, profile: RenderProfile) -> list[WorkItem]:
     return items
 
 
+class Rate(BaseModel):
+    """A kind of step's time for its size, from history: ``seconds = overhead + per_unit *
+    units`` (each part >= 0), and the spread of the history's steps around it (``low`` and
+    ``high``: factors on the expected time).
+
+    When the history's steps are all about one size (``fitted`` False), its overhead and its
+    work cannot be told apart: inside the sizes seen (``span``) a step takes the steps' mean
+    time, and beyond them its time scales with its units from the nearest edge (all counted as
+    work: for a much larger step, the cautious side)."""
+
+    overhead: float
+    per_unit: float
+    low: float
+    high: float
+    steps: int
+    fitted: bool
+    span: tuple[float, float]
+
+    def seconds(self, units: float) -> float:
+        if self.fitted:
+            return self.overhead + self.per_unit * units
+        lo, hi = self.span
+        mean = self.overhead
+        if units > hi:
+            return mean * units / hi
+        if units < lo:
+            return mean * units / lo
+        return mean
+
+
+def fit_rate(samples: Sequence[Sample]) -> Rate:
+    """The kind's :class:`Rate` from its history's steps (weighted by ``Sample.weight``).
+
+    Sizes that vary (the largest at least :data:`FIT_SPAN` times the smallest, at least
+    :data:`FIT_STEPS` steps): a weighted least-squares line, held to a non-negative overhead and
+    rate. Else the steps' mean time, scaled outside the sizes seen (see :class:`Rate`). The
+    range is the steps' spread around the model (the lowest and highest ratio of a step's time
+    to the model's), never narrower than ±MIN_SPREAD."""
+    units = [s.units for s in samples]
+    seconds = [s.seconds for s in samples]
+    weights = [s.weight for s in samples]
+    span = (min(units), max(units))
+    if len(samples) >= FIT_STEPS and span[1] >= FIT_SPAN * span[0]:
+        total = sum(weights)
+        mean_u = sum(w * u for w, u in zip(weights, units, strict=True)) / total
+        mean_s = sum(w * s for w, s in zip(weights, seconds, strict=True)) / total
+        var = sum(w * (u - mean_u) ** 2 for w, u in zip(weights, units, strict=True))
+        cov = sum(w * (u - mean_u) * (s - mean_s)
+                  for w, u, s in zip(weights, units, seconds, strict=True))
+        per_unit = cov / var
+        overhead = mean_s - per_unit * mean_u
+        if per_unit < 0:  # bigger steps were not slower: a fixed time per step
+            per_unit, overhead = 0.0, mean_s
+        elif overhead < 0:  # no fixed part: a line through zero
+            overhead = 0.0
+            per_unit = (sum(w * u * s for w, u, s in zip(weights, units, seconds, strict=True))
+                        / sum(w * u * u for w, u in zip(weights, units, strict=True)))
+        rate = Rate(overhead=overhead, per_unit=per_unit, low=1.0, high=1.0,
+                    steps=len(samples), fitted=True, span=span)
+    else:
+        mean = sum(w * s for w, s in zip(weights, seconds, strict=True)) / sum(weights)
+        rate = Rate(overhead=mean, per_unit=0.0, low=1.0,
+                    high=1.0, steps=len(samples), fitted=False, span=span)
+    ratios = [s / m for s, u in zip(seconds, units, strict=True)
+              if (m := rate.seconds(u)) > 0]
+    low = min([*ratios, 1 - MIN_SPREAD])
+    high = max([*ratios, 1 + MIN_SPREAD])
+    return rate.model_copy(update={"low": max(low, 0.0), "high": high})
+
+
 def estimate(
     work: Sequence[WorkItem],
     samples: Iterable[Sample],
@@ -219,39 +297,34 @@ def estimate(
     price: float | None = None,
     currency: str = "",
 ) -> Estimate:
-    """Seconds per stage: each step's units times its kind's seconds per unit in ``samples``
-    (their seconds over their units; the range from the steps' spread, at least ±MIN_SPREAD),
-    else the declared rule for ``device`` (range RULE_RANGE). ``samples`` are this profile's
+    """Seconds per stage: each step's time for its size from its kind's :class:`Rate` fitted
+    to ``samples`` (:func:`fit_rate`; the range from the history's spread), else the declared
+    rule for ``device`` (seconds per unit, range RULE_RANGE). ``samples`` are this profile's
     and device's history."""
-    rates: dict[str, list[float]] = {}
-    totals: dict[str, list[float]] = {}  # kind -> [seconds, units]
+    by_kind: dict[str, list[Sample]] = {}
     runs: set[str] = set()
     for sample in samples:
-        if sample.units > 0 and sample.seconds >= 0:
-            rates.setdefault(sample.kind, []).append(sample.seconds / sample.units)
-            total = totals.setdefault(sample.kind, [0.0, 0.0])
-            total[0] += sample.seconds
-            total[1] += sample.units
+        if sample.units > 0 and sample.seconds >= 0 and sample.weight > 0:
+            by_kind.setdefault(sample.kind, []).append(sample)
             runs.add(sample.run)
+    rates = {kind: fit_rate(found) for kind, found in by_kind.items()}
     rule = RULES["cuda" if device.startswith("cuda") else "cpu"]
     stages = {s: StageEstimate(expected=0.0, low=0.0, high=0.0) for s in STAGES}
     declared: set[str] = set()
     for item in work:
-        found = rates.get(item.kind)
-        if found:  # all the kind's seconds over all its units: a slow kind of shot counts
-            seconds, units = totals[item.kind]
-            mid = seconds / units
-            low = min(min(found), mid * (1 - MIN_SPREAD))
-            high = max(max(found), mid * (1 + MIN_SPREAD))
+        rate = rates.get(item.kind)
+        if rate is not None:
+            mid = rate.seconds(item.units)
+            low, high = mid * rate.low, mid * rate.high
         else:
             declared.add(item.kind)
-            mid = rule[item.kind]
+            mid = item.units * rule[item.kind]
             low, high = mid * RULE_RANGE[0], mid * RULE_RANGE[1]
         stage = stages[item.stage]
-        stage.expected += item.units * mid
-        stage.low += item.units * low
-        stage.high += item.units * high
-    counted = sum(len(v) for v in rates.values())
+        stage.expected += mid
+        stage.low += low
+        stage.high += high
+    counted = sum(len(v) for v in by_kind.values())
     if not rates:
         basis = (f"no history for profile {profile} on {device} in this studio's runs; "
                  f"declared rule: {_rule_text(rule)}")
