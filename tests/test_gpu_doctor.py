@@ -84,3 +84,12 @@ def test_the_doctor_command(tmp_path, capsys):
     assert main(["doctor", "--reference"]) == 0
     out = capsys.readouterr().out
     assert "== 24GB card" in out and "== 80GB card" in out and "ltx-2" in out.lower()
+
+
+def test_doctor_plans_a_skyreels_long_shot_model():
+    report = doctor(SEED, "full", gpu_memory="24GB", host_memory="64GB",
+                    video_model="skyreels-v2-df-14b")
+    clips = report.checks[1]
+    assert clips.name == "skyreels-v2-df-14b" and clips.architecture == "wan2.2-i2v-a14b"
+    assert clips.workload.frames <= 97 and (clips.workload.frames - 1) % 4 == 0
+    assert clips.plan.fits and clips.plan.peak_bytes <= 24 * GiB

@@ -155,7 +155,8 @@ def _clip_check(storyboard, profile, budget, ram, device, video_model) -> ModelC
     backend = profile.video_backend
     if video_model:  # a model named for the check picks its backend
         lowered = video_model.lower()
-        backend = "wan" if "wan" in lowered else "ltx" if "ltx" in lowered else backend
+        backend = ("skyreels-v2-df" if "skyreels" in lowered else "wan" if "wan" in lowered
+                   else "ltx" if "ltx" in lowered else backend)
     if backend not in _BY_BACKEND:
         return ModelCheck(stage="clips", name=backend, note=f"{backend}: no model to load")
     name = video_model or profile.video_options.get("model") or profile.video_model
