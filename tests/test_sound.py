@@ -286,3 +286,123 @@ def test_changing_one_line_respeaks_only_it_and_remixes(
     assert store.lineage(again.film_key).extra["encoded"] == []
     cues = srt_starts(store.get_file(again.film_key, tmp_path / "film.mp4"), tmp_path)
     assert cues[0][1] == "雪山醒了。"
+
+
+# -- the clips gate: hear each line, re-take one (a real paused run, `reelflow approve`) -------
+
+
+def _gate_text(run_id: str, key: str) -> str:
+    """What the gate shows at pause ``key``: its description (the review, and why the last
+    answer was refused)."""
+    import json
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        value = client.read_flow_run_input(UUID(run_id), f"paused-{key}-description")
+    return json.loads(value) if value.startswith('"') else value
+
+
+def test_a_line_is_heard_and_retaken_at_the_clips_gate_without_touching_the_picture(
+    voiced: Any, film_env: dict[str, str], s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    """The clips gate lists each line (a link to hear it, its s3:// object, text, length) and
+    its form the line's text, voice and speed. Through `reelflow approve`: a re-take longer
+    than its shot is refused by the run (line_too_long: refuse) and the gate asks again; a
+    shorter text for b and a faster a are spoken again alone, the gate comes back with them,
+    and the film is mixed from them with every picture part Cached; the manifest keeps both."""
+    import os
+    import sys
+    import threading
+
+    from flows.produce_video import produce_video
+    from flows.reviewer import approve_run
+    from tests.support.waiting import wait_for_pending, wait_until
+
+    folder, _, first = voiced
+    board = folder / "retake.yaml"
+    board.write_text(STORYBOARD, encoding="utf-8")  # the first run's board: all of it cached
+    os.environ["REELFLOW_POLL_INTERVAL"] = "1"
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        done["state"] = produce_video(storyboard=str(board), approval="manual", profile="previz",
+                                      exports=[ExportSpec(captions="soft")], return_state=True)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    run_id = wait_for_pending("storyboard-1", 120, project="sound-film")["id"]
+    approve_run(run_id, reviewer="张导")
+    wait_for_pending("images-1", 120, project="sound-film")
+    approve_run(run_id, reviewer="张导")
+    wait_for_pending("clips-1", 120, project="sound-film")
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    before = store.lineage(first.master_key).spec["voice"]  # the lines as the first run mixed
+    shown = _gate_text(run_id, "clips-1")
+    assert "## Voice-over" in shown and "雪山很静。" in shown and "城市醒了。春天来了。" in shown
+    for line in before:
+        assert store.uri(line["key"]) in shown and f"{line['duration']:.2f} s" in shown
+
+    env = {**os.environ, **film_env}
+
+    def approve(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cli", "approve", run_id, *args],
+                              cwd=Path(__file__).resolve().parents[1], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    refused = approve("--speed", "a=3")  # refused before the run resumes
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith("--speed a=3.0: Input should be less than or equal to 2")
+    long_line = "城市醒了，街上的人越来越多，春天的风吹过每一条小巷。" * 2
+    assert approve("--retake", f"b={long_line}").returncode == 0  # spoken, then refused
+    wait_until("the gate asking again", lambda: _paused_key(run_id) == "clips-1-retry1", 120)
+    shown = _gate_text(run_id, "clips-1-retry1")
+    assert "**The last answer was invalid:** re-take of b (zh): shot b: its zh voice-over lasts" \
+        in shown and "longer than the shot (2.5 s)" in shown
+    answered = approve("--retake", "b=城市醒了。", "--speed", "a=1.4", "--reviewer", "张导")
+    assert answered.returncode == 0, answered.stderr
+    wait_for_pending("clips-2", 120, project="sound-film")
+    shown = _gate_text(run_id, "clips-2")
+    assert shown.count("re-taken in round 1; replaced:") == 2 and "1.4x" in shown
+    approve_run(run_id, reviewer="张导")
+    thread.join(timeout=240)
+    state = done["state"]
+    assert state.is_completed(), state.message
+    states = task_states(state.state_details.flow_run_id)
+    assert sorted(states["speech-a"]) == ["Cached", "Completed"], states["speech-a"]
+    assert sorted(states["speech-b"]) == ["Cached", "Completed", "Completed"], states["speech-b"]
+    assert states["assemble-film"] == ["Cached"]  # the picture is untouched
+    clip_states = [s for name, s in states.items() if name.startswith("clip-")]
+    assert clip_states and all(set(s) == {"Cached"} for s in clip_states), states
+    assert states["master-with-music"] == ["Completed"]
+    result = state.result()
+    manifest = store.get_json(result.manifest_key)
+    retakes = {r["shot"]: r for r in manifest["retakes"]}
+    assert set(retakes) == {"a", "b"} and {r["round"] for r in retakes.values()} == {1}
+    assert retakes["a"]["speed"] == 1.4 and retakes["b"]["text"] == "城市醒了。"
+    assert retakes["a"]["reviewer"] == "张导"
+    assert {retakes[v["shot"]]["replaces"] for v in before} == {v["key"] for v in before}
+    mixed = {v["shot"]: v for v in store.lineage(result.master_key).spec["voice"]}
+    assert {s: v["key"] for s, v in mixed.items()} == {s: r["key"] for s, r in retakes.items()}
+    old = {v["shot"]: v["duration"] for v in before}
+    assert mixed["a"]["duration"] < old["a"] / 1.2  # spoken faster
+    assert mixed["b"]["duration"] < old["b"] * 0.7  # one sentence of two
+    for shot in ("a", "b"):  # the new takes are real speech, not silence
+        wav = store.get_file(mixed[shot]["key"], tmp_path / f"{shot}.wav")
+        samples, _ = soundfile.read(str(wav), dtype="float32")
+        assert np.sqrt(np.mean(samples**2)) > 0.02 and np.abs(samples).max() > 0.1
+    film = store.get_file(result.film_key, tmp_path / "film.mp4")
+    assert [text for _, text in srt_starts(film, tmp_path)] == ["雪山很静。", "城市醒了。"]
+    samples, rate = film_audio(film, tmp_path / "film.wav")
+    assert len(speech_onsets(samples, rate)) == 2
+
+
+def _paused_key(run_id: str) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run_id)).state
+    return (state.state_details.pause_key or "") if state and state.is_paused() else ""
