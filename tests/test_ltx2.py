@@ -102,6 +102,90 @@ def test_tiny_ltx2_renders_the_winter_to_spring_transition_with_its_own_sound(
     assert abs(_audio_seconds(film, tmp_path) - picture.duration) <= 1 / 12
     sound, rate = _stem_samples(store, clips["s04-summit"], tmp_path)
     assert rate == 16000 and np.abs(sound).max() > 0  # the model's sound, not silence
+    _with_voice_and_music(clips, store, tmp_path)
+
+
+def _with_voice_and_music(clips: dict[str, str], store: ArtifactStore, tmp: Path) -> None:
+    """The same two clips (Cached: a line and a music bed change no picture) with a Chinese
+    line on the spring shot and a 13 kHz music bed: the delivered film holds the clips' own
+    sound (where no one speaks it is the clip stem, measured by correlation), the voice where
+    its line is placed, and the music at least 6 dB lower while the voice speaks."""
+    from flows.produce_video import produce_video
+    from tests.support.deployed import task_states
+    from tests.test_sound import TONE, band_levels, film_audio, tone
+
+    board = yaml.safe_load(_winter_to_spring())
+    board["shots"][1]["voiceover"] = {"zh": "春天。"}
+    board["music"] = {"path": "tone.wav", "snap_cuts": False}
+    tone(tmp / "tone.wav", seconds=4.0)
+    path = tmp / "voiced.yaml"
+    path.write_text(yaml.safe_dump(board, allow_unicode=True), encoding="utf-8")
+    state = produce_video(storyboard=str(path), approval="auto", profile="test-ltx2",
+                          exports=[], return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    states = task_states(state.state_details.flow_run_id)
+    assert states["speech-s05-winter-to-spring"] == ["Completed"]
+    assert {s for name, runs in states.items() if name.startswith("clip-") for s in runs} == {
+        "Cached"}, states  # the pictures are the first film's
+    result = state.result()
+    assert json.loads(store.get_bytes(result.manifest_key))["clips"] == clips
+    master = store.lineage(result.master_key)
+    line, stem, music = store.lineage(master.parents[1]).parents  # the mix: voice, clips, music
+    assert store.lineage(stem).kind != "speech" and store.lineage(line).kind == "speech"
+    (placed,) = master.spec["voice"]
+    assert placed["start"] == 1.0  # at the spring shot's start
+    film = store.get_file(result.film_key, tmp / "voiced.mp4")
+    samples, rate = film_audio(film, tmp / "voiced.wav")
+    assert abs(samples.size / rate - 2.0) <= 1 / 12
+
+    # the clips' sound: before the line, under the music (removed by a low-pass), the film's
+    # sound is the clip stem's
+    clip_sound = _at_rate(*_read(store, stem, tmp / "stem.wav"), rate)
+    assert _similarity(samples[int(0.05 * rate):int(0.8 * rate)],
+                       clip_sound[int(0.05 * rate):int(0.8 * rate)], rate) > 0.8
+    # the voice: where its line is placed, the film's sound follows the spoken line
+    voice = _at_rate(*_read(store, line, tmp / "line.wav"), rate)
+    start = int(placed["start"] * rate)
+    assert _similarity(samples[start:start + voice.size], voice, rate) > 0.6
+    # the music: ducked under the voice by at least 6 dB (its fade-out over the last 2 s
+    # taken out: linear in amplitude)
+    times, level = band_levels(samples, rate, TONE - 300, TONE + 300)
+    level = level - 20 * np.log10(np.clip((2.0 - times) / 2.0, 1e-3, None))
+    end = placed["start"] + placed["duration"]
+    before = level[(times > 0.2) & (times < 0.7)]
+    during = level[(times > placed["start"] + 0.15) & (times < end - 0.15)]
+    assert np.median(before) - np.median(during) >= 6.0, (np.median(before), np.median(during))
+
+
+def _read(store: ArtifactStore, key: str, path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    samples, rate = soundfile.read(str(store.get_file(key, path)), dtype="float32")
+    return (samples.mean(axis=1) if samples.ndim == 2 else samples), rate
+
+
+def _at_rate(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """``samples`` resampled to ``to`` Hz (linear: enough below 7 kHz, where they are compared)."""
+    t = np.arange(round(samples.size * to / rate)) / to
+    return np.interp(t, np.arange(samples.size) / rate, samples)
+
+
+def _similarity(film: np.ndarray, source: np.ndarray, rate: int, lag: float = 0.03) -> float:
+    """The best normalised correlation of two sounds below 7 kHz (the music's tone above it
+    left out), within ``lag`` s of each other (the encoder's delay)."""
+    n = min(film.size, source.size)
+
+    def low(x: np.ndarray) -> np.ndarray:
+        spectrum = np.fft.rfft(x[:n])
+        spectrum[np.fft.rfftfreq(n, 1 / rate) > 7000] = 0
+        return np.fft.irfft(spectrum, n)
+
+    a, b = low(film), low(source)
+    best = 0.0
+    for shift in range(-int(lag * rate), int(lag * rate) + 1, 4):
+        x, y = (a[shift:], b[: n - shift]) if shift >= 0 else (a[: n + shift], b[-shift:])
+        best = max(best, float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
+    return best
 
 
 def _stem_samples(store: ArtifactStore, clip_key: str, tmp: Path) -> tuple[np.ndarray, int]:
