@@ -3,8 +3,9 @@ are on the gate) and re-takes one with a new text, voice or speed.
 
 A re-take speaks only that line again (its own cached speech step) and the delivery re-mixes;
 no clip is made again. A re-taken line longer than its shot follows `sound.line_too_long`:
-`refuse` refuses the answer (the gate asks again, saying why), `extend` holds the shot's last
-frame until the line has ended.
+`refuse` refuses the answer (the gate asks again, saying why), `extend` lengthens the shot, and
+the next round of the gate (which comes back so the new take can be heard) makes that shot's
+clip again at its new length, as the first round would have.
 """
 
 from __future__ import annotations
