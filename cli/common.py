@@ -78,7 +78,7 @@ class ShotValue(click.ParamType):
     """`SHOT=VALUE` (`--pick s01=2`, `--reject s02="too dark"`): a (shot, value) pair, the value
     converted by `kind`."""
 
-    def __init__(self, kind: type[int] | type[str] = str) -> None:
+    def __init__(self, kind: type[int] | type[float] | type[str] = str) -> None:
         self.kind = kind
         self.name = "shot=value"
 
@@ -92,8 +92,9 @@ class ShotValue(click.ParamType):
         try:
             return shot, self.kind(rest)
         except ValueError:
-            raise click.UsageError(
-                f"{option} {shot}: expected a whole number, got {rest!r}", ctx) from None
+            what = "a number" if self.kind is float else "a whole number"
+            raise click.UsageError(f"{option} {shot}: expected {what}, got {rest!r}",
+                                   ctx) from None
 
 
 WHOLE = Number(int)

@@ -95,20 +95,31 @@ def _download(result, folder: Path) -> None:  # type: ignore[no-untyped-def]
               help="images/clips gate: regenerate this shot with these notes")
 @click.option("--new-seed", multiple=True, type=ShotValue(int), metavar="SHOT=SEED",
               help="clips gate: regenerate this shot with another seed")
+@click.option("--retake", multiple=True, type=ShotValue(), metavar="SHOT=TEXT",
+              help="clips gate: speak this shot's voice-over line again with this text")
+@click.option("--voice", multiple=True, type=ShotValue(), metavar="SHOT=VOICE",
+              help="clips gate: speak this shot's voice-over line again in this voice")
+@click.option("--speed", multiple=True, type=ShotValue(float), metavar="SHOT=X",
+              help="clips gate: speak this shot's voice-over line again at this pace (1.0)")
+@click.option("--lang", type=click.Choice(["zh", "en"]),
+              help="clips gate: the language of the lines re-taken (default: the film's)")
 @click.option("--notes", help="storyboard gate: notes for a revision (none: approve)")
 @click.option("--version", type=WHOLE, help="storyboard gate: the version chosen")
 @click.option("--reviewer", default=lambda: os.environ.get("USER", "reviewer"),
               show_default=False, help="who decides (default: $USER)")
 def approve(run_id: str, pick: tuple[tuple[str, int], ...], reject: tuple[tuple[str, str], ...],
             new_seed: tuple[tuple[str, int], ...], notes: str | None, version: int | None,
-            reviewer: str) -> int:
+            reviewer: str, retake: tuple[tuple[str, str], ...] = (),
+            voice: tuple[tuple[str, str], ...] = (), speed: tuple[tuple[str, float], ...] = (),
+            lang: str | None = None) -> int:
     use_local_stack()
     from flows.reviewer import approve_run
 
     try:
         gate = approve_run(run_id, picks=dict(pick), rejects=dict(reject),
                            new_seeds=dict(new_seed), notes=notes, version=version,
-                           reviewer=reviewer)
+                           reviewer=reviewer, retakes=dict(retake), voices=dict(voice),
+                           speeds=dict(speed), lang=lang)
     except (LookupError, ValueError) as exc:
         return fail(str(exc), EXIT_INVALID)
     except ReelflowError as exc:  # an answer the gate does not take: the run keeps waiting

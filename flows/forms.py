@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from reelflow.render.decisions import GateSpec, answer_model
+from reelflow.render.decisions import GateSpec, LineRetake, answer_model
 
 Approval = Literal["manual", "auto", "quality-gate"]
 Gate = Literal["storyboard", "images", "clips"]
@@ -62,6 +62,9 @@ class ClipsReview(RunInput):
     )
     again: list[str] = Field(
         default_factory=list, description="shots made again with a fresh seed, no notes"
+    )
+    retakes: list[LineRetake] = Field(
+        default_factory=list, description="voice-over lines spoken again (text, voice, speed)"
     )
     reviewer: str = ""
 

@@ -11,6 +11,7 @@ when the stage's checks pass and waits for a person otherwise.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -120,6 +121,7 @@ def wait_for_review(
     policy: Approval,
     checks_passed: bool = False,
     spec: GateSpec | None = None,
+    check: Callable[[R], None] | None = None,
     **defaults: Any,
 ) -> tuple[R, ApprovalRecord]:
     """Block (or suspend) until a reviewer answers the gate's form; auto policies answer at once.
@@ -128,7 +130,9 @@ def wait_for_review(
     (flows/forms.py `review_form`) and is published for `reelflow approve`; the answer comes
     back as a ``form`` (the decision). Answers the form's model refuses after the server let
     them through are asked again, under a new pause key each time (at most MAX_ATTEMPTS; then
-    :class:`GateGaveUp` fails the run).
+    :class:`GateGaveUp` fails the run). ``check`` acts on an answer before the gate lets it
+    go (a re-taken voice-over line is spoken and measured): an AnswerError it raises is
+    refused like one the form refuses, and the gate asks again with the reason.
     """
     if spec is not None:
         spec = spec.model_copy(update={"defaults": {**spec.defaults, **defaults}})
@@ -163,6 +167,8 @@ def wait_for_review(
                         )
                 if spec is not None:
                     answer = form(**decision(spec, answer))
+                if check is not None:
+                    check(answer)
                 break
             except (ValidationError, AnswerError) as exc:  # checked after the resume: ask again
                 why = _why(exc)

@@ -73,6 +73,10 @@ def approve_run(
     notes: str | None = None,
     version: int | None = None,
     reviewer: str = "",
+    retakes: dict[str, str] | None = None,
+    voices: dict[str, str] | None = None,
+    speeds: dict[str, float] | None = None,
+    lang: str | None = None,
 ) -> str:
     """Resume a paused run with the answer for whichever gate it waits at; returns the gate.
 
@@ -81,7 +85,9 @@ def approve_run(
     something), and sent as that form's answer: a bad answer raises :class:`AnswerError` (one
     line) and the run keeps waiting at the same gate. Picks not given keep the form's defaults
     (earlier rounds' picks). No ``notes`` means "approve" at the storyboard gate; empty or
-    blank notes are refused (they ask for a revision of nothing).
+    blank notes are refused (they ask for a revision of nothing). At the clips gate
+    ``retakes``/``voices``/``speeds`` re-take shots' voice-over lines (new text, voice, speed)
+    in ``lang`` (default: the film's language).
     """
     try:
         flow_run_id = UUID(run_id)
@@ -97,6 +103,10 @@ def approve_run(
         "new_seeds": new_seeds or {},
         "notes": notes,
         "version": version,
+        "retake": retakes or {},
+        "voices": voices or {},
+        "speeds": speeds or {},
+        "lang": lang,
     }
     given = {k: v for k, v in given.items() if v not in (None, {})}
     if spec is not None:  # the form the UI shows checks it, and it is sent as the UI would

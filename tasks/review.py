@@ -81,11 +81,15 @@ def clips_review(
     round_: int = 1,
     replaced: dict[str, str] | None = None,
     speed: str | None = None,
+    lines: list[dict[str, object]] | None = None,
+    retaken: dict[str, str] | None = None,
 ) -> str:
     markdown = review.clips_markdown(
         get_store(), project, clips, prompts, seeds, backend, picture, round_=round_,
         replaced=replaced, speed=speed,
     )
+    if lines:
+        markdown += "\n\n" + review.lines_markdown(get_store(), lines, retaken or {}, round_)
     create_markdown_artifact(markdown, key="clips-review", description="clips gate")
     return markdown
 

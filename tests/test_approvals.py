@@ -13,7 +13,13 @@ from uuid import UUID
 
 import pytest
 
-from reelflow.render.decisions import AnswerError, GateSpec, carry_picks, check_answer
+from reelflow.render.decisions import (
+    AnswerError,
+    GateSpec,
+    LineOnTable,
+    carry_picks,
+    check_answer,
+)
 from tests.support.waiting import wait_for_pending, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +100,27 @@ BAD_ANSWERS = [
     (["--notes", "x"], {"notes": "x"},
      "--notes is not taken at the images gate (it takes --pick, --reject)"),
 ]  # fmt: skip
+#: the clips gate's voice-over re-takes: bad answers as `reelflow approve` takes them and as the
+#: UI's form sends them, for a gate with lines in zh for shots a and b (tests/test_sound.py
+#: sends both to a real run waiting at its clips gate)
+CLIPS_BAD_ANSWERS = [
+    (["--retake", "zz=雪"], {"zz": {"zh": {"text": "雪"}}},
+     "--retake zz: no such shot at the clips gate (shots: a, b)"),
+    (["--retake", "a= "], {"a": {"zh": {"text": " "}}}, "--retake a=: empty text"),
+    (["--voice", "b=\n"], {"b": {"zh": {"voice": "\n"}}}, "--voice b=: empty voice"),
+    (["--speed", "a=3"], {"a": {"zh": {"speed": 3}}},
+     "--speed a=3.0: Input should be less than or equal to 2"),
+    (["--speed", "b=0.2"], {"b": {"zh": {"speed": 0.2}}},
+     "--speed b=0.2: Input should be greater than or equal to 0.5"),
+    (["--lang", "en", "--retake", "a=Snow."], {"a": {"en": {"text": "Snow."}}},
+     "--lang en: this run speaks zh"),
+]  # fmt: skip
+CLIPS_SPEC = GateSpec(gate="clips", shots={"a": 1, "b": 1}, seeds={"a": 1, "b": 2}, lines={
+    "a": {"zh": LineOnTable(key="k/a.wav", text="雪山很静。", voice="cmn", speed=1.0,
+                            duration=1.1, engine="espeak")},
+    "b": {"zh": LineOnTable(key="k/b.wav", text="城市醒了。", voice="cmn", speed=1.0,
+                            duration=1.0, engine="espeak")},
+})  # fmt: skip
 FORM_SPEC = SPEC.model_copy(update={
     "quality": {"a": [0.54, 0.61]}, "identity": {"a": [0.81, 0.42]},
     "descriptions": {"a": "a yellow car on a snowy road", "b": "雪中的红灯笼"},
@@ -124,7 +151,7 @@ def test_the_form_is_made_from_the_gate_dropdowns_labelled_with_scores_defaults_
     taken = review_form(clips)(**{"a": {"regenerate": True}, "b": {"seed": 9},
                                   "c": {"notes": "slower"}})
     assert decision(clips, taken) == {"regenerate": {"c": "slower"}, "new_seeds": {"b": 9},
-                                      "again": ["a"], "reviewer": ""}
+                                      "again": ["a"], "retakes": [], "reviewer": ""}
     board = GateSpec(gate="storyboard", versions=2, version_names=["雪夜归途", "Dawn"])
     enum = review_form(board).model_json_schema()["properties"]["version"]["enum"]
     assert enum == ["#0 · 雪夜归途", "#1 · Dawn"]
@@ -147,6 +174,54 @@ def test_the_form_model_and_its_schema_refuse_the_bad_answers(
     schema = create_v2_schema(form.__name__, model_base=form)
     with pytest.raises(schema_tools.ValidationError):
         schema_tools.validate(ui, schema, raise_on_error=True)
+
+
+@pytest.mark.parametrize(("args", "ui", "message"), CLIPS_BAD_ANSWERS)
+def test_the_clips_form_and_its_schema_refuse_bad_retakes(
+    args: list[str], ui: dict, message: str
+) -> None:
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+    from prefect.utilities import schema_tools
+    from pydantic import ValidationError
+
+    from flows.forms import review_form
+
+    form = review_form(CLIPS_SPEC)
+    with pytest.raises(ValidationError):
+        form(**ui)
+    schema = create_v2_schema(form.__name__, model_base=form)
+    with pytest.raises(schema_tools.ValidationError):
+        schema_tools.validate(ui, schema, raise_on_error=True)
+
+
+def test_a_line_retaken_in_the_form_or_the_cli_is_one_decision_in_either_language() -> None:
+    """The form shows each line's text, voice and speed as it is spoken now; a changed field
+    is a re-take of that line in that language, the others stay; the CLI's options make the
+    same decision (`--lang en` for the English line)."""
+    from flows.forms import review_form
+    from reelflow.render.decisions import decision, form_data
+
+    spec = CLIPS_SPEC.model_copy(deep=True)
+    spec.lines["a"]["en"] = LineOnTable(key="k/a-en.wav", text="The peaks are quiet.",
+                                        voice="en", speed=1.0, duration=1.3)  # fmt: skip
+    form = review_form(spec)
+    line = form.model_json_schema()["$defs"]["Line_a_en"]["properties"]
+    assert line["text"]["default"] == "The peaks are quiet." and line["speed"]["maximum"] == 2.0
+    ui = form(**{"a": {"zh": {"speed": 1.3}, "en": {"text": "Quiet peaks."}}, "reviewer": "ui"})
+    retakes = decision(spec, ui)["retakes"]
+    assert retakes == [
+        {"shot": "a", "language": "zh", "text": "雪山很静。", "voice": "cmn", "speed": 1.3},
+        {"shot": "a", "language": "en", "text": "Quiet peaks.", "voice": "en", "speed": 1.0},
+    ]
+    cli = form(**form_data(spec, {"speeds": {"a": 1.3}}))
+    assert decision(spec, cli)["retakes"] == retakes[:1]
+    cli = form(**form_data(spec, {"retake": {"a": "Quiet peaks."}, "lang": "en"}))
+    assert decision(spec, cli)["retakes"] == retakes[1:]
+    assert decision(spec, form())["retakes"] == []  # approving re-takes nothing
+    with pytest.raises(AnswerError, match="^--retake b: shot b has no en voice-over line "
+                       r"\(lines: a\)$"):  # fmt: skip
+        check_answer(spec, {"retake": {"b": "The city."}, "lang": "en"})
+    assert '--retake a="new text"' in spec.approve_command("RUN")
 
 
 def test_pause_keys_are_bounded_and_name_their_gate_and_round() -> None:

@@ -412,6 +412,8 @@ CLI_OPTIONS: list[tuple[list[str], str]] = [
     (["approve", "some-run", "--pick", "a=x"], "--pick a: expected a whole number, got 'x'"),
     (["approve", "some-run", "--pick", "=1"], "--pick '=1': expected SHOT=VALUE"),
     (["approve", "some-run", "--new-seed", "a=1.5"], "--new-seed a: expected a whole number"),
+    (["approve", "some-run", "--speed", "a=fast"], "--speed a: expected a number, got 'fast'"),
+    (["approve", "some-run", "--lang", "fr"], "--lang"),
     (["approve", "some-run", "--version", "one"], "argument --version"),
     (["characters", "add", "c", "--description", "d", "--lora-weight", "heavy"],
      "argument --lora-weight"),

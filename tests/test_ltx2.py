@@ -5,7 +5,8 @@ loaded through `from_pretrained(..., local_files_only=True)`, like a real checkp
 The seed film's winter -> spring transition (s04 -> s05 of examples/su7-winter-spring.yaml)
 renders through the `test-ltx2` profile: the transition conditions on both frames, each clip
 keeps its own sound as a stem beside it, and the film (no music) carries that sound, as long
-as the picture.
+as the picture. The same clips then make a film with a Chinese voice-over line and a music bed:
+the clips' sound, the voice and the ducked music are each measured in the delivered audio.
 """
 
 from __future__ import annotations
@@ -102,6 +103,103 @@ def test_tiny_ltx2_renders_the_winter_to_spring_transition_with_its_own_sound(
     assert abs(_audio_seconds(film, tmp_path) - picture.duration) <= 1 / 12
     sound, rate = _stem_samples(store, clips["s04-summit"], tmp_path)
     assert rate == 16000 and np.abs(sound).max() > 0  # the model's sound, not silence
+    _with_voice_and_music(clips, store, tmp_path)
+
+
+def _with_voice_and_music(clips: dict[str, str], store: ArtifactStore, tmp: Path) -> None:
+    """The same two clips (Cached: a line and a music bed change no picture) with a Chinese
+    line on the spring shot and a 13 kHz music bed: the delivered film holds the clips' own
+    sound (where no one speaks it is the clip stem, measured by correlation), the voice where
+    its line is placed, and the music at least 6 dB lower while the voice speaks."""
+    from flows.produce_video import produce_video
+    from tests.support.deployed import task_states
+    from tests.test_sound import TONE, band_levels, film_audio, tone
+
+    board = yaml.safe_load(_winter_to_spring())
+    board["shots"][1]["voiceover"] = {"zh": "春天。"}
+    board["music"] = {"path": "tone.wav", "snap_cuts": False}
+    tone(tmp / "tone.wav", seconds=4.0)
+    path = tmp / "voiced.yaml"
+    path.write_text(yaml.safe_dump(board, allow_unicode=True), encoding="utf-8")
+    state = produce_video(storyboard=str(path), approval="auto", profile="test-ltx2",
+                          exports=[], return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    states = task_states(state.state_details.flow_run_id)
+    assert states["speech-s05-winter-to-spring"] == ["Completed"]
+    assert [states[f"clip-{shot}"] for shot in clips] == [["Cached"]] * 2, states
+    assert states["assemble-film"] == ["Cached"]  # the pictures are the first film's
+    result = state.result()
+    assert json.loads(store.get_bytes(result.manifest_key))["clips"] == clips
+    master = store.lineage(result.master_key)
+    line, stem, music = store.lineage(master.parents[1]).parents  # the mix: voice, clips, music
+    assert store.lineage(stem).kind != "speech" and store.lineage(line).kind == "speech"
+    (placed,) = master.spec["voice"]
+    assert placed["start"] == 1.0  # at the spring shot's start
+    film = store.get_file(result.film_key, tmp / "voiced.mp4")
+    samples, rate = film_audio(film, tmp / "voiced.wav")
+    assert abs(samples.size / rate - 2.0) <= 1 / 12
+
+    # the clips' sound: before the line the film's sound below 7 kHz (the music's tone above
+    # it) is the clip stem's, at one gain; after the line's start, less the stem at that gain,
+    # it is the spoken line, where it was placed and nowhere earlier
+    clip_sound = _at_rate(*_read(store, stem, tmp / "stem.wav"), rate)
+    voice = _at_rate(*_read(store, line, tmp / "line.wav"), rate)
+    film_low, stem_low = _low(samples, rate), _low(clip_sound[: samples.size], rate)
+    quiet = slice(int(0.05 * rate), int(0.8 * rate))  # no one speaks
+    measured = {"clip": _similarity(film_low[quiet], stem_low[quiet], rate)}
+    gain = np.dot(film_low[quiet], stem_low[quiet]) / np.dot(stem_low[quiet], stem_low[quiet])
+    rest = film_low - gain * stem_low
+    start = int(placed["start"] * rate)
+    measured["voice"] = _similarity(rest[start:start + voice.size], _low(voice, rate), rate)
+    measured["earlier"] = _similarity(rest[start - voice.size:start], _low(voice, rate), rate)
+    measured["rest_before_db"] = float(20 * np.log10(_rms(rest[quiet]) / _rms(film_low[quiet])))
+    # the music: ducked under the voice by at least 6 dB (its fade-out over the last 2 s,
+    # linear in amplitude, taken out)
+    times, level = band_levels(samples, rate, TONE - 300, TONE + 300)
+    level = level - 20 * np.log10(np.clip((2.0 - times) / 2.0, 1e-3, None))
+    end = placed["start"] + placed["duration"]
+    before = level[(times > 0.2) & (times < 0.7)]
+    during = level[(times > placed["start"] + 0.15) & (times < end - 0.15)]
+    measured["duck_db"] = float(np.median(before) - np.median(during))
+    assert measured["clip"] > 0.95 and measured["rest_before_db"] < -20, measured
+    assert measured["voice"] > 0.9 and measured["earlier"] < 0.5, measured
+    assert measured["duck_db"] >= 6.0, measured
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x**2)))
+
+
+def _low(x: np.ndarray, rate: int, cutoff: float = 7000) -> np.ndarray:
+    """``x`` below ``cutoff`` Hz: the music's 13 kHz tone left out."""
+    spectrum = np.fft.rfft(x)
+    spectrum[np.fft.rfftfreq(x.size, 1 / rate) > cutoff] = 0
+    return np.fft.irfft(spectrum, x.size)
+
+
+def _read(store: ArtifactStore, key: str, path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    samples, rate = soundfile.read(str(store.get_file(key, path)), dtype="float32")
+    return (samples.mean(axis=1) if samples.ndim == 2 else samples), rate
+
+
+def _at_rate(samples: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """``samples`` resampled to ``to`` Hz (linear: enough below 7 kHz, where they are compared)."""
+    t = np.arange(round(samples.size * to / rate)) / to
+    return np.interp(t, np.arange(samples.size) / rate, samples)
+
+
+def _similarity(a: np.ndarray, b: np.ndarray, rate: int, lag: float = 0.03) -> float:
+    """The best normalised correlation of two sounds within ``lag`` s of each other (the
+    encoder's delay)."""
+    n = min(a.size, b.size)
+    a, b = a[:n], b[:n]
+    best = 0.0
+    for shift in range(-int(lag * rate), int(lag * rate) + 1, 4):
+        x, y = (a[shift:], b[: n - shift]) if shift >= 0 else (a[: n + shift], b[-shift:])
+        best = max(best, float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12)))
+    return best
 
 
 def _stem_samples(store: ArtifactStore, clip_key: str, tmp: Path) -> tuple[np.ndarray, int]:

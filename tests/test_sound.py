@@ -296,23 +296,143 @@ def test_tiny_stable_audio_makes_a_bed_from_a_chinese_prompt(
 
 
 @pytest.fixture(scope="module")
-def voiced(film_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
+def voiced(
+    film_env: dict[str, str], s3_settings: S3Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """The film rendered with manual gates, its lines reviewed at the clips gate: bad re-takes
+    refused, a re-take too long for its shot refused by the run, then a faster line a and line
+    b in another voice (the same words: the captions stay), heard at a second round. What the
+    gates showed and answered is kept for the tests."""
+    import os
+    import threading
+
     from flows.produce_video import produce_video
+    from flows.reviewer import approve_run
+    from tests.support.waiting import wait_for_pending, wait_until
 
     folder = tmp_path_factory.mktemp("sound")
     tone(folder / "tone.wav")
     board = folder / "board.yaml"
     board.write_text(STORYBOARD, encoding="utf-8")
-    state = produce_video(storyboard=str(board), approval="auto", profile="previz",
-                          exports=[ExportSpec(captions="soft")], return_state=True)  # fmt: skip
+    os.environ["REELFLOW_POLL_INTERVAL"] = "1"
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        done["state"] = produce_video(storyboard=str(board), approval="manual", profile="previz",
+                                      exports=[ExportSpec(captions="soft")], return_state=True)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    seen: dict[str, Any] = {}
+    run_id = seen["run_id"] = wait_for_pending("storyboard-1", 300, project="sound-film")["id"]
+    approve_run(run_id, reviewer="张导")
+    wait_for_pending("images-1", 300, project="sound-film")
+    approve_run(run_id, reviewer="张导")
+    wait_for_pending("clips-1", 300, project="sound-film")
+    seen["clips-1"] = _gate_text(run_id, "clips-1")
+    seen["form"] = _form_schema(run_id, "clips-1")
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    seen["before"] = {shot: store.lineage(key).extra["speech"]["duration"] for shot, key in
+                      _line_keys(seen["clips-1"], store).items()}  # fmt: skip
+    seen["refused"] = _refused_retakes(run_id, film_env)  # bad answers: the run keeps waiting
+    seen["long"] = _cli_approve(run_id, film_env, "--retake", f"b={LONG_LINE}")
+    wait_until("the gate asking again", lambda: _paused_key(run_id) == "clips-1-retry1", 120)
+    seen["clips-1-retry1"] = _gate_text(run_id, "clips-1-retry1")
+    approve_run(run_id, speeds={"a": 1.4}, voices={"b": "yue"}, reviewer="张导")
+    wait_for_pending("clips-2", 300, project="sound-film")
+    seen["clips-2"] = _gate_text(run_id, "clips-2")
+    approve_run(run_id, reviewer="张导")
+    thread.join(timeout=300)
+    state = done["state"]
     assert state.is_completed(), state.message
-    return folder, state, state.result()
+    return folder, state, state.result(), seen
+
+
+LONG_LINE = "城市醒了，街上的人越来越多，春天的风吹过每一条小巷。" * 2
+
+
+def _gate_text(run_id: str, key: str) -> str:
+    """What the gate shows at pause ``key``: its description (the review, and why the last
+    answer was refused)."""
+    import json
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        value = client.read_flow_run_input(UUID(run_id), f"paused-{key}-description")
+    return json.loads(value) if value.startswith('"') else value
+
+
+def _form_schema(run_id: str, key: str) -> dict[str, Any]:
+    import json
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        value = client.read_flow_run_input(UUID(run_id), f"paused-{key}-schema")
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _line_keys(shown: str, store: ArtifactStore) -> dict[str, str]:
+    """shot -> the line's object, read from the s3:// URIs the gate shows."""
+    found = re.findall(r"\| \*\*(\w+)\*\* \| zh \| .*?`s3://[^/]+/([^`]+)`", shown)
+    return {shot: key for shot, key in found}
+
+
+def _paused_key(run_id: str) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run_id)).state
+    return (state.state_details.pause_key or "") if state and state.is_paused() else ""
+
+
+def _cli_approve(run_id: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`reelflow approve` as installed (its own process)."""
+    import os
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "cli", "approve", run_id, *args],
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def _refused_retakes(run_id: str, env: dict[str, str]) -> list[tuple[str, str]]:
+    """The table of bad re-takes (tests/test_approvals.py), each given to `reelflow approve`
+    (its one-line refusal) and, as the UI's form sends it, to the Prefect server (which refuses
+    it against the form's schema): (message expected, line printed) per answer."""
+    import contextlib
+    import io
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    from cli.main import main
+    from tests.test_approvals import CLIPS_BAD_ANSWERS
+
+    out = []
+    first = _cli_approve(run_id, env, *CLIPS_BAD_ANSWERS[0][0])
+    assert first.returncode == 2, first.stderr
+    out.append((CLIPS_BAD_ANSWERS[0][2], first.stderr.strip()))
+    for args, ui, message in CLIPS_BAD_ANSWERS:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(["approve", run_id, *args]) == 2, args
+        out.append((message, err.getvalue().strip()))
+        with pytest.raises(RuntimeError, match="Reason"):
+            resume_flow_run(UUID(run_id), run_input=ui)
+        assert _paused_key(run_id) == "clips-1"
+    return out
 
 
 def test_captions_start_where_each_sentence_is_spoken_and_music_ducks(
     voiced: Any, s3_settings: S3Settings, tmp_path: Path
 ) -> None:
-    _, _, result = voiced
+    _, _, result, _ = voiced
     store = ArtifactStore(s3_settings.with_bucket("film"))
     film = store.get_file(result.film_key, tmp_path / "film.mp4")
     samples, rate = film_audio(film, tmp_path / "film.wav")
@@ -337,7 +457,7 @@ def test_changing_one_line_respeaks_only_it_and_remixes(
 ) -> None:
     from flows.produce_video import produce_video
 
-    folder, first, result = voiced
+    folder, first, result, _ = voiced
     board = folder / "board.yaml"
     board.write_text(STORYBOARD.replace("雪山很静。", "雪山醒了。"), encoding="utf-8")
     state = produce_video(storyboard=str(board), approval="auto", profile="previz",
@@ -361,6 +481,56 @@ def test_changing_one_line_respeaks_only_it_and_remixes(
     assert cues[0][1] == "雪山醒了。"
 
 
+def test_each_line_is_heard_and_retaken_at_the_clips_gate_without_touching_the_picture(
+    voiced: Any, s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    """The clips gate lists each line (a link to hear it, its s3:// object, text, length) and
+    its form each line's text, voice and speed. Through `reelflow approve`: bad re-takes are
+    refused in one line before the run resumes; one longer than its shot is refused by the run
+    (line_too_long: refuse) and the gate asks again saying why; a faster a and b in another
+    voice are spoken again alone, the gate comes back with them, and the film is mixed from
+    them while round 2 finds every clip Cached; the manifest keeps both re-takes. (That the
+    edit is the picture of a run without re-takes: test_changing_one_line... below.)"""
+    folder, state, result, seen = voiced
+    shown = seen["clips-1"]
+    assert "## Voice-over" in shown and "雪山很静。" in shown and "城市醒了。春天来了。" in shown
+    assert set(seen["before"]) == {"a", "b"}
+    for shot, duration in seen["before"].items():
+        assert f"| **{shot}** | zh | [listen](http" in shown and f"{duration:.2f} s" in shown
+    line_b = seen["form"]["definitions"]["Line_b_zh"]["properties"]
+    assert line_b["text"]["default"] == "城市醒了。春天来了。"
+    assert line_b["voice"]["default"] == "cmn" and line_b["speed"]["maximum"] == 2.0
+    for message, printed in seen["refused"]:
+        assert len(printed.splitlines()) == 1 and message in printed, (message, printed)
+    assert seen["long"].returncode == 0, seen["long"].stderr  # it fits the form: the run decides
+    assert ("**The last answer was invalid:** re-take of b (zh): shot b: its zh voice-over lasts"
+            in seen["clips-1-retry1"]) and "longer than the shot (2.5 s)" in seen["clips-1-retry1"]
+    assert seen["clips-2"].count("re-taken in round 1; replaced:") == 2
+    assert "cmn · 1.4x" in seen["clips-2"] and "yue · 1x" in seen["clips-2"]
+
+    states = task_states(state.state_details.flow_run_id)
+    assert len(states["speech-a"]) == 2 and states["speech-a"][-1] == "Completed"
+    assert len(states["speech-b"]) == 3 and states["speech-b"][1:] == ["Completed"] * 2
+    clip_states = [s for name, s in states.items() if name.startswith("clip-")]
+    assert clip_states and all(len(s) == 2 and s[1] == "Cached" for s in clip_states), states
+    assert len(states["assemble-film"]) == 1  # the picture is made once, after the gate
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    manifest = store.get_json(result.manifest_key)
+    retakes = {r["shot"]: r for r in manifest["retakes"]}
+    assert set(retakes) == {"a", "b"} and {r["round"] for r in retakes.values()} == {1}
+    assert (retakes["a"]["speed"], retakes["b"]["voice"]) == (1.4, "yue")
+    assert retakes["a"]["reviewer"] == "张导"
+    mixed = {v["shot"]: v for v in store.lineage(result.master_key).spec["voice"]}
+    assert {s: v["key"] for s, v in mixed.items()} == {s: r["key"] for s, r in retakes.items()}
+    assert {r["replaces"] for r in retakes.values()}.isdisjoint(r["key"] for r in retakes.values())
+    assert mixed["a"]["duration"] < seen["before"]["a"] / 1.2  # spoken faster
+    assert store.lineage(mixed["b"]["key"]).spec["voice"] == "yue"
+    for shot in ("a", "b"):  # the new takes are speech, not silence
+        wav = store.get_file(mixed[shot]["key"], tmp_path / f"{shot}.wav")
+        samples, _ = soundfile.read(str(wav), dtype="float32")
+        assert np.sqrt(np.mean(samples**2)) > 0.02 and np.abs(samples).max() > 0.1
+
+
 # -- a music bed generated from a prompt (tiny Stable Audio), changed: only the sound re-runs --
 
 BED = "music: {{prompt: {prompt}, model: '@models/tiny-stable-audio', seed: 3, steps: 2}}"
@@ -375,7 +545,7 @@ def test_a_bed_generated_from_a_chinese_prompt_is_mixed_and_a_new_prompt_remixes
     between the lines, and the film is loudness-normalised."""
     from flows.produce_video import produce_video
 
-    folder, _, first = voiced
+    folder, _, first, _ = voiced
     board = folder / "board.yaml"
     store = ArtifactStore(s3_settings.with_bucket("film"))
     edit_key = store.lineage(first.master_key).parents[0]

@@ -206,6 +206,78 @@ def test_each_line_is_keyed_by_its_source(
         speech_jobs(board, takes=takes)
 
 
+BILINGUAL = """
+title: 两种声音
+project: speech-folders
+width: 192
+height: 108
+sound: {engine: vits, model: {zh: "@models/tts-zh", en: "@models/tts-en"}}
+shots:
+  - {id: a, description: peaks, duration: 3, voiceover: {zh: 雪山很静。, en: The peaks are quiet.}}
+  - {id: b, description: city, duration: 3, voiceover: {zh: 城市醒了。春天来了。,
+                                                       en: The city wakes. Spring is here.}}
+"""
+
+
+def test_each_language_speaks_with_its_own_vits_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    one_thread: None,
+) -> None:
+    """`sound.model: {zh: ..., en: ...}`: each line is spoken by its language's folder, whose
+    hash is in that line's key alone (retraining the English model leaves the Chinese lines);
+    the single-folder form still speaks both; validate names a missing folder or language."""
+    from cli.main import main
+    from reelflow.sound.check import check_lines
+    from reelflow.sound.neural import folder_hash
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("REELFLOW_MODELS", str(models))
+    zh, en = make_tiny_vits(models / "tts-zh", seed=1), make_tiny_vits(models / "tts-en", seed=2)
+    board = parse_storyboard(BILINGUAL)
+    jobs = {lang: {j.shot: j for j in speech_jobs(board, lang)} for lang in ("zh", "en")}
+    assert {j.source for j in jobs["zh"].values()} == {"@models/tts-zh"}
+    assert {j.source for j in jobs["en"].values()} == {"@models/tts-en"}
+    assert folder_hash(zh)[:16] in jobs["zh"]["a"].engine_version
+    assert folder_hash(en)[:16] in jobs["en"]["a"].engine_version
+    for lang in ("zh", "en"):
+        for job in jobs[lang].values():  # each line as the speech step speaks it
+            out = tmp_path / f"{lang}-{job.shot}.wav"
+            speech = speak_line(job.engine, job.text, job.voice, job.speed, out, source=job.source)
+            samples, _ = soundfile.read(str(out), dtype="float32")
+            rms = float(np.sqrt(np.mean(samples**2)))
+            assert rms > 0.01 and len(speech.sentences) == job.text.count("。") + \
+                job.text.count("."), (rms, speech.sentences)
+    # the Chinese line spoken by the English folder is other audio: the folders are each used
+    speak_line("vits", "雪山很静。", "0", 1.0, tmp_path / "other.wav", source="@models/tts-en")
+    assert (tmp_path / "zh-a.wav").read_bytes() != (tmp_path / "other.wav").read_bytes()
+    make_tiny_vits(models / "tts-en", seed=3)  # the English model retrained
+    again = {lang: {j.shot: j.output_key() for j in speech_jobs(board, lang)} for lang in jobs}
+    assert again["zh"] == {s: j.output_key() for s, j in jobs["zh"].items()}
+    assert set(again["en"].values()).isdisjoint(j.output_key() for j in jobs["en"].values())
+    one = parse_storyboard(BILINGUAL.replace(
+        '{zh: "@models/tts-zh", en: "@models/tts-en"}', '"@models/tts-zh"'))
+    assert {j.source for lang in ("zh", "en") for j in speech_jobs(one, lang)} == {
+        "@models/tts-zh"}
+    check_lines(board, languages=["zh", "en"])  # both folders there: nothing to refuse
+    path = tmp_path / "board.yaml"
+    for text, expected in (
+        (BILINGUAL.replace("@models/tts-en", "@models/mms-en").replace(
+            "engine: vits,", "engine: vits, language: en,"),
+         r"board\.yaml: sound\.model\.en '@models/mms-en': no VITS model folder at .*mms-en"),
+        (BILINGUAL.replace('zh: "@models/tts-zh", ', ""),
+         r"board\.yaml:\d+ sound\.model: no zh folder, and the film speaks zh with the vits "
+         r"engine \(sound\.model gives en\)"),
+    ):
+        path.write_text(text, encoding="utf-8")
+        capsys.readouterr()
+        assert main(["validate", str(path)]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and re.search(expected, lines[0]), lines
+    with pytest.raises(SpeechError, match=r"^sound\.model: no en folder for the vits engine's "
+                       r"en lines \(it gives zh\)$"):  # fmt: skip
+        speech_jobs(parse_storyboard(BILINGUAL.replace(', en: "@models/tts-en"', "")), "en")
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from flows.gates import ClipsReview, wait_for_review
 from flows.stages.finishing import Finishing
 from flows.stages.run import RunContext
+from flows.stages.voice import lines_on_table, retake_lines, retaken_now, voice_lines
 from reelflow.gpu.speed import CacheGuard
 from reelflow.progress import Counter, step
 from reelflow.render.clips import with_guard
@@ -35,6 +36,7 @@ class Clips(BaseModel):
     drifting: dict[str, list[str]] = {}  # shot -> frames (first/middle/last) off its still
     replaced: dict[str, str] = {}  # shot -> the clip its last regeneration replaced
     cache_guard: CacheGuard | None = None  # the speed cache's check on the run's first clip
+    retaken: list[str] = []  # shots whose voice-over line the last round re-took
 
 
 def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
@@ -45,7 +47,7 @@ def clips_stage(run: RunContext, chosen: dict[str, str]) -> Clips:
         if run.attended:
             check_drift(run, clips, chosen)
         redo = review_clips(run, clips, round_)
-        if not redo:
+        if not redo and not clips.retaken:  # a re-taken line is heard at the next round
             return clips
         clips.replaced = {shot_id: clips.keys[shot_id] for shot_id in redo}
         for shot_id, notes in redo.items():
@@ -196,12 +198,14 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
     board = run.board
     seeds = {shot.id: clips.seeds.get(shot.id, shot_seed(board, shot)) for shot in board.shots}
     description = ""
+    lines = lines_on_table(run) if run.attended else {}
     if run.attended:
         with step("review material", "clips gate: previews"):
             description = clips_review(
                 board.project, clips.keys, clips.motion, seeds, clips.backends,
                 round_=round_, replaced=clips.replaced,
                 speed=clips.cache_guard.line() if clips.cache_guard else None,
+                lines=voice_lines(run), retaken=retaken_now(run, round_),
             )
         if clips.drifting:
             description += "\n**Drifting from the approved still:** " + "; ".join(
@@ -213,9 +217,13 @@ def review_clips(run: RunContext, clips: Clips, round_: int) -> dict[str, str]:
         checks_passed=True,
         spec=GateSpec(gate="clips", round=round_, project=board.project,
                       shots=dict.fromkeys(clips.keys, 1), seeds=seeds,
-                      descriptions={shot.id: shot.description for shot in board.shots}),
+                      descriptions={shot.id: shot.description for shot in board.shots},
+                      lines=lines),
+        check=lambda answer: retake_lines(run, answer.retakes, round_,
+                                          answer.reviewer or "unknown"),
     )  # fmt: skip
     run.approvals.append(record)
+    clips.retaken = sorted({retake.shot for retake in answer.retakes})
     redo = (set(answer.regenerate) | set(answer.new_seeds) | set(answer.again)) & set(clips.keys)
     for shot_id in redo:
         clips.seeds[shot_id] = answer.new_seeds.get(shot_id, seeds[shot_id] + round_ * 7919)

@@ -54,9 +54,11 @@ def plan_timing(run: RunContext) -> None:
     # the versions share one picture, so a shot is held for the longest of its lines
     languages = voiced_languages(board, [export.lang for export in run.exports or []])
     endpoint = speech_endpoint_identity(board, languages)
-    futures = {lang: [synthesize_line.submit(job) for job in speech_jobs(
-        board, lang, endpoint=endpoint, takes=store_takes(run, lang))] for lang in languages}
+    jobs = {lang: speech_jobs(board, lang, endpoint=endpoint, takes=store_takes(run, lang))
+            for lang in languages}  # fmt: skip
+    futures = {lang: [synthesize_line.submit(job) for job in found] for lang, found in jobs.items()}
     for lang, spoken in futures.items():
+        run.speech[lang] = {job.shot: job for job in jobs[lang]}
         run.voices[lang] = {line.shot: line for line in (future.result() for future in spoken)}
         run.durations = check_line_lengths(board, run.durations, run.voices[lang], lang)
     if board.music is not None and board.music.prompt is not None:

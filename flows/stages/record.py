@@ -75,6 +75,7 @@ def _record(run: RunContext, stills: Stills, clips: Clips, delivery: Delivery) -
         identity=stills.identity.model_dump(mode="json") if stills.identity else {},
         trims=edit_trims(store, delivery.edit_key),
         estimate=estimate_and_actual(run.estimate),
+        retakes=run.retakes,
     )
     parents = [*run.storyboard_keys, delivery.master_key, *delivery.versions.values()]
     manifest_key = store.put_json(

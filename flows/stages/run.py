@@ -20,7 +20,7 @@ from flows.history import estimate_this_run
 from reelflow.render.estimates import Estimate, Stage
 from reelflow.render.identity import IDENTITY_THRESHOLD, default_clip_model
 from reelflow.render.inputs import check_backends, check_inputs
-from reelflow.render.jobs import ExportSpec, RunFacts, SpokenLine, resolve_run_facts
+from reelflow.render.jobs import ExportSpec, RunFacts, SpeechJob, SpokenLine, resolve_run_facts
 from reelflow.render.profiles import RenderProfile
 from reelflow.script.camera import propose_camera
 from reelflow.storyboard import Storyboard
@@ -48,6 +48,10 @@ class RunContext:
     # language -> shot -> its line: every language the run's versions speak (`lang=`); `lines`
     # is the film's own language's
     voices: dict[str, dict[str, SpokenLine]] = field(default_factory=dict)
+    # language -> shot -> the speech step that spoke its line (a re-take at the clips gate
+    # changes its text, voice or speed); and each re-take, as the manifest keeps it
+    speech: dict[str, dict[str, SpeechJob]] = field(default_factory=dict)
+    retakes: list[dict[str, object]] = field(default_factory=list)
     progress_id: object | None = None
     steps_total: int = 1
     steps_done: int = 0

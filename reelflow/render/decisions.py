@@ -33,6 +33,8 @@ __all__ = [
     "GATE_OPTIONS",
     "AnswerError",
     "GateSpec",
+    "LineOnTable",
+    "LineRetake",
     "answer_model",
     "carry_picks",
     "check_answer",
@@ -50,12 +52,38 @@ GateName = Literal["storyboard", "images", "clips"]
 GATE_OPTIONS: dict[str, dict[str, str]] = {
     "storyboard": {"approve": "", "version": "--version", "notes": "--notes"},
     "images": {"picks": "--pick", "reject": "--reject"},
-    "clips": {"regenerate": "--reject", "new_seeds": "--new-seed"},
+    "clips": {"regenerate": "--reject", "new_seeds": "--new-seed", "retake": "--retake",
+              "voices": "--voice", "speeds": "--speed", "lang": "--lang"},
 }
+
+#: the clips gate's voice-over options, by the line's form field they set
+LINE_OPTIONS: dict[str, str] = {"retake": "text", "voices": "voice", "speeds": "speed"}
 
 
 class AnswerError(InputError):
     """An answer that does not fit the gate it is given to (exit 2; the gate keeps waiting)."""
+
+
+class LineOnTable(BaseModel):
+    """A voice-over line as the clips gate shows it: its audio object, text, length and how it
+    was spoken (the form's defaults; a changed field re-takes the line)."""
+
+    key: str
+    text: str
+    voice: str
+    speed: float
+    duration: float
+    engine: str = ""
+
+
+class LineRetake(BaseModel):
+    """A line re-taken at the clips gate: the shot, the language, and how it is spoken now."""
+
+    shot: str
+    language: Literal["zh", "en"]
+    text: str
+    voice: str
+    speed: float
 
 
 class GateSpec(BaseModel):
@@ -83,6 +111,16 @@ class GateSpec(BaseModel):
     #: storyboard gate: whether notes can be acted on (an LLM revises); the offline planner
     #: cannot, so its gate refuses notes instead of dropping them
     revisions: bool = True
+    #: clips gate: shot id -> language -> its voice-over line (the film's language first)
+    lines: dict[str, dict[str, LineOnTable]] = Field(default_factory=dict)
+
+    def languages(self) -> list[str]:
+        """The languages of the lines on the table, the film's first."""
+        return list(dict.fromkeys(lang for lines in self.lines.values() for lang in lines))
+
+    def language(self) -> str:
+        """The film's language: the one `--retake` re-takes unless `--lang` says otherwise."""
+        return next(iter(self.languages()), "zh")
 
     def approve_command(self, run_id: str) -> str:
         """The command to run next, with a real example of each option this gate takes."""
@@ -92,6 +130,10 @@ class GateSpec(BaseModel):
             "images": f'[--pick {shot}=N] [--reject {shot}="notes"]',
             "clips": f'[--reject {shot}="notes"] [--new-seed {shot}=SEED]',
         }
+        if self.gate == "clips" and self.lines:
+            voiced = next(iter(self.lines))
+            examples["clips"] += (f' [--retake {voiced}="new text"] [--voice {voiced}=VOICE] '
+                                  f"[--speed {voiced}=1.2] [--lang zh|en]")
         return f"reelflow approve {run_id} {examples[self.gate]}"
 
 
@@ -152,9 +194,19 @@ def form_data(spec: GateSpec, answer: Mapping[str, Any]) -> dict[str, Any]:
     """The form's answer (as the UI sends it) for an answer in the decision's shape, validated
     by the gate's form model; raises :class:`AnswerError` (one line, named by the CLI option)."""
     check_fields(spec.gate, answer)
+    if spec.gate == "clips":
+        _check_lines(spec, answer)
+    language = str(answer.get("lang") or spec.language())
     data: dict[str, Any] = {}
     for name, value in answer.items():
         field = _FORM_FIELDS[spec.gate].get(name)
+        if spec.gate == "clips" and name == "lang":
+            continue
+        if spec.gate == "clips" and name in LINE_OPTIONS and isinstance(value, Mapping):
+            for shot, item in value.items():  # a line's field, under its language
+                line = data.setdefault(shot, {}).setdefault(language, {})
+                line[LINE_OPTIONS[name]] = item
+            continue
         if name == "reviewer" or (spec.gate == "storyboard" and name in ("version", "notes",
                                                                          "approve")):
             data[name] = value
@@ -172,6 +224,29 @@ def form_data(spec: GateSpec, answer: Mapping[str, Any]) -> dict[str, Any]:
         return model.model_validate(data).model_dump(mode="json", by_alias=True)
     except ValidationError as exc:
         raise AnswerError(_refusal(spec, answer, exc)) from None
+
+
+def _check_lines(spec: GateSpec, answer: Mapping[str, Any]) -> None:
+    """Raise :class:`AnswerError` for a re-take the clips gate cannot make: a language the run
+    does not speak, a shot without a line in it, an empty text or voice (the form's model
+    refuses an out-of-range speed)."""
+    spoken = spec.languages()
+    lang = answer.get("lang")
+    if lang is not None and lang not in spoken:
+        raise AnswerError(f"--lang {lang}: this run speaks {', '.join(spoken) or 'no lines'}")
+    language = str(lang or spec.language())
+    for name, field in LINE_OPTIONS.items():
+        option = GATE_OPTIONS["clips"][name]
+        for shot, value in (answer.get(name) or {}).items():
+            if shot not in spec.shots:
+                continue  # the form's model names it: no such shot
+            if language not in spec.lines.get(shot, {}):
+                voiced = [s for s, lines in spec.lines.items() if language in lines]
+                raise AnswerError(f"{option} {shot}: shot {shot} has no {language} voice-over "
+                                  f"line (lines: {', '.join(voiced) or 'none'})")
+            if field != "speed" and not str(value).strip():
+                raise AnswerError(f'{option} {shot}=: empty {field}; give the line\'s new '
+                                  f'{field} ({option} {shot}="...")')
 
 
 #: the decision's field -> the form's field per shot, per gate
@@ -194,12 +269,17 @@ def _refusal(spec: GateSpec, answer: Mapping[str, Any], exc: ValidationError) ->
         return f"{option} {value}: {error['msg']}" if where == "version" else (
             f"{option}: {error['msg']}")
     by_field = {form: name for name, form in _FORM_FIELDS[spec.gate].items()}
+    if len(loc) >= 3 and loc[1] in ("zh", "en"):  # a voice-over line's field
+        shot, name = loc[0], {v: k for k, v in LINE_OPTIONS.items()}.get(loc[2], "retake")
+        value = " ".join(str((answer.get(name) or {}).get(shot, "")).split())
+        return f"{options[name]} {shot}={value}: {error['msg']}"
     if len(loc) >= 2 and loc[1] in by_field:
         shot, name = loc[0], by_field[loc[1]]
         value = " ".join(str((answer.get(name) or {}).get(shot, "")).split())
         return f"{options[name]} {shot}={value}: {error['msg']}"
     shot = loc[0] if loc else "?"
-    name = next((n for n in options if shot in (answer.get(n) or {})), "")
+    name = next((n for n in options if isinstance(answer.get(n), Mapping)
+                 and shot in answer[n]), "")
     option = options.get(name) or f"'{shot}'"
     if shot not in spec.shots and name:
         known = ", ".join(spec.shots) or "none"
@@ -290,14 +370,39 @@ def _images_shot(spec: GateSpec, shot: str) -> type[BaseModel]:
 
 def _clips_shot(spec: GateSpec, shot: str) -> type[BaseModel]:
     seed = spec.seeds.get(shot, 0)
+    lines = {
+        language: (_line_model(shot, language, line), Field(
+            _line_model(shot, language, line)(), title=f"voice-over ({language}): "
+            f"{line.duration:.2f} s", description="change the text, voice or speed to re-take "
+            "the line (only it is spoken again and mixed; no picture is re-made)"))
+        for language, line in spec.lines.get(shot, {}).items()
+    }  # fmt: skip
     return create_model(
         f"Clip {shot}",
         __config__=_SHOT_CONFIG,
-        __doc__="Keep the clip, or make it again (with notes and/or another seed).",
+        __doc__="Keep the clip, or make it again (with notes and/or another seed); re-take its "
+        "voice-over line.",
         regenerate=(bool, Field(False, description="make a new take of this clip")),
         notes=(str, Field("", pattern=OPTIONAL_NOTES,
                           description="filled: a new take with these notes")),
         seed=(int, Field(seed, ge=0, description=f"another seed makes a new take ({seed} now)")),
+        **lines,
+    )
+
+
+#: what a line's text and voice must hold: something (an empty line is not a re-take)
+SOME_TEXT = r"\S"
+
+
+def _line_model(shot: str, language: str, line: LineOnTable) -> type[BaseModel]:
+    return create_model(
+        f"Line {shot} {language}",
+        __config__=_SHOT_CONFIG,
+        __doc__="The line as spoken now; a changed field re-takes it.",
+        text=(str, Field(line.text, pattern=SOME_TEXT, description="what is said")),
+        voice=(str, Field(line.voice, pattern=SOME_TEXT,
+                          description=f"the {line.engine or 'engine'}'s voice")),
+        speed=(float, Field(line.speed, ge=0.5, le=2.0, description="1.0: the engine's pace")),
     )
 
 
@@ -382,8 +487,16 @@ def decision(spec: GateSpec, answer: BaseModel) -> dict[str, Any]:
                  if item["seed"] != spec.seeds.get(s, item["seed"])}
     again = [s for s, item in shots.items()
              if item["regenerate"] and s not in regenerate and s not in new_seeds]
+    retakes = []
+    for shot, item in shots.items():
+        for language, line in spec.lines.get(shot, {}).items():
+            asked = item.get(language) or {}
+            now = {"text": asked.get("text", line.text), "voice": asked.get("voice", line.voice),
+                   "speed": float(asked.get("speed", line.speed))}
+            if now != {"text": line.text, "voice": line.voice, "speed": line.speed}:
+                retakes.append({"shot": shot, "language": language, **now})
     return {"regenerate": regenerate, "new_seeds": new_seeds, "again": again,
-            "reviewer": reviewer}
+            "retakes": retakes, "reviewer": reviewer}
 
 
 def carry_picks(

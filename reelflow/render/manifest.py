@@ -49,3 +49,6 @@ class RunManifest(BaseModel):
     #: per stage the estimate made before the run (expected, low, high) beside the step time it
     #: took (actual), seconds; reelflow/render/estimates.py
     estimate: dict[str, Any] = {}
+    #: voice-over lines re-taken at the clips gate: shot, language, round, reviewer, the new
+    #: text/voice/speed, the new line's key and length, and the key it replaced
+    retakes: list[dict[str, Any]] = []

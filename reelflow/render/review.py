@@ -329,6 +329,37 @@ def clips_markdown(
     )
 
 
+def lines_markdown(
+    store: ArtifactStore,
+    lines: list[dict[str, Any]],
+    retaken: dict[str, str],
+    round_: int,
+) -> str:
+    """The voice-over lines at the clips gate: per line a link to hear it, its s3:// object,
+    text, length, voice and speed; a line re-taken last round shows the take it replaced.
+    What to answer to re-take one is said above the table."""
+    rows = ["| shot | language | listen | line | length | voice · speed |",
+            "|---|---|---|---|---|---|"]
+    for line in lines:
+        key = str(line["key"])
+        listen = f"{link(store, key, 'listen')}<br>`{store.uri(key)}`"
+        earlier = retaken.get(f"{line['shot']}/{line['language']}")
+        if earlier:
+            before = link(store, earlier, "listen")
+            listen += f"<br>re-taken in round {round_ - 1}; replaced: {before}"
+        text = str(line["text"]).replace("|", "\\|").replace("\n", " ")
+        engine = "recorded take" if line["engine"] == "recorded" else (
+            f"{line['voice']} · {float(line['speed']):g}x")  # type: ignore[arg-type]
+        rows.append(f"| **{line['shot']}** | {line['language']} | {listen} | {text} | "
+                    f"{float(line['duration']):.2f} s | {engine} |")  # type: ignore[arg-type]
+    return (
+        "## Voice-over\n\nHear each line; change its text, voice or speed in the form (or "
+        "`reelflow approve RUN --retake SHOT=\"text\" --voice SHOT=VOICE --speed SHOT=1.2 "
+        "[--lang zh|en]`) to re-take it: only that line is spoken again and mixed, no picture "
+        "is re-made. Recorded takes are kept as they are.\n\n" + "\n".join(rows)
+    )
+
+
 def made_with_line(extra: dict[str, Any]) -> str:
     """A clip's model hash, window plan and decode settings in one review cell (empty for a
     clip no model made)."""

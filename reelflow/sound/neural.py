@@ -49,19 +49,20 @@ def vits_vocabulary() -> dict[str, int]:
     return {c: i for i, c in enumerate(chars)}
 
 
-def model_folder(source: str) -> Path:
-    """The folder `sound.model` names: `@models/NAME` (or a bare relative NAME) in the models
-    folder. SpeechError, naming the field, when it is not a model folder."""
+def model_folder(source: str, field: str = "sound.model") -> Path:
+    """The folder `sound.model` (or, per language, ``field`` `sound.model.en`) names:
+    `@models/NAME` (or a bare relative NAME) in the models folder. SpeechError, naming the
+    field, when it is not a model folder."""
     from reelflow.render.jobs.resolve import MODELS_PREFIX, models_dir
 
     rel = source.removeprefix(MODELS_PREFIX)
     parts = rel.replace("\\", "/").split("/")
     if not rel or rel.startswith(("/", "~")) or "://" in rel or ".." in parts:
-        raise SpeechError(f"sound.model {source!r}: name a folder in the models folder "
+        raise SpeechError(f"{field} {source!r}: name a folder in the models folder "
                           f"({MODELS_PREFIX}NAME)")
     folder = models_dir() / rel
     if not (folder / "config.json").is_file():
-        raise SpeechError(f"sound.model {source!r}: no VITS model folder at {folder} (it needs "
+        raise SpeechError(f"{field} {source!r}: no VITS model folder at {folder} (it needs "
                           "the config.json, weights and vocab.json that save_pretrained writes)")
     return folder
 
@@ -111,9 +112,9 @@ class VitsEngine:
     name = "vits"
     _lock = threading.Lock()
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, field: str = "sound.model") -> None:
         self.source = source
-        self.folder = model_folder(source)
+        self.folder = model_folder(source, field)
 
     def version(self) -> str:
         import transformers

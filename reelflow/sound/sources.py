@@ -47,17 +47,27 @@ def line_engine(storyboard: Storyboard, shot: Shot, language: str | None = None)
 
 def speaker(
     name: str, storyboard: Storyboard | None = None, *, model: str | None = None,
-    endpoint: object = None,
+    endpoint: object = None, language: str | None = None,
 ) -> SpeechEngine:
-    """The engine called ``name``: ``model`` is the VITS folder (`sound.model`), ``endpoint``
-    a `SpeechEndpointConfig` (which holds the key; only the speech step has one)."""
+    """The engine called ``name``: ``model`` is the VITS folder (else the storyboard's
+    `sound.model` for ``language``, default the film's), ``endpoint`` a `SpeechEndpointConfig`
+    (which holds the key; only the speech step has one)."""
     if name == "vits":
         from reelflow.sound.neural import VitsEngine
 
-        source = model or (storyboard.sound.model if storyboard and storyboard.sound else None)
-        if not source:
+        if model:
+            return VitsEngine(model)
+        sound = storyboard.sound if storyboard else None
+        if sound is None or not sound.model:
             raise SpeechError("the vits speech engine needs sound.model")
-        return VitsEngine(source)
+        language = language or (storyboard.voice_language if storyboard else "zh")
+        if not isinstance(sound.model, dict):
+            return VitsEngine(sound.model)
+        source = sound.model.get(language)  # type: ignore[call-overload]
+        if not source:
+            raise SpeechError(f"sound.model: no {language} folder for the vits engine's "
+                              f"{language} lines (it gives {', '.join(sound.model)})")
+        return VitsEngine(source, field=f"sound.model.{language}")
     if name == "endpoint":
         from reelflow.sound.endpoint import EndpointEngine, SpeechEndpointConfig
 

@@ -271,9 +271,9 @@ class Sound(Strict):
     endpoint: str | None = Field(
         None, description="speech-endpoint block name (engine endpoint): an OpenAI-compatible "
         "/v1/audio/speech server; its key stays in the block")
-    model: str | None = Field(
+    model: str | dict[Literal["zh", "en"], str] | None = Field(
         None, description="VITS model folder (engine vits): @models/NAME, in the machine's "
-        "models folder")
+        "models folder; or one per language, {zh: \"@models/mms-zh\", en: \"@models/mms-en\"}")
     language: Literal["zh", "en"] | None = Field(
         None, description="the language the voice-over speaks; default zh when a line has it"
     )
@@ -290,6 +290,10 @@ class Sound(Strict):
         "refuse",
         description="a line longer than its shot: refuse the storyboard, or extend the shot",
     )
+
+    def model_for(self, language: str) -> str | None:
+        """The VITS folder that speaks ``language``: the one folder, or that language's own."""
+        return self.model.get(language) if isinstance(self.model, dict) else self.model  # type: ignore[call-overload]
 
 
 class Shot(Strict):
@@ -429,6 +433,10 @@ class Storyboard(Strict):
             if engine in engines and not getattr(sound, field):
                 raise RefError(("sound", field), f"the {engine} speech engine needs "
                                f"sound.{field}")
+        if "vits" in engines and isinstance(sound.model, dict) and language not in sound.model:
+            raise RefError(("sound", "model"), f"no {language} folder, and the film speaks "
+                           f"{language} with the vits engine (sound.model gives "
+                           f"{', '.join(sound.model) or 'none'})")
         for index, shot in enumerate(self.shots):
             if shot.voiceover is not None and not getattr(shot.voiceover, language).strip():
                 problems.append(RefError(("shots", index, "voiceover", language),

@@ -633,12 +633,12 @@ def speech_jobs(
             version, block = endpoint, sound.endpoint
             voice = shot.voiceover.voice or default_voice or DEFAULT_VOICE
         else:
-            if name not in engines:
-                found = speaker(name, storyboard)
+            if name not in engines:  # a VITS folder per language: this language's
+                found = speaker(name, storyboard, language=language)
                 engines[name] = (found.version(), found)
             version, found = engines[name]
             voice = found.voice_for(language, shot.voiceover.voice or default_voice)
-            source = sound.model if name == "vits" else None
+            source = sound.model_for(language) if name == "vits" else None
         jobs.append(SpeechJob(
             project=storyboard.project, shot=shot.id, language=language, text=text,
             voice=voice, speed=shot.voiceover.speed, engine=name, engine_version=version,
