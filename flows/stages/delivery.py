@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from flows.stages.run import RunContext
 from reelflow.render.edit.sound import makes_sound
+from reelflow.render.edit.versions import upscaled_by
 from reelflow.render.jobs import (
     ExportSpec,
     cover_job,
@@ -59,6 +60,7 @@ class Delivery(BaseModel):
     durations: list[float]  # the film's shot durations
     versions: dict[str, str]  # export name -> key
     version_covers: dict[str, str]
+    upscalers: dict[str, str] = {}  # export name -> what upscaled it (see upscaled_by)
 
 
 def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | None) -> Delivery:
@@ -73,6 +75,7 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
     masters: dict[tuple[str, str | None, float | None], str] = {}
     versions: dict[str, PrefectFuture] = {}
     covers: dict[str, PrefectFuture] = {}
+    upscalers: dict[str, str] = {}
     framed: dict[tuple[str, str, object], PrefectFuture] = {}  # (cut, aspect, size) -> cover
     for export in exports:
         if export.cut not in cuts:
@@ -85,6 +88,7 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
         job = version_job(run.board, masters[sound], export, cut.durations,
                           run.profile.delivery, lines)  # fmt: skip
         versions[export.name] = export_version.submit(job)
+        upscalers[export.name] = upscaled_by(job.upscaler)
         framing = (export.cut, export.aspect, job.size)
         if framing not in framed:  # drawn from the clean picture: one per framing
             framed[framing] = make_cover.submit(
@@ -101,6 +105,7 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
         durations=film.durations,
         versions={name: future.result() for name, future in versions.items()},
         version_covers={name: future.result() for name, future in covers.items()},
+        upscalers=upscalers,
     )
 
 
