@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 from reelflow.errors import InputError
+from reelflow.media.ffmpeg import run
+from reelflow.media.probe import probe
 from reelflow.render import weights
+from reelflow.render.edit import export_version
 from reelflow.render.jobs import parse_export, version_job
+from reelflow.store.artifacts import ArtifactStore
 from tests.support.boards import storyboard
-from tests.support.upscaled import UPSCALED_EXPORT, tiny_upscaler
+from tests.support.upscaled import UPSCALED_EXPORT, UPSCALED_SIZE, tiny_upscaler
 
 MASTER = "projects/test/edit/m.mp4"
 
@@ -64,3 +68,28 @@ def test_the_upscalers_content_is_in_the_versions_key(
     # nothing is upscaled (the delivery is no wider than the reframed film): no upscaler
     small = parse_export("9:16,size=360x640,upscaler=@models/elsewhere")  # 404x720 reframed
     assert version_job(_board(1280, 720), MASTER, small, [1.0]).upscaler is None
+
+
+def test_a_master_without_parts_is_upscaled_whole_with_its_sound(
+    store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master with no recorded parts (a film not assembled here) takes the whole-film path:
+    the same upscaler, the export's size and frame count, the master's sound kept."""
+    monkeypatch.setenv("REELFLOW_MODELS", str(tmp_path / "models"))
+    tiny_upscaler(tmp_path / "models")
+    master = tmp_path / "master.mp4"
+    run(["-f", "lavfi", "-i", "testsrc2=size=160x96:rate=8:duration=0.5",
+         "-f", "lavfi", "-i", "sine=frequency=440:duration=0.5", "-shortest",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         str(master)], what="a master with sound")  # fmt: skip
+    master_key = store.put_file("projects/whole/edit/master.mp4", master, "video/mp4",
+                                {"kind": "edit"})  # fmt: skip
+    job = version_job(_board(), master_key, parse_export(UPSCALED_EXPORT + ",captions=none"),
+                      [0.5])  # fmt: skip
+    key = export_version(store, job)
+    film = probe(store.get_file(key, tmp_path / "film.mp4"))
+    assert (film.width, film.height) == UPSCALED_SIZE and film.frame_count == 4, film
+    assert film.has_audio
+    lineage = store.lineage(key)
+    assert "parts" not in lineage.extra  # the whole-film path, not the parts'
+    assert lineage.extra["upscaler"].startswith("@models/tiny-x4 (sha256 ")

@@ -96,6 +96,8 @@ def load_upscaler(path: str | Path, sha256: str | None = None) -> tuple[Any, thr
             pipe.to(device)
             pipe.set_progress_bar_config(disable=True)
             log.info("loaded upscaler %s on %s %s", path, device, dtype)
+            for stale in [k for k in _PIPES if k[0] == str(path)]:  # its folder was replaced
+                del _PIPES[stale]
             _PIPES[key] = (pipe, threading.Lock())
         return _PIPES[key]
 
