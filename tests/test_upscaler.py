@@ -15,7 +15,8 @@ from reelflow.media.ffmpeg import run
 from reelflow.media.probe import probe
 from reelflow.render import weights
 from reelflow.render.edit import export_version
-from reelflow.render.jobs import parse_export, version_job
+from reelflow.render.jobs import parse_export, profile_upscaler, version_job
+from reelflow.render.profiles import get_profile
 from reelflow.store.artifacts import ArtifactStore
 from tests.support.boards import storyboard
 from tests.support.upscaled import UPSCALED_EXPORT, UPSCALED_SIZE, tiny_upscaler
@@ -93,3 +94,14 @@ def test_a_master_without_parts_is_upscaled_whole_with_its_sound(
     lineage = store.lineage(key)
     assert "parts" not in lineage.extra  # the whole-film path, not the parts'
     assert lineage.extra["upscaler"].startswith("@models/tiny-x4 (sha256 ")
+
+
+def test_a_profiles_upscaler_serves_the_versions_that_name_none() -> None:
+    profile = get_profile("full").model_copy(update={"upscaler": "@models/x4", "upscale_steps": 8})
+    chosen = profile_upscaler(parse_export("9:16"), profile)
+    assert (chosen.upscaler, chosen.upscale_steps) == ("@models/x4", 8)
+    assert chosen.name == "9x16-h264-up-x4-8steps"
+    own = parse_export("9:16,upscaler=@models/mine")
+    assert profile_upscaler(own, profile) == own  # the export's own choice wins
+    plain = parse_export("9:16")
+    assert profile_upscaler(plain, get_profile("full")) == plain  # none configured: the filter

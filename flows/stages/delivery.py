@@ -24,6 +24,7 @@ from reelflow.render.jobs import (
     edit_job,
     master_job,
     music_job,
+    profile_upscaler,
     version_job,
 )
 from reelflow.render.jobs.specs import ClipSoundJob, ClipStemJob, EditClip, SpokenLine
@@ -69,8 +70,9 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
     is encoded from its master's picture parts, so a Chinese and an English version of one
     framing share every part their captions leave alone."""
     # a version asked for twice is made once (its name holds every setting of ExportSpec)
-    exports = list({export.name: export for export in exports or [default_export(run.board)]}
-                   .values())  # fmt: skip
+    exports = [profile_upscaler(export, run.profile)
+               for export in exports or [default_export(run.board)]]  # fmt: skip
+    exports = list({export.name: export for export in exports}.values())
     cuts: dict[str, Cut] = {}
     masters: dict[tuple[str, str | None, float | None], str] = {}
     versions: dict[str, PrefectFuture] = {}

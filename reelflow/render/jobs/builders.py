@@ -530,6 +530,15 @@ def version_job(
     )
 
 
+def profile_upscaler(export: ExportSpec, profile: RenderProfile) -> ExportSpec:
+    """``export`` with the profile's learned upscaler (and steps) when it names none itself."""
+    if export.upscaler or not profile.upscaler:
+        return export
+    return export.model_copy(update={"upscaler": profile.upscaler,
+                                     "upscale_steps": export.upscale_steps
+                                     or profile.upscale_steps})  # fmt: skip
+
+
 def upscaler_choice(
     export: ExportSpec, film: tuple[int, int], size: tuple[int, int] | None
 ) -> UpscalerChoice | None:
