@@ -1,4 +1,4 @@
-"""Enhancement: upscale (Lanczos + unsharp; the filter without a learned upscaler), denoise (hqdn3d / nlmeans), frame interpolation.
+"""Enhancement: upscale (Lanczos + unsharp), denoise (hqdn3d / nlmeans), frame interpolation.
 
 All three are ffmpeg filters in one graph and one encode, so a clip is decoded and encoded
 once whatever is asked. Order matters and is fixed: denoise first (noise would otherwise be
