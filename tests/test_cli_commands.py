@@ -125,7 +125,8 @@ def test_render_out_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
 
     manifest = json.loads((folder / "manifest.json").read_text())
     check_upscaled_delivery(folder / "final.mp4", manifest, versions[0], get_store())
-    assert manifest["version_upscalers"][square].startswith("filter")  # none asked: the filter
+    # none asked, and previz delivers the 1:1 at the reframed film's own size: no upscale
+    assert manifest["version_upscalers"][square] == "none (the reframed film's own size)"
 
 
 @pytest.mark.flows

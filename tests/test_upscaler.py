@@ -105,3 +105,13 @@ def test_a_profiles_upscaler_serves_the_versions_that_name_none() -> None:
     assert profile_upscaler(own, profile) == own  # the export's own choice wins
     plain = parse_export("9:16")
     assert profile_upscaler(plain, get_profile("full")) == plain  # none configured: the filter
+
+
+def test_lineage_says_what_took_a_version_to_its_size() -> None:
+    from reelflow.editing.upscaler import UpscalerChoice
+    from reelflow.render.edit.versions import FILTER_UPSCALE, upscaled_by
+
+    learned = UpscalerChoice(path="@models/x4", sha256="ab" * 32)
+    assert upscaled_by(learned) == f"@models/x4 (sha256 {'ab' * 6})"
+    assert upscaled_by(None) == FILTER_UPSCALE  # sized, no model: Lanczos + unsharp
+    assert upscaled_by(None, scaled=False).startswith("none")

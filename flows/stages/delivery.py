@@ -90,7 +90,7 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
         job = version_job(run.board, masters[sound], export, cut.durations,
                           run.profile.delivery, lines)  # fmt: skip
         versions[export.name] = export_version.submit(job)
-        upscalers[export.name] = upscaled_by(job.upscaler)
+        upscalers[export.name] = upscaled_by(job.upscaler, job.size is not None)
         framing = (export.cut, export.aspect, job.size)
         if framing not in framed:  # drawn from the clean picture: one per framing
             framed[framing] = make_cover.submit(

@@ -150,7 +150,7 @@ def _export_by_part(
                 out,
                 "video/mp2t",
                 lineage_of("edit-part", job, [part["key"]],
-                           {"version": export.name, "upscaler": upscaled_by(upscaler)}),
+                           {"version": export.name, "upscaler": upscaled_by(upscaler, bool(size))}),
             )  # fmt: skip
 
         stage = f"version {export.name}"
@@ -179,16 +179,19 @@ def _export_by_part(
                     "version": job.export.name,
                     "parts": [{"key": k, "frames": f} for k, _, _, f in plan],
                     "encoded": sorted(missing),
-                    "upscaler": upscaled_by(upscaler),
+                    "upscaler": upscaled_by(upscaler, bool(size)),
                 },
             ),
         )
     return key
 
 
-def upscaled_by(upscaler: UpscalerChoice | None) -> str:
-    """What lineage and the manifest say made a version's pixels bigger."""
-    return upscaler.label if upscaler is not None else FILTER_UPSCALE
+def upscaled_by(upscaler: UpscalerChoice | None, scaled: bool = True) -> str:
+    """What lineage and the manifest say took a version to its delivery size (``scaled``:
+    whether it changed size at all after the reframe)."""
+    if upscaler is not None:
+        return upscaler.label
+    return FILTER_UPSCALE if scaled else "none (the reframed film's own size)"
 
 
 def _with_audio(store: ArtifactStore, master_key: str, video: Path, tmp: Path) -> Path:
@@ -252,7 +255,7 @@ def _export_whole(store: ArtifactStore, job: VersionJob, key: str) -> str:
             current,
             "video/mp4",
             lineage_of("edit", job, [job.master_key],
-                       {"version": export.name, "upscaler": upscaled_by(upscaler)}),
+                       {"version": export.name, "upscaler": upscaled_by(upscaler, bool(size))}),
         )  # fmt: skip
     return key
 
