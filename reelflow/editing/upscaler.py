@@ -56,7 +56,7 @@ class UpscalerChoice(BaseModel):
     steps: int = Field(20, ge=1, le=200, description="denoising steps per frame")
     noise_level: int = Field(20, ge=0, le=350, description="how much detail it may invent")
     seed: int = 0
-    batch: int = Field(4, ge=1, le=64, description="frames per model call (not in the key)",
+    batch: int = Field(8, ge=1, le=64, description="frames per model call (not in the key)",
                        exclude=True)  # fmt: skip
 
     @property
