@@ -6,6 +6,7 @@ board through the previz profile (no model: seconds).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,12 @@ from reelflow import devstack
 from reelflow.media.probe import probe
 from tests.support.boards import board, write_board
 from tests.support.deployed import ROOT
+from tests.support.upscaled import (
+    UPSCALED_EXPORT,
+    check_upscaled_delivery,
+    tiny_upscaler,
+    with_zh_caption,
+)
 from tests.support.waiting import wait_until
 
 REELFLOW = Path(sys.executable).parent / "reelflow"  # the console script, as a user runs it
@@ -89,11 +96,14 @@ def test_status_then_down_then_status(own_s3: devstack.StackConfig) -> None:
 
 @pytest.mark.flows
 def test_render_out_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
-    """Two exports: the first is the delivered film (final.mp4), the other is saved by name."""
-    path = write_board(tmp_path, "cli-film.yaml", board("cli-film"))
+    """Two exports: the first is the delivered film (final.mp4), the other is saved by name.
+    The first is upscaled by a learned upscaler (tiny SD x4) to its export's size, its Chinese
+    caption drawn after the upscale (tests/support/upscaled.py)."""
+    tiny_upscaler(Path(cli_env["REELFLOW_MODELS"]))
+    path = write_board(tmp_path, "cli-film.yaml", with_zh_caption(board("cli-film")))
     out = tmp_path / "out"
     done = _reelflow("render", str(path), "--auto-approve", "--profile", "previz",
-                     "--out", str(out), "--export", "9:16", "--export", "1:1",
+                     "--out", str(out), "--export", UPSCALED_EXPORT, "--export", "1:1",
                      env=cli_env, cwd=tmp_path)
     assert done.returncode == 0, _output(done)
     assert "film:     s3://film/projects/cli-film/" in done.stdout, _output(done)
@@ -111,6 +121,12 @@ def test_render_out_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert other.width == other.height  # the second: 1:1
     assert abs(film.duration - 2.0) <= 0.2  # the storyboard's two 1 s shots
     assert abs(other.duration - film.duration) < 0.1
+    from tasks.common import get_store
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    check_upscaled_delivery(folder / "final.mp4", manifest, versions[0], get_store())
+    # none asked, and previz delivers the 1:1 at the reframed film's own size: no upscale
+    assert manifest["version_upscalers"][square] == "none (the reframed film's own size)"
 
 
 @pytest.mark.flows

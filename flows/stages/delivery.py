@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from flows.stages.run import RunContext
 from reelflow.render.edit.sound import makes_sound
+from reelflow.render.edit.versions import upscaled_by
 from reelflow.render.jobs import (
     ExportSpec,
     cover_job,
@@ -23,6 +24,7 @@ from reelflow.render.jobs import (
     edit_job,
     master_job,
     music_job,
+    profile_upscaler,
     version_job,
 )
 from reelflow.render.jobs.specs import ClipSoundJob, ClipStemJob, EditClip, SpokenLine
@@ -59,6 +61,7 @@ class Delivery(BaseModel):
     durations: list[float]  # the film's shot durations
     versions: dict[str, str]  # export name -> key
     version_covers: dict[str, str]
+    upscalers: dict[str, str] = {}  # export name -> what upscaled it (see upscaled_by)
 
 
 def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | None) -> Delivery:
@@ -67,12 +70,14 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
     is encoded from its master's picture parts, so a Chinese and an English version of one
     framing share every part their captions leave alone."""
     # a version asked for twice is made once (its name holds every setting of ExportSpec)
-    exports = list({export.name: export for export in exports or [default_export(run.board)]}
-                   .values())  # fmt: skip
+    exports = [profile_upscaler(export, run.profile)
+               for export in exports or [default_export(run.board)]]  # fmt: skip
+    exports = list({export.name: export for export in exports}.values())
     cuts: dict[str, Cut] = {}
     masters: dict[tuple[str, str | None, float | None], str] = {}
     versions: dict[str, PrefectFuture] = {}
     covers: dict[str, PrefectFuture] = {}
+    upscalers: dict[str, str] = {}
     framed: dict[tuple[str, str, object], PrefectFuture] = {}  # (cut, aspect, size) -> cover
     for export in exports:
         if export.cut not in cuts:
@@ -85,6 +90,7 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
         job = version_job(run.board, masters[sound], export, cut.durations,
                           run.profile.delivery, lines)  # fmt: skip
         versions[export.name] = export_version.submit(job)
+        upscalers[export.name] = upscaled_by(job.upscaler, job.size is not None)
         framing = (export.cut, export.aspect, job.size)
         if framing not in framed:  # drawn from the clean picture: one per framing
             framed[framing] = make_cover.submit(
@@ -101,6 +107,7 @@ def deliver(run: RunContext, clips: dict[str, str], exports: list[ExportSpec] | 
         durations=film.durations,
         versions={name: future.result() for name, future in versions.items()},
         version_covers={name: future.result() for name, future in covers.items()},
+        upscalers=upscalers,
     )
 
 

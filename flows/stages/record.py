@@ -68,6 +68,7 @@ def _record(run: RunContext, stills: Stills, clips: Clips, delivery: Delivery) -
         master_key=delivery.master_key,
         versions=delivery.versions,
         version_covers=delivery.version_covers,
+        version_upscalers=delivery.upscalers,
         music_key=run.music_key,
         edit_durations=delivery.durations,
         duration=board.duration,

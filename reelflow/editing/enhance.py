@@ -8,8 +8,8 @@ delivered at 1080x1920 has 7x fewer pixels to search).
 
 - **upscale**: ``scale`` with Lanczos to the target size (aspect kept, padded never: callers
   pass the film's size), followed by ``unsharp`` whose amount is ``sharpen`` (0 disables) to
-  restore the edge contrast that resampling softens. A learned super-resolution model
-  (spandrel, local weights) is a drop-in for this step; it is not wired in here.
+  restore the edge contrast that resampling softens. A version that names a learned
+  upscaler runs it instead of this step (:mod:`reelflow.editing.upscaler`).
 - **denoise**: ``hqdn3d`` (fast, temporal+spatial; the default) or ``nlmeans`` (slower,
   better on grain); ``strength`` scales each filter's default parameters.
 - **interpolate**: ``minterpolate`` motion-compensated (``mci``) to 48 or 60 fps; ``blend``

@@ -27,7 +27,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -36,6 +36,9 @@ from reelflow.media.encode import Codec, VideoEncode
 from reelflow.media.ffmpeg import PathLike, has_encoder, run
 from reelflow.media.frames import iter_frames
 from reelflow.media.probe import probe
+
+if TYPE_CHECKING:
+    from reelflow.editing.upscaler import UpscalerChoice
 
 __all__ = [
     "ASPECTS", "available_codecs", "codec_args", "crop_window", "export_version",
@@ -208,26 +211,49 @@ def render_version_part(
     enhance: Sequence[str] = (),
     subtitles: PathLike | None = None,
     fonts_dir: PathLike | None = None,
+    upscale: tuple[UpscalerChoice, PathLike, tuple[int, int]] | None = None,
+    fps: float | None = None,
 ) -> Path:
     """One part of a delivered version in ONE encode: reframe (``aspect``), then the
     ``enhance`` filters, then the captions of ``subtitles`` (an ASS file for the output size)
-    burned in; exactly ``frames`` frames, MPEG-TS so the parts join by stream copy."""
+    burned in; exactly ``frames`` frames, MPEG-TS so the parts join by stream copy.
+
+    ``upscale``: (upscaler, its folder, the delivery size): the learned upscaler runs between
+    the ``enhance`` filters (which then hold no scale) and a scale to the delivery size, and
+    the captions are drawn after it, at that size; ``fps``: the part's frame rate then."""
     out = Path(out)
     chain: list[str] = []
     with tempfile.TemporaryDirectory(prefix="reelflow-vpart-") as tmp:
+        size_in = None
         if aspect is not None:
-            vf, _, _ = reframe_filter(part, Path(tmp), aspect=aspect)
+            vf, out_w, out_h = reframe_filter(part, Path(tmp), aspect=aspect)
             chain.append(vf)
+            size_in = (out_w, out_h)
         chain += list(enhance)
+        after: list[str] = []
+        if upscale is not None:
+            after.append(f"scale={upscale[2][0]}:{upscale[2][1]}:flags=lanczos")
         if subtitles is not None:
             sub = f"subtitles=filename={subtitles}"
-            chain.append(sub + (f":fontsdir={fonts_dir}" if fonts_dir else ""))
+            (after if upscale is not None else chain).append(
+                sub + (f":fontsdir={fonts_dir}" if fonts_dir else ""))
         # MPEG-TS has no MP4 tag (the join sets it); an H.264 part is encoded like the film's
         encode = VideoEncode(codec=codec, crf=crf, threads=threads, bitexact=True,
                              mp4_tag=False, preset=preset or "medium")  # fmt: skip
+        output = [*encode.args(), "-frames:v", str(frames), "-f", "mpegts"]
+        if upscale is not None:
+            from reelflow.editing.upscaler import upscale_stream
+
+            info = probe(part)
+            choice, folder, _ = upscale
+            return upscale_stream(
+                part, out, choice=choice, folder=folder, before=chain, after=after,
+                size_in=size_in or (info.width, info.height), output_args=output,
+                frames=frames, fps=fps or info.fps,
+            )  # fmt: skip
         run(
             ["-i", str(part), "-map", "0:v:0", "-vf", ",".join(chain or ["null"]),
-             *encode.args(), "-frames:v", str(frames), "-f", "mpegts", str(out)],
+             *output, str(out)],
             what=f"version part {out.name}",
         )  # fmt: skip
     return out

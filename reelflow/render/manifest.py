@@ -38,6 +38,8 @@ class RunManifest(BaseModel):
     master_key: str = ""  # the edit with its music (the edit itself without music)
     versions: dict[str, str] = {}
     version_covers: dict[str, str] = {}
+    # export name -> what upscaled it: a learned upscaler (folder and content hash) or the filter
+    version_upscalers: dict[str, str] = {}
     music_key: str | None = None
     edit_durations: list[float] = []
     duration: float

@@ -64,6 +64,13 @@ class RenderProfile(BaseModel):
         description="versions without a size: at the platform preset's size (1080x1920 for "
         "9:16; reframed, then upscaled), or 'film': at the reframed film's own size",
     )
+    upscaler: str | None = Field(
+        None,
+        description="the learned upscaler (`@models/NAME`, a StableDiffusionUpscalePipeline "
+        "folder) of every version that names none; None: a filter",
+    )
+    upscale_steps: int | None = Field(None, ge=1, le=200,
+                                      description="its steps per frame (default 20)")
     memory: MemoryPins | None = Field(
         None,
         description="pinned memory choices of the image model: `model-offload`, `fp8`, ... or "

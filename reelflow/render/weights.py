@@ -198,6 +198,10 @@ def used_weights(job: Any) -> list[dict[str, Any]]:
     if getattr(job, "controlnet", None):
         out.append({"role": "controlnet", "name": job.controlnet, "source": job.controlnet,
                     "sha256": job.controlnet_sha256})
+    upscaler = getattr(job, "upscaler", None)  # a delivered version's learned upscaler
+    if upscaler is not None and getattr(upscaler, "path", None):
+        out.append({"role": "upscaler", "name": upscaler.path, "source": upscaler.path,
+                    "sha256": upscaler.sha256})
     options = getattr(job, "backend_options", None) or {}
     if options.get("model"):
         out.append({"role": "video-model", "name": options["model"], "source": options["model"],

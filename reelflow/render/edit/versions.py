@@ -8,10 +8,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from reelflow.editing.upscaler import UpscalerChoice
 from reelflow.progress import report
-from reelflow.render.common import lineage_of, scratch
+from reelflow.render.common import lineage_of, require_weights, scratch
 from reelflow.render.edit.assembly import PART_PRESET, recorded_parts
 from reelflow.render.jobs import VersionJob
+from reelflow.render.jobs.resolve import resolve_model_path
 from reelflow.store import keys
 from reelflow.store.artifacts import ArtifactStore
 from reelflow.store.keys import spec_hash
@@ -21,6 +23,8 @@ log = logging.getLogger("reelflow.render")
 
 #: Bump when a version part's filter graph changes: it is in every version part's spec.
 VERSION_PART_VERSION = 2
+#: How lineage names the upscale of a version without a learned upscaler.
+FILTER_UPSCALE = "filter (lanczos + unsharp)"
 
 
 def _part_captions(subs: Any, start_ms: int, end_ms: int) -> Any:
@@ -87,7 +91,13 @@ def _export_by_part(
         size = None  # the reframed film is already the delivered size
     if size:
         out_w, out_h = size
-    enhance = enhance_filters(size=size, fps=export.fps, denoise=export.denoise)
+    upscaler = job.upscaler if size else None  # learned, else the filter in `enhance`
+    upscale = None
+    if upscaler is not None:
+        require_weights(job, f"version {export.name}")
+        upscale = (upscaler, resolve_model_path(upscaler.path), (out_w, out_h))
+    enhance = enhance_filters(size=None if upscaler else size, fps=export.fps,
+                              denoise=export.denoise)  # fmt: skip
     rate = export.fps or fps
     captions = [Caption(duration=c.duration, zh=c.zh, en=c.en) for c in job.captions]
     burn = export.captions == "burn" and any(c.zh or c.en for c in captions)
@@ -99,6 +109,8 @@ def _export_by_part(
         "preset": PART_PRESET,
         "version": VERSION_PART_VERSION,
     }  # fmt: skip
+    if upscaler is not None:  # its content, not its path (a moved folder keeps the parts)
+        settings["upscaler"] = upscaler.model_dump(mode="json", exclude={"path"})
     plan: list[tuple[str, dict[str, Any], Any, int]] = []  # (key, part, its captions, frames)
     at = 0
     for part in parts:
@@ -131,14 +143,15 @@ def _export_by_part(
             out = render_version_part(
                 src, tmp / f"v-{name}.ts", frames=frames, aspect=aspect, codec=export.codec,
                 crf=settings["crf"], preset=PART_PRESET, threads=ENCODE_THREADS,
-                enhance=enhance, subtitles=ass, fonts_dir=fonts,
+                enhance=enhance, subtitles=ass, fonts_dir=fonts, upscale=upscale, fps=rate,
             )  # fmt: skip
             store.put_file(
                 part_key,
                 out,
                 "video/mp2t",
-                lineage_of("edit-part", job, [part["key"]], {"version": export.name}),
-            )
+                lineage_of("edit-part", job, [part["key"]],
+                           {"version": export.name, "upscaler": upscaled_by(upscaler, bool(size))}),
+            )  # fmt: skip
 
         stage = f"version {export.name}"
         report(stage, 0, len(missing), f"{len(missing)} of {len(plan)} parts to encode")
@@ -166,10 +179,19 @@ def _export_by_part(
                     "version": job.export.name,
                     "parts": [{"key": k, "frames": f} for k, _, _, f in plan],
                     "encoded": sorted(missing),
+                    "upscaler": upscaled_by(upscaler, bool(size)),
                 },
             ),
         )
     return key
+
+
+def upscaled_by(upscaler: UpscalerChoice | None, scaled: bool = True) -> str:
+    """What lineage and the manifest say took a version to its delivery size (``scaled``:
+    whether it changed size at all after the reframe)."""
+    if upscaler is not None:
+        return upscaler.label
+    return FILTER_UPSCALE if scaled else "none (the reframed film's own size)"
 
 
 def _with_audio(store: ArtifactStore, master_key: str, video: Path, tmp: Path) -> Path:
@@ -209,7 +231,10 @@ def _export_whole(store: ArtifactStore, job: VersionJob, key: str) -> str:
         size = job.size or export.size
         if size and size == (probe(current).width, probe(current).height):
             size = None
-        if export.fps or size or export.denoise:
+        upscaler = job.upscaler if size else None
+        if upscaler is not None:  # the learned upscaler, then the scale to the exact size
+            current = _upscale_whole(job, upscaler, current, size, tmp)  # type: ignore[arg-type]
+        elif export.fps or size or export.denoise:
             current = enhance(
                 current,
                 tmp / "enhanced.mp4",
@@ -229,6 +254,31 @@ def _export_whole(store: ArtifactStore, job: VersionJob, key: str) -> str:
             key,
             current,
             "video/mp4",
-            lineage_of("edit", job, [job.master_key], {"version": export.name}),
-        )
+            lineage_of("edit", job, [job.master_key],
+                       {"version": export.name, "upscaler": upscaled_by(upscaler, bool(size))}),
+        )  # fmt: skip
     return key
+
+
+def _upscale_whole(
+    job: VersionJob, upscaler: UpscalerChoice, video: Path, size: tuple[int, int], tmp: Path
+) -> Path:
+    """``video`` (reframed) denoised and interpolated as the export asks, through the learned
+    upscaler, scaled to ``size``; its sound copied."""
+    from reelflow.editing.enhance import enhance_filters
+    from reelflow.editing.upscaler import upscale_stream
+    from reelflow.media.encode import VideoEncode
+    from reelflow.media.probe import probe
+
+    export = job.export
+    require_weights(job, f"version {export.name}")
+    info = probe(video)
+    rate = export.fps or info.fps
+    return upscale_stream(
+        video, tmp / "upscaled.mp4", choice=upscaler, folder=resolve_model_path(upscaler.path),
+        size_in=(info.width, info.height), before=enhance_filters(fps=export.fps,
+                                                                   denoise=export.denoise),
+        after=[f"scale={size[0]}:{size[1]}:flags=lanczos"],
+        output_args=[*VideoEncode(crf=18).args(), "-movflags", "+faststart"],
+        frames=round(info.duration * rate), fps=rate, audio=video,
+    )  # fmt: skip

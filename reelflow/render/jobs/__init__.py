@@ -30,6 +30,7 @@ from reelflow.render.jobs.builders import (
     needs_image,
     panel_spec,
     plan_render,
+    profile_upscaler,
     retouch_job,
     shot_characters,
     shot_loras,
@@ -107,5 +108,5 @@ __all__ = [
     "panel_spec",
     "parse_export", "plan_render", "resolve_model_path", "resolve_run_facts", "retouch_job",
     "shot_characters", "shot_loras", "shot_seed", "shot_video", "speech_jobs", "still_plan",
-    "token_counter", "version_job", "video_options",
+    "token_counter", "version_job", "video_options", "profile_upscaler",
 ]

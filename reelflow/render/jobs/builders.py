@@ -13,7 +13,9 @@ from reelflow.render.jobs.resolve import (
     PREVIZ,
     RunFacts,
     identify_weights,
+    resolve_model_path,
     resolve_run_facts,
+    weight_hash,
 )
 from reelflow.render.jobs.specs import (
     CaptionCue,
@@ -34,6 +36,7 @@ from reelflow.render.jobs.specs import (
     SpeechJob,
     SpokenLine,
     StillPlan,
+    UpscalerChoice,
     VersionJob,
 )
 from reelflow.render.profiles import RenderProfile
@@ -518,6 +521,7 @@ def version_job(
     """A version of the master at its delivery size (the platform preset's, unless the export
     names one or the profile delivers at the film's size). ``lines``: the ones its master
     speaks (in ``export.lang`` when it names one: then its captions are in that language)."""
+    size = export.delivery_size((storyboard.width, storyboard.height), delivery)
     return VersionJob(
         project=storyboard.project,
         master_key=master_key,
@@ -525,8 +529,40 @@ def version_job(
         export=export,
         captions=caption_cues(storyboard, durations, lines, export.lang),
         title=storyboard.title,
-        size=export.delivery_size((storyboard.width, storyboard.height), delivery),
+        size=size,
+        upscaler=upscaler_choice(export, (storyboard.width, storyboard.height), size),
     )
+
+
+def profile_upscaler(export: ExportSpec, profile: RenderProfile) -> ExportSpec:
+    """``export`` with the profile's learned upscaler (and steps) when it names none itself."""
+    if export.upscaler or not profile.upscaler:
+        return export
+    return export.model_copy(update={"upscaler": profile.upscaler,
+                                     "upscale_steps": export.upscale_steps
+                                     or profile.upscale_steps})  # fmt: skip
+
+
+def upscaler_choice(
+    export: ExportSpec, film: tuple[int, int], size: tuple[int, int] | None
+) -> UpscalerChoice | None:
+    """The learned upscaler a version runs: the one it names, keyed by its folder's content;
+    None when it names none or nothing is upscaled (the delivery size is no wider than the
+    reframed film). InputError naming the export when the folder is not on this machine."""
+    if not export.upscaler:
+        return None
+    a, b = (int(part) for part in export.aspect.split(":"))
+    framed_w = min(film[0], film[1] * a / b)  # the reframed film's width (as delivery_size)
+    if size is None or size[0] <= framed_w:
+        return None
+    from reelflow.errors import InputError
+
+    sha256 = weight_hash(export.upscaler)
+    if sha256 is None:
+        raise InputError(f"--export {export.name}: upscaler {export.upscaler}: not found at "
+                         f"{resolve_model_path(export.upscaler)}")  # fmt: skip
+    steps = {"steps": export.upscale_steps} if export.upscale_steps else {}
+    return UpscalerChoice(path=export.upscaler, sha256=sha256, **steps)
 
 
 def cover_job(

@@ -6,7 +6,9 @@ Delivery sizes: platforms take 1080x1920 (9:16, 720x1280 at least), 1920x1080 (1
 1080x1080 (1:1); a 1280x720 film reframed to 9:16 is only 404x720. So a version without a
 size of its own is delivered at its platform preset's size (:data:`DELIVERY_SIZES`): the film
 is reframed (the subject-following crop) and then upscaled. A film bigger than the preset is
-never scaled down, and `size=720p` (or `WIDTHxHEIGHT`) asks for another size.
+never scaled down, and `size=720p` (or `WIDTHxHEIGHT`) asks for another size. The upscale is
+a filter unless the version names a learned upscaler (`upscaler=@models/NAME`, see
+reelflow/editing/upscaler.py); its folder's content hash is then in the version's key.
 """
 
 from __future__ import annotations
@@ -79,13 +81,23 @@ class ExportSpec(BaseModel):
         None, ge=-40, le=-5,
         description="integrated loudness of the mix (default: sound.loudness_lufs, -14)",
     )  # fmt: skip
+    upscaler: str | None = Field(
+        None, min_length=1,
+        description="a learned upscaler (a StableDiffusionUpscalePipeline folder, "
+        "`@models/NAME`) for the step from the reframed film to the delivery size; "
+        "default: a filter (Lanczos + unsharp)",
+    )  # fmt: skip
+    upscale_steps: int | None = Field(
+        None, ge=1, le=200,
+        description="the upscaler's denoising steps per frame (default 20)",
+    )  # fmt: skip
 
     @model_serializer(mode="wrap")
     def _unset_sound_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """`lang` and `lufs` left out while unset: a version without them keeps the key (the
         hash of its job) it had before versions had a language."""
         data = handler(self)
-        for name in ("lang", "lufs"):
+        for name in ("lang", "lufs", "upscaler", "upscale_steps"):
             if data.get(name) is None:
                 data.pop(name, None)
         return data
@@ -164,6 +176,11 @@ class ExportSpec(BaseModel):
             parts.append(self.lang)
         if self.lufs is not None:
             parts.append(f"lufs{self.lufs:g}")
+        if self.upscaler:
+            folder = self.upscaler.rstrip("/").rsplit("/", 1)[-1]
+            parts.append("up-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in folder))
+        if self.upscale_steps:
+            parts.append(f"{self.upscale_steps}steps")
         return "-".join(parts)
 
 
@@ -199,7 +216,8 @@ def cut_plan(
 
 def parse_export(text: str) -> ExportSpec:
     """`9:16`, `9:16,size=720p`, `16:9,codec=h265`, `16:9,fps=60`,
-    `16:9,size=3840x2160,captions=soft`, `9:16,lang=zh,lufs=-16`: the `--export` option;
+    `16:9,size=3840x2160,captions=soft`, `9:16,lang=zh,lufs=-16`,
+    `9:16,upscaler=@models/x4-upscaler,upscale_steps=20`: the `--export` option;
     InputError naming the option for anything else."""
     where = f"--export {text[:80]!r}"
     aspect, *options = [part.strip() for part in text.split(",")]
@@ -223,6 +241,10 @@ def parse_export(text: str) -> ExportSpec:
                                  f"{', '.join(NAMED_SIZES)}, got {value!r}")
             else:
                 fields["size"] = (int(width), int(height))
+        elif name == "upscale_steps":
+            if not value.isdigit():
+                raise InputError(f"{where}: upscale_steps must be a whole number, got {value!r}")
+            fields[name] = int(value)
         elif name == "fps":
             if not value.isdigit():
                 raise InputError(f"{where}: fps must be a whole number "

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from reelflow.editing.upscaler import UpscalerChoice
 from reelflow.render import weights
 from reelflow.render.jobs.exports import ExportSpec
 from reelflow.sound.speech import SentenceTiming
@@ -378,6 +379,9 @@ class VersionJob(Job):
     captions: list[CaptionCue]
     title: str
     size: tuple[int, int] | None = None  # delivered (width, height); None: the reframed master's
+    # the learned upscaler from the reframed film to `size` (its folder's content hash in the
+    # key, not its path); None: a filter. Left out while unset (the keys versions had before).
+    upscaler: UpscalerChoice | None = Field(None, exclude_if=lambda value: value is None)
 
     def output_key(self) -> str:
         return keys.edit_key(self.project, f"{self.spec_hash()}-{self.export.name}")
