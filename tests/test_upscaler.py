@@ -115,3 +115,16 @@ def test_lineage_says_what_took_a_version_to_its_size() -> None:
     assert upscaled_by(learned) == f"@models/x4 (sha256 {'ab' * 6})"
     assert upscaled_by(None) == FILTER_UPSCALE  # sized, no model: Lanczos + unsharp
     assert upscaled_by(None, scaled=False).startswith("none")
+
+
+def test_the_model_is_fed_no_more_than_its_output_needs() -> None:
+    """A 4x model on a 720x1280 frame would draw 2880x5120 for a 1080x1920 delivery: it is fed
+    270x480 instead; a frame already below a quarter of the delivery goes in as it is."""
+    from reelflow.editing.upscaler import model_input_size
+
+    assert model_input_size((720, 1280), (1080, 1920), 4) == (270, 480)
+    assert model_input_size((404, 720), (1080, 1920), 4) == (270, 482)  # covers the width
+    assert model_input_size((1280, 720), (3840, 2160), 4) == (960, 540)
+    assert model_input_size((54, 96), (270, 480), 4) == (54, 96)  # 5x: nothing to spare
+    w, h = model_input_size((405, 720), (1081, 1921), 4)  # odd sizes: still covers, even
+    assert w * 4 >= 1081 and h * 4 >= 1921 and w % 2 == h % 2 == 0

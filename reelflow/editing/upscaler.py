@@ -23,6 +23,7 @@ scheduler keeps its timesteps on itself, so two threads must not share a call.
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import tempfile
 import threading
@@ -151,6 +152,23 @@ def upscale_frames(
         yield from run(pending)
 
 
+def model_input_size(size_in: tuple[int, int], size_out: tuple[int, int],
+                     factor: int) -> tuple[int, int]:
+    """The frame size to feed a ``factor``x upscaler: the smallest (even) size whose output
+    still covers ``size_out``, never larger than ``size_in``.
+
+    Why: a diffusion upscaler's cost and memory grow with its output. 4x a 720x1280 frame is
+    2880x5120, seven times the pixels a 1080x1920 delivery keeps (and more than a 24 GB card
+    decodes); fed 270x480 it draws the delivery's own size."""
+    w_in, h_in = size_in
+    w_out, h_out = size_out
+    shrink = min(1.0, max(w_out / (factor * w_in), h_out / (factor * h_in)))
+    if shrink >= 1.0:
+        return w_in, h_in
+    return (min(w_in, 2 * math.ceil(w_in * shrink / 2)),
+            min(h_in, 2 * math.ceil(h_in * shrink / 2)))
+
+
 def upscale_stream(
     src: PathLike,
     out: PathLike,
@@ -164,14 +182,22 @@ def upscale_stream(
     frames: int,
     fps: float,
     audio: PathLike | None = None,
+    size_out: tuple[int, int] | None = None,
 ) -> Path:
     """Decode ``src`` through the filters ``before`` (reframe, denoise, frame rate) at
     ``size_in``, upscale every frame with the model, and encode through ``after`` (the scale
-    to the delivery size, the captions) with ``output_args``: three stages joined by pipes,
-    one batch of frames in memory, exactly ``frames`` frames at ``fps`` written to ``out``."""
+    to the delivery size ``size_out``, the captions) with ``output_args``: three stages joined
+    by pipes, one batch of frames in memory, exactly ``frames`` frames at ``fps`` written to
+    ``out``. The model is fed frames no larger than it needs to cover ``size_out``
+    (:func:`model_input_size`)."""
     from reelflow.media.frames import iter_frames
 
     w, h = size_in
+    if size_out is not None:
+        pipe, _ = load_upscaler(folder, choice.sha256)
+        w, h = model_input_size(size_in, size_out, pipe.vae_scale_factor)
+        if (w, h) != tuple(size_in):
+            before = [*before, f"scale={w}:{h}:flags=area"]
     out = Path(out)
     sound = ["-i", str(audio), "-map", "0:v", "-map", "1:a?", "-c:a", "copy"] if audio else []
     source = iter_frames(src, size=(w, h), vf=",".join(before) or None)

@@ -249,7 +249,7 @@ def render_version_part(
             return upscale_stream(
                 part, out, choice=choice, folder=folder, before=chain, after=after,
                 size_in=size_in or (info.width, info.height), output_args=output,
-                frames=frames, fps=fps or info.fps,
+                frames=frames, fps=fps or info.fps, size_out=upscale[2],
             )  # fmt: skip
         run(
             ["-i", str(part), "-map", "0:v:0", "-vf", ",".join(chain or ["null"]),

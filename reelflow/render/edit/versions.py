@@ -280,5 +280,5 @@ def _upscale_whole(
                                                                    denoise=export.denoise),
         after=[f"scale={size[0]}:{size[1]}:flags=lanczos"],
         output_args=[*VideoEncode(crf=18).args(), "-movflags", "+faststart"],
-        frames=round(info.duration * rate), fps=rate, audio=video,
+        frames=round(info.duration * rate), fps=rate, audio=video, size_out=size,
     )  # fmt: skip
