@@ -36,7 +36,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -368,9 +367,7 @@ def _reelflow_clip(case: Case, pipe: Any, device: str, dtype: str, scratch: Path
         options["vae_tiling"] = vae_tiling
     model = scratch / case.name
     backend = get_backend(case.backend, model=str(model), **options)
-    key = (backend.pipeline_class, str(model), dtype, device)
-    diffusion._PIPES[key] = pipe  # adopted, as load_pipeline would have loaded it
-    diffusion._PIPE_LOCKS[key] = threading.Lock()
+    backend.adopt(pipe)  # the resident pipeline, as a worker would have loaded it
     request = ClipRequest(
         images=[_still(case, scratch, case.work)], motion_prompt=PROMPT,
         negative_prompt=NEGATIVE, duration=seconds or case.work.frames / FPS, fps=FPS,

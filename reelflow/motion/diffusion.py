@@ -281,6 +281,11 @@ class DiffusionVideoBackend:
             )
         return self._pipe
 
+    def adopt(self, pipe: Any, plan: Any = None) -> None:
+        """Render with ``pipe``, already loaded (a benchmark's full-size model built with random
+        weights, which no folder holds), instead of loading ``self.model``."""
+        self._pipe, self._lock, self.memory_plan = pipe, threading.Lock(), plan
+
     def pinned_memory(self) -> dict[str, Any]:
         """The memory choices the pipeline is loaded with: the pins, and VAE tiling when the
         backend decodes tiled (its own option, or LTX-2's default), so a tiled and an untiled
