@@ -34,8 +34,9 @@ def _weights(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
 def _tiny_flux_gguf(folder: Path) -> tuple[Path, Path, torch.nn.Module]:
     """A tiny Flux transformer, its config in a pipeline folder, and its weights as GGUF (Q8_0
     for the matrices whose rows split in 32-blocks, F32 for the rest)."""
-    import gguf
     from diffusers import FluxTransformer2DModel
+
+    from reelflow.imaging.tiny_flux import write_gguf
 
     torch.manual_seed(0)
     model = FluxTransformer2DModel(
@@ -46,20 +47,7 @@ def _tiny_flux_gguf(folder: Path) -> tuple[Path, Path, torch.nn.Module]:
     pipeline = folder / "flux-pipeline"
     model.save_config(pipeline / "transformer")
     (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    out = folder / "ComfyUI" / "models" / "unet" / "flux-tiny-Q8_0.gguf"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(out), "flux")
-    for name, tensor in model.state_dict().items():
-        array = tensor.float().numpy()
-        if array.ndim == 2 and array.shape[-1] % 32 == 0:
-            writer.add_tensor(name, gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0),
-                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    out = write_gguf(model, folder / "ComfyUI" / "models" / "unet" / "flux-tiny-Q8_0.gguf")
     return out, pipeline, model
 
 
