@@ -20,7 +20,6 @@ from pathlib import Path
 
 from bench import boards
 from bench.common import ROOT, Context, Section, scratch_dir, worker_env
-from reelflow.devstack import free_ports
 
 GOAL_SECONDS = 150.0
 
@@ -72,9 +71,10 @@ def run(ctx: Context) -> Section:
             else:
                 storyboard = ROOT / "examples" / "su7-winter-spring.yaml"
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-            # free ports whose S3 gRPC twins (port + 10000) are free too, as the tests pick them
-            prefect, s3, redis = free_ports(3)
-            ports = [f"--prefect-port={prefect}", f"--s3-port={s3}", f"--redis-port={redis}"]
+            # one free block for every port of the stack (the S3 server's master, filer, volume
+            # and admin ports included; three single ports left those at their defaults, where
+            # another stack on the machine could hold them), retried by `up` if it is taken
+            ports = ["--base-port=auto"]
             try:
                 up_s, _ = run_command([*exe, "up", *ports], folder)
                 render_s, output = run_command(
