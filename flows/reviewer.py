@@ -8,10 +8,12 @@ the gate.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -53,6 +55,30 @@ def _read_spec(client: Any, flow_run: Any) -> GateSpec | None:
         return GateSpec.model_validate_json(client.read_flow_run_input(flow_run.id, spec_key(key)))
     except Exception:  # noqa: BLE001 - runs paused by an older reelflow publish no spec
         return None
+
+
+def _wait_for_form(client: Any, flow_run: Any, timeout: float = 30.0) -> None:
+    """Wait until the paused run's form (Prefect's run-input schema) is on the server.
+
+    Prefect writes that schema just after the run enters Paused, and the server refuses a
+    resume that comes in between ("Run input schema not found"); a reviewer who answers as
+    soon as the gate appears (or a busy server, slow to write it) would hit that window.
+    """
+    keyset = flow_run.state.state_details.run_input_keyset
+    if not keyset:  # paused without a form: nothing to wait for
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.read_flow_run_input(flow_run.id, keyset["schema"])
+            return
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+        if time.monotonic() > deadline:
+            raise AnswerError(f"run {flow_run.id} is paused but its form did not appear within "
+                              f"{timeout:.0f} s; try again")
+        time.sleep(0.2)
 
 
 def _form_error(gate: str, exc: ValidationError) -> AnswerError:
@@ -97,6 +123,7 @@ def approve_run(
         flow_run = client.read_flow_run(flow_run_id)
         gate = _waiting_gate(flow_run)
         spec = _read_spec(client, flow_run)
+        _wait_for_form(client, flow_run)
     given: dict[str, Any] = {
         "picks": picks or {},
         "regenerate" if gate == "clips" else "reject": rejects or {},

@@ -20,7 +20,7 @@ from reelflow.render.decisions import (
     carry_picks,
     check_answer,
 )
-from tests.support.waiting import wait_for_pending, wait_until
+from tests.support.waiting import form_published, wait_for_pending, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = GateSpec(gate="images", project="春", shots={"a": 2, "b": 2, "c": 3})
@@ -362,7 +362,8 @@ def _wait_key(run_id: str, key: str, timeout: float = 60) -> None:
     def paused_at_key() -> bool:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(UUID(run_id)).state
-        return bool(state and state.is_paused() and state.state_details.pause_key == key)
+        return bool(state and state.is_paused() and state.state_details.pause_key == key
+                    and form_published(run_id))
 
     wait_until(f"run {run_id} paused at {key}", paused_at_key, timeout, interval=0.3)
 
@@ -435,3 +436,56 @@ def test_ui_answers_refused_by_the_schema_or_asked_again_under_bounded_keys(
     ), result
     resume_flow_run(UUID(foreign["id"]))
     other.join(timeout=60)
+
+
+def test_an_answer_sent_before_prefect_publishes_the_form_waits_for_it(
+    prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect writes a paused run's form (its run-input schema) just after the pause, and the
+    server refuses a resume in between ("Run input schema not found"). `approve` sent in that
+    window (a reviewer quick on the gate message, a busy server) waits for the form and lands,
+    instead of failing; the CI run that found it had the schema write held up by a locked
+    database."""
+    import json
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.input.run_input import keyset_from_paused_state
+    from prefect.states import Paused
+
+    from flows.forms import StoryboardReview
+    from flows.reviewer import approve_run
+
+    @flow(name="form-race")
+    def form_race() -> None: ...
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    with get_client(sync_client=True) as client:  # a run paused as Prefect pauses, no form yet
+        run = client.create_flow_run(form_race)
+        paused = Paused(timeout_seconds=300, pause_key="storyboard-1")
+        keyset = keyset_from_paused_state(paused)
+        paused.state_details.run_input_keyset = keyset
+        client.set_flow_run_state(run.id, paused, force=True)
+    answered: dict[str, Any] = {}
+
+    def answer() -> None:
+        try:
+            answered["gate"] = approve_run(str(run.id), reviewer="director")
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            answered["error"] = exc
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    thread.join(timeout=1.5)
+    assert thread.is_alive(), answered  # no form yet: the answer waits instead of failing
+    with get_client(sync_client=True) as client:
+        schema = json.dumps(StoryboardReview.model_json_schema())
+        client.create_flow_run_input(run.id, keyset["schema"], schema)
+    thread.join(timeout=30)
+    assert answered == {"gate": "storyboard"}
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+        sent = json.loads(client.read_flow_run_input(run.id, keyset["response"]))
+    assert state is not None and state.type != StateType.PAUSED
+    assert sent["approve"] is True and sent["reviewer"] == "director"
