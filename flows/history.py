@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -52,8 +52,9 @@ def device_of(profile: RenderProfile) -> str:
     return str(environment(profile.device)["device"]).split(":", 1)[0]
 
 
-def work_record(board: Storyboard, profile_name: str, profile: RenderProfile) -> WorkRecord:
-    return WorkRecord.of(plan_work(board, profile), profile_name, device_of(profile))
+def work_record(board: Storyboard, profile_name: str, profile: RenderProfile,
+                languages: Sequence[str] | None = None) -> WorkRecord:
+    return WorkRecord.of(plan_work(board, profile, languages), profile_name, device_of(profile))
 
 
 def record_work(client: Any, flow_run_id: UUID, record: WorkRecord) -> None:
@@ -163,14 +164,16 @@ def studio_samples(
 def studio_estimate(
     client: Any | None, board: Storyboard, profile_name: str, profile: RenderProfile, *,
     exclude: Iterable[UUID | str] = (), since: datetime | None = None,
+    languages: Sequence[str] | None = None,
 ) -> Estimate:
     """The film's estimate from the studio's history (``client``: a sync Prefect client; None:
-    no server to ask, so the declared rule; ``since``: only runs started from then on)."""
-    record = work_record(board, profile_name, profile)
+    no server to ask, so the declared rule; ``since``: only runs started from then on;
+    ``languages``: those the run speaks, default the film's own)."""
+    record = work_record(board, profile_name, profile, languages)
     samples = studio_samples(client, profile_name, record.device, exclude=exclude,
                              since=since) if client else []  # fmt: skip
     price, currency = price_per_gpu_hour()
-    return estimate(plan_work(board, profile), samples, profile=profile_name,
+    return estimate(plan_work(board, profile, languages), samples, profile=profile_name,
                     device=record.device, price=price, currency=currency)
 
 
@@ -199,9 +202,11 @@ def stage_seconds(client: Any, flow_run_id: UUID, *, settle: float = 5.0) -> dic
     return totals
 
 
-def estimate_this_run(board: Storyboard, profile_name: str, profile: RenderProfile) -> Estimate:
+def estimate_this_run(board: Storyboard, profile_name: str, profile: RenderProfile,
+                      languages: Sequence[str] | None = None) -> Estimate:
     """In a flow run: label it with its work record (for later runs' estimates) and estimate it
-    from the runs before it. A server that does not answer leaves the declared rule."""
+    from the runs before it (``languages``: those its versions speak). A server that does not
+    answer leaves the declared rule."""
     from prefect.client.orchestration import get_client
     from prefect.logging import get_run_logger
     from prefect.runtime import flow_run
@@ -210,13 +215,14 @@ def estimate_this_run(board: Storyboard, profile_name: str, profile: RenderProfi
     try:
         with get_client(sync_client=True) as client:
             if run_id:
-                record_work(client, UUID(str(run_id)), work_record(board, profile_name, profile))
+                record_work(client, UUID(str(run_id)),
+                            work_record(board, profile_name, profile, languages))
             return studio_estimate(client, board, profile_name, profile,
-                                   exclude=[run_id] if run_id else [])
+                                   exclude=[run_id] if run_id else [], languages=languages)
     except Exception as exc:  # noqa: BLE001 - an estimate never stops a render
         get_run_logger().warning("no estimate from the history (%s: %s)", type(exc).__name__,
                                  str(exc).splitlines()[0] if str(exc) else "")
-        return studio_estimate(None, board, profile_name, profile)
+        return studio_estimate(None, board, profile_name, profile, languages=languages)
 
 
 def estimate_and_actual(estimate_: Estimate | None) -> dict[str, Any]:

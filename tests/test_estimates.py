@@ -48,7 +48,46 @@ def test_work_scales_with_steps_size_and_frames() -> None:
         first.duration * board.fps * board.width * board.height / 1e6)
     transition = next(s for s in board.shots if s.first_frame and s.last_frame)
     assert f"variants-{transition.id}" not in full  # built from other clips' frames
-    assert {i.stage for i in full.values()} == {"images", "clips", "edit"}
+    assert {i.stage for i in full.values()} == {"sound", "images", "clips", "edit"}
+
+
+def test_voice_lines_and_a_generated_bed_are_the_sound_stage() -> None:
+    """The voice-over lines (one step per line and language spoken, sized by its characters)
+    and the music bed from a prompt (seconds x steps) are estimated as the run's first stage;
+    a recorded take is no work; a silent film's estimate has no sound row."""
+    from reelflow.render.estimates import WorkRecord
+    from reelflow.storyboard.model import Music
+
+    board = load_storyboard(SEED)
+    lines = [s for s in board.shots if s.voiceover is not None]
+    spoken = [i for i in plan_work(board, get_profile("previz"), ["zh", "en"])
+              if i.kind == "speech"]
+    assert len(spoken) == 2 * len(lines) and {i.stage for i in spoken} == {"sound"}
+    first = lines[0]
+    assert [i.units for i in spoken if i.task == f"speech-{first.id}"] == [
+        len(first.voiceover.zh), len(first.voiceover.en)]  # type: ignore[union-attr]
+    # the history cannot tell a line's two languages apart (one task run name): their mean
+    record = WorkRecord.of(spoken, "previz", "cpu")
+    assert record.units[f"speech-{first.id}"] == pytest.approx(
+        (len(first.voiceover.zh) + len(first.voiceover.en)) / 2)  # type: ignore[union-attr]
+
+    scored = board.model_copy(update={"music": Music(prompt="温柔的钢琴与弦乐", steps=20)})
+    work = plan_work(scored, get_profile("previz"))
+    (bed,) = [i for i in work if i.kind == "music-bed"]
+    assert bed.stage == "sound" and bed.units == pytest.approx(-(-scored.duration // 1) * 20)
+    history = [Sample(kind="speech", units=10.0, seconds=1.0, run="r"),
+               Sample(kind="music-bed", units=100.0, seconds=5.0, run="r")]
+    result = estimate(work, history, profile="previz", device="cpu")
+    assert list(result.stages)[0] == "sound"
+    expected = sum(0.1 * i.units for i in work if i.kind == "speech") + 0.05 * bed.units
+    assert result.stages["sound"].expected == pytest.approx(expected)
+    assert "sound" not in result.remaining("images").stages
+
+    silent = board.model_copy(update={"shots": [s.model_copy(update={"voiceover": None})
+                                                for s in board.shots], "music": None})
+    quiet = estimate(plan_work(silent, get_profile("previz")), [], profile="previz",
+                     device="cpu")
+    assert list(quiet.stages) == ["images", "clips", "edit"]
 
 
 def test_history_gives_rates_per_unit_with_a_range_and_the_cost() -> None:

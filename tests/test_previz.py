@@ -134,7 +134,8 @@ fps: 24
 style: {palette: ["#6fae5a", "#f2a7c3", "#e8f1f8"], visual_style: cinematic}
 shots:
   - {id: a, description: a car on a road between blossoming trees, duration: 2.0,
-     camera: {size: wide, angle: eye-level, movement: push-in}}
+     camera: {size: wide, angle: eye-level, movement: push-in},
+     voiceover: {zh: 春天来了。, en: Spring is here.}}
   - {id: b, description: the car passes a flower market, duration: 1.5,
      camera: {size: medium, angle: low, movement: pan-right},
      transition_in: crossfade, transition_duration: 0.4}
@@ -206,7 +207,8 @@ def _measured(run_id: Any) -> dict[str, float]:
     steps' shares). Also: no counted step was Cached, so the run did all the work estimated."""
     from reelflow.render.estimates import KINDS, kind_of
 
-    spans: dict[str, list[tuple[float, float]]] = {"images": [], "clips": [], "edit": []}
+    spans: dict[str, list[tuple[float, float]]] = {s: [] for s in ("sound", "images", "clips",
+                                                                   "edit")}
     for run in task_runs(run_id):
         kind = kind_of(run.name)
         assert not (kind and run.state_name == "Cached"), run.name
@@ -237,7 +239,8 @@ def test_seed_estimate_from_an_earlier_run_is_kept_beside_the_actual(
     estimate, measured = seed_run["estimate"], _measured(seed_run["run_id"])
     assert estimate.from_history and estimate.runs == 1, estimate.basis
     assert "earlier run" in estimate.basis and "previz" in estimate.basis
-    for stage in ("images", "clips"):
+    assert "speech" not in estimate.basis  # the earlier film's one line is the history
+    for stage in ("sound", "images", "clips"):  # sound: the seed's voice-over lines
         assert measured[stage] > 0, measured
         assert 0 < estimate.stages[stage].low <= estimate.stages[stage].expected \
             <= estimate.stages[stage].high
@@ -248,7 +251,8 @@ def test_seed_estimate_from_an_earlier_run_is_kept_beside_the_actual(
     manifest = store.get_json(seed_run["result"].manifest_key)
     kept = manifest["estimate"]
     assert kept["from_history"] and kept["profile"] == "previz"
-    for stage in ("images", "clips"):
+    assert list(kept["stages"]) == ["sound", "images", "clips", "edit"]
+    for stage in ("sound", "images", "clips"):
         side = kept["stages"][stage]
         assert side["low"] <= side["expected"] <= side["high"]
         assert side["actual"] == pytest.approx(measured[stage], rel=0.05, abs=0.5)

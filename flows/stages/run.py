@@ -23,6 +23,7 @@ from reelflow.render.inputs import check_backends, check_inputs
 from reelflow.render.jobs import ExportSpec, RunFacts, SpeechJob, SpokenLine, resolve_run_facts
 from reelflow.render.profiles import RenderProfile
 from reelflow.script.camera import propose_camera
+from reelflow.sound.lines import voiced_languages
 from reelflow.storyboard import Storyboard
 from tasks.common import get_store
 from tasks.review import publish_storyboard
@@ -65,7 +66,9 @@ class RunContext:
         if self.estimate is None:
             return ""
         if done is None:
-            return "\n\n" + self.estimate.markdown("Estimate: images, clips and edit")
+            stages = list(self.estimate.stages)
+            named = f"{', '.join(stages[:-1])} and {stages[-1]}"
+            return "\n\n" + self.estimate.markdown(f"Estimate: {named}")
         rest = self.estimate.remaining(done)
         return "\n\n" + rest.markdown(f"Estimate of what is left ({', '.join(rest.stages)})")
 
@@ -172,7 +175,8 @@ def start_run(
         clip_model=default_clip_model(),
     )
     run.publish(board)
-    run.estimate = estimate_this_run(board, profile, render_profile)
+    languages = voiced_languages(board, [export.lang for export in inputs.exports or []])
+    run.estimate = estimate_this_run(board, profile, render_profile, languages)
     get_run_logger().info("\n".join(run.estimate.lines()))
     return run
 

@@ -38,12 +38,16 @@ __all__ = [
     "price_per_gpu_hour",
 ]
 
-Stage = Literal["images", "clips", "edit"]
-STAGES: tuple[Stage, ...] = ("images", "clips", "edit")
+Stage = Literal["sound", "images", "clips", "edit"]
+#: in the order a run does them: the voice-over lines and the generated music bed are made
+#: after the storyboard gate, before the images (their lengths place the cuts)
+STAGES: tuple[Stage, ...] = ("sound", "images", "clips", "edit")
 
 #: the kind of a step (its task run name's prefix: `variants-s01`, `clip-s01`) -> its stage,
 #: and what one unit of its work is
 KINDS: dict[str, tuple[Stage, str]] = {
+    "speech": ("sound", "character"),
+    "music-bed": ("sound", "second·step"),
     "variants": ("images", "step·megapixel"),
     "hires": ("images", "step·megapixel"),
     "frame": ("clips", "megapixel"),
@@ -57,10 +61,10 @@ KINDS: dict[str, tuple[Stage, str]] = {
 #: rough figures (a tiny or previz step on a CPU core; SD-class sampling on a 24 GB GPU), hence
 #: the wide range (:data:`RULE_RANGE`)
 RULES: dict[str, dict[str, float]] = {
-    "cpu": {"variants": 2.0, "hires": 2.0, "frame": 1.0, "clip": 0.05,
-            "assemble-film": 0.02, "cover": 1.0, "version": 0.02},
-    "cuda": {"variants": 0.15, "hires": 0.15, "frame": 0.5, "clip": 0.02,
-             "assemble-film": 0.01, "cover": 0.5, "version": 0.01},
+    "cpu": {"speech": 0.05, "music-bed": 0.05, "variants": 2.0, "hires": 2.0, "frame": 1.0,
+            "clip": 0.05, "assemble-film": 0.02, "cover": 1.0, "version": 0.02},
+    "cuda": {"speech": 0.01, "music-bed": 0.002, "variants": 0.15, "hires": 0.15,
+             "frame": 0.5, "clip": 0.02, "assemble-film": 0.01, "cover": 0.5, "version": 0.01},
 }  # fmt: skip
 RULE_RANGE = (0.5, 3.0)
 #: the narrowest range history gives (a single earlier step says little about spread)
@@ -182,9 +186,17 @@ def kind_of(task_name: str) -> str | None:
     return None
 
 
-def plan_work(board: Storyboard, profile: RenderProfile) -> list[WorkItem]:
+def plan_work(
+    board: Storyboard, profile: RenderProfile, languages: Sequence[str] | None = None
+) -> list[WorkItem]:
     """The film's steps and their sizes, from the storyboard and the profile alone (what the
-    storyboard gate knows, before any model is loaded)."""
+    storyboard gate knows, before any model is loaded). ``languages``: those the run speaks
+    (each version's; default: the film's own), one speech step per line in each."""
+    import math
+
+    from reelflow.sound.lines import line_text
+    from reelflow.sound.sources import line_engine
+
     style = board.style
     width, height = generation_size(board, profile)
     steps = profile.steps or style.steps
@@ -198,6 +210,14 @@ def plan_work(board: Storyboard, profile: RenderProfile) -> list[WorkItem]:
         kind = kind_of(task) or task
         items.append(WorkItem(task=task, kind=kind, stage=KINDS[kind][0], units=units))
 
+    voiced = any(shot.voiceover is not None for shot in board.shots)
+    for language in (languages or [board.voice_language]) if voiced else []:
+        for shot in board.shots:
+            text = line_text(board, shot, language)  # type: ignore[arg-type]
+            if text and line_engine(board, shot, language) != "recorded":  # a take: no work
+                add(f"speech-{shot.id}", float(len(text)))
+    if board.music is not None and board.music.prompt is not None:
+        add("music-bed", math.ceil(board.duration) * float(board.music.steps))
     for shot in board.shots:
         if needs_image(shot):
             add(f"variants-{shot.id}", variants * steps * still)
@@ -309,7 +329,9 @@ def estimate(
             runs.add(sample.run)
     rates = {kind: fit_rate(found) for kind, found in by_kind.items()}
     rule = RULES["cuda" if device.startswith("cuda") else "cpu"]
-    stages = {s: StageEstimate(expected=0.0, low=0.0, high=0.0) for s in STAGES}
+    worked = {item.stage for item in work}
+    stages = {s: StageEstimate(expected=0.0, low=0.0, high=0.0) for s in STAGES
+              if s != "sound" or s in worked}  # a silent film's estimate has no sound row
     declared: set[str] = set()
     for item in work:
         rate = rates.get(item.kind)
@@ -365,7 +387,13 @@ class WorkRecord(BaseModel):
 
     @classmethod
     def of(cls, work: Sequence[WorkItem], profile: str, device: str) -> WorkRecord:
-        return cls(profile=profile, device=device, units={i.task: i.units for i in work})
+        # a line spoken in two languages is two steps of one name (`speech-s01`), which the
+        # history cannot tell apart: each counts as their mean
+        found: dict[str, list[float]] = {}
+        for item in work:
+            found.setdefault(item.task, []).append(item.units)
+        return cls(profile=profile, device=device,
+                   units={task: sum(units) / len(units) for task, units in found.items()})
 
     def units_of(self, task_name: str) -> float | None:
         """A finished step's units, by its task run name (a version by its kind's entry)."""
