@@ -99,9 +99,20 @@ def test_render_out_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
     """Two exports: the first is the delivered film (final.mp4), the other is saved by name.
     The first is upscaled by a learned upscaler (tiny SD x4) to its export's size, its Chinese
     caption drawn after the upscale (tests/support/upscaled.py)."""
-    tiny_upscaler(Path(cli_env["REELFLOW_MODELS"]))
     path = write_board(tmp_path, "cli-film.yaml", with_zh_caption(board("cli-film")))
     out = tmp_path / "out"
+    # an upscaler that is not on this machine: refused before any run, not after the clips
+    missing = _reelflow("render", str(path), "--auto-approve", "--profile", "previz",
+                        "--export", UPSCALED_EXPORT, env=cli_env, cwd=tmp_path)
+    assert missing.returncode == 2, _output(missing)
+    (line,) = missing.stderr.strip().splitlines()
+    assert "upscaler @models/tiny-x4: not found at " in line and line.startswith(
+        "reelflow: --export 9x16"), line
+    from tasks.common import get_store
+
+    assert get_store().bucket == "film"  # the bucket the command writes to (film_env)
+    assert not get_store().list("projects/cli-film/"), "something was published"
+    tiny_upscaler(Path(cli_env["REELFLOW_MODELS"]))
     done = _reelflow("render", str(path), "--auto-approve", "--profile", "previz",
                      "--out", str(out), "--export", UPSCALED_EXPORT, "--export", "1:1",
                      env=cli_env, cwd=tmp_path)
@@ -121,8 +132,6 @@ def test_render_out_and_export(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert other.width == other.height  # the second: 1:1
     assert abs(film.duration - 2.0) <= 0.2  # the storyboard's two 1 s shots
     assert abs(other.duration - film.duration) < 0.1
-    from tasks.common import get_store
-
     manifest = json.loads((folder / "manifest.json").read_text())
     check_upscaled_delivery(folder / "final.mp4", manifest, versions[0], get_store())
     # none asked, and previz delivers the 1:1 at the reframed film's own size: no upscale

@@ -168,3 +168,19 @@ def test_render_parses_its_storyboard_once(
     )  # fmt: skip
     assert state.is_completed(), state.message
     assert parses == [1]
+
+
+def test_an_upscaler_a_version_will_run_must_be_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused before the run (not at delivery once the clips are made); a version that is
+    not upscaled (no wider than the reframed film) does not need the folder."""
+    monkeypatch.setenv("REELFLOW_MODELS", str(tmp_path / "models"))
+    with pytest.raises(InputError) as caught:
+        check_inputs(str(EXAMPLE), profile="previz",
+                     exports=["16:9", "9:16,size=1080p,upscaler=@models/nowhere"])
+    assert str(caught.value).startswith(
+        "--export 9x16-h264-up-nowhere: upscaler @models/nowhere: not found at "
+        f"{tmp_path / 'models' / 'nowhere'}"), caught.value
+    check_inputs(str(EXAMPLE), profile="previz",
+                 exports=["9:16,size=360x640,upscaler=@models/nowhere"])  # 405x720 reframed

@@ -172,6 +172,29 @@ def check_models(storyboard: Storyboard, profile: RenderProfile, base_dir: Path 
     lora_choices(list(refs.values()), profile, base_dir)
 
 
+def check_upscalers(
+    board: Storyboard, profile: RenderProfile, exports: list[ExportSpec] | None
+) -> None:
+    """A learned upscaler that a version will run (its delivery is wider than the reframed
+    film) is a model folder on this machine: refused here in one line naming the export, not
+    at delivery once the clips are made."""
+    from reelflow.render.jobs import default_export, profile_upscaler
+    from reelflow.render.jobs.builders import upscales
+    from reelflow.render.jobs.resolve import resolve_model_path
+
+    film = (board.width, board.height)
+    for asked in exports or [default_export(board)]:
+        export = profile_upscaler(asked, profile)
+        if not export.upscaler:
+            continue
+        if not upscales(export, film, export.delivery_size(film, profile.delivery)):
+            continue
+        folder = Path(resolve_model_path(export.upscaler))
+        if not (folder / "model_index.json").is_file():
+            raise InputError(f"--export {asked.name}: upscaler {export.upscaler}: not found at "
+                             f"{folder} (no model_index.json)")
+
+
 def check_backends(
     storyboard: Storyboard, profile: RenderProfile | None = None, *, models: bool = True
 ) -> None:
@@ -329,6 +352,7 @@ def check_inputs(
     from reelflow.sound.music_model import check_music_model
 
     check_music_model(board)  # a bed generated from a prompt: its model folder is there
+    check_upscalers(board, render_profile, checked_exports)
     inputs = RunInputs(
         storyboard=board,
         base_dir=base_dir,

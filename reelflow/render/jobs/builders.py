@@ -543,17 +543,21 @@ def profile_upscaler(export: ExportSpec, profile: RenderProfile) -> ExportSpec:
                                      or profile.upscale_steps})  # fmt: skip
 
 
+def upscales(export: ExportSpec, film: tuple[int, int], size: tuple[int, int] | None) -> bool:
+    """Whether the version's delivery (``size``) is wider than the film reframed to its
+    aspect: only then does a learned upscaler run."""
+    a, b = (int(part) for part in export.aspect.split(":"))
+    framed_w = min(film[0], film[1] * a / b)  # the reframed film's width (as delivery_size)
+    return size is not None and size[0] > framed_w
+
+
 def upscaler_choice(
     export: ExportSpec, film: tuple[int, int], size: tuple[int, int] | None
 ) -> UpscalerChoice | None:
     """The learned upscaler a version runs: the one it names, keyed by its folder's content;
     None when it names none or nothing is upscaled (the delivery size is no wider than the
     reframed film). InputError naming the export when the folder is not on this machine."""
-    if not export.upscaler:
-        return None
-    a, b = (int(part) for part in export.aspect.split(":"))
-    framed_w = min(film[0], film[1] * a / b)  # the reframed film's width (as delivery_size)
-    if size is None or size[0] <= framed_w:
+    if not export.upscaler or not upscales(export, film, size):
         return None
     from reelflow.errors import InputError
 
