@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -278,6 +279,30 @@ def test_port_in_use_is_reported(tmp_path: Path) -> None:
         with pytest.raises(StackError, match=f"port 127.0.0.1:{config.filer_port} \\(filer"):
             devstack.up(config)
     assert not (config.run_dir / "s3.pid").exists()
+
+
+def test_a_port_freed_a_moment_later_is_waited_for(tmp_path: Path) -> None:
+    """A server SIGKILLed just before `up` can read as gone while its threads still hold the
+    listener (the last CI failure): the check waits out that moment instead of refusing."""
+    from reelflow.devstack.processes import check_ports_free
+
+    config = StackConfig.with_free_ports(tmp_path)
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", config.s3_port))
+    blocker.listen()
+    releaser = threading.Timer(0.5, blocker.close)
+    releaser.start()
+    try:
+        check_ports_free(config, {"s3 http": config.s3_port})
+    finally:
+        releaser.join()
+    assert devstack.port_is_free(config.s3_port)
+    with socket.socket() as holder:  # a port held for good is still refused, after the grace
+        holder.bind(("127.0.0.1", config.s3_port))
+        holder.listen()
+        with pytest.raises(devstack.PortsTaken, match=f"127.0.0.1:{config.s3_port} \\(s3 http"):
+            check_ports_free(config, {"s3 http": config.s3_port}, grace=0.3)
 
 
 def test_free_ports_leave_grpc_twins_free() -> None:

@@ -203,8 +203,21 @@ def wait_healthy(config: StackConfig, name: str, pid: int, check: Callable[[], b
     )
 
 
-def check_ports_free(config: StackConfig, ports: dict[str, int]) -> None:
+PORT_RELEASE_S = 5.0
+
+
+def check_ports_free(config: StackConfig, ports: dict[str, int],
+                     grace: float = PORT_RELEASE_S) -> None:
+    """Each port can be listened on, waiting up to `grace` seconds for it to come free.
+
+    The wait is for a server killed a moment ago: its pid already reads as gone (a zombie
+    leader) while its other threads still hold the listening socket, so an `up` right after
+    a crash would otherwise be refused on its own stack's ports.
+    """
+    deadline = time.monotonic() + grace
     for what, port in ports.items():
+        while not port_is_free(port, config.host) and time.monotonic() < deadline:
+            time.sleep(0.1)
         if not port_is_free(port, config.host):
             raise PortsTaken(
                 f"port {config.host}:{port} ({what}) is already in use by another process; "
