@@ -81,13 +81,12 @@ class _Steps:
     """How the plain loop runs its steps: one after another, or with the flow's parallelism.
 
     In parallel, steps go to a thread pool as wide as the flow's task runner
-    (`flows.stages.run.cpu_slots`) and model steps hold one of the process's model slots
+    (`tasks.common.cpu_slots`) and model steps hold one of the process's model slots
     (`tasks.common.gpu_slots`), as the flow's tasks do; sequentially every step runs at once.
     """
 
     def __init__(self, parallel: bool) -> None:
-        from flows.stages.run import cpu_slots
-        from tasks.common import gpu_slots
+        from tasks.common import cpu_slots, gpu_slots
 
         self.pool = ThreadPoolExecutor(cpu_slots()) if parallel else None
         self.model_slot = threading.BoundedSemaphore(gpu_slots())

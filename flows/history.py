@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,6 +20,7 @@ from reelflow.render.estimates import (
     KINDS,
     STAGES,
     Estimate,
+    Lanes,
     Sample,
     WorkRecord,
     estimate,
@@ -52,9 +53,18 @@ def device_of(profile: RenderProfile) -> str:
     return str(environment(profile.device)["device"]).split(":", 1)[0]
 
 
+def run_lanes() -> Lanes:
+    """How many steps a run on this machine works at once: the flow's threads (CPU slots) and,
+    of those, the model slots (tasks/common.py)."""
+    from tasks.common import cpu_slots, gpu_slots
+
+    return Lanes(cpu=cpu_slots(), model=gpu_slots())
+
+
 def work_record(board: Storyboard, profile_name: str, profile: RenderProfile,
                 languages: Sequence[str] | None = None) -> WorkRecord:
-    return WorkRecord.of(plan_work(board, profile, languages), profile_name, device_of(profile))
+    return WorkRecord.of(plan_work(board, profile, languages), profile_name, device_of(profile),
+                         run_lanes())
 
 
 def record_work(client: Any, flow_run_id: UUID, record: WorkRecord) -> None:
@@ -80,14 +90,17 @@ def _seconds(task_run: Any) -> float | None:
     return None
 
 
-def step_shares(task_runs: Iterable[Any]) -> dict[str, float]:
-    """Each finished (Completed, not Cached) counted step's share of its stage's busy time, by
-    task run id: every moment while steps of a stage run is split evenly among them.
+def step_shares(task_runs: Iterable[Any],
+                lanes: Mapping[str, int] | None = None) -> dict[str, float]:
+    """Each finished (Completed, not Cached) counted step's time on one of its stage's lanes,
+    by task run id: every moment while k steps of a stage run on L lanes (``lanes``, per stage;
+    default one) is counted in full for each when k <= L, else split: L/k of it each.
 
-    Why not a step's own duration: steps run side by side (two encodes at once) or wait in a
-    running state for the device's slot, so durations add up to more than the stage took, and
-    a step queued behind others looks slower than its size makes it. The shares of a stage add
-    up to the time it was busy (the union of its steps' spans), what an estimate predicts."""
+    Why not a step's own duration: more steps than lanes run at once when they wait in a
+    running state for the device's slot, so a step queued behind others looks slower than its
+    size makes it. With one lane, the shares of a stage add up to the time it was busy (the
+    union of its steps' spans); with more, to its lanes' busy time, which :func:`stage_time`
+    lays out again on the lanes of the run being estimated."""
     spans: dict[str, list[tuple[str, float, float]]] = {}
     for run in task_runs:
         kind = kind_of(run.name)
@@ -95,14 +108,15 @@ def step_shares(task_runs: Iterable[Any]) -> dict[str, float]:
             spans.setdefault(KINDS[kind][0], []).append(
                 (str(run.id), run.start_time.timestamp(), run.end_time.timestamp()))
     shares: dict[str, float] = {}
-    for steps in spans.values():
+    for stage, steps in spans.items():
+        on = max(1, (lanes or {}).get(stage, 1))
         times = sorted({t for _, start, end in steps for t in (start, end)})
         for key, _, _ in steps:
             shares[key] = 0.0
         for t0, t1 in zip(times, times[1:], strict=False):
             running = [key for key, start, end in steps if start <= t0 and end >= t1]
             for key in running:
-                shares[key] += (t1 - t0) / len(running)
+                shares[key] += (t1 - t0) * min(1.0, on / len(running))
     return shares
 
 
@@ -147,8 +161,8 @@ def studio_samples(
         by_run.setdefault(str(task_run.flow_run_id), []).append(task_run)
     samples = []
     for run_id, steps in by_run.items():
-        shares = step_shares(steps)
         record = records[run_id]
+        shares = step_shares(steps, record.lanes)
         for task_run in steps:
             kind = kind_of(task_run.name)
             units = record.units_of(task_run.name) if kind else None
@@ -174,7 +188,7 @@ def studio_estimate(
                              since=since) if client else []  # fmt: skip
     price, currency = price_per_gpu_hour()
     return estimate(plan_work(board, profile, languages), samples, profile=profile_name,
-                    device=record.device, price=price, currency=currency)
+                    device=record.device, price=price, currency=currency, lanes=run_lanes())
 
 
 def stage_seconds(client: Any, flow_run_id: UUID, *, settle: float = 5.0) -> dict[str, float]:

@@ -19,11 +19,11 @@ from flows.stages.delivery import deliver
 from flows.stages.images import images_stage
 from flows.stages.models import plan_timing, prepare_run_models
 from flows.stages.record import FilmResult, record_run
-from flows.stages.run import cpu_slots, start_run
+from flows.stages.run import start_run
 from flows.stages.storyboard import review_storyboard
 from reelflow.render.identity import IDENTITY_THRESHOLD
 from reelflow.render.jobs import ExportSpec
-from tasks.common import RESULTS_BLOCK
+from tasks.common import RESULTS_BLOCK, cpu_slots
 
 __all__ = ["FilmResult", "produce_video"]
 

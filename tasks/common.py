@@ -194,6 +194,11 @@ def step_task(name: str, run_name: str | None = None, **options: Any) -> Callabl
     return task(**(settings | options))
 
 
+def cpu_slots() -> int:
+    """Concurrent CPU-heavy steps (encodes, covers) in one run: REELFLOW_CPU_SLOTS, else cores."""
+    return max(1, int(os.environ.get("REELFLOW_CPU_SLOTS", os.cpu_count() or 1)))
+
+
 def gpu_slots() -> int:
     """Concurrent model steps in one worker process: REELFLOW_GPU_SLOTS, else one per visible
     device (CUDA_VISIBLE_DEVICES), else one. Threads of a run share the resident pipelines."""

@@ -210,3 +210,65 @@ def test_step_shares_add_up_to_the_time_a_stage_was_busy() -> None:
     side.append(step("score-variants", 0, 50))  # not counted
     shares = step_shares(side)
     assert shares == pytest.approx({"clip-a": 2.0, "clip-b": 2.0, "frame-c-from-b": 1.0})
+
+
+def test_a_stage_is_laid_out_on_its_lanes_after_the_steps_it_waits_for() -> None:
+    """Steps side by side on the run's workers, a transition's frame after the clip it is
+    taken from and its clip after the frame: what an estimate and a run both do."""
+    from reelflow.render.estimates import stage_time
+
+    def item(task: str, *after: str) -> WorkItem:
+        return WorkItem(task=task, kind=kind_of(task) or task, stage="clips", units=1.0,
+                        after=after)
+
+    four = [item(f"clip-{n}") for n in "abcd"]
+    assert stage_time(four, [2.0] * 4, 1) == pytest.approx(8.0)
+    assert stage_time(four, [2.0] * 4, 2) == pytest.approx(4.0)
+    chain = [item("clip-a"), item("clip-b"), item("frame-c-from-b", "clip-b"),
+             item("frame-c-from-b", "clip-b"), item("clip-c", "frame-c-from-b")]
+    # b (2) -> both frames side by side (1) -> c (3); a beside b
+    assert stage_time(chain, [2.0, 2.0, 1.0, 1.0, 3.0], 2) == pytest.approx(6.0)
+    assert stage_time(chain, [2.0, 2.0, 1.0, 1.0, 3.0], 1) == pytest.approx(9.0)
+    assert stage_time(chain, [2.0, 2.0, 1.0, 1.0, 3.0], 8) == pytest.approx(6.0)
+
+
+def test_the_lanes_of_the_run_shape_each_stage() -> None:
+    """On two workers and one model slot (this CPU machine's previz run): the images, model
+    steps, one at a time; the animatic clips two at a time; a later estimate on a bigger
+    machine lays the same steps out on its own lanes. The record keeps the run's lanes."""
+    from reelflow.render.estimates import Lanes, WorkRecord
+
+    board = load_storyboard(SEED)
+    work = plan_work(board, get_profile("previz"))
+    samples = [Sample(kind=k, seconds=1.0, units=u, run="r")
+               for k, u in {i.kind: i.units for i in work}.items()]
+    one = estimate(work, samples, profile="previz", device="cpu")
+    two = estimate(work, samples, profile="previz", device="cpu", lanes=Lanes(cpu=2, model=1))
+    assert two.stages["images"].expected == pytest.approx(one.stages["images"].expected)
+    assert two.stages["clips"].expected < 0.7 * one.stages["clips"].expected
+    assert two.stages["clips"].low <= two.stages["clips"].expected <= two.stages["clips"].high
+    record = WorkRecord.of(work, "previz", "cpu", Lanes(cpu=2, model=1))
+    assert record.lanes == {"sound": 2, "images": 1, "clips": 2, "edit": 2}
+    modelled = plan_work(board, get_profile("previz").model_copy(update={"video_backend": "ltx"}))
+    assert WorkRecord.of(modelled, "p", "cpu", Lanes(cpu=2, model=1)).lanes["clips"] == 1
+    assert WorkRecord.model_validate({"profile": "p", "device": "cpu"}).lanes == {}  # older
+
+
+def test_step_time_on_a_lane_counts_steps_side_by_side_in_full() -> None:
+    """Two encodes on two lanes each held a lane the whole time; three on two lanes held
+    two thirds of it each; on one lane (the default) the shares add up to the busy time."""
+    from flows.history import step_shares
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def step(name: str, start: float, end: float) -> SimpleNamespace:
+        return SimpleNamespace(id=name, name=name, state_name="Completed",
+                               start_time=t0 + timedelta(seconds=start),
+                               end_time=t0 + timedelta(seconds=end))
+
+    two = [step("clip-a", 0, 3), step("clip-b", 0, 3)]
+    assert step_shares(two, {"clips": 2}) == pytest.approx({"clip-a": 3.0, "clip-b": 3.0})
+    assert step_shares(two) == pytest.approx({"clip-a": 1.5, "clip-b": 1.5})
+    three = [*two, step("clip-c", 0, 3)]
+    assert step_shares(three, {"clips": 2}) == pytest.approx(
+        {"clip-a": 2.0, "clip-b": 2.0, "clip-c": 2.0})

@@ -6,7 +6,6 @@ before a run exists, parameters included). The run's facts are resolved once, in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,8 +193,3 @@ def with_camera_language(board: Storyboard) -> Storyboard:
         get_run_logger().info("camera proposed where the storyboard left it out: %s",
                               "; ".join(filled))
     return proposed
-
-
-def cpu_slots() -> int:
-    """Concurrent CPU-heavy steps (encodes, covers) in one run: REELFLOW_CPU_SLOTS, else cores."""
-    return max(1, int(os.environ.get("REELFLOW_CPU_SLOTS", os.cpu_count() or 1)))

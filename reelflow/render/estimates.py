@@ -2,11 +2,13 @@
 
 Why here (plain Python, no Prefect): the work of a film is counted from its storyboard and
 profile (:func:`plan_work`: per step, in units that scale with what the step does, e.g. a
-variant's steps x megapixels); earlier runs' steps (their share of their stage's busy time,
+variant's steps x megapixels); earlier runs' steps (the time each held one of its run's lanes,
 which flows/history.py reads from the Prefect server) become, per kind of step, an overhead plus
-a rate per unit (:func:`fit_rate`); :func:`estimate` applies it to each step of the film and adds
-the steps per stage. Without history for this profile and device, a declared rule
-(:data:`RULES`) stands in, and the estimate says so.
+a rate per unit (:func:`fit_rate`); :func:`estimate` applies it to each step of the film and lays
+each stage's steps out on this machine's lanes (:func:`stage_time`: steps side by side on the
+CPU workers, model steps one per model slot, a transition after the clip it takes frames from).
+Without history for this profile and device, a declared rule (:data:`RULES`) stands in, and the
+estimate says so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from reelflow.storyboard import Storyboard
 
 __all__ = [
     "KINDS",
+    "Lanes",
     "PRICE_ENV",
     "RULES",
     "STAGES",
@@ -36,6 +39,7 @@ __all__ = [
     "kind_of",
     "plan_work",
     "price_per_gpu_hour",
+    "stage_time",
 ]
 
 Stage = Literal["sound", "images", "clips", "edit"]
@@ -81,12 +85,32 @@ PRICE_ENV = "REELFLOW_GPU_HOUR_PRICE"
 
 class WorkItem(BaseModel):
     """One step of a film's work: its task run name (`*` where the name is not known before the
-    run, e.g. versions), kind, stage and size in its kind's units."""
+    run, e.g. versions), kind, stage and size in its kind's units; whether it holds a model
+    slot while it runs, and the steps of its stage it starts after (by task run name)."""
 
     task: str
     kind: str
     stage: Stage
     units: float
+    model: bool = False
+    after: tuple[str, ...] = ()
+
+
+class Lanes(BaseModel):
+    """How many steps of a run work at once: the run's CPU workers (its task runner's threads),
+    and of those, how many may hold a model slot (one per device). Why it matters: a stage of
+    nine encodes on two workers takes half their time added up, one of three shots in a chain
+    does not; an estimate made from one must lay the other out."""
+
+    cpu: int = Field(default=1, ge=1)
+    model: int = Field(default=1, ge=1)
+
+    def of_stage(self, items: Sequence[WorkItem]) -> int:
+        """A stage whose steps all hold a model slot runs as many at once as there are slots;
+        else as many as there are workers."""
+        if items and all(item.model for item in items):
+            return min(self.model, self.cpu)
+        return self.cpu
 
 
 class Sample(BaseModel):
@@ -106,8 +130,8 @@ class StageEstimate(BaseModel):
 
 
 class Estimate(BaseModel):
-    """Seconds per stage (the steps' own time, one after another on one device), with a range;
-    `basis` says where the rates come from."""
+    """Seconds per stage (how long its steps keep it busy, laid out on the run's lanes), with
+    a range; `basis` says where the rates come from."""
 
     profile: str
     device: str
@@ -206,9 +230,10 @@ def plan_work(
     video_steps = float(profile.video_options.get("steps", 1))
     items: list[WorkItem] = []
 
-    def add(task: str, units: float) -> None:
+    def add(task: str, units: float, *, model: bool = False, after: Sequence[str] = ()) -> None:
         kind = kind_of(task) or task
-        items.append(WorkItem(task=task, kind=kind, stage=KINDS[kind][0], units=units))
+        items.append(WorkItem(task=task, kind=kind, stage=KINDS[kind][0], units=units,
+                              model=model, after=tuple(after)))
 
     voiced = any(shot.voiceover is not None for shot in board.shots)
     for language in (languages or [board.voice_language]) if voiced else []:
@@ -217,25 +242,65 @@ def plan_work(
             if text and line_engine(board, shot, language) != "recorded":  # a take: no work
                 add(f"speech-{shot.id}", float(len(text)))
     if board.music is not None and board.music.prompt is not None:
-        add("music-bed", math.ceil(board.duration) * float(board.music.steps))
-    for shot in board.shots:
+        add("music-bed", math.ceil(board.duration) * float(board.music.steps), model=True)
+    for shot in board.shots:  # images and frames are model steps (tasks/images.py)
         if needs_image(shot):
-            add(f"variants-{shot.id}", variants * steps * still)
+            add(f"variants-{shot.id}", variants * steps * still, model=True)
             if profile.hires_fix and profile.image_model != "previz":
                 strength_steps = max(1.0, steps * profile.hires_strength)
-                add(f"hires-{shot.id}", strength_steps * still * profile.hires_scale**2)
-        for ref in (shot.first_frame, shot.last_frame):
-            if ref is not None:
-                add(f"frame-{shot.id}-from-{ref.shot}", film)
-        morph = not needs_image(shot) and shot_video(board, shot, profile.video_backend
-                                                    ).backend == "animatic"
+                add(f"hires-{shot.id}", strength_steps * still * profile.hires_scale**2,
+                    model=True, after=[f"variants-{shot.id}"])
+        frames_taken = [f"frame-{shot.id}-from-{ref.shot}"
+                        for ref in (shot.first_frame, shot.last_frame) if ref is not None]
+        for task in frames_taken:  # from the source's finished clip
+            add(task, film, model=True, after=[f"clip-{task.rsplit('-from-', 1)[1]}"])
+        backend = shot_video(board, shot, profile.video_backend).backend
+        morph = not needs_image(shot) and backend == "animatic"
         add(f"clip-{shot.id}", shot.duration * board.fps * film * video_steps
-            * (MORPH_WEIGHT if morph else 1.0))
+            * (MORPH_WEIGHT if morph else 1.0), model=_holds_model(backend),
+            after=frames_taken)
     frames = board.duration * board.fps * film
     add("assemble-film", frames)
-    add("cover-*", film)
-    add("version-*", frames)
+    add("cover-*", film, after=["assemble-film"])
+    add("version-*", frames, after=["assemble-film"])
     return items
+
+
+def _holds_model(backend: str) -> bool:
+    """A clip of ``backend`` holds a model slot (tasks/clips.py): every backend with a pipeline."""
+    from reelflow.motion.capabilities import capabilities
+
+    try:
+        return capabilities(backend).pipeline is not None
+    except KeyError:
+        return True
+
+
+def stage_time(items: Sequence[WorkItem], seconds: Sequence[float], lanes: int) -> float:
+    """How long a stage's steps keep it busy on ``lanes`` workers, laid out as the flow runs
+    them: a step is queued once the steps it starts after have ended (every step of that name),
+    and each worker, when free, takes the step queued first (plan order on a tie)."""
+    present = {item.task for item in items}
+    left: dict[str, int] = {}  # steps of each name not yet laid out
+    for item in items:
+        left[item.task] = left.get(item.task, 0) + 1
+    ends: dict[str, float] = {}
+    free = [0.0] * max(1, lanes)  # when each worker is next free
+    pending = list(zip(items, seconds, strict=True))
+    while pending:
+        ready: list[tuple[float, int]] = []
+        for i, (item, _) in enumerate(pending):
+            waits = [name for name in item.after if name in present]
+            if not any(left[name] for name in waits):
+                ready.append((max((ends[name] for name in waits), default=0.0), i))
+        queued, i = min(ready) if ready else (0.0, 0)  # no cycle comes from plan_work
+        item, took = pending.pop(i)
+        worker = free.index(min(free))
+        end = max(free[worker], queued) + took
+        free[worker] = end
+        ends[item.task] = max(ends.get(item.task, 0.0), end)
+        left[item.task] -= 1
+    return max(ends.values(), default=0.0)
 
 
 class Rate(BaseModel):
@@ -316,11 +381,13 @@ def estimate(
     device: str,
     price: float | None = None,
     currency: str = "",
+    lanes: Lanes | None = None,
 ) -> Estimate:
     """Seconds per stage: each step's time for its size from its kind's :class:`Rate` fitted
     to ``samples`` (:func:`fit_rate`; the range from the history's spread), else the declared
-    rule for ``device`` (seconds per unit, range RULE_RANGE). ``samples`` are this profile's
-    and device's history."""
+    rule for ``device`` (seconds per unit, range RULE_RANGE), the stage's steps laid out on
+    ``lanes`` (:func:`stage_time`; default one: one step after another). ``samples`` are this
+    profile's and device's history."""
     by_kind: dict[str, list[Sample]] = {}
     runs: set[str] = set()
     for sample in samples:
@@ -329,10 +396,10 @@ def estimate(
             runs.add(sample.run)
     rates = {kind: fit_rate(found) for kind, found in by_kind.items()}
     rule = RULES["cuda" if device.startswith("cuda") else "cpu"]
+    lanes = lanes or Lanes()
     worked = {item.stage for item in work}
-    stages = {s: StageEstimate(expected=0.0, low=0.0, high=0.0) for s in STAGES
-              if s != "sound" or s in worked}  # a silent film's estimate has no sound row
     declared: set[str] = set()
+    times: dict[str, list[tuple[WorkItem, float, float, float]]] = {}
     for item in work:
         rate = rates.get(item.kind)
         if rate is not None:
@@ -342,10 +409,18 @@ def estimate(
             declared.add(item.kind)
             mid = item.units * rule[item.kind]
             low, high = mid * RULE_RANGE[0], mid * RULE_RANGE[1]
-        stage = stages[item.stage]
-        stage.expected += mid
-        stage.low += low
-        stage.high += high
+        times.setdefault(item.stage, []).append((item, mid, low, high))
+    stages = {}
+    for name in STAGES:
+        if name == "sound" and name not in worked:
+            continue  # a silent film's estimate has no sound row
+        steps = times.get(name, [])
+        items = [step[0] for step in steps]
+        on = lanes.of_stage(items)
+        stages[name] = StageEstimate(
+            expected=stage_time(items, [step[1] for step in steps], on),
+            low=stage_time(items, [step[2] for step in steps], on),
+            high=stage_time(items, [step[3] for step in steps], on))
     counted = sum(len(v) for v in by_kind.values())
     if not rates:
         basis = (f"no history for profile {profile} on {device} in this studio's runs; "
@@ -379,21 +454,28 @@ def price_per_gpu_hour(env: dict[str, str] | None = None) -> tuple[float | None,
 
 class WorkRecord(BaseModel):
     """What a run stores beside its steps so later estimates can read them: its profile,
-    device, and each step's units by task run name (`*` names: by kind)."""
+    device, each step's units by task run name (`*` names: by kind), and how many of each
+    stage's steps it ran at once (a record without: one)."""
 
     profile: str
     device: str
     units: dict[str, float] = Field(default_factory=dict)
+    lanes: dict[str, int] = Field(default_factory=dict)
 
     @classmethod
-    def of(cls, work: Sequence[WorkItem], profile: str, device: str) -> WorkRecord:
+    def of(cls, work: Sequence[WorkItem], profile: str, device: str,
+           lanes: Lanes | None = None) -> WorkRecord:
         # a line spoken in two languages is two steps of one name (`speech-s01`), which the
         # history cannot tell apart: each counts as their mean
         found: dict[str, list[float]] = {}
+        by_stage: dict[str, list[WorkItem]] = {}
         for item in work:
             found.setdefault(item.task, []).append(item.units)
+            by_stage.setdefault(item.stage, []).append(item)
+        lanes = lanes or Lanes()
         return cls(profile=profile, device=device,
-                   units={task: sum(units) / len(units) for task, units in found.items()})
+                   units={task: sum(units) / len(units) for task, units in found.items()},
+                   lanes={stage: lanes.of_stage(items) for stage, items in by_stage.items()})
 
     def units_of(self, task_name: str) -> float | None:
         """A finished step's units, by its task run name (a version by its kind's entry)."""
