@@ -235,7 +235,7 @@ def test_seed_estimate_from_an_earlier_run_is_kept_beside_the_actual(
     not this test: the two films render minutes apart on a shared machine whose load moves
     (three runs here, run alone under a load of 8-21 on 2 cores: images +127% to +196%, clips
     +65% to +167%, the earlier run always the slower, being the process's first; in the
-    benchmark: images -25%, clips +9%)."""
+    benchmark, each film in its own interpreter: images +18%, clips +20%)."""
     estimate, measured = seed_run["estimate"], _measured(seed_run["run_id"])
     assert estimate.from_history and estimate.runs == 1, estimate.basis
     assert "earlier run" in estimate.basis and "previz" in estimate.basis
