@@ -136,14 +136,14 @@ def plan(file: str, profile: str, estimate: bool = False, since: datetime | None
 def _estimate(storyboard, profile: str, render_profile, since=None):  # type: ignore[no-untyped-def]
     """The film's estimate from the history on the Prefect server (the local stack's unless
     one is configured); a server that does not answer leaves the declared rule, said so."""
+    from cli.stack import use_local_stack
+
+    use_local_stack()  # before Prefect reads its settings, as `render` does
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    from cli.stack import use_local_stack
     from flows.history import studio_estimate
 
-    if not PREFECT_API_URL.value():
-        use_local_stack()
     if not (PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")):
         result = studio_estimate(None, storyboard, profile, render_profile)
         return result.model_copy(update={"basis": "no Prefect server to read the history from "

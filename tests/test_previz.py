@@ -282,3 +282,33 @@ def test_plan_estimate_reads_the_history_or_says_there_is_none(
     out = capsys.readouterr().out
     assert "no history for profile full on " in out and "declared rule" in out
     assert ("GPU-hours" in out) and ("2.50 USD per GPU-hour" in out or "on cpu" in out)
+
+
+@pytest.mark.slow
+def test_plan_estimate_after_up_reads_the_stacks_own_server(
+    seed_run: dict[str, Any], film_env: dict[str, str], tmp_path: Path
+) -> None:
+    """What a user types after `reelflow up` (no PREFECT_API_URL of their own): the estimate
+    comes from the stack's server, whose address is in the stack file; it used to read the
+    address too late, after Prefect had settled on a temporary server with no history."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.deployed import ROOT
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "stack.json").write_text(json.dumps(
+        {"host": "127.0.0.1", "prefect": {"api_url": film_env["PREFECT_API_URL"]}}))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REELFLOW_", "PREFECT_API_"))}
+    env |= {"REELFLOW_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "cli", "plan", str(SEED), "--profile", "previz",
+                           "--estimate"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "estimate (from " in done.stdout and "at profile previz on cpu" in done.stdout, \
+        done.stdout[-800:]
+    assert "temporary server" not in done.stdout + done.stderr
