@@ -531,6 +531,59 @@ def test_each_line_is_heard_and_retaken_at_the_clips_gate_without_touching_the_p
         assert np.sqrt(np.mean(samples**2)) > 0.02 and np.abs(samples).max() > 0.1
 
 
+@pytest.mark.slow
+def test_a_retake_longer_than_its_shot_under_extend_lengthens_the_shot_and_remakes_its_clip(
+    film_env: dict[str, str], s3_settings: S3Settings, tmp_path: Path
+) -> None:
+    """`sound.line_too_long: extend`: a re-taken line longer than its shot is taken, not
+    refused; the gate comes back with it, that shot's clip is made again at the line's length
+    (the other comes back Cached) and the delivered film is longer by as much."""
+    import threading
+
+    from flows.produce_video import produce_video
+    from flows.reviewer import approve_run
+    from reelflow.media.probe import probe
+    from reelflow.sound.lines import HOLD_TAIL
+    from tests.support.waiting import wait_for_pending
+
+    tone(tmp_path / "tone.wav")
+    board = tmp_path / "board.yaml"
+    board.write_text(STORYBOARD.replace("project: sound-film", "project: sound-extend")
+                     + "sound: {line_too_long: extend}\n", encoding="utf-8")
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        done["state"] = produce_video(storyboard=str(board), approval="manual", profile="previz",
+                                      exports=[ExportSpec(captions="soft")], return_state=True)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    run_id = wait_for_pending("storyboard-1", 300, project="sound-extend")["id"]
+    for gate in ("images-1", "clips-1"):
+        approve_run(run_id, reviewer="张导")
+        wait_for_pending(gate, 300, project="sound-extend")
+    approve_run(run_id, retakes={"b": LONG_LINE}, reviewer="张导")  # taken: the run extends b
+    wait_for_pending("clips-2", 300, project="sound-extend")
+    shown = _gate_text(run_id, "clips-2")
+    assert "re-taken in round 1; replaced:" in shown and "**The last answer was invalid" \
+        not in shown
+    approve_run(run_id, reviewer="张导")
+    thread.join(timeout=300)
+    state = done["state"]
+    assert state.is_completed(), state.message
+
+    states = task_states(state.state_details.flow_run_id)
+    assert states["clip-a"] == ["Completed", "Cached"], states
+    assert states["clip-b"] == ["Completed", "Completed"], states  # made again, longer
+    store = ArtifactStore(s3_settings.with_bucket("film"))
+    result = state.result()
+    retake = store.get_json(result.manifest_key)["retakes"][0]
+    assert (retake["shot"], retake["text"]) == ("b", LONG_LINE) and retake["duration"] > 2.5
+    held = retake["duration"] + HOLD_TAIL
+    film = probe(store.get_file(result.film_key, tmp_path / "film.mp4"))
+    assert film.duration == pytest.approx(2.5 + held, abs=2 / 24), (film.duration, held)
+
+
 # -- a music bed generated from a prompt (tiny Stable Audio), changed: only the sound re-runs --
 
 BED = "music: {{prompt: {prompt}, model: '@models/tiny-stable-audio', seed: 3, steps: 2}}"
